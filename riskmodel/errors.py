@@ -1,0 +1,104 @@
+"""One exception family for riskmodel.
+
+User errors (bad files, bad configs, unsafe requests) derive from :class:`UserInputError`
+and carry exit code 2; the CLI prints their message and never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "CohortFileError",
+    "CohortValidationError",
+    "FeatureError",
+    "GuaranteeTimeBiasError",
+    "Problem",
+    "RiskModelError",
+    "RiskModelWarning",
+    "UserInputError",
+]
+
+Severity = Literal["error", "warning"]
+
+
+class RiskModelWarning(UserWarning):
+    """A warning raised by riskmodel itself (the test suite turns these into errors)."""
+
+
+class RiskModelError(Exception):
+    """Base class of every error riskmodel raises on purpose."""
+
+    exit_code = 1
+
+
+class UserInputError(RiskModelError, ValueError):
+    """The user's input (file, option, config) is wrong; exit code 2."""
+
+    exit_code = 2
+
+
+class CohortFileError(UserInputError):
+    """A cohort or mapping file cannot be read at all (missing, empty, wrong format)."""
+
+
+class FeatureError(UserInputError):
+    """Features cannot be built from the data given (missing values, unknown categories)."""
+
+
+class GuaranteeTimeBiasError(UserInputError):
+    """A feature measured after time zero was requested without the matching landmark."""
+
+
+def _show(value: object) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about a cohort: where it is, what value, and which rule it breaks.
+
+    ``row`` is the row as a user sees it in a spreadsheet (the header is row 1), or the index
+    label for an in-memory table. ``None`` fields are omitted from the message.
+
+    >>> str(Problem("must be at most 400 Gy", file="c.csv", row=5, column="d90_gy", value="450"))
+    "error: c.csv, row 5, column d90_gy, value '450': must be at most 400 Gy"
+    """
+
+    rule: str
+    file: str | None = None
+    row: object = None
+    column: str | None = None
+    value: object = None
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            where.append(self.file)
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column:
+            where.append(f"column {self.column}")
+        if self.value is not None:
+            where.append(f"value {_show(self.value)}")
+        prefix = ", ".join(where)
+        return f"{self.severity}: {prefix}: {self.rule}" if prefix else f"{self.severity}: {self.rule}"
+
+
+class CohortValidationError(UserInputError):
+    """The cohort breaks one or more rules of the contract; every problem is listed."""
+
+    def __init__(self, problems: Sequence[Problem], source: str = "cohort") -> None:
+        self.problems = [p for p in problems if p.severity == "error"]
+        self.warnings = [p for p in problems if p.severity == "warning"]
+        n = len(self.problems)
+        head = f"{source}: {n} error{'s' if n != 1 else ''} found; the cohort was not loaded"
+        super().__init__("\n".join([head, *map(str, self.problems)]))
