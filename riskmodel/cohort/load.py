@@ -1,0 +1,305 @@
+"""Read a cohort file, map its column names, derive what is missing, validate, return a Cohort."""
+
+from __future__ import annotations
+
+import csv
+import re
+import warnings
+from collections.abc import Mapping as AbcMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from riskmodel.cohort._cells import Reporter, blank_mask
+from riskmodel.cohort.contract import COLUMNS
+from riskmodel.cohort.derive import RAW_COLUMNS, ResponseRule, derive_missing
+from riskmodel.cohort.validate import validate_frame
+from riskmodel.errors import CohortFileError, CohortValidationError, Problem, RiskModelWarning
+
+__all__ = ["DEFAULT_ALIASES", "Cohort", "ColumnMapping", "from_frame", "load", "load_mapping", "read_table"]
+
+CANONICAL = tuple(c.name for c in COLUMNS)
+_TARGETS = frozenset(CANONICAL) | frozenset(RAW_COLUMNS)
+
+# Header spellings seen in clinical exports, after normalise_header(). Users add their own in a
+# mapping file (see data/mapping.example.yaml); these only save typing.
+DEFAULT_ALIASES: dict[str, str] = {
+    **dict.fromkeys(["id", "patient", "patientid", "subject_id", "study_id", "pseudonym"], "patient_id"),
+    **dict.fromkeys(["age", "age_at_implant"], "age_years"),
+    **dict.fromkeys(["gender"], "sex"),
+    **dict.fromkeys(["karnofsky", "kps_score", "karnofsky_performance_status"], "kps"),
+    **dict.fromkeys(["grade", "differentiation", "pathology_grade"], "pathological_grade"),
+    **dict.fromkeys(["t", "t_category"], "t_stage"),
+    **dict.fromkeys(["n", "n_category"], "n_stage"),
+    **dict.fromkeys(["m", "m_category"], "m_stage"),
+    **dict.fromkeys(["tnm_stage", "stage_tnm", "ctnm"], "tnm"),
+    **dict.fromkeys(["ebrt_dose", "ebrt_dose_gy", "prior_dose_gy", "prior_ebrt_dose"], "prior_ebrt_dose_gy"),
+    **dict.fromkeys(["ebrt_fractions", "prior_fractions"], "prior_ebrt_fractions"),
+    **dict.fromkeys(
+        ["recurrence_interval", "interval_months", "time_to_recurrence_months"], "recurrence_interval_months"
+    ),
+    **dict.fromkeys(["volume", "volume_cm3", "lesion_volume", "gtv_volume_cm3", "gtv_cm3"], "lesion_volume_cm3"),
+    **dict.fromkeys(["activity", "seed_activity", "activity_mci"], "seed_activity_mci"),
+    **dict.fromkeys(["seeds", "n_seeds", "number_of_seeds", "seed_number"], "seed_count"),
+    **dict.fromkeys(["prescription", "prescription_dose", "prescribed_dose_gy", "pd_gy"], "prescription_dose_gy"),
+    **dict.fromkeys(["d90"], "d90_gy"),
+    **dict.fromkeys(["d100"], "d100_gy"),
+    **dict.fromkeys(["skin_d2cc", "d2cc_skin_gy"], "skin_d2cc_gy"),
+    **dict.fromkeys(["response", "short_term_response", "response_3m", "response_3_months"], "response_3mo"),
+    **dict.fromkeys(["chemo", "chemotherapy", "post_implant_chemotherapy"], "post_implant_chemo"),
+    **dict.fromkeys(["os_time", "os_time_months"], "os_months"),
+    **dict.fromkeys(["os_status"], "os_event"),
+    **dict.fromkeys(["lc_time", "lc_time_months"], "lc_months"),
+    **dict.fromkeys(["lc_status"], "lc_event"),
+    **dict.fromkeys(["date_ebrt_end", "ebrt_end"], "ebrt_end_date"),
+    **dict.fromkeys(["date_recurrence"], "recurrence_date"),
+    **dict.fromkeys(["date_implant", "implantation_date", "date_of_implant"], "implant_date"),
+    **dict.fromkeys(["date_local_progression", "progression_date"], "local_progression_date"),
+    **dict.fromkeys(["date_of_death", "date_death"], "death_date"),
+    **dict.fromkeys(
+        ["last_follow_up_date", "date_last_followup", "last_contact_date", "last_follow_up"], "last_followup_date"
+    ),
+}
+
+
+def normalise_header(name: object) -> str:
+    """Lower-case a header and turn every run of other characters into one underscore.
+
+    >>> normalise_header("D90 (Gy)")
+    'd90_gy'
+    >>> normalise_header("  Last follow-up date ")
+    'last_follow_up_date'
+    """
+    return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
+
+
+class ColumnMapping(BaseModel):
+    """A user-editable mapping file: header renames, value renames, and reading options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    columns: dict[str, str] = {}
+    values: dict[str, dict[str, str]] = {}
+    date_format: str | None = None
+    response_rule: ResponseRule | None = None
+
+
+def load_mapping(path: str | Path) -> ColumnMapping:
+    """Read and check a YAML mapping file (see ``data/mapping.example.yaml``)."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise CohortFileError(f"{p}: mapping file not found") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise CohortFileError(f"{p}: not a readable YAML file ({type(exc).__name__})") from None
+    if not isinstance(raw, dict):
+        raise CohortFileError(f"{p}: a mapping file holds keys columns, values, date_format, response_rule")
+    try:
+        mapping = ColumnMapping.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{p}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise CohortFileError("\n".join(lines)) from None
+    bad = [
+        f"{p}: columns.{k}: '{v}' is not a canonical or raw column name"
+        for k, v in mapping.columns.items()
+        if v not in _TARGETS
+    ]
+    bad += [f"{p}: values.{k}: not a canonical column" for k in mapping.values if k not in CANONICAL]
+    if bad:
+        raise CohortFileError("\n".join(bad))
+    return mapping
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A validated cohort: canonical, typed columns, indexed by the source row number."""
+
+    data: pd.DataFrame
+    source: str
+    warnings: tuple[Problem, ...] = ()
+    derived: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def summary(self) -> str:
+        """A short, shareable summary: counts only, no patient-level values."""
+        d = self.data
+        parts = [f"{len(d)} patients, {d.shape[1]} canonical columns"]
+        for ep in ("os", "lc"):
+            if f"{ep}_event" in d:
+                parts.append(f"{ep.upper()} events {int(d[f'{ep}_event'].sum())}")
+        return "; ".join(parts)
+
+
+def read_table(path: str | Path) -> tuple[pd.DataFrame, int]:
+    """Read a CSV/TSV, Excel or Parquet file as raw cells, and the row number of its first record.
+
+    CSV and Excel cells are kept as the text or value the user typed, so error messages can
+    quote them. Rows are numbered as in a spreadsheet (header = row 1), Parquet records from 1.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CohortFileError(f"{p}: file not found")
+    if p.is_dir():
+        raise CohortFileError(f"{p}: is a folder, not a cohort file")
+    if p.stat().st_size == 0:
+        raise CohortFileError(f"{p}: the file is empty")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv", ".txt"):
+            return _read_csv(p), 2
+        if suffix in (".xlsx", ".xlsm", ".xls"):
+            return pd.read_excel(p, dtype=object, sheet_name=0), 2
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(p), 1
+    except CohortFileError:
+        raise
+    except Exception as exc:  # every reader fails differently; the user needs one clear line
+        kind = {".parquet": "Parquet", ".pq": "Parquet"}.get(suffix, "Excel" if suffix.startswith(".xl") else "CSV")
+        raise CohortFileError(f"{p}: cannot be read as {kind} ({type(exc).__name__}: {exc})".strip()) from None
+    raise CohortFileError(f"{p}: unsupported file type '{suffix}'; use .csv, .tsv, .xlsx or .parquet")
+
+
+def _read_csv(p: Path) -> pd.DataFrame:
+    head = p.read_bytes()[:65536]
+    if b"\x00" in head:
+        raise CohortFileError(f"{p}: binary content, not a text CSV file")
+    encoding = "utf-8-sig"
+    try:
+        sample = head.decode(encoding)
+    except UnicodeDecodeError:
+        # A Windows spreadsheet export; a cut multi-byte character at the sample's end is not it.
+        try:
+            sample = head[:-4].decode(encoding)
+        except UnicodeDecodeError:
+            encoding = "cp1252"
+            sample = head.decode(encoding, errors="replace")
+    if not sample.strip():
+        raise CohortFileError(f"{p}: the file is empty")
+    try:
+        sep = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|").delimiter
+    except csv.Error:
+        sep = ","
+    frame = pd.read_csv(
+        p,
+        sep=sep,
+        dtype=str,
+        encoding=encoding,
+        keep_default_na=False,
+        na_values=["", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "."],
+        skip_blank_lines=False,
+    )
+    return frame
+
+
+def _rename(frame: pd.DataFrame, mapping: ColumnMapping, source: str) -> tuple[pd.DataFrame, list[str]]:
+    user = {normalise_header(k): v for k, v in mapping.columns.items()}
+    targets: dict[str, str] = {}
+    ignored: list[str] = []
+    clashes: list[str] = []
+    for header in frame.columns:
+        key = normalise_header(header)
+        target = user.get(key) or (key if key in _TARGETS else DEFAULT_ALIASES.get(key))
+        if target is None:
+            ignored.append(str(header))
+        elif target in targets.values():
+            first = next(h for h, t in targets.items() if t == target)
+            clashes.append(
+                f"{source}: columns '{first}' and '{header}' both map to {target}; "
+                "rename or drop one (or map it in the mapping file)"
+            )
+        else:
+            targets[str(header)] = target
+    if clashes:
+        raise CohortFileError("\n".join(clashes))
+    if not targets:
+        shown = ", ".join(repr(str(h)) for h in list(frame.columns)[:5])
+        raise CohortFileError(
+            f"{source}: none of its columns ({shown}) is a cohort column; "
+            "is this the right file? (see data/README.md, or map names with --mapping)"
+        )
+    out = frame[list(targets)].rename(columns=targets)
+    for col, renames in mapping.values.items():
+        if col in out.columns:
+            lookup = {v: renames.get(str(v).strip(), v) for v in pd.unique(out[col].dropna())}
+            out[col] = out[col].map(lookup)
+    return out, ignored
+
+
+def from_frame(
+    frame: pd.DataFrame,
+    *,
+    source: str = "<DataFrame>",
+    mapping: ColumnMapping | None = None,
+    response_rule: ResponseRule | None = None,
+    require_outcomes: bool = True,
+    first_row: int | None = None,
+) -> Cohort:
+    """Map, derive and validate an in-memory table; raise ``CohortValidationError`` on errors.
+
+    ``first_row`` renumbers the index (the row number of the first record) for messages; by
+    default the frame's own index labels are used.
+    """
+    mapping = mapping or ColumnMapping()
+    raw = frame.copy()
+    if first_row is not None:
+        raw.index = pd.RangeIndex(first_row, first_row + len(raw), name="row")
+        if raw.shape[1]:
+            all_blank = np.logical_and.reduce([blank_mask(raw[c]).to_numpy() for c in raw.columns])
+            raw = raw.loc[~all_blank]
+    raw, ignored = _rename(raw, mapping, source)
+    rep = Reporter(source)
+    derived_frame, derived = derive_missing(
+        raw, rep, response_rule=response_rule or mapping.response_rule, date_format=mapping.date_format
+    )
+    typed = validate_frame(derived_frame, rep, require_outcomes=require_outcomes)
+    problems = rep.finish()
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise CohortValidationError(problems, source)
+    found = tuple(p for p in problems if p.severity == "warning")
+    if found:
+        n = len(found)
+        warnings.warn(
+            f"{source}: {n} warning{'s' if n > 1 else ''} (kept in Cohort.warnings)\n" + "\n".join(map(str, found)),
+            RiskModelWarning,
+            stacklevel=2,
+        )
+    return Cohort(typed, source, found, tuple(derived), tuple(ignored))
+
+
+def load(
+    path: str | Path,
+    *,
+    mapping: ColumnMapping | str | Path | AbcMapping[str, Any] | None = None,
+    response_rule: ResponseRule | None = None,
+    require_outcomes: bool = True,
+) -> Cohort:
+    """Load a cohort file (CSV, Excel or Parquet): map aliases, derive, validate.
+
+    Every problem is reported at once, each naming file, row, column, value and rule, in a
+    :class:`~riskmodel.errors.CohortValidationError`. Warnings are emitted as
+    :class:`~riskmodel.errors.RiskModelWarning` and kept in ``Cohort.warnings``. Set
+    ``require_outcomes=False`` to load new patients for scoring.
+    """
+    if isinstance(mapping, (str, Path)):
+        mapping = load_mapping(mapping)
+    elif isinstance(mapping, AbcMapping):
+        mapping = ColumnMapping.model_validate(dict(mapping))
+    frame, first_row = read_table(path)
+    return from_frame(
+        frame,
+        source=Path(path).name,
+        mapping=mapping,
+        response_rule=response_rule,
+        require_outcomes=require_outcomes,
+        first_row=first_row,
+    )

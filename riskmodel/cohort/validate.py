@@ -1,0 +1,261 @@
+"""Check a table against the cohort contract, cell by cell and across columns.
+
+Every problem is collected (never only the first); the caller decides whether to fail.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from riskmodel.cohort._cells import Reporter, blank_mask, to_numeric
+from riskmodel.cohort.contract import COLUMNS, RESPONSE_CATEGORIES, Column
+
+__all__ = ["normalise_category", "validate_frame"]
+
+_SYNONYMS: dict[str, dict[str, str]] = {
+    "sex": {"male": "M", "m": "M", "man": "M", "female": "F", "f": "F", "woman": "F"},
+    "pathological_grade": {
+        "poorly differentiated": "low",
+        "poor": "low",
+        "poorly": "low",
+        "moderately differentiated": "moderate",
+        "moderately": "moderate",
+        "well differentiated": "high",
+        "well": "high",
+        "highly differentiated": "high",
+    },
+    "response_3mo": {
+        "complete response": "CR",
+        "partial response": "PR",
+        "stable disease": "SD",
+        "progressive disease": "PD",
+    },
+}
+_BOOL = {
+    "yes": True,
+    "y": True,
+    "true": True,
+    "1": True,
+    "1.0": True,
+    "no": False,
+    "n": False,
+    "false": False,
+    "0": False,
+    "0.0": False,
+}
+_GRADE_CODES = {"g1", "g2", "g3", "g4", "gx", "1", "2", "3"}
+
+
+def normalise_category(col: Column, value: object) -> str | None:
+    """Map a raw cell to the contract's spelling of a category, or ``None`` if unknown.
+
+    >>> from riskmodel.cohort.contract import column
+    >>> normalise_category(column("t_stage"), " t4A ")
+    'T4a'
+    >>> normalise_category(column("t_stage"), "2")
+    'T2'
+    >>> normalise_category(column("sex"), "Female")
+    'F'
+    >>> normalise_category(column("response_3mo"), "SD+PD") is None
+    True
+    """
+    assert col.allowed is not None
+    text = " ".join(str(value).strip().split())
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    lowered = text.lower()
+    for allowed in col.allowed:
+        if lowered == allowed.lower():
+            return allowed
+    if col.name in ("t_stage", "n_stage", "m_stage"):
+        prefixed = col.name[0].upper() + lowered
+        for allowed in col.allowed:
+            if prefixed.lower() == allowed.lower():
+                return allowed
+    return _SYNONYMS.get(col.name, {}).get(lowered)
+
+
+def validate_frame(frame: pd.DataFrame, rep: Reporter, *, require_outcomes: bool = True) -> pd.DataFrame:
+    """Return the contract columns of ``frame``, typed; every problem goes to ``rep``.
+
+    Columns outside the contract are not returned. Numbers are float64 (int64 where a whole-number
+    column has no gaps), categories are pandas ``Categorical`` with the contract's categories
+    (response ordered PD < SD < PR < CR), yes/no columns are ``boolean``, events are int64.
+    """
+    if len(frame) == 0:
+        rep.add("the table has no patient rows")
+    out: dict[str, pd.Series] = {}
+    for col in COLUMNS:
+        if col.name not in frame.columns:
+            if col.required and (require_outcomes or col.role != "outcome"):
+                rep.add(
+                    "required column is missing (no alias or derivation produced it; see data/README.md)",
+                    column=col.name,
+                )
+            continue
+        out[col.name] = _check_column(col, frame[col.name], rep)
+    typed = pd.DataFrame(out, index=frame.index)
+    _check_rows(typed, rep)
+    return typed
+
+
+def _check_column(col: Column, s: pd.Series, rep: Reporter) -> pd.Series:
+    blank = blank_mask(s)
+    if col.required:
+        rep.add_rows(blank, "required value is missing", col.name, s)
+    if col.kind == "id":
+        return _check_id(s, blank, rep)
+    if col.kind == "category":
+        return _check_category(col, s, blank, rep)
+    if col.kind == "bool":
+        lookup = {v: _BOOL.get(str(v).strip().lower()) for v in pd.unique(s[~blank])}
+        mapped = s.map(lookup).where(~blank)
+        rep.add_rows(mapped.isna() & ~blank, "must be yes or no", col.name, s)
+        return mapped.astype("boolean")
+    num = to_numeric(s, col.name, rep)
+    if col.kind == "event":
+        bad = num.notna() & ~num.isin([0, 1])
+        rep.add_rows(bad, "must be 0 (censored) or 1 (event)", col.name, s)
+        events = num.where(~bad)
+        return events.astype("Int64" if events.isna().any() else "int64")
+    # A cell that breaks its own rule is blanked, so cross-column rules do not echo the same mistake.
+    num = num.where(~_check_range(col, num, s, rep))
+    if col.kind == "int":
+        frac = num.notna() & (num != np.round(num))
+        rep.add_rows(frac, "must be a whole number", col.name, s)
+        num = num.where(~frac)
+        if not num.isna().any():
+            return num.astype("int64")
+    return num
+
+
+def _check_range(col: Column, num: pd.Series, raw: pd.Series, rep: Reporter) -> pd.Series:
+    """Report hard-range errors and plausibility warnings; return the mask of hard errors."""
+    unit = f" {col.unit}" if col.unit else ""
+    bad = pd.Series(False, index=num.index)
+    if col.hard_min is not None:
+        low = num <= col.hard_min if col.min_exclusive else num < col.hard_min
+        word = "greater than" if col.min_exclusive else "at least"
+        rep.add_rows(low, f"must be {word} {col.hard_min:g}{unit} (hard limit)", col.name, raw)
+        bad |= low
+    if col.hard_max is not None:
+        rep.add_rows(num > col.hard_max, f"must be at most {col.hard_max:g}{unit} (hard limit)", col.name, raw)
+        bad |= num > col.hard_max
+    hard_ok = num.notna() & ~bad
+    if col.plausible:
+        lo, hi = col.plausible
+        rep.add_rows(
+            hard_ok & ~num.between(lo, hi),
+            f"is outside the plausible range {lo:g}-{hi:g}{unit}; please check",
+            col.name,
+            raw,
+            severity="warning",
+        )
+    if col.step:
+        off = hard_ok & (np.abs(num / col.step - np.round(num / col.step)) > 1e-9)
+        rep.add_rows(
+            off, f"is not a multiple of {col.step:g}, as {col.name} usually is", col.name, raw, severity="warning"
+        )
+    return bad
+
+
+def _check_id(s: pd.Series, blank: pd.Series, rep: Reporter) -> pd.Series:
+    ids = s.astype(str).str.strip().where(~blank)
+    dup = ids.notna() & ids.duplicated(keep=False)
+    if dup.any():
+        first = ids[dup].groupby(ids[dup]).apply(lambda g: g.index[0])
+        for row in ids.index[dup.to_numpy()]:
+            if row != first[ids[row]]:
+                rep.add(
+                    f"duplicate patient_id (first seen on row {first[ids[row]]})",
+                    row=row,
+                    column="patient_id",
+                    value=s[row],
+                )
+    return ids
+
+
+def _check_category(col: Column, s: pd.Series, blank: pd.Series, rep: Reporter) -> pd.Series:
+    assert col.allowed is not None
+    lookup = {v: normalise_category(col, v) for v in pd.unique(s[~blank])}
+    canon = s.map(lookup).where(~blank)
+    unknown = canon.isna() & ~blank
+    rule = f"must be one of {', '.join(col.allowed)}"
+    if col.name == "pathological_grade" and unknown.any():
+        g_code = unknown & s.astype(str).str.strip().str.lower().isin(_GRADE_CODES)
+        rep.add_rows(
+            g_code,
+            rule + " (G-codes are not mapped: G1 is well differentiated; state the mapping in the mapping file)",
+            col.name,
+            s,
+        )
+        unknown &= ~g_code
+    rep.add_rows(unknown, rule, col.name, s)
+    ordered = col.name == "response_3mo"
+    cats = list(reversed(RESPONSE_CATEGORIES)) if ordered else list(col.allowed)
+    return pd.Series(pd.Categorical(canon, categories=cats, ordered=ordered), index=s.index)
+
+
+def _check_rows(t: pd.DataFrame, rep: Reporter) -> None:
+    def has(*cols: str) -> bool:
+        return all(c in t.columns for c in cols)
+
+    for ep in ("os", "lc"):
+        time, event = f"{ep}_months", f"{ep}_event"
+        if has(time, event):
+            rep.add_rows(
+                (t[event] == 1) & (t[time] == 0), f"an event ({event} = 1) cannot happen at time 0", time, t[time]
+            )
+            rep.add_rows(
+                (t[event] == 0) & (t[time] == 0),
+                "censored at time 0: this patient adds no follow-up",
+                time,
+                t[time],
+                "warning",
+            )
+            if len(t) and t[event].notna().all() and (t[event] == 0).all():
+                rep.add(
+                    f"all patients are censored for {ep.upper()}: no model can be fitted on it",
+                    column=event,
+                    severity="warning",
+                )
+    if has("lc_months", "os_months"):
+        rep.add_rows(
+            t["lc_months"] > t["os_months"] + 1e-9,
+            "lc_months is greater than os_months; local-control follow-up ends at death or last follow-up",
+            "lc_months",
+            t["lc_months"],
+        )
+    if has("d100_gy", "d90_gy"):
+        rep.add_rows(
+            t["d100_gy"] > t["d90_gy"] + 1e-9,
+            "D100 cannot exceed D90 (the dose to all of the CTV is at most the dose to 90% of it)",
+            "d100_gy",
+            t["d100_gy"],
+        )
+    if has("d90_gy", "prescription_dose_gy"):
+        ratio = t["d90_gy"] / t["prescription_dose_gy"]
+        rep.add_rows(
+            ~ratio.between(0.5, 2.0) & ratio.notna(),
+            "D90 differs from the prescription by more than a factor 2; check the units (Gy, not cGy)",
+            "d90_gy",
+            t["d90_gy"],
+            "warning",
+        )
+    if has("response_3mo", "os_months", "os_event"):
+        has_resp = t["response_3mo"].notna()
+        early = has_resp & (t["os_months"] < 3 - 1e-9)
+        rep.add_rows(
+            early & (t["os_event"] == 1),
+            "response_3mo is recorded but the patient died before the 3-month CT",
+            "response_3mo",
+            t["response_3mo"].astype(object),
+        )
+        rep.add_rows(
+            early & (t["os_event"] == 0),
+            "response_3mo is recorded but follow-up ends before the 3-month CT",
+            "response_3mo",
+            t["response_3mo"].astype(object),
+            "warning",
+        )
