@@ -1,0 +1,163 @@
+"""Outcome targets: LC and OS as scikit-survival arrays, landmarks, and the competing-risk view of LC."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from riskmodel.cohort.contract import OUTCOME_COLUMNS
+from riskmodel.cohort.load import Cohort
+from riskmodel.errors import GuaranteeTimeBiasError, UserInputError
+
+__all__ = [
+    "DEATH_WITHOUT_PROGRESSION",
+    "ENDPOINTS",
+    "LOCAL_PROGRESSION",
+    "RESPONSE_LANDMARK_MONTHS",
+    "SURVIVAL_DTYPE",
+    "Endpoint",
+    "SurvivalData",
+    "check_guarantee_time",
+    "local_failure_competing",
+    "survival_data",
+    "survival_target",
+]
+
+Endpoint = Literal["os", "lc"]
+ENDPOINTS: tuple[Endpoint, ...] = ("lc", "os")
+SURVIVAL_DTYPE = np.dtype([("event", "?"), ("time", "<f8")])  # scikit-survival's layout
+RESPONSE_LANDMARK_MONTHS = 3.0
+POST_BASELINE_COLUMNS = frozenset({"response_3mo"})
+LOCAL_PROGRESSION = 1
+DEATH_WITHOUT_PROGRESSION = 2
+
+GUARANTEE_TIME_EXPLANATION = (
+    "Guarantee-time (immortal-time) bias: response_3mo is read on the CT scan 3 months after the "
+    "implant, so a patient can only have a response if they were alive and event-free for those 3 "
+    "months. Timing outcomes from the implant counts that guaranteed time in the responders' favour "
+    "and makes response look more protective than it is. Use a landmark of at least 3 months "
+    "(landmark_months: 3): time zero becomes the 3-month scan, patients with an event or censoring "
+    "before it are dropped, and outcomes are timed from there. For a pre-implant planning model, "
+    "leave response out."
+)
+
+
+def check_guarantee_time(columns: Collection[str], landmark_months: float | None) -> None:
+    """Refuse post-implant columns (3-month response) without a landmark of at least 3 months.
+
+    >>> check_guarantee_time(["d90_gy"], None)
+    >>> check_guarantee_time(["d90_gy", "response_3mo"], 3.0)
+    >>> check_guarantee_time(["response_3mo"], 0.0)
+    Traceback (most recent call last):
+    ...
+    riskmodel.errors.GuaranteeTimeBiasError: response_3mo needs a landmark of at least 3 months (got 0). ...
+    """
+    used = sorted(POST_BASELINE_COLUMNS & set(columns))
+    if used and (landmark_months is None or landmark_months < RESPONSE_LANDMARK_MONTHS):
+        got = "none" if landmark_months is None else f"{landmark_months:g}"
+        raise GuaranteeTimeBiasError(
+            f"{', '.join(used)} needs a landmark of at least {RESPONSE_LANDMARK_MONTHS:g} months (got {got}). "
+            + GUARANTEE_TIME_EXPLANATION
+        )
+
+
+def _frame(data: Cohort | pd.DataFrame) -> pd.DataFrame:
+    return data.data if isinstance(data, Cohort) else data
+
+
+def _columns(endpoint: str) -> tuple[str, str]:
+    if endpoint not in ENDPOINTS:
+        raise UserInputError(f"unknown endpoint {endpoint!r}; choose one of {', '.join(ENDPOINTS)}")
+    return f"{endpoint}_months", f"{endpoint}_event"
+
+
+def survival_target(data: Cohort | pd.DataFrame, endpoint: Endpoint) -> np.ndarray:
+    """The endpoint as a structured array with fields ``event`` (bool) and ``time`` (months)."""
+    df = _frame(data)
+    time_col, event_col = _columns(endpoint)
+    missing = [c for c in (time_col, event_col) if c not in df.columns]
+    if missing:
+        raise UserInputError(f"endpoint {endpoint} needs the columns {', '.join(missing)}")
+    y = np.empty(len(df), dtype=SURVIVAL_DTYPE)
+    y["event"] = df[event_col].to_numpy(dtype=bool)
+    y["time"] = df[time_col].to_numpy(dtype=float)
+    return y
+
+
+@dataclass(frozen=True)
+class SurvivalData:
+    """Model-ready data for one endpoint: covariates, target, and what the landmark removed."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    endpoint: Endpoint
+    landmark_months: float
+    excluded_events: int
+    excluded_censored: int
+
+    def describe(self) -> str:
+        """One line for logs and reports (counts only)."""
+        head = f"{self.endpoint.upper()}: {len(self.y)} patients, {int(self.y['event'].sum())} events"
+        if self.landmark_months:
+            head += (
+                f"; landmark {self.landmark_months:g} months dropped "
+                f"{self.excluded_events + self.excluded_censored} patients "
+                f"({self.excluded_events} with an event, {self.excluded_censored} censored before it)"
+            )
+        return head
+
+
+def survival_data(
+    data: Cohort | pd.DataFrame,
+    endpoint: Endpoint,
+    *,
+    landmark_months: float = 0.0,
+    feature_columns: Collection[str] = (),
+) -> SurvivalData:
+    """Covariates and target for ``endpoint``, optionally from a landmark.
+
+    With a landmark L > 0, patients whose event or censoring time is at or before L are dropped
+    (they were not event-free *after* L) and the remaining times are shifted by L. The
+    guarantee-time guard is applied to ``feature_columns``, the cohort columns a model will read.
+    Outcome columns are removed from ``X``.
+    """
+    if not np.isfinite(landmark_months) or landmark_months < 0:
+        raise UserInputError(f"landmark_months must be a finite number ≥ 0, got {landmark_months!r}")
+    check_guarantee_time(feature_columns, landmark_months)
+    df = _frame(data)
+    y = survival_target(df, endpoint)
+    keep = y["time"] > landmark_months if landmark_months > 0 else np.ones(len(y), dtype=bool)
+    dropped = y[~keep]
+    y = y[keep].copy()
+    y["time"] -= landmark_months
+    X = df.loc[keep, [c for c in df.columns if c not in OUTCOME_COLUMNS]]
+    if len(y) == 0:
+        raise UserInputError(
+            f"no patient is still at risk for {endpoint.upper()} after the landmark of {landmark_months:g} months"
+        )
+    return SurvivalData(
+        X, y, endpoint, float(landmark_months), int(dropped["event"].sum()), int((~dropped["event"]).sum())
+    )
+
+
+def local_failure_competing(data: Cohort | pd.DataFrame, *, landmark_months: float = 0.0) -> pd.DataFrame:
+    """LC with death as a competing event: columns ``time`` and ``event_type``.
+
+    ``event_type`` is 0 (censored), 1 (local progression) or 2 (death without local progression,
+    timed at death). Use with Aalen-Johansen or Fine-Gray; a KM of LC treats those deaths as
+    censored and so overstates local failure.
+    """
+    df = _frame(data)
+    progressed = df["lc_event"].to_numpy() == 1
+    died = (df["os_event"].to_numpy() == 1) & ~progressed
+    time = np.where(progressed, df["lc_months"], np.where(died, df["os_months"], df["lc_months"]))
+    kind = np.where(progressed, LOCAL_PROGRESSION, np.where(died, DEATH_WITHOUT_PROGRESSION, 0))
+    out = pd.DataFrame({"time": time.astype(float), "event_type": kind.astype(int)}, index=df.index)
+    if landmark_months > 0:
+        out = out[out["time"] > landmark_months].copy()
+        out["time"] -= landmark_months
+    return out
