@@ -1,0 +1,23 @@
+"""The README's Python example runs, and prints what the README says it prints."""
+
+from __future__ import annotations
+
+import re
+from contextlib import redirect_stdout
+from io import StringIO
+
+from tests.conftest import REPO
+
+
+def test_python_example_runs_as_documented() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", text, re.S)
+    assert code is not None
+    out = StringIO()
+    namespace: dict[str, object] = {}
+    with redirect_stdout(out):
+        exec(compile(code.group(1), "README.md", "exec"), namespace)
+    promised = re.search(r"^# (LC: .*)$", code.group(1), re.M)
+    assert promised is not None
+    assert out.getvalue().strip() == promised.group(1)
+    assert namespace["X"].shape == (26, 7)  # type: ignore[attr-defined]
