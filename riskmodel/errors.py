@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "CohortFileError",
@@ -57,6 +58,10 @@ class GuaranteeTimeBiasError(UserInputError):
 def _show(value: object) -> str:
     if isinstance(value, np.generic):
         value = value.item()
+    if value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value):
+        return "(empty)"
+    if isinstance(value, str) and not value.strip():
+        return "(empty)" if not value else repr(value)
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

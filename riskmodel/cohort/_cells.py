@@ -84,14 +84,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def to_numeric(s: pd.Series, column: str, rep: Reporter) -> pd.Series:
-    """Coerce a column to float64, reporting text that is not a number and infinities."""
+def to_numeric(
+    s: pd.Series, column: str, rep: Reporter, rule: str = "must be a number (use a decimal point, no units)"
+) -> pd.Series:
+    """Coerce a column to float64, reporting text that is not a number (with ``rule``) and infinities."""
     if pd.api.types.is_bool_dtype(s):
         rep.add_rows(pd.Series(True, index=s.index), "must be a number, not true/false", column, s)
         return pd.Series(np.nan, index=s.index)
     blank = blank_mask(s)
     num = pd.to_numeric(s.where(~blank), errors="coerce").astype(float)
-    rep.add_rows(num.isna() & ~blank, "must be a number (use a decimal point, no units)", column, s)
+    rep.add_rows(num.isna() & ~blank, rule, column, s)
     inf = num.isin([np.inf, -np.inf])
     rep.add_rows(inf, "must be a finite number", column, s)
     return num.where(~inf)

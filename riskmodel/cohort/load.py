@@ -201,10 +201,18 @@ def _read_csv(p: Path) -> pd.DataFrame:
 
 
 def _rename(frame: pd.DataFrame, mapping: ColumnMapping, source: str) -> tuple[pd.DataFrame, list[str]]:
+    if frame.shape[1] == 0:
+        raise CohortFileError(f"{source}: the table has no columns (is the file or sheet empty?)")
     user = {normalise_header(k): v for k, v in mapping.columns.items()}
     targets: dict[str, str] = {}
     ignored: list[str] = []
     clashes: list[str] = []
+    names = [str(h) for h in frame.columns]
+    for header in names:
+        # pandas renames a repeated header "x" to "x.1"; two columns of one name must not pass quietly
+        base = re.match(r"^(.*)\.(\d+)$", header)
+        if base and base[1] in names:
+            clashes.append(f"{source}: the column '{base[1]}' appears more than once; keep one")
     for header in frame.columns:
         key = normalise_header(header)
         target = user.get(key) or (key if key in _TARGETS else DEFAULT_ALIASES.get(key))

@@ -113,12 +113,14 @@ def _check_column(col: Column, s: pd.Series, rep: Reporter) -> pd.Series:
         mapped = s.map(lookup).where(~blank)
         rep.add_rows(mapped.isna() & ~blank, "must be yes or no", col.name, s)
         return mapped.astype("boolean")
-    num = to_numeric(s, col.name, rep)
     if col.kind == "event":
+        rule = "must be 0 (censored) or 1 (event)"
+        num = to_numeric(s, col.name, rep, rule)
         bad = num.notna() & ~num.isin([0, 1])
-        rep.add_rows(bad, "must be 0 (censored) or 1 (event)", col.name, s)
+        rep.add_rows(bad, rule, col.name, s)
         events = num.where(~bad)
         return events.astype("Int64" if events.isna().any() else "int64")
+    num = to_numeric(s, col.name, rep)
     # A cell that breaks its own rule is blanked, so cross-column rules do not echo the same mistake.
     num = num.where(~_check_range(col, num, s, rep))
     if col.kind == "int":

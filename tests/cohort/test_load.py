@@ -336,3 +336,32 @@ def test_scoring_cohort_needs_no_outcomes(bundled: Cohort) -> None:
     assert "os_months" not in from_frame(new, require_outcomes=False).data
     with pytest.raises(CohortValidationError, match="os_months: required column is missing"):
         from_frame(new)
+
+
+class TestMoreMalformedFiles:
+    def test_a_repeated_header_is_refused(self, canonical_frame: pd.DataFrame, tmp_path: Path) -> None:
+        path = tmp_path / "dup.csv"
+        text = canonical_frame.to_csv(index=False).splitlines()
+        path.write_text("\n".join([text[0] + ",d90_gy"] + [line + ",99" for line in text[1:]]) + "\n")
+        with pytest.raises(CohortFileError, match="the column 'd90_gy' appears more than once"):
+            load(path)
+
+    def test_event_given_as_text(self, canonical_frame: pd.DataFrame, write_csv: Writer) -> None:
+        lines = errors_of(write_csv(broken(canonical_frame, 4, "os_event", "yes")))
+        assert lines == ["error: cohort.csv, row 4, column os_event, value 'yes': must be 0 (censored) or 1 (event)"]
+
+    def test_empty_excel_sheet(self, tmp_path: Path) -> None:
+        path = tmp_path / "empty.xlsx"
+        pd.DataFrame().to_excel(path)
+        with pytest.raises(CohortFileError, match="no columns"):
+            load(path)
+
+    def test_ragged_csv_names_the_line(self, canonical_frame: pd.DataFrame, write_csv: Writer) -> None:
+        text = canonical_frame.to_csv(index=False).splitlines()
+        text[2] += ",x,y"
+        with pytest.raises(CohortFileError, match="Expected 24 fields in line 3, saw 26"):
+            load(write_csv("\n".join(text) + "\n"))
+
+    def test_impossible_calendar_date(self, write_csv: Writer) -> None:
+        path = write_csv("patient_id,implant_date,last_followup_date\nP1,2015-02-30,2016-01-01\n")
+        assert any("row 2, column implant_date, value '2015-02-30': must be a date" in line for line in errors_of(path))
