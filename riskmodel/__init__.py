@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from riskmodel.cohort import Cohort, load, load_bundled, survival_data
@@ -11,6 +12,8 @@ if TYPE_CHECKING:
     from riskmodel.features import ClinicalFeatures
 
 __version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "ClinicalFeatures",

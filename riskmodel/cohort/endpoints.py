@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
@@ -34,6 +35,8 @@ RESPONSE_LANDMARK_MONTHS = 3.0
 POST_BASELINE_COLUMNS = frozenset({"response_3mo"})
 LOCAL_PROGRESSION = 1
 DEATH_WITHOUT_PROGRESSION = 2
+
+logger = logging.getLogger(__name__)
 
 GUARANTEE_TIME_EXPLANATION = (
     "Guarantee-time (immortal-time) bias: response_3mo is read on the CT scan 3 months after the "
@@ -139,9 +142,11 @@ def survival_data(
         raise UserInputError(
             f"no patient is still at risk for {endpoint.upper()} after the landmark of {landmark_months:g} months"
         )
-    return SurvivalData(
+    result = SurvivalData(
         X, y, endpoint, float(landmark_months), int(dropped["event"].sum()), int((~dropped["event"]).sum())
     )
+    logger.info(result.describe())  # counts only: shareable
+    return result
 
 
 def local_failure_competing(data: Cohort | pd.DataFrame, *, landmark_months: float = 0.0) -> pd.DataFrame:

@@ -64,6 +64,27 @@ DEFAULT_ALIASES: dict[str, str] = {
     **dict.fromkeys(
         ["last_follow_up_date", "date_last_followup", "last_contact_date", "last_follow_up"], "last_followup_date"
     ),
+    **dict.fromkeys(
+        ["last_fu_date", "last_fu", "followup_date", "fu_date", "date_of_last_follow_up"], "last_followup_date"
+    ),
+    **dict.fromkeys(["end_of_ebrt_date", "date_of_ebrt_end"], "ebrt_end_date"),
+    **dict.fromkeys(["date_of_recurrence"], "recurrence_date"),
+    **dict.fromkeys(["date_of_local_progression", "lp_date", "local_failure_date"], "local_progression_date"),
+    **{
+        f"{stem}{i}_{unit}": f"diameter_{i}_{unit}"
+        for i in (1, 2, 3)
+        for unit in ("mm", "cm")
+        for stem in ("diameter", "lesion_diameter_", "diam_", "diam", "d")
+    },
+    **dict.fromkeys(["baseline_sld_mm", "sld_baseline", "sld_0_mm", "sld_pre_mm"], "sld_baseline_mm"),
+    **dict.fromkeys(["sld_3m_mm", "sld_3_months_mm", "sld_3mo", "sld_followup_mm", "sld_post_mm"], "sld_3mo_mm"),
+    **dict.fromkeys(
+        ["baseline_volume_cm3", "volume_baseline", "volume_pre_cm3", "volume_0_cm3"], "volume_baseline_cm3"
+    ),
+    **dict.fromkeys(
+        ["volume_3m_cm3", "volume_3_months_cm3", "volume_3mo", "volume_followup_cm3", "volume_post_cm3"],
+        "volume_3mo_cm3",
+    ),
 }
 
 

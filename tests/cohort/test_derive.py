@@ -169,3 +169,22 @@ class TestRawExport:
         assert list(d["response_3mo"].astype(str)) == ["PR", "PD", "PD"]
         assert d.loc["A1", "pathological_grade"] == "low"
         assert "death_date" not in c.data.columns  # dates never travel past the loader
+
+
+def test_excel_export_with_real_date_cells(tmp_path: Path) -> None:
+    from io import StringIO
+
+    import pandas as pd
+
+    from tests.conftest import RAW_EXPORT
+
+    frame = pd.read_csv(StringIO(RAW_EXPORT), dtype=str, keep_default_na=False)
+    for col in [c for c in frame.columns if c.endswith("date")]:
+        frame[col] = pd.to_datetime(frame[col].replace("", None))  # real Excel date cells
+    frame = frame.rename(columns={"Diameter 1 (mm)": "d1_mm", "Last follow-up date": "Last FU date"})
+    path = tmp_path / "export.xlsx"
+    frame.to_excel(path, index=False)
+    d = load(path, response_rule="volume").data.set_index("patient_id")
+    assert d.loc["A1", "os_months"] == pytest.approx(366 / 30.4375)
+    assert d.loc["A2", "os_months"] == pytest.approx(365 / 30.4375)
+    assert d.loc["A1", "lesion_volume_cm3"] == pytest.approx(4 * math.pi)

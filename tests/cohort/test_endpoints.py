@@ -92,3 +92,10 @@ def test_competing_incidence_matches_lifelines(bundled: Cohort) -> None:
     cif_12 = float(aj.cumulative_density_.loc[:12].iloc[-1, 0])
     km_12 = 1 - float(km.survival_function_at_times(12).iloc[0])
     assert 0 < cif_12 <= km_12  # KM treats deaths as censored and overstates local failure
+
+
+def test_landmark_count_is_logged(bundled: Cohort, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="riskmodel"):
+        survival_data(bundled, "lc", landmark_months=3)
+    assert "landmark 3 months dropped 10 patients (10 with an event, 0 censored before it)" in caplog.text
+    assert "RECON" not in caplog.text  # counts only, never an identifier
