@@ -1,0 +1,32 @@
+"""Fitted-model fixtures shared by the model tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskmodel.cohort import survival_data
+from riskmodel.cohort.synthetic import generate
+from riskmodel.features import ClinicalFeatures
+from riskmodel.models import FAMILIES, GradientBoostingSurvival, SurvivalEstimator
+
+# every registered family, plus the scikit-survival backend of boosting
+VARIANTS = {
+    **{name: (lambda cls=cls: cls()) for name, cls in FAMILIES.items()},
+    "gbm-sksurv": lambda: GradientBoostingSurvival(backend="sksurv"),
+}
+
+
+@pytest.fixture(scope="session")
+def synthetic_design() -> tuple[pd.DataFrame, np.ndarray]:
+    frame = generate(400, seed=21)
+    data = survival_data(frame, "os", landmark_months=3, feature_columns=["response_3mo"])
+    X = ClinicalFeatures("study", landmark_months=3).set_output(transform="pandas").fit_transform(data.X)
+    return X, data.y
+
+
+@pytest.fixture(scope="session", params=list(VARIANTS))
+def fitted(request: pytest.FixtureRequest, synthetic_design: tuple[pd.DataFrame, np.ndarray]) -> SurvivalEstimator:
+    X, y = synthetic_design
+    return VARIANTS[request.param]().fit(X, y)
