@@ -161,6 +161,189 @@ def synthetic(
     typer.echo(f"wrote {out}: {n} synthetic patients (seed {seed})")
 
 
+def _csv_option(value: str | None, name: str) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    if not items:
+        raise typer.BadParameter("give a comma-separated list", param_hint=name)
+    return items
+
+
+@app.command("train")
+@_user_errors
+def train_command(
+    experiment: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Experiment YAML. Default: experiments/default.yaml (all families, both endpoints, "
+            "3-month landmark) on the bundled cohort."
+        ),
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Cohort file replacing the experiment's data.")] = None,
+    endpoints: Annotated[str | None, typer.Option(help="Comma-separated subset of lc,os.")] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated subset of cox,rsf,gbm.")] = None,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(help="Write {parent_run_id, runs: [{endpoint, family, run_id, model_uri, metrics}]} here."),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db."),
+    ] = None,
+) -> None:
+    """Train every model family for every endpoint, cross-validate, and track each run in MLflow.
+
+    Prints a table of cross-validated metrics (mean ± SD over repeats) and the run IDs. Compare runs
+    with `riskmodel ui`; score new patients with `riskmodel score --model runs:/<run_id>/model`.
+    """
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from riskmodel.config import default_experiment_path, load_experiment
+    from riskmodel.training import train
+
+    path = experiment or default_experiment_path()
+    config = load_experiment(path)
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("loading", total=None)
+
+        def progress(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=label)
+
+        result = train(
+            config,
+            data=data,
+            endpoints=_csv_option(endpoints, "--endpoints"),
+            models=_csv_option(models, "--models"),
+            tracking_uri=tracking_uri,
+            progress=progress,
+        )
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(
+        f"\nExperiment {result.experiment!r}: cross-validated metrics, mean ± SD over repeats "
+        "(EXPLORATORY: small cohort; EPV = events per model parameter)"
+    )
+    typer.echo(result.table().to_string(index=False))
+    typer.echo(f"\nparent run: {result.parent_run_id}   store: {result.tracking_uri}")
+    typer.echo("score with: riskmodel score --model runs:/<run_id>/model --patients FILE")
+    if summary_json:
+        summary_json.write_text(json.dumps(result.summary(), indent=2, allow_nan=False))
+        typer.echo(f"summary written to {summary_json}")
+
+
+@app.command("score")
+@_user_errors
+def score_command(
+    model: Annotated[str, typer.Option(help="runs:/<run_id>/model, models:/<name>/<version>, or a model folder.")],
+    patients: Annotated[Path, typer.Option(help="Patients to score: .csv, .xlsx or .parquet (no outcomes needed).")],
+    horizons: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated months after the model's time zero. Default: the model's horizons."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write results to FILE.json or FILE.csv.")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="Column mapping YAML for the patients file.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for runs:/ and models:/.")] = None,
+) -> None:
+    """Score new patients with a saved model: risk score, risk group, S(t) at each horizon, flags.
+
+    Each patient is validated with the cohort contract (outcome columns not required). A bad row is
+    reported with its row number and does not stop the other patients from being scored. Exit code
+    is 0 if every patient was scored, 1 if some rows could not be, 2 for a user error.
+    """
+    from riskmodel.scoring import load_model, read_patients, write_scores
+
+    times = None
+    if horizons is not None:
+        try:
+            times = [float(h) for h in horizons.split(",") if h.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"not a list of numbers: {horizons!r}", param_hint="--horizons") from None
+    risk_model = load_model(model, tracking_uri=tracking_uri)
+    records = risk_model.score(read_patients(patients, mapping=mapping), times)
+    text = write_scores(records, out)
+    if out is None:
+        typer.echo(text, nl=False)
+    bad = [r for r in records if "error" in r]
+    scored = len(records) - len(bad)
+    typer.echo(
+        f"{scored} of {len(records)} patients scored ({risk_model.endpoint.upper()}, {risk_model.family}, "
+        f"time zero: {risk_model.time_origin})" + (f"; results in {out}" if out else ""),
+        err=True,
+    )
+    for r in bad:
+        typer.echo(f"  row {r['row']}: not scored: {r['error']}", err=True)
+    if bad:
+        raise typer.Exit(1)
+
+
+config_app = typer.Typer(help="Experiment configuration files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of experiment YAML files."""
+    import json
+
+    from riskmodel.config import ExperimentConfig
+
+    typer.echo(json.dumps(ExperimentConfig.model_json_schema(), indent=2))
+
+
+@config_app.command("validate")
+@_user_errors
+def config_validate(experiment: Annotated[Path, typer.Argument(help="Experiment YAML to check.")]) -> None:
+    """Check an experiment file; print every problem with its key path, value and rule."""
+    from riskmodel.config import load_experiment
+
+    config = load_experiment(experiment)
+    typer.echo(f"{experiment}: valid ({', '.join(config.endpoints)}; {', '.join(config.models.enabled())})")
+
+
+models_app = typer.Typer(help="Trained models in the tracking store.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+@_user_errors
+def models_list(
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+) -> None:
+    """List trained runs: run ID, experiment, endpoint, family, status and headline metrics."""
+    from riskmodel.tracking import list_runs
+
+    runs = list_runs(tracking_uri)
+    if runs.empty:
+        typer.echo("no trained models yet: run `riskmodel train`")
+        return
+    typer.echo(runs.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+@app.command("ui")
+@_user_errors
+def ui(
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+) -> None:
+    """Start the MLflow UI on the riskmodel tracking store (Ctrl-C to stop)."""
+    from riskmodel.tracking import resolve_tracking_uri, run_ui
+
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} for {resolve_tracking_uri(tracking_uri)}")
+    raise typer.Exit(run_ui(tracking_uri, port))
+
+
 def run() -> None:
     """Console-script entry point."""
     sys.exit(app())

@@ -1,0 +1,82 @@
+"""Wall time and peak memory of ``riskmodel train`` (default experiment), against plain scikit-survival.
+
+Baseline: the same number of model fits (every CV fold plus the final fits, for both endpoints)
+with scikit-survival's own CoxPHSurvivalAnalysis, RandomSurvivalForest and
+GradientBoostingSurvivalAnalysis, same hyperparameters, on the same feature matrices, with no
+metrics, no tracking and no model files. The ratio is what riskmodel's evaluation, MLflow
+tracking and pickle-free saving cost on top of the bare fits. Each side runs in its own process,
+so peak memory (max RSS) is measured separately.
+
+Run: ``python benchmarks/train_default.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def baseline() -> None:
+    """The bare fits (runs in a child process)."""
+    from sklearn.model_selection import RepeatedStratifiedKFold
+    from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    from riskmodel.cohort import load_bundled, survival_data
+    from riskmodel.config import load_experiment
+    from riskmodel.features import ClinicalFeatures
+
+    config = load_experiment(REPO / "experiments" / "default.yaml")
+    cohort = load_bundled()
+    for endpoint in config.endpoints:
+        data = survival_data(cohort, endpoint, landmark_months=config.landmark_months, feature_columns=["response_3mo"])
+        X = ClinicalFeatures(config.features.set, landmark_months=config.landmark_months).fit_transform(data.X)
+        splits = RepeatedStratifiedKFold(
+            n_splits=config.evaluation.n_splits, n_repeats=config.evaluation.n_repeats, random_state=config.seed
+        )
+        folds = [train for train, _ in splits.split(X, data.y["event"])] + [slice(None)]
+        for train in folds:
+            CoxPHSurvivalAnalysis(alpha=0.1, ties="efron").fit(X[train], data.y[train])
+            RandomSurvivalForest(n_estimators=200, min_samples_leaf=3, random_state=0).fit(X[train], data.y[train])
+            GradientBoostingSurvivalAnalysis(
+                n_estimators=100, learning_rate=0.05, max_depth=2, subsample=0.8, random_state=0
+            ).fit(X[train], data.y[train])
+
+
+def measure(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--part", choices=["baseline"], help=argparse.SUPPRESS)
+    if parser.parse_args().part == "baseline":
+        baseline()
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = measure(
+            [sys.executable, "-m", "riskmodel", "train", str(REPO / "experiments" / "default.yaml")], Path(tmp)
+        )
+        base = measure([sys.executable, str(Path(__file__).resolve()), "--part", "baseline"], Path(tmp))
+    print(f"{'':34} {'wall s':>8} {'peak MiB':>9}")
+    print(f"{'riskmodel train (default)':34} {ours[0]:>8.1f} {ours[1]:>9.0f}")
+    print(f"{'plain scikit-survival, same fits':34} {base[0]:>8.1f} {base[1]:>9.0f}")
+    print(f"{'ratio':34} {ours[0] / base[0]:>8.2f} {ours[1] / base[1]:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""A trained model as users meet it: risk, S(t) and a per-patient report, from a saved model.
+
+``load_model(uri)`` accepts a local model directory, ``runs:/<id>/model`` or
+``models:/<name>/<version>``. Patients are validated with the cohort contract (outcomes not
+required); a bad row is reported by row and does not stop the other patients from being scored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskmodel.cohort import from_frame
+from riskmodel.cohort.contract import column
+from riskmodel.errors import CohortValidationError, FeatureError, Problem, UserInputError
+from riskmodel.features import ClinicalFeatures
+from riskmodel.models import SurvivalEstimator
+from riskmodel.models.base import check_horizons
+
+__all__ = ["RiskModel", "load_model", "read_patients", "write_scores"]
+
+RISK_GROUPS_3 = ("low", "intermediate", "high")
+
+
+@dataclass
+class RiskModel:
+    """A fitted feature pipeline and survival model for one endpoint, with what scoring needs."""
+
+    endpoint: str
+    family: str
+    experiment: str
+    landmark_months: float
+    horizons: list[float]
+    features: ClinicalFeatures
+    estimator: SurvivalEstimator
+    numeric_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    risk_cutoffs: list[float] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_training(
+        cls,
+        *,
+        endpoint: str,
+        family: str,
+        experiment: str,
+        landmark_months: float,
+        horizons: Sequence[float],
+        features: ClinicalFeatures,
+        estimator: SurvivalEstimator,
+        X: pd.DataFrame,
+        risk_cutoffs: Sequence[float] | None = None,
+    ) -> RiskModel:
+        """Record the training ranges and risk cut-offs (tertiles unless given) of fitted parts."""
+        used = features._input_columns(features.blocks_)
+        ranges, cats = {}, {}
+        for name in used:
+            if column(name).kind in ("float", "int"):
+                values = pd.to_numeric(X[name], errors="coerce")
+                ranges[name] = (float(values.min()), float(values.max()))
+            else:
+                cats[name] = sorted(str(v) for v in pd.unique(X[name].dropna()))
+        risk = estimator.predict_risk(features.transform(X))
+        cutoffs = (
+            list(risk_cutoffs) if risk_cutoffs is not None else [float(q) for q in np.quantile(risk, [1 / 3, 2 / 3])]
+        )
+        return cls(
+            endpoint,
+            family,
+            experiment,
+            float(landmark_months),
+            [float(h) for h in horizons],
+            features,
+            estimator,
+            ranges,
+            cats,
+            cutoffs,
+        )
+
+    @property
+    def time_origin(self) -> str:
+        """What time zero is for this model's horizons."""
+        return f"{self.landmark_months:g}-month landmark" if self.landmark_months else "implant"
+
+    @property
+    def max_time(self) -> float:
+        """The longest follow-up seen in training (months after time zero)."""
+        return float(self.estimator.max_time_)
+
+    # ------------------------------------------------------------------ prediction
+    def _validated(self, df: pd.DataFrame) -> pd.DataFrame:
+        return from_frame(df, source="patients", require_outcomes=False).data
+
+    def predict_risk(self, df: pd.DataFrame) -> np.ndarray:
+        """Risk scores (higher = worse) for validated patients; raises on any invalid row."""
+        return self.estimator.predict_risk(self.features.transform(self._validated(df)))
+
+    def predict_survival(self, df: pd.DataFrame, times: Iterable[float] | None = None) -> pd.DataFrame:
+        """S(t) at ``times`` (default: the model's horizons), months after :attr:`time_origin`."""
+        data = self._validated(df)
+        return self.estimator.predict_survival(self.features.transform(data), self.horizons if times is None else times)
+
+    def predict_frame(self, df: pd.DataFrame, times: Iterable[float] | None = None) -> pd.DataFrame:
+        """``risk_score`` and ``S_<h>`` columns, one row per patient (the MLflow pyfunc output)."""
+        data = self._validated(df)
+        Z = self.features.transform(data)
+        surv = self.estimator.predict_survival(Z, self.horizons if times is None else times)
+        out = pd.DataFrame({"risk_score": self.estimator.predict_risk(Z)}, index=data.index)
+        for t in surv.columns:
+            out[f"S_{t:g}"] = surv[t].to_numpy()
+        return out.reset_index(drop=True)
+
+    def risk_group(self, risk: float) -> str:
+        """The risk group of a score, from the training cut-offs."""
+        k = int(np.searchsorted(self.risk_cutoffs, risk, side="right"))
+        return RISK_GROUPS_3[k] if len(self.risk_cutoffs) == 2 else f"group {k + 1} of {len(self.risk_cutoffs) + 1}"
+
+    def score(self, df: pd.DataFrame, times: Iterable[float] | None = None) -> list[dict[str, Any]]:
+        """One record per patient: risk, risk group, S(t) and flags; or an error for a bad row."""
+        t = [float(x) for x in check_horizons(self.horizons if times is None else times, self.max_time)]
+        records: dict[Any, dict[str, Any]] = {}
+        data, bad = self._split_valid(df)
+        for row, problems in bad.items():
+            records[row] = self._error_record(
+                df,
+                row,
+                "; ".join(
+                    str(Problem(p.rule, column=p.column, value=p.value)).removeprefix("error: ") for p in problems
+                ),
+            )
+        if len(data):
+            data, unseen = self._drop_unrepresentable(data)
+            for row, message in unseen.items():
+                records[row] = self._error_record(df, row, message)
+        if len(data):
+            Z = self.features.transform(data)
+            risk = self.estimator.predict_risk(Z)
+            surv = self.estimator.predict_survival(Z, t).to_numpy()
+            flags = self._flags(data)
+            for i, row in enumerate(data.index):
+                records[row] = {
+                    "patient_id": str(data.at[row, "patient_id"]),
+                    "row": _plain(row),
+                    "endpoint": self.endpoint,
+                    "family": self.family,
+                    "time_origin": self.time_origin,
+                    "risk_score": float(risk[i]),
+                    "risk_group": self.risk_group(float(risk[i])),
+                    "survival": {f"{h:g}": float(s) for h, s in zip(t, surv[i], strict=True)},
+                    "flags": flags.get(row, []),
+                }
+        return [records[row] for row in sorted(records, key=_sort_key)]
+
+    # ------------------------------------------------------------------ helpers
+    def _split_valid(self, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[Any, list[Problem]]]:
+        try:
+            return from_frame(df, source="patients", require_outcomes=False).data, {}
+        except CohortValidationError as exc:
+            rowless = [p for p in exc.problems if p.row is None]
+            if rowless:
+                raise UserInputError("cannot score any patient:\n" + "\n".join(map(str, rowless))) from None
+            bad: dict[Any, list[Problem]] = {}
+            for p in exc.problems:
+                bad.setdefault(p.row, []).append(p)
+            good = df.loc[[r for r in df.index if r not in bad]]
+            if len(good) == 0:
+                return good.iloc[:0], bad
+            return from_frame(good, source="patients", require_outcomes=False).data, bad
+
+    def _drop_unrepresentable(self, data: pd.DataFrame) -> tuple[pd.DataFrame, dict[Any, str]]:
+        """Rows the fitted features cannot encode (a one-hot level unseen in training)."""
+        unseen: dict[Any, str] = {}
+        for row in data.index:
+            try:
+                self.features.transform(data.loc[[row]])
+            except FeatureError as exc:
+                unseen[row] = str(exc).split(": ", 1)[-1]
+        return data.drop(index=list(unseen)), unseen
+
+    def _flags(self, data: pd.DataFrame) -> dict[Any, list[str]]:
+        flags: dict[Any, list[str]] = {}
+        for name, (lo, hi) in self.numeric_ranges.items():
+            values = pd.to_numeric(data[name], errors="coerce")
+            unit = column(name).unit
+            for row, v in values.items():
+                if v < lo or v > hi:
+                    side = "below" if v < lo else "above"
+                    flags.setdefault(row, []).append(
+                        f"{name} {v:g} is {side} the training range {lo:g}-{hi:g}{' ' + unit if unit else ''}"
+                    )
+        for name, seen in self.categories.items():
+            for row, v in data[name].items():
+                if pd.notna(v) and str(v) not in seen:
+                    flags.setdefault(row, []).append(f"{name} {v} was not seen in training (seen: {', '.join(seen)})")
+        return flags
+
+    def _error_record(self, df: pd.DataFrame, row: Any, message: str) -> dict[str, Any]:
+        pid = df.at[row, "patient_id"] if "patient_id" in df.columns else None
+        return {
+            "patient_id": None if pid is None or (isinstance(pid, float) and math.isnan(pid)) else str(pid),
+            "row": _plain(row),
+            "endpoint": self.endpoint,
+            "family": self.family,
+            "error": message,
+        }
+
+    # ------------------------------------------------------------------ files
+    def save(self, folder: str | Path) -> Path:
+        """Write a pickle-free model directory (see :mod:`riskmodel.modelfile`)."""
+        from riskmodel.modelfile import write_model_dir
+
+        meta = {
+            "endpoint": self.endpoint,
+            "family": self.family,
+            "experiment": self.experiment,
+            "landmark_months": self.landmark_months,
+            "horizons": self.horizons,
+            "numeric_ranges": self.numeric_ranges,
+            "categories": self.categories,
+            "risk_cutoffs": self.risk_cutoffs,
+        }
+        return write_model_dir(Path(folder), meta=meta, features=self.features, estimator=self.estimator)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RiskModel:
+        """Read a model directory after verifying its manifest."""
+        from riskmodel.modelfile import read_model_dir
+
+        meta, features, estimator = read_model_dir(folder)
+        return cls(
+            meta["endpoint"],
+            meta["family"],
+            meta["experiment"],
+            float(meta["landmark_months"]),
+            [float(h) for h in meta["horizons"]],
+            features,
+            estimator,
+            {k: (float(v[0]), float(v[1])) for k, v in meta["numeric_ranges"].items()},
+            {k: list(v) for k, v in meta["categories"].items()},
+            [float(c) for c in meta["risk_cutoffs"]],
+        )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _sort_key(row: Any) -> tuple[int, str]:
+    return (0, f"{row:012d}") if isinstance(row, (int, np.integer)) else (1, str(row))
+
+
+def load_model(uri: str | Path, *, tracking_uri: str | None = None) -> RiskModel:
+    """Load a model from a local directory, ``runs:/<run_id>/model`` or ``models:/<name>/<version>``."""
+    text = str(uri)
+    if text.startswith(("runs:/", "models:/", "mlflow-artifacts:/")):
+        from riskmodel.tracking import download_model_dir
+
+        return RiskModel.load(download_model_dir(text, tracking_uri=tracking_uri))
+    path = Path(text)
+    if not path.exists():
+        raise UserInputError(f"{text}: no such model (give a model folder, runs:/<id>/model or models:/<name>/<v>)")
+    if (path / "artifacts" / "riskmodel").is_dir():  # an MLflow pyfunc folder that wraps our model
+        path = path / "artifacts" / "riskmodel"
+    return RiskModel.load(path)
+
+
+def read_patients(path: str | Path, *, mapping: str | Path | None = None) -> pd.DataFrame:
+    """Read a patients file as raw cells (row numbers as in a spreadsheet), with column names mapped."""
+    from riskmodel.cohort.load import ColumnMapping, _rename, load_mapping, read_table
+
+    frame, first_row = read_table(path)
+    frame.index = pd.RangeIndex(first_row, first_row + len(frame), name="row")
+    renamed, _ = _rename(frame, load_mapping(mapping) if mapping else ColumnMapping(), Path(path).name)
+    return renamed
+
+
+def write_scores(records: list[dict[str, Any]], out: str | Path | None) -> str:
+    """Write score records as JSON (nested) or CSV (one column per horizon); return the text."""
+    import json
+
+    if out is not None and Path(out).suffix.lower() == ".csv":
+        rows = []
+        for r in records:
+            flat = {k: v for k, v in r.items() if k not in ("survival", "flags")}
+            flat.update({f"S_{h}": p for h, p in r.get("survival", {}).items()})
+            flat["flags"] = "; ".join(r.get("flags", []))
+            rows.append(flat)
+        text = pd.DataFrame(rows).to_csv(index=False)
+    elif out is None or Path(out).suffix.lower() == ".json":
+        text = json.dumps(records, indent=2) + "\n"
+    else:
+        raise UserInputError(f"--out {out}: choose a .json or .csv file")
+    if out is not None:
+        Path(out).write_text(text, encoding="utf-8")
+    return text

@@ -1,0 +1,260 @@
+"""MLflow tracking: the only module that imports mlflow.
+
+Store: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db`` with
+artifacts under ``mlruns/artifacts``. One parent run per ``train``, one child run per
+(endpoint, family). Models are logged as MLflow pyfunc models *from code*: the logged model holds
+riskmodel's pickle-free model directory as an artifact and a small code file, never a
+cloudpickled object. No input example or dataset profile is logged, so no patient row is.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from riskmodel.errors import RiskModelError, UserInputError
+
+if TYPE_CHECKING:
+    from riskmodel.scoring import RiskModel
+
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "Tracker",
+    "download_model_dir",
+    "list_runs",
+    "resolve_tracking_uri",
+    "run_ui",
+]
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+_ENTRY = Path(__file__).with_name("_pyfunc_entry.py")
+TAG_PREFIX = "riskmodel."
+
+
+def resolve_tracking_uri(override: str | None = None) -> str:
+    """The tracking URI in force: the option, else the environment, else the project default."""
+    return override or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _prepare_store(uri: str) -> str | None:
+    """Create the folder of a local SQLite store; return the artifact root to use for new experiments."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        return (db.parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def _mlflow(uri: str) -> Any:
+    import logging
+
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(uri)
+    return mlflow
+
+
+class Tracker:
+    """Logs one ``train`` invocation: a parent run and its child runs."""
+
+    def __init__(self, experiment: str, tracking_uri: str | None = None) -> None:
+        self.uri = resolve_tracking_uri(tracking_uri)
+        artifact_root = _prepare_store(self.uri)
+        self.mlflow = _mlflow(self.uri)
+        try:
+            found = self.mlflow.get_experiment_by_name(experiment)
+            if found is None:
+                location = f"{artifact_root}/{experiment}" if artifact_root else None
+                self.experiment_id = self.mlflow.create_experiment(experiment, artifact_location=location)
+            else:
+                self.experiment_id = found.experiment_id
+        except Exception as exc:  # a broken URI or store must read as a user error, not a traceback
+            raise UserInputError(f"cannot open the MLflow tracking store {self.uri}: {exc}") from None
+
+    @contextmanager
+    def parent(self, name: str, tags: Mapping[str, str]) -> Iterator[str]:
+        """The parent run; it is marked FAILED (or KILLED on Ctrl-C) if the block raises."""
+        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name) as run:
+            self.mlflow.set_tags({f"{TAG_PREFIX}{k}": v for k, v in tags.items()})
+            try:
+                yield run.info.run_id
+            except KeyboardInterrupt:
+                self.mlflow.end_run(status="KILLED")
+                raise
+
+    @contextmanager
+    def child(self, name: str) -> Iterator[str]:
+        """A nested run for one (endpoint, family)."""
+        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=True) as run:
+            yield run.info.run_id
+
+    def log(
+        self, *, params: Mapping[str, Any] = {}, metrics: Mapping[str, float] = {}, tags: Mapping[str, str] = {}
+    ) -> None:
+        """Params (values cut to MLflow's limit), finite metrics, and riskmodel.* tags."""
+        import math
+
+        if params:
+            self.mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+        if finite:
+            self.mlflow.log_metrics(finite)
+        if tags:
+            self.mlflow.set_tags({f"{TAG_PREFIX}{k}": v for k, v in tags.items()})
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """A text artifact (configs, tables of aggregates)."""
+        self.mlflow.log_text(text, artifact_file)
+
+    def log_model(self, model: RiskModel, model_dir: Path) -> str:
+        """Log the pyfunc model wrapping ``model_dir``; return its ``runs:/`` URI."""
+        import warnings
+
+        from mlflow.models import ModelSignature
+        from mlflow.types.schema import AnyType, ColSpec, Schema
+
+        # Input columns are typed Any: the cohort contract validates them (with row-level messages),
+        # and MLflow's own casting would refuse, e.g., whole-number ages read as int64.
+        any_type = AnyType()  # type: ignore[no-untyped-call]
+        in_cols: list[Any] = [ColSpec(any_type, name, required=required) for name, required in _input_columns(model)]
+        out_cols: list[Any] = [ColSpec("double", "risk_score")] + [
+            ColSpec("double", f"S_{h:g}") for h in model.horizons
+        ]
+        inputs, outputs = Schema(in_cols), Schema(out_cols)
+        with warnings.catch_warnings():
+            # MLflow asks for an input example; logging one would write patient rows, so we never do.
+            warnings.filterwarnings("ignore", message=".*input example.*", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
+            self.mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(_ENTRY),
+                artifacts={"riskmodel": str(model_dir)},
+                signature=ModelSignature(inputs=inputs, outputs=outputs),
+                pip_requirements=_requirements(),
+            )
+        run = self.mlflow.active_run()
+        return f"runs:/{run.info.run_id}/model"
+
+
+def _input_columns(model: RiskModel) -> list[tuple[str, bool]]:
+    from riskmodel.cohort.contract import COLUMNS
+
+    used = set(model.features._input_columns(model.features.blocks_))
+    return [(c.name, c.required or c.name in used) for c in COLUMNS if c.role != "outcome"]
+
+
+def _requirements() -> list[str]:
+    from importlib import metadata
+
+    names = (
+        "numpy",
+        "pandas",
+        "scipy",
+        "scikit-learn",
+        "scikit-survival",
+        "xgboost",
+        "skops",
+        "pydantic",
+        "PyYAML",
+        "typer",
+        "openpyxl",
+        "pyarrow",
+        "mlflow",
+    )
+    out = []
+    for name in names:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _pyfunc_class() -> type:
+    import mlflow.pyfunc
+
+    class RiskModelPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc, name-defined]
+        """Loads riskmodel's pickle-free model directory; predicts risk_score and S(t) per horizon."""
+
+        def load_context(self, context: Any) -> None:
+            from riskmodel.scoring import RiskModel
+
+            self.model = RiskModel.load(context.artifacts["riskmodel"])
+
+        # A DataFrame hint tells MLflow not to infer a schema from hints; the contract validates input.
+        def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+            return self.model.predict_frame(model_input)
+
+    return RiskModelPyfunc
+
+
+def set_pyfunc_model() -> None:
+    """Called by the models-from-code entry file that MLflow runs when it loads a model."""
+    from mlflow.models import set_model
+
+    set_model(_pyfunc_class()())
+
+
+def download_model_dir(uri: str, *, tracking_uri: str | None = None) -> Path:
+    """Download a logged model and return the riskmodel model directory inside it."""
+    mlflow = _mlflow(resolve_tracking_uri(tracking_uri))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except Exception as exc:
+        raise UserInputError(
+            f"{uri}: cannot fetch this model from {resolve_tracking_uri(tracking_uri)} ({exc})"
+        ) from None
+    inner = local / "artifacts" / "riskmodel"
+    if not inner.is_dir():
+        raise RiskModelError(f"{uri}: not a riskmodel model (no artifacts/riskmodel folder)")
+    return inner
+
+
+def list_runs(tracking_uri: str | None = None) -> pd.DataFrame:
+    """Every riskmodel child run in the store: ids, endpoint, family, status and headline metrics."""
+    mlflow = _mlflow(resolve_tracking_uri(tracking_uri))
+    experiments = [e.experiment_id for e in mlflow.search_experiments()]
+    if not experiments:
+        return pd.DataFrame()
+    runs = mlflow.search_runs(
+        experiment_ids=experiments,
+        filter_string=f"tags.`{TAG_PREFIX}family` != ''",
+        order_by=["attributes.start_time DESC"],
+    )
+    if runs.empty:
+        return pd.DataFrame()
+    keep = {
+        "run_id": "run_id",
+        "tags.riskmodel.experiment": "experiment",
+        "tags.riskmodel.endpoint": "endpoint",
+        "tags.riskmodel.family": "family",
+        "status": "status",
+        "metrics.harrell_c_mean": "harrell_c",
+        "metrics.uno_c_mean": "uno_c",
+        "metrics.ibs_mean": "ibs",
+        "tags.riskmodel.n_patients": "patients",
+        "tags.riskmodel.n_events": "events",
+    }
+    present = {k: v for k, v in keep.items() if k in runs.columns}
+    table: pd.DataFrame = runs[list(present)].rename(columns=present)
+    return table
+
+
+def run_ui(tracking_uri: str | None = None, port: int = 5000) -> int:
+    """Start the MLflow UI on the same store (blocks until stopped)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    _prepare_store(uri)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--port", str(port)]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0

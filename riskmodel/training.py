@@ -1,0 +1,349 @@
+"""Training (``riskmodel train``): every enabled family for every endpoint, cross-validated and tracked.
+
+For each endpoint the landmark is applied, the horizons beyond that endpoint's follow-up are left
+out (and said so), and for each family the whole pipeline (features + model) is cross-validated,
+then refitted on all patients, saved as a pickle-free model and logged as one MLflow child run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from sklearn.pipeline import Pipeline
+
+from riskmodel import __version__
+from riskmodel.cohort import Cohort, bundled_cohort_path, load, survival_data
+from riskmodel.config import ExperimentConfig, load_experiment
+from riskmodel.errors import UserInputError
+from riskmodel.evaluate import cross_validate
+from riskmodel.features import FEATURE_BLOCKS, ClinicalFeatures, resolve_blocks
+from riskmodel.models import CoxPH, GradientBoostingSurvival, SurvivalEstimator, SurvivalForest
+from riskmodel.scoring import RiskModel
+
+__all__ = ["RunResult", "TrainResult", "build_estimator", "train"]
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class RunResult:
+    """One trained (endpoint, family)."""
+
+    endpoint: str
+    family: str
+    run_id: str
+    model_uri: str
+    metrics: dict[str, float]
+    n_patients: int
+    n_events: int
+    n_parameters: int
+    horizons: list[float]
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` did: the parent run and one entry per child run, plus notes for the user."""
+
+    experiment: str
+    parent_run_id: str
+    tracking_uri: str
+    runs: list[RunResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--summary-json`` payload."""
+        return {
+            "parent_run_id": self.parent_run_id,
+            "experiment": self.experiment,
+            "tracking_uri": self.tracking_uri,
+            "runs": [
+                {
+                    "endpoint": r.endpoint,
+                    "family": r.family,
+                    "run_id": r.run_id,
+                    "model_uri": r.model_uri,
+                    # an undefined metric (AUC at a horizon no test fold reached) is null, not NaN
+                    "metrics": {k: (v if math.isfinite(v) else None) for k, v in r.metrics.items()},
+                }
+                for r in self.runs
+            ],
+        }
+
+    def table(self) -> pd.DataFrame:
+        """Mean ± SD of the headline metrics, one row per run ("n/a" where undefined)."""
+        horizons = sorted({h for r in self.runs for h in r.horizons})
+        rows = []
+        for r in self.runs:
+            m = r.metrics
+
+            def cell(name: str, m: dict[str, float] = m) -> str:
+                mean, sd = m.get(f"{name}_mean"), m.get(f"{name}_sd")
+                if mean is None or mean != mean:
+                    return "n/a"
+                return f"{mean:.3f} ± {sd:.3f}" if sd == sd and sd is not None else f"{mean:.3f}"
+
+            row = {
+                "endpoint": r.endpoint.upper(),
+                "family": r.family,
+                "patients": r.n_patients,
+                "events": r.n_events,
+                "EPV": f"{r.n_events / max(r.n_parameters, 1):.1f}",
+                "Harrell C": cell("harrell_c"),
+                "Uno C": cell("uno_c"),
+            }
+            row.update({f"AUC({h:g})": cell(f"td_auc_{h:g}") for h in horizons})
+            row.update({"IBS": cell("ibs"), "IBS (KM)": cell("ibs_km"), "run_id": r.run_id})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def build_estimator(family: str, params: dict[str, Any], seed: int) -> SurvivalEstimator:
+    """The estimator of a family from its config section."""
+    if family == "cox":
+        return CoxPH(**params)
+    if family == "rsf":
+        return SurvivalForest(**params, random_state=seed)
+    if family == "gbm":
+        return GradientBoostingSurvival(**params, random_state=seed)
+    raise UserInputError(f"unknown model family {family!r}; choose from cox, rsf, gbm")
+
+
+def _pipeline(config: ExperimentConfig, estimator: SurvivalEstimator) -> Pipeline:
+    f = config.features
+    features = ClinicalFeatures(
+        f.set,
+        response_coding=f.response_coding,
+        stage_coding=f.stage_coding,
+        d90_threshold_gy=f.d90_threshold_gy,
+        alpha_beta=f.alpha_beta,
+        landmark_months=config.landmark_months or None,
+    )
+    return Pipeline([("features", features), ("model", estimator)])
+
+
+def _git_commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def _digest(cohort: Cohort) -> str:
+    return hashlib.sha256(cohort.data.to_csv(index=False).encode()).hexdigest()[:16]
+
+
+def _flat(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def _shareable_config(config: ExperimentConfig) -> dict[str, Any]:
+    """The resolved config with data paths cut to file names (paths can name people or places)."""
+    raw = config.model_dump(mode="json")
+    for key in ("path", "mapping"):
+        if raw["data"].get(key):
+            raw["data"][key] = Path(raw["data"][key]).name
+    return raw
+
+
+def train(
+    config: ExperimentConfig | str | Path,
+    *,
+    data: str | Path | None = None,
+    endpoints: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    tracking_uri: str | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train every enabled family for every endpoint; track each in MLflow; return the run IDs."""
+    from riskmodel.tracking import Tracker
+
+    if not isinstance(config, ExperimentConfig):
+        config = load_experiment(config)
+    config = _override(config, data=data, endpoints=endpoints, models=models)
+    cohort = load(
+        config.data.path or bundled_cohort_path(), mapping=config.data.mapping, response_rule=config.data.response_rule
+    )
+    blocks = resolve_blocks(config.features.set)
+    used_columns = sorted({c for b in blocks for c in FEATURE_BLOCKS[b]})
+    families = config.models.enabled()
+    prepared = {
+        ep: survival_data(
+            cohort,
+            ep,
+            landmark_months=config.landmark_months,
+            feature_columns=used_columns,
+        )
+        for ep in config.endpoints
+    }
+    splits = config.evaluation.n_splits * config.evaluation.n_repeats
+    total, done = len(prepared) * len(families) * (splits + 1), 0
+
+    tracker = Tracker(config.name, tracking_uri)
+    shared_config = _shareable_config(config)
+    base_tags = {
+        "experiment": config.name,
+        "riskmodel_version": __version__,
+        "git_commit": _git_commit(),
+        "data_digest": _digest(cohort),
+        "cohort_size": str(len(cohort)),
+        "landmark_months": f"{config.landmark_months:g}",
+        "exploratory": "true",
+    }
+    result = TrainResult(config.name, "", tracker.uri)
+    with tracker.parent(f"train-{config.name}", base_tags) as parent_id:
+        result.parent_run_id = parent_id
+        tracker.log(params=_flat("", shared_config, {}))
+        tracker.log_text(yaml.safe_dump(shared_config, sort_keys=False), "config.yaml")
+        for endpoint, sd in prepared.items():
+            horizons = [h for h in config.horizons if h <= sd.y["time"].max()]
+            if len(horizons) < len(config.horizons):
+                left = ", ".join(f"{h:g}" for h in config.horizons if h not in horizons)
+                result.notes.append(
+                    f"{endpoint.upper()}: horizon(s) {left} months lie beyond the follow-up after "
+                    f"time zero ({sd.y['time'].max():.1f} months) and were left out"
+                )
+            if not horizons:
+                raise UserInputError(f"{endpoint.upper()}: every horizon lies beyond the follow-up")
+            if config.landmark_months:
+                result.notes.append(sd.describe())
+            for family, fam_cfg in families.items():
+                label = f"{endpoint.upper()} {family}"
+
+                def tick(label: str = label) -> None:
+                    nonlocal done
+                    done += 1
+                    if progress:
+                        progress(done, total, label)
+
+                estimator = build_estimator(family, fam_cfg.model_dump(), config.seed)
+                pipe = _pipeline(config, estimator)
+                cv = cross_validate(
+                    pipe,
+                    sd.X,
+                    sd.y,
+                    horizons,
+                    n_splits=config.evaluation.n_splits,
+                    n_repeats=config.evaluation.n_repeats,
+                    seed=config.seed,
+                    progress=tick,
+                )
+                fitted = pipe.fit(sd.X, sd.y)
+                tick()
+                features: ClinicalFeatures = fitted.named_steps["features"]
+                model = RiskModel.from_training(
+                    endpoint=endpoint,
+                    family=family,
+                    experiment=config.name,
+                    landmark_months=config.landmark_months,
+                    horizons=horizons,
+                    features=features,
+                    estimator=fitted.named_steps["model"],
+                    X=sd.X,
+                    risk_cutoffs=config.risk_group_cutoffs,
+                )
+                summary = cv.summary()
+                metrics = {
+                    f"{m}_{stat}": float(v) for stat in ("mean", "sd") for m, v in summary[stat].astype(float).items()
+                }
+                metrics.update({f"{m}_folds": float(v) for m, v in summary["folds_with_value"].astype(float).items()})
+                metrics["cv_failed_fits"] = float(cv.failed_fits)
+                n_events, n_params = int(sd.y["event"].sum()), len(features.get_feature_names_out())
+                with tracker.child(f"{endpoint}-{family}") as run_id:
+                    tracker.log(
+                        params={
+                            **_flat("", shared_config, {}),
+                            "feature_names": ",".join(features.get_feature_names_out()),
+                            **{f"model.{k}": v for k, v in estimator.get_params().items()},
+                        },
+                        metrics=metrics,
+                        tags={
+                            **base_tags,
+                            "endpoint": endpoint,
+                            "family": family,
+                            "n_patients": str(len(sd.y)),
+                            "n_events": str(n_events),
+                            "events_per_parameter": f"{n_events / n_params:.1f}",
+                            "time_origin": model.time_origin,
+                            "horizons": ",".join(f"{h:g}" for h in horizons),
+                        },
+                    )
+                    tracker.log_text(yaml.safe_dump(shared_config, sort_keys=False), "config.yaml")
+                    tracker.log_text(cv.folds.to_csv(index=False), "cv_folds.csv")
+                    if cv.failures or cv.fold_warnings:
+                        tracker.log_text("\n".join(cv.failures + cv.fold_warnings) + "\n", "cv_notes.txt")
+                    if family == "cox":
+                        tracker.log_text(
+                            _unpenalised_table(features, sd.X, sd.y).to_csv(), "cox_hazard_ratios_unpenalised.csv"
+                        )
+                    with tempfile.TemporaryDirectory() as tmp:
+                        uri = tracker.log_model(model, model.save(Path(tmp) / "riskmodel"))
+                result.runs.append(
+                    RunResult(endpoint, family, run_id, uri, metrics, len(sd.y), n_events, n_params, horizons)
+                )
+        tracker.log(tags={"children": str(len(result.runs))})
+    return result
+
+
+def _unpenalised_table(features: ClinicalFeatures, X: pd.DataFrame, y: Any) -> pd.DataFrame:
+    """HR, 95% CI and p of the unpenalised Cox model on the same design (the classical table)."""
+    import warnings
+
+    from riskmodel.errors import RiskModelWarning
+
+    design = pd.DataFrame(features.transform(X), columns=features.get_feature_names_out(), index=X.index)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RiskModelWarning)
+        table = CoxPH(penalty=0).fit(design, y).hazard_ratios_
+    table["note"] = "did not converge (separation?)" if caught else ""
+    return table
+
+
+def _override(
+    config: ExperimentConfig, *, data: str | Path | None, endpoints: Sequence[str] | None, models: Sequence[str] | None
+) -> ExperimentConfig:
+    raw = config.model_dump()
+    if data is not None:
+        if not Path(data).exists():
+            raise UserInputError(f"--data: file not found: {data}")
+        raw["data"]["path"] = str(data)
+    if endpoints:
+        unknown = sorted(set(endpoints) - {"lc", "os"})
+        if unknown:
+            raise UserInputError(f"--endpoints: unknown {', '.join(unknown)}; choose from lc, os")
+        raw["endpoints"] = list(dict.fromkeys(endpoints))
+    if models:
+        unknown = sorted(set(models) - {"cox", "rsf", "gbm"})
+        if unknown:
+            raise UserInputError(f"--models: unknown {', '.join(unknown)}; choose from cox, rsf, gbm")
+        missing = [m for m in models if raw["models"][m] is None]
+        if missing:
+            raise UserInputError(f"--models: {', '.join(missing)} is switched off in this experiment")
+        raw["models"] = {k: (v if k in models else None) for k, v in raw["models"].items()}
+    try:
+        return ExperimentConfig.model_validate(raw, strict=False)
+    except Exception as exc:
+        raise UserInputError(str(exc)) from None

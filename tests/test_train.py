@@ -1,0 +1,239 @@
+"""End to end: train into a temporary MLflow store, then score through every door."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from riskmodel.cli import app
+from riskmodel.cohort import bundled_cohort_path
+from riskmodel.config import ExperimentConfig, load_experiment
+from riskmodel.errors import UserInputError
+from riskmodel.modelfile import ModelFileError
+from riskmodel.scoring import RiskModel, load_model
+from riskmodel.training import TrainResult, train
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mlruns")
+
+
+@pytest.fixture(scope="module")
+def trained(store: Path) -> TrainResult:
+    raw = load_experiment(REPO / "experiments" / "default.yaml").model_dump()
+    raw["evaluation"] = {"n_splits": 3, "n_repeats": 2}  # the full protocol runs in the slow test
+    config = ExperimentConfig.model_validate(raw, strict=False)
+    return train(config, tracking_uri=f"sqlite:///{store}/mlflow.db")
+
+
+@pytest.fixture(scope="module")
+def new_patients(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """New patients, written independently of the training code: plain CSV text."""
+    path = tmp_path_factory.mktemp("patients") / "new.csv"
+    path.write_text(
+        "patient_id,age_years,sex,kps,pathological_grade,t_stage,n_stage,m_stage,recurrence_interval_months,"
+        "lesion_volume_cm3,d90_gy,response_3mo\n"
+        "N1,61,M,80,low,T2,N1,M0,12.5,18.0,115,PR\n"
+        "N2,70,F,70,moderate,T3,N2,M1,4.0,40.0,190,SD\n"
+        "N3,55,M,90,high,T1,N0,M0,30.0,9.5,95,CR\n"
+    )
+    return path
+
+
+def test_six_child_runs_with_metrics_tags_and_models(trained: TrainResult, store: Path) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    children = runs[runs["tags.mlflow.parentRunId"] == trained.parent_run_id]
+    assert len(children) == 6
+    assert set(zip(children["tags.riskmodel.endpoint"], children["tags.riskmodel.family"], strict=True)) == {
+        (e, f) for e in ("lc", "os") for f in ("cox", "rsf", "gbm")
+    }
+    for col in (
+        "metrics.harrell_c_mean",
+        "metrics.uno_c_mean",
+        "metrics.ibs_mean",
+        "metrics.ibs_km_mean",
+        "metrics.td_auc_6_mean",
+    ):
+        assert children[col].notna().all(), col
+    for tag in ("git_commit", "riskmodel_version", "data_digest", "n_patients", "n_events"):
+        assert children[f"tags.riskmodel.{tag}"].notna().all(), tag
+    assert (children["params.feature_names"].str.contains("d90_gy")).all()
+    assert all(r.model_uri == f"runs:/{r.run_id}/model" for r in trained.runs)
+    assert json.loads(json.dumps(trained.summary()))["runs"][0].keys() == {
+        "endpoint",
+        "family",
+        "run_id",
+        "model_uri",
+        "metrics",
+    }
+
+
+def test_scores_agree_between_cli_python_and_pyfunc(
+    trained: TrainResult, store: Path, new_patients: Path, tmp_path: Path
+) -> None:
+    import mlflow
+
+    uri = f"sqlite:///{store}/mlflow.db"
+    frame = pd.read_csv(new_patients)
+    for run in trained.runs:
+        model = load_model(run.model_uri, tracking_uri=uri)
+        api = model.predict_survival(frame)
+        assert ((api.to_numpy() >= 0) & (api.to_numpy() <= 1)).all()
+        assert (np.diff(api.to_numpy(), axis=1) <= 1e-12).all()
+        mlflow.set_tracking_uri(uri)
+        pyfunc = mlflow.pyfunc.load_model(run.model_uri).predict(frame)
+        np.testing.assert_array_equal(
+            pyfunc[[c for c in pyfunc.columns if c.startswith("S_")]].to_numpy(), api.to_numpy()
+        )
+        out = tmp_path / f"{run.run_id}.json"
+        result = CliRunner().invoke(
+            app,
+            [
+                "score",
+                "--model",
+                run.model_uri,
+                "--patients",
+                str(new_patients),
+                "--out",
+                str(out),
+                "--tracking-uri",
+                uri,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        cli = json.loads(out.read_text())
+        np.testing.assert_array_equal(
+            np.array([[r["survival"][f"{h:g}"] for h in model.horizons] for r in cli]), api.to_numpy()
+        )
+        assert [r["risk_score"] for r in cli] == list(model.predict_risk(frame))
+
+
+def test_out_of_range_d90_is_flagged_and_far_horizons_refused(
+    trained: TrainResult, store: Path, new_patients: Path
+) -> None:
+    from riskmodel.scoring import read_patients
+
+    model = load_model(trained.runs[-1].model_uri, tracking_uri=f"sqlite:///{store}/mlflow.db")
+    records = model.score(read_patients(new_patients))
+    assert any("d90_gy 190 is above the training range" in f for f in records[1]["flags"])
+    assert records[0]["flags"] == []
+    assert records[0]["risk_group"] in ("low", "intermediate", "high")
+    with pytest.raises(UserInputError, match="beyond the training follow-up"):
+        model.score(read_patients(new_patients), [model.max_time + 1])
+    result = CliRunner().invoke(
+        app,
+        [
+            "score",
+            "--model",
+            trained.runs[-1].model_uri,
+            "--patients",
+            str(new_patients),
+            "--horizons",
+            "240",
+            "--tracking-uri",
+            f"sqlite:///{store}/mlflow.db",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+def test_a_bad_row_does_not_stop_the_others(trained: TrainResult, store: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "mixed.csv"
+    bad.write_text(
+        "patient_id,age_years,sex,kps,pathological_grade,t_stage,n_stage,m_stage,recurrence_interval_months,"
+        "lesion_volume_cm3,d90_gy,response_3mo\n"
+        "G1,61,M,80,low,T2,N1,M0,12.5,18.0,115,PR\n"
+        "B1,61,M,80,low,T2,N1,M0,12.5,18.0,lots,PR\n"
+        "G2,55,M,90,high,T1,N0,M0,30.0,9.5,95,CR\n"
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "score",
+            "--model",
+            trained.runs[0].model_uri,
+            "--patients",
+            str(bad),
+            "--tracking-uri",
+            f"sqlite:///{store}/mlflow.db",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "2 of 3 patients scored" in result.output
+    assert "row 3: not scored: column d90_gy, value 'lots': must be a number" in result.output
+
+
+def test_no_patient_identifier_reaches_the_tracking_store(trained: TrainResult, store: Path) -> None:
+    ids = pd.read_csv(bundled_cohort_path())["patient_id"]
+    blobs = [p.read_bytes() for p in store.rglob("*") if p.is_file()]
+    assert blobs
+    for pid in ids:
+        assert not any(pid.encode() in blob for blob in blobs), pid
+
+
+def test_model_directory_round_trip_and_tamper_checks(
+    trained: TrainResult, store: Path, tmp_path: Path, new_patients: Path
+) -> None:
+    frame = pd.read_csv(new_patients)
+    for run in trained.runs:
+        model = load_model(run.model_uri, tracking_uri=f"sqlite:///{store}/mlflow.db")
+        folder = model.save(tmp_path / run.run_id)
+        again = RiskModel.load(folder)
+        pd.testing.assert_frame_equal(again.predict_frame(frame), model.predict_frame(frame))
+        victim = next(p for p in folder.iterdir() if p.name not in ("manifest.json",))
+        victim.write_bytes(victim.read_bytes() + b" ")
+        with pytest.raises(ModelFileError, match="does not match its SHA-256"):
+            RiskModel.load(folder)
+    (folder / "extra.pkl").write_bytes(b"not welcome")
+    with pytest.raises(ModelFileError, match="unexpected files"):
+        RiskModel.load(folder)
+    with pytest.raises(ModelFileError, match="not a riskmodel model directory"):
+        RiskModel.load(tmp_path)
+
+
+def test_skops_types_outside_the_allow_list_are_refused(trained: TrainResult, store: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    import skops.io as sio
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    rsf = next(r for r in trained.runs if r.family == "rsf")
+    folder = load_model(rsf.model_uri, tracking_uri=f"sqlite:///{store}/mlflow.db").save(tmp_path / "rsf")
+    # An attacker who controls the whole folder can fix the manifest; the allow-list still holds.
+    sio.dump(CoxPHSurvivalAnalysis(), folder / "estimator.skops")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["estimator.skops"] = hashlib.sha256((folder / "estimator.skops").read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match=r"outside the allow-list: sksurv\.linear_model"):
+        RiskModel.load(folder)
+
+
+def test_summary_json_and_models_list(trained: TrainResult, store: Path) -> None:
+    result = CliRunner().invoke(app, ["models", "list", "--tracking-uri", f"sqlite:///{store}/mlflow.db"])
+    assert result.exit_code == 0
+    assert all(r.run_id in result.output for r in trained.runs)
+
+
+@pytest.mark.slow
+def test_train_with_no_arguments_in_a_fresh_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`riskmodel train` alone: the default experiment, bundled cohort, ./mlruns/mlflow.db."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(app, ["train", "--summary-json", "summary.json"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mlruns" / "mlflow.db").exists()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(summary["runs"]) == 6
+    assert "EXPLORATORY" in result.output
+    assert summary["parent_run_id"] in result.output
