@@ -153,7 +153,7 @@ class ClinicalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise UserInputError(f"{name} must be a positive number, got {value!r}")
-        used = self._input_columns(blocks)
+        used = self.input_columns(blocks)
         check_guarantee_time(used, self.landmark_months)
         self._check_frame(X, used)
         self.blocks_ = blocks
@@ -170,7 +170,7 @@ class ClinicalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         """Return the feature matrix (float64), one row per patient."""
         check_is_fitted(self, "feature_names_out_")
-        used = self._input_columns(self.blocks_)
+        used = self.input_columns()
         self._check_frame(X, used)
         parts: list[np.ndarray] = []
         for block in self.blocks_:
@@ -183,8 +183,10 @@ class ClinicalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return self.feature_names_out_.copy()
 
     # ------------------------------------------------------------------ internals
-    def _input_columns(self, blocks: Sequence[str]) -> list[str]:
-        return sorted({c for b in blocks for c in FEATURE_BLOCKS[b]})
+    def input_columns(self, blocks: Sequence[str] | None = None) -> list[str]:
+        """The cohort columns read by ``blocks`` (default: the fitted ones), sorted."""
+        chosen = self.blocks_ if blocks is None else blocks
+        return sorted({c for b in chosen for c in FEATURE_BLOCKS[b]})
 
     def _check_frame(self, X: Any, used: Sequence[str]) -> None:
         if not isinstance(X, pd.DataFrame):

@@ -189,7 +189,7 @@ def _features_from_state(state: dict[str, Any]) -> ClinicalFeatures:
     features = ClinicalFeatures(**state["params"])
     features.blocks_ = resolve_blocks(features.feature_set)
     features.stage_levels_ = {k: list(v) for k, v in state["stage_levels"].items()}
-    used = features._input_columns(features.blocks_)
+    used = features.input_columns()
     features.feature_names_in_ = np.asarray(used, dtype=object)
     features.n_features_in_ = len(used)
     features.feature_names_out_ = np.asarray(features._names(), dtype=object)

@@ -59,7 +59,7 @@ class RiskModel:
         risk_cutoffs: Sequence[float] | None = None,
     ) -> RiskModel:
         """Record the training ranges and risk cut-offs (tertiles unless given) of fitted parts."""
-        used = features._input_columns(features.blocks_)
+        used = features.input_columns()
         ranges, cats = {}, {}
         for name in used:
             if column(name).kind in ("float", "int"):
@@ -95,8 +95,14 @@ class RiskModel:
         return float(self.estimator.max_time_)
 
     # ------------------------------------------------------------------ prediction
-    def _validated(self, df: pd.DataFrame) -> pd.DataFrame:
-        return from_frame(df, source="patients", require_outcomes=False).data
+    @property
+    def input_columns(self) -> list[str]:
+        """The cohort columns this model reads (the only ones scoring requires, with patient_id)."""
+        return list(self.features.input_columns())
+
+    def _validated(self, df: pd.DataFrame, *, with_id: bool = False) -> pd.DataFrame:
+        required = [*self.input_columns, *(["patient_id"] if with_id else [])]
+        return from_frame(df, source="patients", require_outcomes=False, required=required).data
 
     def predict_risk(self, df: pd.DataFrame) -> np.ndarray:
         """Risk scores (higher = worse) for validated patients; raises on any invalid row."""
@@ -161,7 +167,7 @@ class RiskModel:
     # ------------------------------------------------------------------ helpers
     def _split_valid(self, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[Any, list[Problem]]]:
         try:
-            return from_frame(df, source="patients", require_outcomes=False).data, {}
+            return self._validated(df, with_id=True), {}
         except CohortValidationError as exc:
             rowless = [p for p in exc.problems if p.row is None]
             if rowless:
@@ -172,7 +178,7 @@ class RiskModel:
             good = df.loc[[r for r in df.index if r not in bad]]
             if len(good) == 0:
                 return good.iloc[:0], bad
-            return from_frame(good, source="patients", require_outcomes=False).data, bad
+            return self._validated(good, with_id=True), bad
 
     def _drop_unrepresentable(self, data: pd.DataFrame) -> tuple[pd.DataFrame, dict[Any, str]]:
         """Rows the fitted features cannot encode (a one-hot level unseen in training)."""

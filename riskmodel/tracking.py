@@ -148,8 +148,8 @@ class Tracker:
 def _input_columns(model: RiskModel) -> list[tuple[str, bool]]:
     from riskmodel.cohort.contract import COLUMNS
 
-    used = set(model.features._input_columns(model.features.blocks_))
-    return [(c.name, c.required or c.name in used) for c in COLUMNS if c.role != "outcome"]
+    used = set(model.input_columns)
+    return [(c.name, c.name in used) for c in COLUMNS if c.role != "outcome"]
 
 
 def _requirements() -> list[str]:

@@ -237,3 +237,31 @@ def test_train_with_no_arguments_in_a_fresh_folder(tmp_path: Path, monkeypatch: 
     assert len(summary["runs"]) == 6
     assert "EXPLORATORY" in result.output
     assert summary["parent_run_id"] in result.output
+
+
+def test_scoring_needs_only_the_columns_the_model_reads(trained: TrainResult, store: Path, tmp_path: Path) -> None:
+    minimal = tmp_path / "minimal.csv"
+    minimal.write_text(
+        "patient_id,t_stage,n_stage,m_stage,recurrence_interval_months,lesion_volume_cm3,d90_gy,response_3mo\n"
+        "M1,T2,N1,M0,12.5,18.0,115,PR\n"
+    )
+    model = load_model(trained.runs[0].model_uri, tracking_uri=f"sqlite:///{store}/mlflow.db")
+    assert set(model.input_columns) == {
+        "d90_gy",
+        "response_3mo",
+        "recurrence_interval_months",
+        "t_stage",
+        "n_stage",
+        "m_stage",
+        "lesion_volume_cm3",
+    }
+    from riskmodel.scoring import read_patients
+
+    (record,) = model.score(read_patients(minimal))
+    assert "error" not in record
+    assert 0 <= record["survival"]["6"] <= 1
+    # a column the model reads is still required, and one it does not read is still checked if given
+    with pytest.raises(UserInputError, match="column d90_gy: required column is missing"):
+        model.score(pd.read_csv(minimal).drop(columns="d90_gy"))
+    (bad,) = model.score(pd.read_csv(minimal).assign(kps="high"))
+    assert "column kps, value 'high'" in bad["error"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import re
 import warnings
+from collections.abc import Collection
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,6 +271,7 @@ def from_frame(
     mapping: ColumnMapping | None = None,
     response_rule: ResponseRule | None = None,
     require_outcomes: bool = True,
+    required: Collection[str] | None = None,
     first_row: int | None = None,
 ) -> Cohort:
     """Map, derive and validate an in-memory table; raise ``CohortValidationError`` on errors.
@@ -289,7 +291,7 @@ def from_frame(
     derived_frame, derived = derive_missing(
         raw, rep, response_rule=response_rule or mapping.response_rule, date_format=mapping.date_format
     )
-    typed = validate_frame(derived_frame, rep, require_outcomes=require_outcomes)
+    typed = validate_frame(derived_frame, rep, require_outcomes=require_outcomes, required=required)
     problems = rep.finish()
     errors = [p for p in problems if p.severity == "error"]
     if errors:

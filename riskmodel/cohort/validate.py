@@ -5,6 +5,8 @@ Every problem is collected (never only the first); the caller decides whether to
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import pandas as pd
 
@@ -76,8 +78,17 @@ def normalise_category(col: Column, value: object) -> str | None:
     return _SYNONYMS.get(col.name, {}).get(lowered)
 
 
-def validate_frame(frame: pd.DataFrame, rep: Reporter, *, require_outcomes: bool = True) -> pd.DataFrame:
+def validate_frame(
+    frame: pd.DataFrame,
+    rep: Reporter,
+    *,
+    require_outcomes: bool = True,
+    required: Collection[str] | None = None,
+) -> pd.DataFrame:
     """Return the contract columns of ``frame``, typed; every problem goes to ``rep``.
+
+    ``required`` replaces the contract's list of required columns (scoring asks only for what a
+    model reads); columns that are present are checked either way.
 
     Columns outside the contract are not returned. Numbers are float64 (int64 where a whole-number
     column has no gaps), categories are pandas ``Categorical`` with the contract's categories
@@ -87,22 +98,27 @@ def validate_frame(frame: pd.DataFrame, rep: Reporter, *, require_outcomes: bool
         rep.add("the table has no patient rows")
     out: dict[str, pd.Series] = {}
     for col in COLUMNS:
+        needed = (
+            (col.name in required)
+            if required is not None
+            else (col.required and (require_outcomes or col.role != "outcome"))
+        )
         if col.name not in frame.columns:
-            if col.required and (require_outcomes or col.role != "outcome"):
+            if needed:
                 rep.add(
                     "required column is missing (no alias or derivation produced it; see data/README.md)",
                     column=col.name,
                 )
             continue
-        out[col.name] = _check_column(col, frame[col.name], rep)
+        out[col.name] = _check_column(col, frame[col.name], rep, needed)
     typed = pd.DataFrame(out, index=frame.index)
     _check_rows(typed, rep)
     return typed
 
 
-def _check_column(col: Column, s: pd.Series, rep: Reporter) -> pd.Series:
+def _check_column(col: Column, s: pd.Series, rep: Reporter, needed: bool) -> pd.Series:
     blank = blank_mask(s)
-    if col.required:
+    if needed:
         rep.add_rows(blank, "required value is missing", col.name, s)
     if col.kind == "id":
         return _check_id(s, blank, rep)
