@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from riskmodel._yaml import read_yaml_mapping, validation_lines
 from riskmodel.cohort.endpoints import RESPONSE_LANDMARK_MONTHS, check_guarantee_time
 from riskmodel.errors import UserInputError
 from riskmodel.features import FEATURE_BLOCKS, resolve_blocks
@@ -175,30 +175,13 @@ def default_experiment_path() -> Path:
 def load_experiment(path: str | Path, **overrides: Any) -> ExperimentConfig:
     """Read an experiment YAML; ``overrides`` replace top-level keys. Every problem is reported."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserInputError(f"{p}: experiment file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"{p}: not a readable YAML file ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(raw, dict):
-        raise UserInputError(f"{p}: an experiment file is a YAML mapping of keys (name, data, models, ...)")
+    raw = read_yaml_mapping(p, "experiment", "name, data, models, ...", UserInputError)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
-        raise UserInputError("\n".join(_lines(p, exc))) from None
+        raise UserInputError("\n".join(validation_lines(p, exc))) from None
     return _resolve_paths(config, p.parent)
-
-
-def _lines(path: Path, exc: ValidationError) -> list[str]:
-    out = []
-    for e in exc.errors():
-        where = ".".join(str(x) for x in e["loc"])
-        value = "" if e["type"] == "missing" or not where else f", value {e.get('input')!r}"
-        where = where or "(experiment)"
-        out.append(f"{path}: {where}{value}: {e['msg']}")
-    return out
 
 
 def _resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:

@@ -47,7 +47,7 @@ def test_default_and_preimplant_are_what_the_issue_asks() -> None:
         ("name: x\ndata: {path: nowhere.csv}\n", "data.path: file not found: nowhere.csv"),
         ("name: x\nhorizons: [12, 6]\n", "horizons must be positive, increasing and distinct"),
         ("name: x\nmodels: {cox: null, rsf: null, gbm: null}\n", "at least one model family"),
-        ("- a\n- list\n", "an experiment file is a YAML mapping"),
+        ("- a\n- list\n", "an experiment file must be a YAML mapping"),
         ("name: [unclosed\n", "not a readable YAML file"),
         ("description: no name\n", "name: Field required"),
     ],

@@ -157,15 +157,7 @@ def recist_response(baseline_sld_mm: float, followup_sld_mm: float) -> str:
     >>> recist_response(40, 0)
     'CR'
     """
-    _check_baseline(baseline_sld_mm, "baseline SLD")
-    if followup_sld_mm == 0:
-        return "CR"
-    change = followup_sld_mm - baseline_sld_mm
-    if change >= 0.2 * baseline_sld_mm * (1 - _EPS) and change >= 5.0 - _EPS:
-        return "PD"
-    if change <= -0.3 * baseline_sld_mm * (1 - _EPS):
-        return "PR"
-    return "SD"
+    return _relative_response(baseline_sld_mm, followup_sld_mm, "baseline SLD", pd_min_increase=5.0)
 
 
 def volume_response(baseline_cm3: float, followup_cm3: float) -> str:
@@ -180,20 +172,21 @@ def volume_response(baseline_cm3: float, followup_cm3: float) -> str:
     >>> volume_response(20.0, 0.0)
     'CR'
     """
-    _check_baseline(baseline_cm3, "baseline volume")
-    if followup_cm3 == 0:
+    return _relative_response(baseline_cm3, followup_cm3, "baseline volume", pd_min_increase=0.0)
+
+
+def _relative_response(baseline: float, followup: float, what: str, *, pd_min_increase: float) -> str:
+    """CR at 0; PD at +20 % (and at least ``pd_min_increase`` absolute); PR at -30 %; else SD."""
+    if not baseline > 0:
+        raise ValueError(f"{what} must be greater than 0 to compute a relative change")
+    if followup == 0:
         return "CR"
-    change = followup_cm3 - baseline_cm3
-    if change >= 0.2 * baseline_cm3 * (1 - _EPS):
+    change = followup - baseline
+    if change >= 0.2 * baseline * (1 - _EPS) and change >= pd_min_increase - _EPS:
         return "PD"
-    if change <= -0.3 * baseline_cm3 * (1 - _EPS):
+    if change <= -0.3 * baseline * (1 - _EPS):
         return "PR"
     return "SD"
-
-
-def _check_baseline(value: float, what: str) -> None:
-    if not value > 0:
-        raise ValueError(f"{what} must be greater than 0 to compute a relative change")
 
 
 def bed_permanent_implant(

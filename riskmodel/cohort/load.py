@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from riskmodel._yaml import read_yaml_mapping, validation_lines
 from riskmodel.cohort._cells import Reporter, blank_mask
 from riskmodel.cohort.contract import COLUMNS
 from riskmodel.cohort.derive import RAW_COLUMNS, ResponseRule, derive_missing
@@ -114,19 +114,11 @@ class ColumnMapping(BaseModel):
 def load_mapping(path: str | Path) -> ColumnMapping:
     """Read and check a YAML mapping file (see ``data/mapping.example.yaml``)."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise CohortFileError(f"{p}: mapping file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise CohortFileError(f"{p}: not a readable YAML file ({type(exc).__name__})") from None
-    if not isinstance(raw, dict):
-        raise CohortFileError(f"{p}: a mapping file holds keys columns, values, date_format, response_rule")
+    raw = read_yaml_mapping(p, "mapping", "columns, values, date_format, response_rule", CohortFileError)
     try:
         mapping = ColumnMapping.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{p}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise CohortFileError("\n".join(lines)) from None
+        raise CohortFileError("\n".join(validation_lines(p, exc))) from None
     bad = [
         f"{p}: columns.{k}: '{v}' is not a canonical or raw column name"
         for k, v in mapping.columns.items()
