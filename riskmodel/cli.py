@@ -37,6 +37,9 @@ def _user_errors(fn: F) -> F:
         except RiskModelError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted; runs already finished are kept, the current one is marked KILLED", err=True)
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -236,8 +239,10 @@ def train_command(
         "(EXPLORATORY: small cohort; EPV = events per model parameter)"
     )
     typer.echo(result.table().to_string(index=False))
-    typer.echo(f"\nparent run: {result.parent_run_id}   store: {result.tracking_uri}")
-    typer.echo("score with: riskmodel score --model runs:/<run_id>/model --patients FILE")
+    typer.echo(f"\nparent run {result.parent_run_id} in {result.tracking_uri}; models:")
+    for run in result.runs:
+        typer.echo(f"  {run.endpoint.upper()} {run.family:<4} {run.model_uri}")
+    typer.echo("score with: riskmodel score --model <model URI> --patients FILE   (compare runs: riskmodel ui)")
     if summary_json:
         summary_json.write_text(json.dumps(result.summary(), indent=2, allow_nan=False))
         typer.echo(f"summary written to {summary_json}")

@@ -101,7 +101,7 @@ class TrainResult:
                 "Uno C": cell("uno_c"),
             }
             row.update({f"AUC({h:g})": cell(f"td_auc_{h:g}") for h in horizons})
-            row.update({"IBS": cell("ibs"), "IBS (KM)": cell("ibs_km"), "run_id": r.run_id})
+            row.update({"IBS": cell("ibs"), "IBS (KM)": cell("ibs_km")})
             rows.append(row)
         return pd.DataFrame(rows)
 

@@ -265,3 +265,31 @@ def test_scoring_needs_only_the_columns_the_model_reads(trained: TrainResult, st
         model.score(pd.read_csv(minimal).drop(columns="d90_gy"))
     (bad,) = model.score(pd.read_csv(minimal).assign(kps="high"))
     assert "column kps, value 'high'" in bad["error"]
+
+
+def test_registered_models_load_by_name_and_version(trained: TrainResult, store: Path, new_patients: Path) -> None:
+    import mlflow
+
+    uri = f"sqlite:///{store}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    version = mlflow.register_model(trained.runs[0].model_uri, "riskmodel-test").version
+    by_name = load_model(f"models:/riskmodel-test/{version}", tracking_uri=uri)
+    by_run = load_model(trained.runs[0].model_uri, tracking_uri=uri)
+    frame = pd.read_csv(new_patients)
+    pd.testing.assert_frame_equal(by_name.predict_frame(frame), by_run.predict_frame(frame))
+
+
+def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    from riskmodel.tracking import DEFAULT_TRACKING_URI, resolve_tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri() == DEFAULT_TRACKING_URI == "sqlite:///mlruns/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    assert resolve_tracking_uri() == "sqlite:///elsewhere.db"
+    assert resolve_tracking_uri("sqlite:///option.db") == "sqlite:///option.db"
+
+
+def test_unknown_model_uri_is_a_user_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["score", "--model", str(tmp_path / "nope"), "--patients", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no such model" in result.output
