@@ -51,7 +51,7 @@ SKOPS_ALLOWED = {
         }
     ),
 }
-_VERSIONED = ("riskmodel", "numpy", "pandas", "scikit-learn", "scikit-survival", "xgboost", "skops")
+_VERSIONED = ("riskmodel", "numpy", "pandas", "scikit-learn", "scikit-survival", "xgboost", "xgboost-cpu", "skops")
 
 
 class ModelFileError(UserInputError):
@@ -70,7 +70,8 @@ def _versions() -> dict[str, str]:
     out = {}
     for name in _VERSIONED:
         try:
-            out[name] = metadata.version(name)
+            # xgboost ships as "xgboost" or "xgboost-cpu"; both are the same library
+            out[name.removesuffix("-cpu")] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
     return out

@@ -162,6 +162,7 @@ def _requirements() -> list[str]:
         "scikit-learn",
         "scikit-survival",
         "xgboost",
+        "xgboost-cpu",  # whichever of the two builds is installed is the one listed
         "skops",
         "pydantic",
         "PyYAML",
