@@ -206,7 +206,7 @@ def train_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from riskmodel.config import default_experiment_path, load_experiment
-    from riskmodel.training import train
+    from riskmodel.training import format_hazard_ratios, train
 
     path = experiment or default_experiment_path()
     config = load_experiment(path)
@@ -239,6 +239,19 @@ def train_command(
         "(EXPLORATORY: small cohort; EPV = events per model parameter)"
     )
     typer.echo(result.table().to_string(index=False))
+    for run in result.runs:
+        if run.hazard_ratios is not None:
+            epv = run.n_events / max(run.n_parameters, 1)
+            caveats = [run.hazard_ratios.attrs.get("note", "")]
+            if epv < 10:
+                caveats.append(f"{epv:.1f} events per parameter (< 10): unstable, exploratory")
+            typer.echo(
+                f"\n{run.endpoint.upper()} Cox hazard ratios, unpenalised fit on the same features "
+                f"({run.n_events} events, {run.n_parameters} parameters)"
+            )
+            for caveat in filter(None, caveats):
+                typer.echo(f"  caution: {caveat}")
+            typer.echo(format_hazard_ratios(run.hazard_ratios))
     typer.echo(f"\nparent run {result.parent_run_id} in {result.tracking_uri}; models:")
     for run in result.runs:
         typer.echo(f"  {run.endpoint.upper()} {run.family:<4} {run.model_uri}")

@@ -42,6 +42,8 @@ class RiskModel:
     numeric_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     categories: dict[str, list[str]] = field(default_factory=dict)
     risk_cutoffs: list[float] = field(default_factory=list)
+    # Cox only: HR, 95% CI and Wald p of the *unpenalised* fit on the same design (the classical table)
+    hazard_ratios: pd.DataFrame | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -231,6 +233,12 @@ class RiskModel:
             "numeric_ranges": self.numeric_ranges,
             "categories": self.categories,
             "risk_cutoffs": self.risk_cutoffs,
+            "hazard_ratios": None
+            if self.hazard_ratios is None
+            else {
+                "table": self.hazard_ratios.reset_index().to_dict(orient="list"),
+                "note": self.hazard_ratios.attrs.get("note", ""),
+            },
         }
         return write_model_dir(Path(folder), meta=meta, features=self.features, estimator=self.estimator)
 
@@ -240,6 +248,10 @@ class RiskModel:
         from riskmodel.modelfile import read_model_dir
 
         meta, features, estimator = read_model_dir(folder)
+        table = None
+        if meta.get("hazard_ratios"):
+            table = pd.DataFrame(meta["hazard_ratios"]["table"]).set_index("feature")
+            table.attrs["note"] = meta["hazard_ratios"]["note"]
         return cls(
             meta["endpoint"],
             meta["family"],
@@ -251,6 +263,7 @@ class RiskModel:
             {k: (float(v[0]), float(v[1])) for k, v in meta["numeric_ranges"].items()},
             {k: list(v) for k, v in meta["categories"].items()},
             [float(c) for c in meta["risk_cutoffs"]],
+            table,
         )
 
 

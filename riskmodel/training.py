@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 from sklearn.pipeline import Pipeline
@@ -47,6 +48,7 @@ class RunResult:
     n_events: int
     n_parameters: int
     horizons: list[float]
+    hazard_ratios: pd.DataFrame | None = None  # Cox only: the unpenalised HR table
 
 
 @dataclass
@@ -265,6 +267,8 @@ def train(
                     X=sd.X,
                     risk_cutoffs=config.risk_group_cutoffs,
                 )
+                if family == "cox":
+                    model.hazard_ratios = _unpenalised_table(features, sd.X, sd.y)
                 summary = cv.summary()
                 metrics = {
                     f"{m}_{stat}": float(v) for stat in ("mean", "sd") for m, v in summary[stat].astype(float).items()
@@ -295,14 +299,23 @@ def train(
                     tracker.log_text(cv.folds.to_csv(index=False), "cv_folds.csv")
                     if cv.failures or cv.fold_warnings:
                         tracker.log_text("\n".join(cv.failures + cv.fold_warnings) + "\n", "cv_notes.txt")
-                    if family == "cox":
-                        tracker.log_text(
-                            _unpenalised_table(features, sd.X, sd.y).to_csv(), "cox_hazard_ratios_unpenalised.csv"
-                        )
+                    if model.hazard_ratios is not None:
+                        tracker.log_text(model.hazard_ratios.to_csv(), "cox_hazard_ratios_unpenalised.csv")
                     with tempfile.TemporaryDirectory() as tmp:
                         uri = tracker.log_model(model, model.save(Path(tmp) / "riskmodel"))
                 result.runs.append(
-                    RunResult(endpoint, family, run_id, uri, metrics, len(sd.y), n_events, n_params, horizons)
+                    RunResult(
+                        endpoint,
+                        family,
+                        run_id,
+                        uri,
+                        metrics,
+                        len(sd.y),
+                        n_events,
+                        n_params,
+                        horizons,
+                        model.hazard_ratios,
+                    )
                 )
         tracker.log(tags={"children": str(len(result.runs))})
     return result
@@ -318,8 +331,22 @@ def _unpenalised_table(features: ClinicalFeatures, X: pd.DataFrame, y: Any) -> p
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RiskModelWarning)
         table = CoxPH(penalty=0).fit(design, y).hazard_ratios_
-    table["note"] = "did not converge (separation?)" if caught else ""
+    table.attrs["note"] = "the unpenalised fit did not converge (separation?)" if caught else ""
     return table
+
+
+def format_hazard_ratios(table: pd.DataFrame) -> str:
+    """HR (95% CI) and p per feature, as printed by ``riskmodel train``."""
+    lines = []
+    for name, row in table.iterrows():
+        ci = (
+            f"({row['hr_lower_95']:.3g}-{row['hr_upper_95']:.3g})"
+            if np.isfinite(row["hr_lower_95"]) and np.isfinite(row["hr_upper_95"])
+            else "(not estimable)"
+        )
+        p = "n/a" if not np.isfinite(row["p"]) else ("<0.001" if row["p"] < 0.001 else f"{row['p']:.3f}")
+        lines.append(f"  {name:<28} HR {row['hr']:>8.3g} {ci:<22} p {p}")
+    return "\n".join(lines)
 
 
 def _override(

@@ -293,3 +293,21 @@ def test_unknown_model_uri_is_a_user_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["score", "--model", str(tmp_path / "nope"), "--patients", str(tmp_path)])
     assert result.exit_code == 2
     assert "no such model" in result.output
+
+
+def test_cox_model_carries_the_unpenalised_table_matching_lifelines(trained: TrainResult, store: Path) -> None:
+    from lifelines import CoxPHFitter
+
+    from riskmodel.cohort import load_bundled, survival_data
+
+    for run in (r for r in trained.runs if r.family == "cox"):
+        model = load_model(run.model_uri, tracking_uri=f"sqlite:///{store}/mlflow.db")
+        assert model.hazard_ratios is not None
+        data = survival_data(load_bundled(), run.endpoint, landmark_months=3, feature_columns=["response_3mo"])  # type: ignore[arg-type]
+        design = pd.DataFrame(model.features.transform(data.X), columns=model.features.get_feature_names_out())
+        ref = CoxPHFitter().fit(design.assign(T=data.y["time"], E=data.y["event"]), "T", "E").summary
+        table = model.hazard_ratios
+        np.testing.assert_allclose(table["hr"], ref["exp(coef)"], rtol=1e-4)
+        np.testing.assert_allclose(table["hr_lower_95"], ref["exp(coef) lower 95%"], rtol=1e-4)
+        np.testing.assert_allclose(table["hr_upper_95"], ref["exp(coef) upper 95%"], rtol=1e-4)
+        np.testing.assert_allclose(table["p"], ref["p"], rtol=1e-4, atol=1e-6)
