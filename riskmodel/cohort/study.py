@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["LANDMARKS", "STUDY_GROUPINGS", "published_targets", "study_groups"]
+__all__ = ["BINARY_CUTOFFS", "LANDMARKS", "STUDY_GROUPINGS", "groupings", "published_targets", "study_groups"]
 
 LANDMARKS = (6.0, 12.0, 18.0, 24.0)
 
@@ -40,6 +40,33 @@ STUDY_GROUPINGS: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
     "recurrence_interval_months": _two("recurrence_interval_months", 10, "<10", ">=10"),
     "short_term_response": lambda d: np.where(d["response_3mo"].astype(str).isin(["CR", "PR"]), "CR+PR", "SD+PD"),
 }
+
+
+# factor -> (column, the study's cut-off); "<cut" versus ">=cut"
+BINARY_CUTOFFS: dict[str, tuple[str, float]] = {
+    "age": ("age_years", 60),
+    "seed_activity_mci": ("seed_activity_mci", 0.5),
+    "lesion_volume_cm3": ("lesion_volume_cm3", 20),
+    "d90_gy": ("d90_gy", 110),
+    "recurrence_interval_months": ("recurrence_interval_months", 10),
+}
+
+
+def groupings(cutoffs: dict[str, float] | None = None) -> dict[str, Callable[[pd.DataFrame], np.ndarray]]:
+    """The study's groupings, with other cut-offs for the two-group numeric factors if given.
+
+    >>> groupings({"d90_gy": 120})["d90_gy"](pd.DataFrame({"d90_gy": [100, 125]})).tolist()
+    ['<120', '>=120']
+    """
+    out = dict(STUDY_GROUPINGS)
+    for factor, cut in (cutoffs or {}).items():
+        if factor not in BINARY_CUTOFFS:
+            from riskmodel.errors import UserInputError
+
+            raise UserInputError(f"no configurable cut-off for {factor!r}; choose from {', '.join(BINARY_CUTOFFS)}")
+        col = BINARY_CUTOFFS[factor][0]
+        out[factor] = _two(col, cut, f"<{cut:g}", f">={cut:g}")
+    return out
 
 
 def study_groups(data: pd.DataFrame) -> pd.DataFrame:

@@ -131,6 +131,10 @@ class CoxPH(SurvivalEstimator):
         Zs = Z[rs.order]
         beta, info, converged = self._newton(Zs, rs, self.penalty)
         self.converged_ = converged
+        self.log_likelihood_ = _efron(Zs, rs, beta)[0]  # unpenalised log partial likelihood at the fit
+        self.log_likelihood_null_ = _efron(Zs, rs, np.zeros_like(beta))[0]
+        # per unit of each feature: beta = beta_std / scale, so the information is D I D with D = diag(scale)
+        self.information_ = info * np.outer(self.scale_, self.scale_)
         if not converged:
             warnings.warn(
                 "Cox fit did not converge: a feature may separate the events completely "

@@ -1,0 +1,197 @@
+"""The statistics report: every section present, every figure a real PNG, numbers equal lifelines'."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import CoxPHFitter
+from lifelines.statistics import multivariate_logrank_test
+from typer.testing import CliRunner
+
+from riskmodel.cli import app
+from riskmodel.cohort import Cohort, survival_data
+from riskmodel.cohort.study import STUDY_GROUPINGS
+from riskmodel.errors import UserInputError
+from riskmodel.report import build_report, multivariable_cox, univariate_table
+
+
+@pytest.fixture(scope="module")
+def report(bundled: Cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_report(bundled, tmp_path_factory.mktemp("report"))
+
+
+def test_every_section_and_figure(report: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+    for heading in (
+        "Cohort characteristics",
+        "Local control",
+        "Overall survival",
+        "univariate analysis",
+        "multivariable Cox",
+        "proportional hazards",
+        "competing risk",
+        "Published figures",
+    ):
+        assert heading in text, heading
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    assert len(images) >= 6
+    assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
+    assert "RECON-" not in text  # counts and estimates only
+
+
+@pytest.mark.parametrize("endpoint", ["lc", "os"])
+def test_logrank_matches_lifelines(bundled: Cohort, endpoint: str) -> None:
+    d = bundled.data
+    table = univariate_table(d, endpoint)
+    for factor, group_of in STUDY_GROUPINGS.items():
+        if factor == "short_term_response":
+            sd = survival_data(d, endpoint, landmark_months=3, feature_columns=["response_3mo"])  # type: ignore[arg-type]
+            frame = sd.X.assign(T=sd.y["time"], E=sd.y["event"])
+            label = f"{factor} (3-month landmark)"
+        else:
+            frame = d.assign(T=d[f"{endpoint}_months"], E=d[f"{endpoint}_event"])
+            label = factor
+        ref = multivariate_logrank_test(frame["T"], np.asarray(group_of(frame)).astype(str), frame["E"])
+        ours = table.loc[table["factor"] == label].iloc[0]
+        assert ours["log-rank χ²"] == pytest.approx(ref.test_statistic, rel=1e-6), factor
+        assert ours["p"] == pytest.approx(ref.p_value, rel=1e-6, abs=1e-12), factor
+
+
+@pytest.mark.parametrize("endpoint", ["lc", "os"])
+def test_multivariable_cox_matches_lifelines(bundled: Cohort, endpoint: str) -> None:
+    table, tests = multivariable_cox(bundled.data, endpoint)
+    sd = survival_data(bundled.data, endpoint, landmark_months=3, feature_columns=["response_3mo"])  # type: ignore[arg-type]
+    df = pd.DataFrame(
+        {
+            "d90_ge_110gy": (sd.X["d90_gy"] >= 110).astype(float).to_numpy(),
+            "response_cr_pr": sd.X["response_3mo"].isin(["CR", "PR"]).astype(float).to_numpy(),
+            "T": sd.y["time"],
+            "E": sd.y["event"],
+        }
+    )
+    ref = CoxPHFitter().fit(df, "T", "E", fit_options={"precision": 1e-12, "max_steps": 500})
+    np.testing.assert_allclose(table["hr"], ref.summary["exp(coef)"], rtol=1e-6)
+    np.testing.assert_allclose(table["hr_lower_95"], ref.summary["exp(coef) lower 95%"], rtol=1e-6)
+    np.testing.assert_allclose(table["hr_upper_95"], ref.summary["exp(coef) upper 95%"], rtol=1e-6)
+    assert tests["lr_chi2"] == pytest.approx(ref.log_likelihood_ratio_test().test_statistic, rel=1e-6)
+    beta, V = ref.params_.to_numpy(), ref.variance_matrix_.to_numpy()
+    assert tests["wald_chi2"] == pytest.approx(float(beta @ np.linalg.solve(V, beta)), rel=1e-6)
+
+
+def test_bad_endpoint_and_cli(bundled: Cohort, tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="endpoints must be among lc, os"):
+        build_report(bundled, tmp_path, endpoints=["pfs"])
+    result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "r"), "--endpoints", "os"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / "report.html").exists()
+    assert not (tmp_path / "r" / "lc_univariate.csv").exists()
+    result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "x"), "--data", str(tmp_path / "none.csv")])
+    assert result.exit_code == 2
+    assert "file not found" in result.output
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="R is not installed (.ci/run installs r-cran-survival)")
+@pytest.mark.parametrize("endpoint", ["lc", "os"])
+def test_numbers_match_r_survival(bundled: Cohort, endpoint: str, tmp_path: Path) -> None:
+    """R's survival package (survdiff, coxph with Efron ties) on the same data, to 1e-4."""
+    d = bundled.data
+    frame = d.assign(T=d[f"{endpoint}_months"], E=d[f"{endpoint}_event"])
+    groups = {f: np.asarray(fn(frame)).astype(str) for f, fn in STUDY_GROUPINGS.items() if f != "short_term_response"}
+    pd.DataFrame({"T": frame["T"], "E": frame["E"], **groups}).to_csv(tmp_path / "uni.csv", index=False)
+    sd = survival_data(d, endpoint, landmark_months=3, feature_columns=["response_3mo"])  # type: ignore[arg-type]
+    pd.DataFrame(
+        {
+            "T": sd.y["time"],
+            "E": sd.y["event"].astype(int),
+            "d90": (sd.X["d90_gy"] >= 110).astype(int).to_numpy(),
+            "resp": sd.X["response_3mo"].isin(["CR", "PR"]).astype(int).to_numpy(),
+        }
+    ).to_csv(tmp_path / "cox.csv", index=False)
+    script = tmp_path / "check.R"
+    script.write_text(f"""
+suppressMessages(library(survival))
+u <- read.csv("{tmp_path / "uni.csv"}", check.names = FALSE, colClasses = "character")
+u$T <- as.numeric(u$T); u$E <- as.numeric(u$E)
+for (f in setdiff(names(u), c("T", "E"))) {{
+  s <- survdiff(Surv(T, E) ~ u[[f]], data = u)
+  cat("logrank", f, sprintf("%.10f", s$chisq), "\\n")
+}}
+c <- read.csv("{tmp_path / "cox.csv"}")
+m <- coxph(Surv(T, E) ~ d90 + resp, data = c, ties = "efron")
+ci <- exp(confint(m))
+cat("cox", sprintf("%.10f", exp(coef(m))), sprintf("%.10f", ci[, 1]), sprintf("%.10f", ci[, 2]), "\\n")
+""")
+    out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True, timeout=120, check=True).stdout
+    ours = univariate_table(d, endpoint)
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[0] == "logrank":
+            got = ours.loc[ours["factor"] == parts[1], "log-rank χ²"].iloc[0]
+            assert got == pytest.approx(float(parts[2]), rel=1e-4, abs=1e-8), parts[1]
+        elif parts[0] == "cox":
+            r = np.array(parts[1:], dtype=float).reshape(3, 2)
+            table, _ = multivariable_cox(d, endpoint)
+            np.testing.assert_allclose(table["hr"], r[0], rtol=1e-4)
+            np.testing.assert_allclose(table["hr_lower_95"], r[1], rtol=1e-4)
+            np.testing.assert_allclose(table["hr_upper_95"], r[2], rtol=1e-4)
+    assert "cox" in out
+    assert out.count("logrank") == len(groups)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
+def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    """Every figure decodes and has a size when a real browser lays the page out."""
+    probe = report.read_text(encoding="utf-8").replace(
+        "</body>",
+        "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+        " document.title = 'images ' + imgs.filter(i => i.complete && i.naturalWidth > 0 && i.width > 0).length"
+        " + '/' + imgs.length; });</script></body>",
+    )
+    page = tmp_path / "probe.html"
+    page.write_text(probe, encoding="utf-8")
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    match = re.search(r"<title>images (\d+)/(\d+)</title>", dom)
+    assert match is not None, dom[:500]
+    loaded, total = map(int, match.groups())
+    assert total >= 6
+    assert loaded == total
+
+
+def test_cutoffs_are_configurable(bundled: Cohort, tmp_path: Path) -> None:
+    table = univariate_table(bundled.data, "os", {"d90_gy": 100})
+    rows = table[table["factor"] == "d90_gy"]
+    assert set(rows["group"]) == {"<100", ">=100"}
+    assert (
+        rows["n"].sum() == 36
+    )
+    assert (
+        rows.loc[rows["group"] == ">=100", "n"].iloc[0] == (bundled.data["d90_gy"] >= 100).sum()
+    )
+    with pytest.raises(UserInputError, match="no configurable cut-off for 'kps'"):
+        univariate_table(bundled.data, "os", {"kps": 70})
+    result = CliRunner().invoke(app, ["report", "--out", str(tmp_path), "--cutoff", "d90_gy=abc"])
+    assert result.exit_code == 2
