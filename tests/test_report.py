@@ -185,12 +185,8 @@ def test_cutoffs_are_configurable(bundled: Cohort, tmp_path: Path) -> None:
     table = univariate_table(bundled.data, "os", {"d90_gy": 100})
     rows = table[table["factor"] == "d90_gy"]
     assert set(rows["group"]) == {"<100", ">=100"}
-    assert (
-        rows["n"].sum() == 36
-    )
-    assert (
-        rows.loc[rows["group"] == ">=100", "n"].iloc[0] == (bundled.data["d90_gy"] >= 100).sum()
-    )
+    assert rows["n"].sum() == 36
+    assert rows.loc[rows["group"] == ">=100", "n"].iloc[0] == (bundled.data["d90_gy"] >= 100).sum()
     with pytest.raises(UserInputError, match="no configurable cut-off for 'kps'"):
         univariate_table(bundled.data, "os", {"kps": 70})
     result = CliRunner().invoke(app, ["report", "--out", str(tmp_path), "--cutoff", "d90_gy=abc"])
