@@ -11,9 +11,9 @@ cohort, the published figures beside these results.
 Guarantee-time rule: wherever the 3-month response is involved (its univariate rows, the
 multivariable model) the analysis starts at the 3-month landmark, and the report says so. The
 study itself did not, so its response rows are shown beside the landmarked ones for reference.
-Kaplan-Meier confidence intervals, numbers at risk, the Aalen-Johansen estimator and the
-Schoenfeld tests come from lifelines; log-rank tests and Cox models are riskmodel's own and are
-tested against lifelines.
+Kaplan-Meier confidence intervals, numbers at risk and the Schoenfeld tests come from lifelines;
+log-rank tests, Cox models and the Aalen-Johansen estimator (exact with tied times, which lifelines
+jitters) are riskmodel's own and are tested against lifelines and R.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -217,18 +218,48 @@ def multivariable_cox(data: pd.DataFrame, endpoint: Endpoint) -> tuple[pd.DataFr
     return table, tests
 
 
-def ph_checks(data: pd.DataFrame, endpoint: Endpoint) -> pd.DataFrame:
-    """Schoenfeld-residual tests (lifelines, rank-transformed time) for the multivariable model."""
-    from lifelines import CoxPHFitter
-    from lifelines.statistics import proportional_hazard_test
+def schoenfeld_tests(design: pd.DataFrame) -> pd.DataFrame:
+    """Per-covariate and global tests of proportional hazards on scaled Schoenfeld residuals.
 
-    sd = survival_data(
-        data,
-        endpoint,
-        landmark_months=RESPONSE_LANDMARK_MONTHS,
-        feature_columns=["response_3mo"],
+    ``design`` holds the covariates and columns ``T`` and ``E``. Time is rank-transformed. The
+    per-covariate statistics are lifelines' ``proportional_hazard_test``; the global one is the
+    multivariate form of the same approximation (Grambsch & Therneau 1994):
+    T = (Σ g·r)ᵀ V⁻¹ (Σ g·r) / (d · Σ g²) on p degrees of freedom, with g the centred transformed
+    event times, r the scaled residuals, V the coefficients' covariance and d the events. With one
+    covariate it equals the per-covariate test. (R's survival ≥ 3.0 uses an exact score test.)
+    """
+    from lifelines import CoxPHFitter
+    from lifelines.statistics import TimeTransformers, proportional_hazard_test
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cph = CoxPHFitter().fit(design, "T", "E", fit_options={"precision": 1e-12, "max_steps": 500})
+        per = proportional_hazard_test(cph, design, time_transform="rank").summary
+        resid = cph.compute_residuals(design, kind="scaled_schoenfeld").to_numpy()
+    events = cph.event_observed.to_numpy(bool)
+    times = TimeTransformers().get("rank")(cph.durations, cph.event_observed, cph.weights)[events].to_numpy()
+    g = times - times.mean()
+    score = (g[:, None] * resid).sum(0)
+    global_chi2 = float(score @ np.linalg.solve(cph.variance_matrix_.to_numpy(), score) / (events.sum() * (g @ g)))
+    out = per[["test_statistic", "p"]].reset_index().rename(columns={"index": "covariate", "test_statistic": "χ²"})
+    out["df"] = 1
+    k = resid.shape[1]
+    glob = pd.DataFrame(
+        [{"covariate": "GLOBAL", "χ²": global_chi2, "p": float(stats.chi2.sf(global_chi2, k)), "df": k}]
     )
-    df = pd.DataFrame(
+    table: pd.DataFrame = pd.concat([out, glob], ignore_index=True)
+    table["verdict"] = np.where(
+        table["p"] < 0.05,
+        "evidence the effect changes over time: read the HR as an average",
+        "no evidence against proportional hazards (the test has little power at this n)",
+    )
+    return table
+
+
+def ph_checks(data: pd.DataFrame, endpoint: Endpoint) -> pd.DataFrame:
+    """Schoenfeld tests (per covariate and global) for the multivariable model, from the 3-month landmark."""
+    sd = survival_data(data, endpoint, landmark_months=RESPONSE_LANDMARK_MONTHS, feature_columns=["response_3mo"])
+    design = pd.DataFrame(
         {
             "d90_ge_110gy": (sd.X["d90_gy"] >= 110).astype(float).to_numpy(),
             "response_cr_pr": sd.X["response_3mo"].astype(str).isin(["CR", "PR"]).astype(float).to_numpy(),
@@ -236,19 +267,7 @@ def ph_checks(data: pd.DataFrame, endpoint: Endpoint) -> pd.DataFrame:
             "E": sd.y["event"],
         }
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cph = CoxPHFitter().fit(df, "T", "E", fit_options={"precision": 1e-12, "max_steps": 500})
-        res = proportional_hazard_test(cph, df, time_transform="rank").summary
-    out: pd.DataFrame = (
-        res[["test_statistic", "p"]].reset_index().rename(columns={"index": "covariate", "test_statistic": "χ²"})
-    )
-    out["verdict"] = np.where(
-        out["p"] < 0.05,
-        "evidence the effect changes over time: read the HR as an average",
-        "no evidence against proportional hazards (the test has little power at this n)",
-    )
-    return out
+    return schoenfeld_tests(design)
 
 
 def competing_risks(data: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
@@ -257,19 +276,17 @@ def competing_risks(data: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from lifelines import AalenJohansenFitter, KaplanMeierFitter
+    from lifelines import KaplanMeierFitter
+
+    from riskmodel.evaluate import aalen_johansen
+    from riskmodel.models.base import step_values
 
     cr = local_failure_competing(data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        aj = AalenJohansenFitter(calculate_variance=False, seed=0).fit(
-            cr["time"], cr["event_type"], event_of_interest=1
-        )
+    aj_t, aj_cif = aalen_johansen(cr["time"].to_numpy(), cr["event_type"].to_numpy(), cause=1)
     km = KaplanMeierFitter().fit(data["lc_months"], data["lc_event"])
-    cif = aj.cumulative_density_.iloc[:, 0]
     rows = []
     for m in LANDMARKS:
-        c = float(cif.loc[:m].iloc[-1]) if (cif.index <= m).any() else 0.0
+        c = float(step_values(aj_t, aj_cif, np.array([m]))[0])
         one_minus_km = 1 - float(km.survival_function_at_times(m).iloc[0])
         rows.append(
             {
@@ -280,7 +297,7 @@ def competing_risks(data: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
             }
         )
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.step(cif.index, cif.to_numpy(), where="post", label="local failure, Aalen-Johansen (death competing)")
+    ax.step(np.r_[0.0, aj_t], np.r_[0.0, aj_cif], where="post", label="local failure, Aalen-Johansen (death competing)")
     sf = km.survival_function_.iloc[:, 0]
     ax.step(sf.index, 1 - sf.to_numpy(), where="post", linestyle="--", label="1 − Kaplan-Meier (deaths censored)")
     ax.set_xlabel("months from implant")
@@ -298,7 +315,9 @@ def build_report(
     compare_published: bool | None = None,
     cutoffs: dict[str, float] | None = None,
 ) -> Path:
-    """Write ``report.html`` (self-contained) and the tables as CSV into ``out_dir``; return the HTML path.
+    """Write ``report.html`` (self-contained), ``tables/*.csv`` and ``summary.json`` into ``out_dir``.
+
+    Returns the path of the HTML file.
 
     ``cutoffs`` replaces the study's cut-off of two-group numeric factors, e.g. ``{"d90_gy": 120}``.
     """
@@ -306,8 +325,10 @@ def build_report(
     chosen: list[Endpoint] = [e for e in ("lc", "os") if e in endpoints]
     if unknown or not endpoints:
         raise UserInputError(f"endpoints must be among lc, os; got {', '.join(endpoints) or 'none'}")
-    out = Path(out_dir)
+    root = Path(out_dir)
+    out = root / "tables"
     out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"source": cohort.source, "patients": len(cohort.data), "endpoints": {}}
     data = cohort.data
     if compare_published is None:
         compare_published = cohort.source.startswith("reconstructed_cohort")
@@ -331,9 +352,15 @@ def build_report(
         )
         overall = km_overall(t, e)
         overall.to_csv(out / f"{ep}_km_overall.csv", index=False)
+        ep_summary: dict[str, Any] = summary["endpoints"].setdefault(ep, {})
+        ep_summary["events"] = int(e.sum())
+        ep_summary["km"] = overall.set_index("figure").to_dict(orient="index")
         parts.append(_table_html(overall, f"{name}: median and landmark rates (95% CI)"))
         uni = univariate_table(data, ep, cutoffs)
         uni.to_csv(out / f"{ep}_univariate.csv", index=False)
+        ep_summary["log_rank"] = {
+            f: {"chi2": float(g["log-rank χ²"].iloc[0]), "p": float(g["p"].iloc[0])} for f, g in uni.groupby("factor")
+        }
         parts.append(_table_html(uni, f"{name}: univariate analysis (log-rank)"))
         for factor in uni.loc[uni["p"] < 0.05, "factor"].unique():
             base = factor.replace(" (3-month landmark)", "")
@@ -344,6 +371,11 @@ def build_report(
             )
         cox, tests = multivariable_cox(data, ep)
         cox.to_csv(out / f"{ep}_multivariable_cox.csv", index=False)
+        ep_summary["multivariable_cox"] = {
+            "landmark_months": RESPONSE_LANDMARK_MONTHS,
+            **tests,
+            "coefficients": cox.set_index("feature").to_dict(orient="index"),
+        }
         parts.append(_table_html(cox, f"{name}: multivariable Cox (3-month landmark; Efron ties)"))
         parts.append(
             f"<p>Wald χ² {tests['wald_chi2']:.3f} (p {tests['wald_p']:.4f}); likelihood-ratio χ² "
@@ -352,10 +384,12 @@ def build_report(
         )
         ph = ph_checks(data, ep)
         ph.to_csv(out / f"{ep}_ph_checks.csv", index=False)
+        ep_summary["ph_global_p"] = float(ph.loc[ph["covariate"] == "GLOBAL", "p"].iloc[0])
         parts.append(_table_html(ph, f"{name}: proportional hazards (Schoenfeld residuals, rank time)"))
     if "lc" in endpoints:
         table, fig = competing_risks(data)
         table.to_csv(out / "lc_competing_risks.csv", index=False)
+        summary["lc_competing_risks"] = table.to_dict(orient="records")
         parts.append("<h2>Local failure with death as a competing risk</h2>")
         parts.append(_figure_html(fig, "cumulative incidence of local failure"))
         parts.append(_table_html(table, "Aalen-Johansen cumulative incidence vs 1 − KM"))
@@ -377,6 +411,20 @@ def build_report(
         + "\n".join(parts)
         + "</body></html>\n"
     )
-    path = out / "report.html"
+    path = root / "report.html"
     path.write_text(page, encoding="utf-8")
+    (root / "summary.json").write_text(json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
     return path
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN and infinities (e.g. an open CI) to null."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

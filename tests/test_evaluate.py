@@ -115,3 +115,20 @@ def test_undefined_metrics_are_nan_not_errors() -> None:
     got = survival_metrics(y_train, y_test, risk, lambda g: np.ones((10, len(g))), [1000.0])
     assert math.isnan(got["td_auc_1000"])
     assert math.isfinite(got["harrell_c"])
+
+
+def test_aalen_johansen_matches_lifelines_without_ties() -> None:
+    from lifelines import AalenJohansenFitter
+
+    from riskmodel.evaluate import aalen_johansen
+
+    rng = np.random.default_rng(8)
+    time = rng.exponential(10, 200)  # continuous: no ties, so lifelines does not jitter
+    kind = rng.choice([0, 1, 2], 200, p=[0.3, 0.4, 0.3])
+    t, cif = aalen_johansen(time, kind, cause=1)
+    ref = AalenJohansenFitter(calculate_variance=False).fit(time, kind, event_of_interest=1).cumulative_density_
+    np.testing.assert_allclose(cif, ref.iloc[:, 0].reindex(t, method="ffill").to_numpy(), atol=1e-12)
+    km_t, km_s = kaplan_meier(time, kind == 1)  # deaths of the other cause censored
+    from riskmodel.models.base import step_values
+
+    assert (cif <= 1 - step_values(km_t, km_s, t, before=1.0) + 1e-12).all()  # 1 - KM overstates

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import subprocess
@@ -91,7 +92,12 @@ def test_bad_endpoint_and_cli(bundled: Cohort, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "r"), "--endpoints", "os"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r" / "report.html").exists()
-    assert not (tmp_path / "r" / "lc_univariate.csv").exists()
+    assert (tmp_path / "r" / "tables" / "os_univariate.csv").exists()
+    assert not (tmp_path / "r" / "tables" / "lc_univariate.csv").exists()  # only the endpoints asked for
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert set(summary["endpoints"]) == {"os"}
+    assert summary["patients"] == 36
+    assert summary["endpoints"]["os"]["multivariable_cox"]["landmark_months"] == 3
     result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "x"), "--data", str(tmp_path / "none.csv")])
     assert result.exit_code == 2
     assert "file not found" in result.output
@@ -191,3 +197,30 @@ def test_cutoffs_are_configurable(bundled: Cohort, tmp_path: Path) -> None:
         univariate_table(bundled.data, "os", {"kps": 70})
     result = CliRunner().invoke(app, ["report", "--out", str(tmp_path), "--cutoff", "d90_gy=abc"])
     assert result.exit_code == 2
+
+
+def test_global_schoenfeld_test(bundled: Cohort) -> None:
+    from lifelines import CoxPHFitter
+    from lifelines.statistics import proportional_hazard_test
+
+    from riskmodel.report import ph_checks, schoenfeld_tests
+
+    table = ph_checks(bundled.data, "os")
+    assert list(table["covariate"]) == ["d90_ge_110gy", "response_cr_pr", "GLOBAL"]
+    assert table.loc[2, "df"] == 2
+    assert 0 <= table.loc[2, "p"] <= 1
+    # with a single covariate the global test is the per-covariate test, which is lifelines'
+    d = bundled.data
+    design = pd.DataFrame(
+        {
+            "m1": (d["m_stage"] == "M1").astype(float).to_numpy(),
+            "T": d["os_months"].to_numpy(),
+            "E": d["os_event"].to_numpy(),
+        }
+    )
+    one = schoenfeld_tests(design)
+    assert one.loc[1, "χ²"] == pytest.approx(one.loc[0, "χ²"], rel=1e-10)
+    ref = CoxPHFitter().fit(design, "T", "E", fit_options={"precision": 1e-12})
+    assert one.loc[0, "χ²"] == pytest.approx(
+        proportional_hazard_test(ref, design, time_transform="rank").summary["test_statistic"].iloc[0], rel=1e-6
+    )

@@ -6,6 +6,8 @@ which keeps every published group size exact, or change outcomes under hard rule
 
 - deaths lie in months 3-26 and follow-up is at most 29 months; there are exactly 25 deaths;
 - a PD at the 3-month CT is a local failure at month 3; other local failures come after it;
+- follow-up spans months 3-29 with a median of 17, all three fitted (median follow-up taken as the reverse
+  Kaplan-Meier median, the standard definition; the paper does not say which it used);
 - death (or the last follow-up) ends local-control follow-up, so ``lc_months ≤ os_months``.
 
 The objective adds, with the weights below: the squared error of every Kaplan-Meier landmark
@@ -185,7 +187,7 @@ class _Problem:
         return values
 
     def cost(self, s: _State) -> tuple[float, dict[str, float]]:
-        parts = {"cells": 0.0, "significance": 0.0, "cox": 0.0, "realism": 0.0}
+        parts = {"cells": 0.0, "significance": 0.0, "cox": 0.0, "realism": 0.0, "follow_up": 0.0}
         data = {"os": (s.os_t, s.os_e), "lc": (s.lc_t, s.lc_e)}
         for endpoint, factor, code, rates, median, weight in self.cells:
             t, e = data[endpoint]
@@ -200,6 +202,14 @@ class _Problem:
             chi2 = logrank_chi2(t, e, self.factor_codes(s, factor), len(self.levels[factor]))
             gap = (crit + CHI2_MARGIN - chi2) if significant else (chi2 - crit + CHI2_MARGIN)
             parts["significance"] += SIGNIFICANCE_WEIGHT * max(gap, 0.0) ** 2
+        follow = published_targets()["cohort"]["follow_up_months"]
+        _, reverse_median = km_summary(s.os_t, ~s.os_e)  # censoring is the "event" of follow-up
+        reverse_median = s.os_t.max() if math.isnan(reverse_median) else reverse_median
+        parts["follow_up"] = (
+            (3 * MEDIAN_WEIGHT * (reverse_median - follow["median"])) ** 2
+            + (4 * MEDIAN_WEIGHT * max(0.0, s.os_t.min() - follow["min"])) ** 2
+            + (4 * MEDIAN_WEIGHT * max(0.0, follow["max"] - s.os_t.max())) ** 2
+        )
         parts["cox"] = COX_WEIGHT * self._cox(s, data)
         parts["realism"] = REALISM_WEIGHT * self._realism(s)
         return sum(parts.values()), parts
@@ -473,6 +483,13 @@ def characteristics_table(frame: pd.DataFrame) -> list[str]:
             got_centre = v.mean() if label == "mean" else v.median()
             pub = f"{spec['min']:g}-{spec['max']:g}" + (f", {label} {centre:g}" if centre is not None else "")
             rows.append(f"| {name} | {pub} | {v.min():g}-{v.max():g}, {label} {got_centre:.2f} |")
+    follow = c["follow_up_months"]
+    os_t = frame["os_months"].to_numpy(float)
+    _, reverse_median = km_summary(os_t, frame["os_event"].to_numpy(int) == 0)
+    rows.append(
+        f"| follow-up months (median: reverse Kaplan-Meier) | {follow['min']:g}-{follow['max']:g}, "
+        f"median {follow['median']:g} | {os_t.min():g}-{os_t.max():g}, median {reverse_median:g} |"
+    )
     sex = frame["sex"].astype(str).value_counts()
     rows.append(f"| sex male/female | {c['sex']['male']}/{c['sex']['female']} | {sex.get('M', 0)}/{sex.get('F', 0)} |")
     resp = frame["response_3mo"].astype(str).value_counts()

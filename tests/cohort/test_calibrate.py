@@ -69,6 +69,18 @@ def test_bundled_cohort_meets_the_published_criteria(bundled: Cohort, targets: d
         assert (summary["p"] < 0.05).all(), (ep, summary)  # both significant
 
 
+def test_follow_up_within_five_percent(bundled: Cohort, targets: dict) -> None:
+    """Published follow-up 3-29 months, median 17; the median taken as the reverse Kaplan-Meier median."""
+    d, spec = bundled.data, targets["cohort"]["follow_up_months"]
+    reverse = KaplanMeierFitter().fit(d["os_months"], 1 - d["os_event"]).median_survival_time_
+    for got, want in (
+        (d["os_months"].min(), spec["min"]),
+        (d["os_months"].max(), spec["max"]),
+        (reverse, spec["median"]),
+    ):
+        assert abs(got - want) <= 0.05 * want, (got, want)
+
+
 def test_reconstruction_report_is_in_sync(bundled: Cohort) -> None:
     text = (REPO / "data" / "RECONSTRUCTION.md").read_text(encoding="utf-8")
     assert text == markdown_report(bundled.data.reset_index(drop=True), seed=DEFAULT_SEED, iterations=CALIBRATION_STEPS)
