@@ -84,7 +84,8 @@ def characteristics(data: pd.DataFrame) -> pd.DataFrame:
             )
     for col in ("sex", "pathological_grade", "t_stage", "n_stage", "m_stage", "response_3mo", "post_implant_chemo"):
         if col in data:
-            counts = data[col].astype(str).value_counts()
+            values = data[col].map({True: "yes", False: "no"}) if col == "post_implant_chemo" else data[col]
+            counts = values.astype(str).value_counts()
             for level, n in counts.items():
                 rows.append(
                     {
@@ -145,43 +146,53 @@ def km_overall(time: np.ndarray, event: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+LANDMARKED = " (3-month landmark)"
+AS_PUBLISHED = " (from implant, as published: guarantee-time biased)"
+
+
 def univariate_table(data: pd.DataFrame, endpoint: Endpoint, cutoffs: dict[str, float] | None = None) -> pd.DataFrame:
     """Tables 1/2 layout: for each factor and group, n, median, S6-S24 (%), log-rank χ² and p.
 
-    The response factor is analysed from the 3-month landmark (times shifted by 3 months).
+    The response factor is analysed from the 3-month landmark (times shifted by 3 months); its
+    unlandmarked rows, as the study computed them, follow as a labelled reference.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for factor, group_of in groupings(cutoffs).items():
-        frame = data
-        if factor == RESPONSE_FACTOR:
-            frame = survival_data(
-                data,
-                endpoint,
-                landmark_months=RESPONSE_LANDMARK_MONTHS,
-                feature_columns=["response_3mo"],
-            ).X.join(data[[f"{endpoint}_months", f"{endpoint}_event"]] - [RESPONSE_LANDMARK_MONTHS, 0], how="inner")
-        labels = np.asarray(group_of(frame)).astype(str)
-        time = frame[f"{endpoint}_months"].to_numpy(float)
-        event = frame[f"{endpoint}_event"].to_numpy(bool)
-        levels = sorted(set(labels))
-        codes = np.array([levels.index(v) for v in labels])
-        chi2 = logrank_chi2(time, event, codes, len(levels)) if len(levels) > 1 else float("nan")
-        p = float(stats.chi2.sf(chi2, len(levels) - 1)) if len(levels) > 1 else float("nan")
-        for level in levels:
-            mask = labels == level
-            rates, median = km_summary(time[mask], event[mask])
-            rows.append(
-                {
-                    "factor": factor + (" (3-month landmark)" if factor == RESPONSE_FACTOR else ""),
-                    "group": level,
-                    "n": int(mask.sum()),
-                    "median": median,
-                    **{f"S{m:g} %": 100 * r for m, r in zip(LANDMARKS, rates, strict=True)},
-                    "log-rank χ²": chi2,
-                    "p": p,
-                }
-            )
+        if factor != RESPONSE_FACTOR:
+            rows += _factor_rows(factor, data, group_of, endpoint)
+            continue
+        landmarked = survival_data(
+            data, endpoint, landmark_months=RESPONSE_LANDMARK_MONTHS, feature_columns=["response_3mo"]
+        ).X.join(data[[f"{endpoint}_months", f"{endpoint}_event"]] - [RESPONSE_LANDMARK_MONTHS, 0], how="inner")
+        rows += _factor_rows(factor + LANDMARKED, landmarked, group_of, endpoint)
+        rows += _factor_rows(factor + AS_PUBLISHED, data, group_of, endpoint)
     return pd.DataFrame(rows)
+
+
+def _factor_rows(label: str, frame: pd.DataFrame, group_of: Any, endpoint: str) -> list[dict[str, Any]]:
+    labels = np.asarray(group_of(frame)).astype(str)
+    time = frame[f"{endpoint}_months"].to_numpy(float)
+    event = frame[f"{endpoint}_event"].to_numpy(bool)
+    levels = sorted(set(labels))
+    codes = np.array([levels.index(v) for v in labels])
+    chi2 = logrank_chi2(time, event, codes, len(levels)) if len(levels) > 1 else float("nan")
+    p = float(stats.chi2.sf(chi2, len(levels) - 1)) if len(levels) > 1 else float("nan")
+    rows = []
+    for level in levels:
+        mask = labels == level
+        rates, median = km_summary(time[mask], event[mask])
+        rows.append(
+            {
+                "factor": label,
+                "group": level,
+                "n": int(mask.sum()),
+                "median": median,
+                **{f"S{m:g} %": 100 * r for m, r in zip(LANDMARKS, rates, strict=True)},
+                "log-rank χ²": chi2,
+                "p": p,
+            }
+        )
+    return rows
 
 
 def multivariable_cox(data: pd.DataFrame, endpoint: Endpoint) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -362,8 +373,8 @@ def build_report(
             f: {"chi2": float(g["log-rank χ²"].iloc[0]), "p": float(g["p"].iloc[0])} for f, g in uni.groupby("factor")
         }
         parts.append(_table_html(uni, f"{name}: univariate analysis (log-rank)"))
-        for factor in uni.loc[uni["p"] < 0.05, "factor"].unique():
-            base = factor.replace(" (3-month landmark)", "")
+        for factor in uni.loc[(uni["p"] < 0.05) & ~uni["factor"].str.endswith(AS_PUBLISHED), "factor"].unique():
+            base = factor.removesuffix(LANDMARKED)
             labels = np.asarray(groupings(cutoffs)[base](data)).astype(str)
             groups = {lvl: (t[labels == lvl], e[labels == lvl]) for lvl in sorted(set(labels))}
             parts.append(
