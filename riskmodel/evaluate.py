@@ -23,13 +23,12 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 
 from riskmodel.errors import RiskModelWarning
 from riskmodel.models.base import check_survival_target, step_values
+from riskmodel.stats import kaplan_meier
 
 __all__ = [
     "CrossValidation",
-    "aalen_johansen",
     "cross_validate",
     "harrell_c",
-    "kaplan_meier",
     "survival_metrics",
 ]
 
@@ -39,43 +38,6 @@ def harrell_c(event: np.ndarray, time: np.ndarray, risk: np.ndarray) -> float:
     from sksurv.metrics import concordance_index_censored
 
     return float(concordance_index_censored(np.asarray(event, bool), np.asarray(time, float), risk)[0])
-
-
-def kaplan_meier(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan-Meier survival at each distinct event time (the right-continuous steps).
-
-    >>> import numpy as np
-    >>> t, s = kaplan_meier(np.array([1.0, 2.0, 2.0, 3.0]), np.array([1, 1, 0, 1]))
-    >>> t.tolist(), s.round(4).tolist()
-    ([1.0, 2.0, 3.0], [0.75, 0.5, 0.0])
-    """
-    time = np.asarray(time, float)
-    event = np.asarray(event, bool)
-    event_times, deaths = np.unique(time[event], return_counts=True)
-    at_risk = len(time) - np.searchsorted(np.sort(time), event_times, side="left")
-    return event_times, np.cumprod(1 - deaths / at_risk)
-
-
-def aalen_johansen(time: np.ndarray, event_type: np.ndarray, cause: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative incidence of ``cause`` with competing events, exact with tied times.
-
-    CIF(t) = sum over event times t_j <= t of S(t_j-) · d_cause(t_j) / n(t_j), with S the all-cause
-    Kaplan-Meier. (lifelines jitters tied times instead.) Two deaths of cause 1 at t=1 among 4,
-    then a competing death at t=2: CIF(1) = 2/4; S(1) = 1/2; CIF(2) stays 1/2.
-
-    >>> import numpy as np
-    >>> t, c = aalen_johansen(np.array([1.0, 1.0, 2.0, 3.0]), np.array([1, 1, 2, 0]))
-    >>> t.tolist(), c.tolist()
-    ([1.0, 2.0], [0.5, 0.5])
-    """
-    time = np.asarray(time, float)
-    kind = np.asarray(event_type, int)
-    event_times = np.unique(time[kind > 0])
-    at_risk = len(time) - np.searchsorted(np.sort(time), event_times, side="left")
-    d_all = np.array([np.sum((time == t) & (kind > 0)) for t in event_times])
-    d_cause = np.array([np.sum((time == t) & (kind == cause)) for t in event_times])
-    surv_before = np.concatenate([[1.0], np.cumprod(1 - d_all / at_risk)[:-1]])
-    return event_times, np.cumsum(surv_before * d_cause / at_risk)
 
 
 def _y(event: np.ndarray, time: np.ndarray) -> np.ndarray:

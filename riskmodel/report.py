@@ -32,10 +32,10 @@ import pandas as pd
 from scipy import stats
 
 from riskmodel.cohort import Cohort, local_failure_competing, survival_data
-from riskmodel.cohort.calibrate import km_summary, logrank_chi2
 from riskmodel.cohort.endpoints import RESPONSE_LANDMARK_MONTHS, Endpoint
 from riskmodel.cohort.study import LANDMARKS, groupings, published_targets
 from riskmodel.errors import UserInputError
+from riskmodel.stats import aalen_johansen, km_summary, logrank_chi2
 
 __all__ = ["build_report", "multivariable_cox", "univariate_table"]
 
@@ -289,7 +289,6 @@ def competing_risks(data: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
     import matplotlib.pyplot as plt
     from lifelines import KaplanMeierFitter
 
-    from riskmodel.evaluate import aalen_johansen
     from riskmodel.models.base import step_values
 
     cr = local_failure_competing(data)

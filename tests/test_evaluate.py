@@ -9,7 +9,8 @@ import pytest
 from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 
-from riskmodel.evaluate import harrell_c, kaplan_meier, survival_metrics
+from riskmodel.evaluate import harrell_c, survival_metrics
+from riskmodel.stats import kaplan_meier
 
 
 def survival_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,7 +121,7 @@ def test_undefined_metrics_are_nan_not_errors() -> None:
 def test_aalen_johansen_matches_lifelines_without_ties() -> None:
     from lifelines import AalenJohansenFitter
 
-    from riskmodel.evaluate import aalen_johansen
+    from riskmodel.stats import aalen_johansen
 
     rng = np.random.default_rng(8)
     time = rng.exponential(10, 200)  # continuous: no ties, so lifelines does not jitter

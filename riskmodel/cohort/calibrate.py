@@ -30,14 +30,13 @@ import pandas as pd
 from scipy import stats
 
 from riskmodel.cohort.study import LANDMARKS, STUDY_GROUPINGS, published_targets
+from riskmodel.stats import km_summary, logrank_chi2
 
 __all__ = [
     "BLOCKS",
     "CalibrationResult",
     "calibrate",
     "compare_to_published",
-    "km_summary",
-    "logrank_chi2",
     "markdown_report",
     "summary_statistics",
 ]
@@ -82,38 +81,6 @@ REALISM_WEIGHT = 300.0
 DEATHS = 25
 DEATH_WINDOW = (3.0, 26.0)
 MAX_FOLLOW_UP = 29.0
-
-
-def km_summary(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, float]:
-    """Kaplan-Meier S at the study's landmarks (6, 12, 18, 24) and the median (first S ≤ 0.5)."""
-    order = np.lexsort((~event, time))  # events before censorings at the same time
-    t, e = time[order], event[order]
-    surv = np.cumprod(np.where(e, 1 - 1 / (len(t) - np.arange(len(t))), 1.0))
-    idx = np.searchsorted(t, LANDMARKS, side="right") - 1
-    rates = np.where(idx >= 0, surv[np.clip(idx, 0, None)], 1.0)
-    below = np.flatnonzero(surv <= 0.5 + 1e-12)
-    return rates, float(t[below[0]]) if below.size else math.nan
-
-
-def logrank_chi2(time: np.ndarray, event: np.ndarray, codes: np.ndarray, k: int) -> float:
-    """The k-group log-rank χ² (Mantel-Haenszel variance), as lifelines' multivariate test."""
-    event_times = np.unique(time[event])
-    if event_times.size == 0 or k < 2:
-        return 0.0
-    onehot = np.eye(k)[codes]
-    at_risk = (time[None, :] >= event_times[:, None]).astype(float) @ onehot  # J x k
-    deaths = ((time[None, :] == event_times[:, None]) & event[None, :]).astype(float) @ onehot
-    n, d = at_risk.sum(1), deaths.sum(1)
-    expected = (at_risk * (d / n)[:, None]).sum(0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(n > 1, d * (n - d) / (n**2 * (n - 1)), 0.0)
-    V = np.einsum("j,ja,jb->ab", w, at_risk, at_risk) * -1
-    V[np.diag_indices(k)] += (w[:, None] * at_risk * n[:, None]).sum(0)
-    diff = (deaths.sum(0) - expected)[:-1]
-    try:
-        return float(diff @ np.linalg.solve(V[:-1, :-1], diff))
-    except np.linalg.LinAlgError:
-        return 0.0
 
 
 @dataclass

@@ -9,8 +9,9 @@ from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 
 from riskmodel.cohort import Cohort
-from riskmodel.cohort.calibrate import calibrate, km_summary, logrank_chi2, markdown_report
+from riskmodel.cohort.calibrate import calibrate, markdown_report
 from riskmodel.cohort.reconstruct import CALIBRATION_STEPS, DEFAULT_SEED, reconstruct
+from riskmodel.stats import km_summary, logrank_chi2
 from tests.cohort.test_reconstruct import GROUPING
 from tests.conftest import REPO
 
