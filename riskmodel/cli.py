@@ -339,7 +339,7 @@ def report_command(
             raise typer.BadParameter(f"expected NAME=NUMBER, got {item!r}", param_hint="--cutoff") from None
     cohort = load(data or bundled_cohort_path(), mapping=mapping)
     path = build_report(cohort, out, endpoints=_csv_option(endpoints, "--endpoints") or [], cutoffs=cutoffs or None)
-    typer.echo(f"report written to {path} (tables as CSV beside it)")
+    typer.echo(f"report written to {path}, with tables/*.csv and summary.json beside it")
 
 
 config_app = typer.Typer(help="Experiment configuration files.", no_args_is_help=True)

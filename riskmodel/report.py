@@ -33,7 +33,7 @@ from scipy import stats
 
 from riskmodel.cohort import Cohort, local_failure_competing, survival_data
 from riskmodel.cohort.endpoints import RESPONSE_LANDMARK_MONTHS, Endpoint
-from riskmodel.cohort.study import LANDMARKS, groupings, published_targets
+from riskmodel.cohort.study import FACTOR_COLUMNS, LANDMARKS, groupings, published_targets
 from riskmodel.errors import UserInputError
 from riskmodel.stats import aalen_johansen, km_summary, logrank_chi2
 
@@ -85,7 +85,7 @@ def characteristics(data: pd.DataFrame) -> pd.DataFrame:
     for col in ("sex", "pathological_grade", "t_stage", "n_stage", "m_stage", "response_3mo", "post_implant_chemo"):
         if col in data:
             values = data[col].map({True: "yes", False: "no"}) if col == "post_implant_chemo" else data[col]
-            counts = values.astype(str).value_counts()
+            counts = values.astype(object).where(values.notna(), "missing").astype(str).value_counts()
             for level, n in counts.items():
                 rows.append(
                     {
@@ -154,22 +154,28 @@ def univariate_table(data: pd.DataFrame, endpoint: Endpoint, cutoffs: dict[str, 
     """Tables 1/2 layout: for each factor and group, n, median, S6-S24 (%), log-rank χ² and p.
 
     The response factor is analysed from the 3-month landmark (times shifted by 3 months); its
-    unlandmarked rows, as the study computed them, follow as a labelled reference.
+    unlandmarked rows, as the study computed them, follow as a labelled reference. A factor whose
+    column is absent is left out; patients missing a factor's value are left out of that factor
+    only (``missing`` says how many), never put into a group by default.
     """
     rows: list[dict[str, Any]] = []
     for factor, group_of in groupings(cutoffs).items():
+        column = FACTOR_COLUMNS[factor]
+        if column not in data.columns:
+            continue
+        known = data[data[column].notna()]
         if factor != RESPONSE_FACTOR:
-            rows += _factor_rows(factor, data, group_of, endpoint)
+            rows += _factor_rows(factor, known, group_of, endpoint, len(data) - len(known))
             continue
         landmarked = survival_data(
-            data, endpoint, landmark_months=RESPONSE_LANDMARK_MONTHS, feature_columns=["response_3mo"]
-        ).X.join(data[[f"{endpoint}_months", f"{endpoint}_event"]] - [RESPONSE_LANDMARK_MONTHS, 0], how="inner")
-        rows += _factor_rows(factor + LANDMARKED, landmarked, group_of, endpoint)
-        rows += _factor_rows(factor + AS_PUBLISHED, data, group_of, endpoint)
+            known, endpoint, landmark_months=RESPONSE_LANDMARK_MONTHS, feature_columns=["response_3mo"]
+        ).X.join(known[[f"{endpoint}_months", f"{endpoint}_event"]] - [RESPONSE_LANDMARK_MONTHS, 0], how="inner")
+        rows += _factor_rows(factor + LANDMARKED, landmarked, group_of, endpoint, len(data) - len(known))
+        rows += _factor_rows(factor + AS_PUBLISHED, known, group_of, endpoint, len(data) - len(known))
     return pd.DataFrame(rows)
 
 
-def _factor_rows(label: str, frame: pd.DataFrame, group_of: Any, endpoint: str) -> list[dict[str, Any]]:
+def _factor_rows(label: str, frame: pd.DataFrame, group_of: Any, endpoint: str, missing: int) -> list[dict[str, Any]]:
     labels = np.asarray(group_of(frame)).astype(str)
     time = frame[f"{endpoint}_months"].to_numpy(float)
     event = frame[f"{endpoint}_event"].to_numpy(bool)
@@ -190,14 +196,28 @@ def _factor_rows(label: str, frame: pd.DataFrame, group_of: Any, endpoint: str) 
                 **{f"S{m:g} %": 100 * r for m, r in zip(LANDMARKS, rates, strict=True)},
                 "log-rank χ²": chi2,
                 "p": p,
+                "missing": missing,
             }
         )
     return rows
 
 
+def _with_response(data: pd.DataFrame) -> pd.DataFrame:
+    if "response_3mo" not in data.columns or data["response_3mo"].isna().all():
+        raise UserInputError("the multivariable model needs response_3mo, which this cohort does not have")
+    return data[data["response_3mo"].notna()]
+
+
 def multivariable_cox(data: pd.DataFrame, endpoint: Endpoint) -> tuple[pd.DataFrame, dict[str, float]]:
-    """The study's model, D90 ≥ 110 Gy and CR+PR, from the 3-month landmark; Efron ties."""
+    """The study's model, D90 ≥ 110 Gy and CR+PR, from the 3-month landmark; Efron ties.
+
+    Patients without a recorded response are left out (``tests["missing_response"]``).
+    """
     from riskmodel.models.cox import CoxPH
+
+    missing = len(data)
+    data = _with_response(data)
+    missing -= len(data)
 
     sd = survival_data(
         data,
@@ -224,6 +244,7 @@ def multivariable_cox(data: pd.DataFrame, endpoint: Endpoint) -> tuple[pd.DataFr
         "events": events,
         "patients": len(sd.y),
         "events_per_variable": events / len(beta),
+        "missing_response": missing,
     }
     table = model.hazard_ratios_.reset_index()[["feature", "hr", "hr_lower_95", "hr_upper_95", "p"]]
     return table, tests
@@ -269,6 +290,7 @@ def schoenfeld_tests(design: pd.DataFrame) -> pd.DataFrame:
 
 def ph_checks(data: pd.DataFrame, endpoint: Endpoint) -> pd.DataFrame:
     """Schoenfeld tests (per covariate and global) for the multivariable model, from the 3-month landmark."""
+    data = _with_response(data)
     sd = survival_data(data, endpoint, landmark_months=RESPONSE_LANDMARK_MONTHS, feature_columns=["response_3mo"])
     design = pd.DataFrame(
         {
@@ -374,11 +396,20 @@ def build_report(
         parts.append(_table_html(uni, f"{name}: univariate analysis (log-rank)"))
         for factor in uni.loc[(uni["p"] < 0.05) & ~uni["factor"].str.endswith(AS_PUBLISHED), "factor"].unique():
             base = factor.removesuffix(LANDMARKED)
+            known = data[FACTOR_COLUMNS[base]].notna().to_numpy()
             labels = np.asarray(groupings(cutoffs)[base](data)).astype(str)
-            groups = {lvl: (t[labels == lvl], e[labels == lvl]) for lvl in sorted(set(labels))}
+            groups = {
+                lvl: (t[known & (labels == lvl)], e[known & (labels == lvl)]) for lvl in sorted(set(labels[known]))
+            }
             parts.append(
                 _figure_html(_km_plot(groups, f"{name} by {base} (from implant, as published)"), f"{name} by {base}")
             )
+        if "response_3mo" not in data.columns or data["response_3mo"].isna().all():
+            parts.append(
+                "<p class='note'>No 3-month response in this cohort: the multivariable model "
+                "(D90 ≥ 110 Gy and CR+PR) and its proportional-hazards checks are left out.</p>"
+            )
+            continue
         cox, tests = multivariable_cox(data, ep)
         cox.to_csv(out / f"{ep}_multivariable_cox.csv", index=False)
         ep_summary["multivariable_cox"] = {
@@ -387,10 +418,15 @@ def build_report(
             "coefficients": cox.set_index("feature").to_dict(orient="index"),
         }
         parts.append(_table_html(cox, f"{name}: multivariable Cox (3-month landmark; Efron ties)"))
+        left_out = (
+            f" {tests['missing_response']} patients without a recorded response are left out."
+            if tests["missing_response"]
+            else ""
+        )
         parts.append(
             f"<p>Wald χ² {tests['wald_chi2']:.3f} (p {tests['wald_p']:.4f}); likelihood-ratio χ² "
             f"{tests['lr_chi2']:.3f} (p {tests['lr_p']:.4f}); {tests['events']} events in "
-            f"{tests['patients']} patients: {tests['events_per_variable']:.1f} events per variable.</p>"
+            f"{tests['patients']} patients: {tests['events_per_variable']:.1f} events per variable.{left_out}</p>"
         )
         ph = ph_checks(data, ep)
         ph.to_csv(out / f"{ep}_ph_checks.csv", index=False)

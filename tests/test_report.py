@@ -230,3 +230,37 @@ def test_global_schoenfeld_test(bundled: Cohort) -> None:
     assert one.loc[0, "χ²"] == pytest.approx(
         proportional_hazard_test(ref, design, time_transform="rank").summary["test_statistic"].iloc[0], rel=1e-6
     )
+
+
+def test_optional_columns_absent_or_partly_missing(bundled: Cohort, tmp_path: Path) -> None:
+    """A valid cohort without optional columns gets a report; missing values are never grouped."""
+    from riskmodel.cohort import from_frame
+
+    d = bundled.data.copy()
+    d.loc[d.index[:5], "seed_activity_mci"] = np.nan  # five patients without seed activity
+    d.loc[d.index[5:8], "response_3mo"] = np.nan  # three without a recorded response
+    partial = from_frame(d.reset_index(drop=True))
+    table = univariate_table(partial.data, "os")
+    activity = table[table["factor"] == "seed_activity_mci"]
+    assert activity["n"].sum() == 31
+    assert (activity["missing"] == 5).all()
+    _, tests = multivariable_cox(partial.data, "os")
+    assert tests["missing_response"] == 3
+    assert tests["patients"] == 33
+    reduced = from_frame(
+        bundled.data.drop(
+            columns=[
+                "response_3mo",
+                "seed_activity_mci",
+                "post_implant_chemo",
+                "prior_ebrt_dose_gy",
+                "prior_ebrt_fractions",
+            ]
+        )
+    )
+    path = build_report(reduced, tmp_path / "reduced")
+    text = path.read_text(encoding="utf-8")
+    assert "No 3-month response in this cohort" in text
+    assert (
+        "seed_activity_mci" not in pd.read_csv(tmp_path / "reduced" / "tables" / "os_univariate.csv")["factor"].values
+    )

@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["BINARY_CUTOFFS", "LANDMARKS", "STUDY_GROUPINGS", "groupings", "published_targets", "study_groups"]
+__all__ = [
+    "BINARY_CUTOFFS",
+    "FACTOR_COLUMNS",
+    "LANDMARKS",
+    "STUDY_GROUPINGS",
+    "groupings",
+    "published_targets",
+    "study_groups",
+]
 
 LANDMARKS = (6.0, 12.0, 18.0, 24.0)
 
@@ -41,6 +49,23 @@ STUDY_GROUPINGS: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
     "short_term_response": lambda d: np.where(d["response_3mo"].astype(str).isin(["CR", "PR"]), "CR+PR", "SD+PD"),
 }
 
+
+# factor -> the cohort column it groups
+FACTOR_COLUMNS: dict[str, str] = {
+    "age": "age_years",
+    "kps": "kps",
+    "seed_activity_mci": "seed_activity_mci",
+    "t_stage": "t_stage",
+    "n_stage": "n_stage",
+    "m_stage": "m_stage",
+    "pathological_grade": "pathological_grade",
+    "prior_ebrt_dose_gy": "prior_ebrt_dose_gy",
+    "lesion_volume_cm3": "lesion_volume_cm3",
+    "d90_gy": "d90_gy",
+    "post_implant_chemotherapy": "post_implant_chemo",
+    "recurrence_interval_months": "recurrence_interval_months",
+    "short_term_response": "response_3mo",
+}
 
 # factor -> (column, the study's cut-off); "<cut" versus ">=cut"
 BINARY_CUTOFFS: dict[str, tuple[str, float]] = {
