@@ -196,9 +196,14 @@ class ClinicalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             )
         missing = [c for c in used if c not in X.columns]
         if missing:
+            hint = (
+                "; without response, use the planning features (experiments/preimplant.yaml)"
+                if ("response_3mo" in missing)
+                else ""
+            )
             raise FeatureError(
                 f"the cohort lacks the columns {', '.join(missing)} needed by feature blocks "
-                f"{', '.join(self._blocks_reading(missing))}"
+                f"{', '.join(self._blocks_reading(missing))}{hint}"
             )
 
     def _blocks_reading(self, cols: Sequence[str]) -> list[str]:
