@@ -40,12 +40,6 @@ def harrell_c(event: np.ndarray, time: np.ndarray, risk: np.ndarray) -> float:
     return float(concordance_index_censored(np.asarray(event, bool), np.asarray(time, float), risk)[0])
 
 
-def _y(event: np.ndarray, time: np.ndarray) -> np.ndarray:
-    y = np.empty(len(time), dtype=[("event", "?"), ("time", "<f8")])
-    y["event"], y["time"] = event, time
-    return y
-
-
 def survival_metrics(
     y_train: np.ndarray,
     y_test: np.ndarray,

@@ -144,11 +144,10 @@ class RiskModel:
                 ),
             )
         if len(data):
-            data, unseen = self._drop_unrepresentable(data)
+            data, Z, unseen = self._encode(data)
             for row, message in unseen.items():
                 records[row] = self._error_record(df, row, message)
         if len(data):
-            Z = self.features.transform(data)
             risk = self.estimator.predict_risk(Z)
             surv = self.estimator.predict_survival(Z, t).to_numpy()
             flags = self._flags(data)
@@ -182,31 +181,36 @@ class RiskModel:
                 return good.iloc[:0], bad
             return self._validated(good, with_id=True), bad
 
-    def _drop_unrepresentable(self, data: pd.DataFrame) -> tuple[pd.DataFrame, dict[Any, str]]:
-        """Rows the fitted features cannot encode (a one-hot level unseen in training)."""
+    def _encode(self, data: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[Any, str]]:
+        """The feature matrix in one pass; rows the fitted features cannot encode (a one-hot level
+        unseen in training) are isolated one by one only when that pass fails."""
+        try:
+            return data, self.features.transform(data), {}
+        except FeatureError:
+            pass
         unseen: dict[Any, str] = {}
         for row in data.index:
             try:
                 self.features.transform(data.loc[[row]])
             except FeatureError as exc:
                 unseen[row] = str(exc).split(": ", 1)[-1]
-        return data.drop(index=list(unseen)), unseen
+        kept = data.drop(index=list(unseen))
+        Z = self.features.transform(kept) if len(kept) else np.empty((0, len(self.features.get_feature_names_out())))
+        return kept, Z, unseen
 
     def _flags(self, data: pd.DataFrame) -> dict[Any, list[str]]:
+        """Values outside the training range or categories unseen in training, per row (vectorised)."""
         flags: dict[Any, list[str]] = {}
         for name, (lo, hi) in self.numeric_ranges.items():
             values = pd.to_numeric(data[name], errors="coerce")
-            unit = column(name).unit
-            for row, v in values.items():
-                if v < lo or v > hi:
-                    side = "below" if v < lo else "above"
-                    flags.setdefault(row, []).append(
-                        f"{name} {v:g} is {side} the training range {lo:g}-{hi:g}{' ' + unit if unit else ''}"
-                    )
+            unit = f" {column(name).unit}" if column(name).unit else ""
+            for row, v in values[(values < lo) | (values > hi)].items():
+                side = "below" if v < lo else "above"
+                flags.setdefault(row, []).append(f"{name} {v:g} is {side} the training range {lo:g}-{hi:g}{unit}")
         for name, seen in self.categories.items():
-            for row, v in data[name].items():
-                if pd.notna(v) and str(v) not in seen:
-                    flags.setdefault(row, []).append(f"{name} {v} was not seen in training (seen: {', '.join(seen)})")
+            values = data[name].astype(object)
+            for row, v in values[values.notna() & ~values.astype(str).isin(seen)].items():
+                flags.setdefault(row, []).append(f"{name} {v} was not seen in training (seen: {', '.join(seen)})")
         return flags
 
     def _error_record(self, df: pd.DataFrame, row: Any, message: str) -> dict[str, Any]:
