@@ -202,10 +202,21 @@ def _factor_rows(label: str, frame: pd.DataFrame, group_of: Any, endpoint: str, 
     return rows
 
 
-def _with_response(data: pd.DataFrame) -> pd.DataFrame:
+def _study_design(data: pd.DataFrame, endpoint: Endpoint) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """The study's multivariable design (D90 >= 110 Gy, CR+PR) from the 3-month landmark.
+
+    Returns the covariates (the ``published`` feature set), the target, and how many patients
+    were left out for lack of a recorded response.
+    """
+    from riskmodel.features import ClinicalFeatures
+
     if "response_3mo" not in data.columns or data["response_3mo"].isna().all():
         raise UserInputError("the multivariable model needs response_3mo, which this cohort does not have")
-    return data[data["response_3mo"].notna()]
+    known = data[data["response_3mo"].notna()]
+    sd = survival_data(known, endpoint, landmark_months=RESPONSE_LANDMARK_MONTHS, feature_columns=["response_3mo"])
+    features = ClinicalFeatures("published", landmark_months=RESPONSE_LANDMARK_MONTHS).set_output(transform="pandas")
+    X = features.fit_transform(sd.X).reset_index(drop=True)
+    return X, sd.y, len(data) - len(known)
 
 
 def multivariable_cox(data: pd.DataFrame, endpoint: Endpoint) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -215,34 +226,19 @@ def multivariable_cox(data: pd.DataFrame, endpoint: Endpoint) -> tuple[pd.DataFr
     """
     from riskmodel.models.cox import CoxPH
 
-    missing = len(data)
-    data = _with_response(data)
-    missing -= len(data)
-
-    sd = survival_data(
-        data,
-        endpoint,
-        landmark_months=RESPONSE_LANDMARK_MONTHS,
-        feature_columns=["response_3mo"],
-    )
-    X = pd.DataFrame(
-        {
-            "d90_ge_110gy": (sd.X["d90_gy"] >= 110).astype(float),
-            "response_cr_pr": sd.X["response_3mo"].astype(str).isin(["CR", "PR"]).astype(float),
-        }
-    )
-    model = CoxPH(penalty=0).fit(X, sd.y)
+    X, y, missing = _study_design(data, endpoint)
+    model = CoxPH(penalty=0).fit(X, y)
     beta = model.coef_
     wald = float(beta @ model.information_ @ beta)
     lr = 2 * (model.log_likelihood_ - model.log_likelihood_null_)
-    events = int(sd.y["event"].sum())
+    events = int(y["event"].sum())
     tests = {
         "wald_chi2": wald,
         "wald_p": float(stats.chi2.sf(wald, len(beta))),
         "lr_chi2": lr,
         "lr_p": float(stats.chi2.sf(lr, len(beta))),
         "events": events,
-        "patients": len(sd.y),
+        "patients": len(y),
         "events_per_variable": events / len(beta),
         "missing_response": missing,
     }
@@ -290,17 +286,8 @@ def schoenfeld_tests(design: pd.DataFrame) -> pd.DataFrame:
 
 def ph_checks(data: pd.DataFrame, endpoint: Endpoint) -> pd.DataFrame:
     """Schoenfeld tests (per covariate and global) for the multivariable model, from the 3-month landmark."""
-    data = _with_response(data)
-    sd = survival_data(data, endpoint, landmark_months=RESPONSE_LANDMARK_MONTHS, feature_columns=["response_3mo"])
-    design = pd.DataFrame(
-        {
-            "d90_ge_110gy": (sd.X["d90_gy"] >= 110).astype(float).to_numpy(),
-            "response_cr_pr": sd.X["response_3mo"].astype(str).isin(["CR", "PR"]).astype(float).to_numpy(),
-            "T": sd.y["time"],
-            "E": sd.y["event"],
-        }
-    )
-    return schoenfeld_tests(design)
+    X, y, _ = _study_design(data, endpoint)
+    return schoenfeld_tests(X.assign(T=y["time"], E=y["event"]))
 
 
 def competing_risks(data: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
