@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import RepeatedStratifiedKFold
 
-from riskmodel.errors import RiskModelWarning
+from riskmodel.errors import RiskModelWarning, UserInputError
 from riskmodel.models.base import check_survival_target, step_values
 from riskmodel.stats import kaplan_meier
 
@@ -105,6 +105,7 @@ class CrossValidation:
     """Per-fold metrics and their summary over repeats."""
 
     folds: pd.DataFrame  # one row per (repeat, fold), one column per metric
+    n_splits: int  # the folds actually used (fewer than asked when events are fewer)
     failed_fits: int = 0
     failures: list[str] = field(default_factory=list)
     fold_warnings: list[str] = field(default_factory=list)  # e.g. a Cox fit that did not converge
@@ -133,8 +134,16 @@ def cross_validate(
     A fold whose fit fails is counted in ``failed_fits`` (with its reason), not dropped silently.
     """
     event = np.asarray(y["event"], bool)
-    n_splits = min(n_splits, int(event.sum()), int((~event).sum()) or n_splits)
-    splitter = RepeatedStratifiedKFold(n_splits=max(n_splits, 2), n_repeats=n_repeats, random_state=seed)
+    # Stratification needs every fold to hold an event (and a censored patient, when there are any):
+    # with fewer of them than folds, the folds are reduced, and the result says so (n_splits).
+    classes = [int(event.sum())] + ([int((~event).sum())] if (~event).any() else [])
+    folds = min(n_splits, *classes)
+    if folds < 2:
+        raise UserInputError(
+            f"stratified {n_splits}-fold cross-validation needs at least 2 events and 2 censored patients; "
+            f"this data has {int(event.sum())} events and {int((~event).sum())} censored"
+        )
+    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=n_repeats, random_state=seed)
     rows: list[dict[str, float]] = []
     failures: list[str] = []
     noted: list[str] = []
@@ -167,7 +176,7 @@ def cross_validate(
         rows.append({"repeat": repeat, "fold": fold, **metrics})
         if progress:
             progress()
-    return CrossValidation(pd.DataFrame(rows), len(failures), failures, noted)
+    return CrossValidation(pd.DataFrame(rows), folds, len(failures), failures, noted)
 
 
 def _survival_array(model: Any, Z: np.ndarray, grid: np.ndarray) -> np.ndarray:

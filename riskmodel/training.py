@@ -253,6 +253,11 @@ def train(
                     seed=config.seed,
                     progress=tick,
                 )
+                if cv.n_splits < config.evaluation.n_splits:
+                    result.notes.append(
+                        f"{endpoint.upper()} {family}: {cv.n_splits}-fold instead of {config.evaluation.n_splits}-fold "
+                        "cross-validation, because there are fewer events or censored patients than folds"
+                    )
                 fitted = pipe.fit(sd.X, sd.y)
                 tick()
                 features: ClinicalFeatures = fitted.named_steps["features"]

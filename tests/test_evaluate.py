@@ -133,3 +133,27 @@ def test_aalen_johansen_matches_lifelines_without_ties() -> None:
     from riskmodel.models.base import step_values
 
     assert (cif <= 1 - step_values(km_t, km_s, t, before=1.0) + 1e-12).all()  # 1 - KM overstates
+
+
+def test_cross_validation_folds_follow_the_events() -> None:
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from riskmodel.errors import UserInputError
+    from riskmodel.evaluate import cross_validate
+    from riskmodel.models import CoxPH
+
+    y, risk, _ = survival_set(40, 9)
+    X = pd.DataFrame({"x": risk})
+    pipe = make_pipeline(FunctionTransformer(), CoxPH())  # a features step, then the model
+    y_few = y.copy()
+    y_few["event"] = False
+    y_few["event"][:2] = True  # two events: at most 2 stratified folds
+    cv = cross_validate(pipe, X, y_few, [4.0], n_splits=3, n_repeats=1)
+    assert cv.n_splits == 2
+    assert len(cv.folds) == 2
+    y_few["event"][1] = False  # one event: no stratified split can exist
+    with pytest.raises(UserInputError, match="needs at least 2 events and 2 censored patients"):
+        cross_validate(pipe, X, y_few, [4.0], n_splits=3, n_repeats=1)
+    assert cross_validate(pipe, X, y, [4.0], n_splits=3, n_repeats=2).n_splits == 3
