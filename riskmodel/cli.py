@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from riskmodel import __version__
-from riskmodel.errors import CohortValidationError, RiskModelError, RiskModelWarning
+from riskmodel.errors import CohortValidationError, RiskModelError, RiskModelWarning, require_writable
 
 app = typer.Typer(
     name="riskmodel",
@@ -208,6 +208,8 @@ def train_command(
     from riskmodel.config import default_experiment_path, load_experiment
     from riskmodel.training import format_hazard_ratios, train
 
+    if summary_json is not None:
+        require_writable(summary_json, option="--summary-json")  # before training, not after
     path = experiment or default_experiment_path()
     config = load_experiment(path)
     console = Console(stderr=True)
@@ -281,6 +283,9 @@ def score_command(
     is 0 if every patient was scored, 1 if some rows could not be, 2 for a user error.
     """
     from riskmodel.scoring import load_model, read_patients, write_scores
+
+    if out is not None:
+        require_writable(out, option="--out")
 
     times = None
     if horizons is not None:

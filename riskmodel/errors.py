@@ -22,6 +22,7 @@ __all__ = [
     "RiskModelError",
     "RiskModelWarning",
     "UserInputError",
+    "require_writable",
 ]
 
 Severity = Literal["error", "warning"]
@@ -96,6 +97,20 @@ class Problem:
             where.append(f"value {_show(self.value)}")
         prefix = ", ".join(where)
         return f"{self.severity}: {prefix}: {self.rule}" if prefix else f"{self.severity}: {self.rule}"
+
+
+def require_writable(path: object, *, folder: bool = False, option: str = "output") -> None:
+    """Refuse, before any work, an output path that cannot be written (missing parent, wrong kind)."""
+    from pathlib import Path
+
+    p = Path(str(path))
+    if folder and p.exists() and not p.is_dir():
+        raise UserInputError(f"{option} {p}: is a file; give a folder")
+    if not folder and p.is_dir():
+        raise UserInputError(f"{option} {p}: is a folder; give a file name")
+    parent = p.parent if not folder or not p.exists() else p
+    if not parent.exists():
+        raise UserInputError(f"{option} {p}: the folder {parent} does not exist")
 
 
 class CohortValidationError(UserInputError):

@@ -34,7 +34,7 @@ from scipy import stats
 from riskmodel.cohort import Cohort, local_failure_competing, survival_data
 from riskmodel.cohort.endpoints import RESPONSE_LANDMARK_MONTHS, Endpoint
 from riskmodel.cohort.study import FACTOR_COLUMNS, LANDMARKS, groupings, published_targets
-from riskmodel.errors import UserInputError
+from riskmodel.errors import UserInputError, require_writable
 from riskmodel.stats import aalen_johansen, km_summary, logrank_chi2
 
 __all__ = ["build_report", "multivariable_cox", "univariate_table"]
@@ -344,6 +344,7 @@ def build_report(
     chosen: list[Endpoint] = [e for e in ("lc", "os") if e in endpoints]
     if unknown or not endpoints:
         raise UserInputError(f"endpoints must be among lc, os; got {', '.join(endpoints) or 'none'}")
+    require_writable(out_dir, folder=True, option="--out")
     root = Path(out_dir)
     out = root / "tables"
     out.mkdir(parents=True, exist_ok=True)

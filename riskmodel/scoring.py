@@ -18,7 +18,7 @@ import pandas as pd
 
 from riskmodel.cohort import from_frame
 from riskmodel.cohort.contract import column
-from riskmodel.errors import CohortValidationError, FeatureError, Problem, UserInputError
+from riskmodel.errors import CohortValidationError, FeatureError, Problem, UserInputError, require_writable
 from riskmodel.features import ClinicalFeatures
 from riskmodel.models import SurvivalEstimator
 from riskmodel.models.base import check_horizons
@@ -308,6 +308,8 @@ def write_scores(records: list[dict[str, Any]], out: str | Path | None) -> str:
     """Write score records as JSON (nested) or CSV (one column per horizon); return the text."""
     import json
 
+    if out is not None:
+        require_writable(out, option="--out")
     if out is not None and Path(out).suffix.lower() == ".csv":
         rows = []
         for r in records:

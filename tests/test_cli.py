@@ -101,3 +101,20 @@ def test_help_teaches() -> None:
     assert code == 0
     assert "Exit codes" in out
     assert "--mapping" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["report", "--out", "{file}"], "is a file; give a folder"),
+        (["train", "--summary-json", "{missing}/s.json"], "does not exist"),
+        (["score", "--model", "x", "--patients", "{file}", "--out", "{missing}/s.json"], "does not exist"),
+        (["score", "--model", "x", "--patients", "{file}", "--out", "{tmp}"], "is a folder; give a file name"),
+    ],
+)
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "afile").write_text("x")
+    filled = [a.format(file=tmp_path / "afile", missing=tmp_path / "missing", tmp=tmp_path) for a in args]
+    code, out = cli(*filled)
+    assert code == 2, out
+    assert message in out
