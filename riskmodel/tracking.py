@@ -98,11 +98,16 @@ class Tracker:
             yield run.info.run_id
 
     def log(
-        self, *, params: Mapping[str, Any] = {}, metrics: Mapping[str, float] = {}, tags: Mapping[str, str] = {}
+        self,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         """Params (values cut to MLflow's limit), finite metrics, and riskmodel.* tags."""
         import math
 
+        params, metrics, tags = params or {}, metrics or {}, tags or {}
         if params:
             self.mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
         finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}

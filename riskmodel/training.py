@@ -218,7 +218,8 @@ def train(
     result = TrainResult(config.name, "", tracker.uri)
     with tracker.parent(f"train-{config.name}", base_tags) as parent_id:
         result.parent_run_id = parent_id
-        tracker.log(params=_flat("", shared_config, {}))
+        flat_config = _flat("", shared_config, {})
+        tracker.log(params=flat_config)
         tracker.log_text(yaml.safe_dump(shared_config, sort_keys=False), "config.yaml")
         for endpoint, sd in prepared.items():
             horizons = [h for h in config.horizons if h <= sd.y["time"].max()]
@@ -284,7 +285,7 @@ def train(
                 with tracker.child(f"{endpoint}-{family}") as run_id:
                     tracker.log(
                         params={
-                            **_flat("", shared_config, {}),
+                            **flat_config,
                             "feature_names": ",".join(features.get_feature_names_out()),
                             **{f"model.{k}": v for k, v in estimator.get_params().items()},
                         },
