@@ -2,7 +2,8 @@
 
 Metrics: Harrell's C, Uno's C (IPCW, truncated at the largest horizon), time-dependent
 cumulative/dynamic AUC at each horizon, and the integrated Brier score (IBS) over the horizons'
-span, with the Kaplan-Meier null model's IBS alongside. In a small test fold a metric may be
+span, with the Kaplan-Meier null model's IBS alongside. The C-indices and the IBS are the
+O(n log n) and vectorised versions in :mod:`riskmodel.metrics`. In a small test fold a metric may be
 undefined (no event before a horizon, follow-up shorter than the horizon); it is then NaN and
 counted, never silently dropped.
 """
@@ -22,6 +23,7 @@ from sklearn.base import clone
 from sklearn.model_selection import RepeatedStratifiedKFold
 
 from riskmodel.errors import RiskModelWarning, UserInputError
+from riskmodel.metrics import harrell_c, integrated_brier, uno_c
 from riskmodel.models.base import check_survival_target, step_values
 from riskmodel.stats import kaplan_meier
 
@@ -31,13 +33,6 @@ __all__ = [
     "harrell_c",
     "survival_metrics",
 ]
-
-
-def harrell_c(event: np.ndarray, time: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's concordance index (ties in risk count one half), via scikit-survival."""
-    from sksurv.metrics import concordance_index_censored
-
-    return float(concordance_index_censored(np.asarray(event, bool), np.asarray(time, float), risk)[0])
 
 
 def survival_metrics(
@@ -55,7 +50,7 @@ def survival_metrics(
     event_te, time_te = np.asarray(y_test["event"], bool), np.asarray(y_test["time"], float)
     out: dict[str, float] = {"harrell_c": _safe(lambda: harrell_c(event_te, time_te, risk))}
     hs = np.asarray(horizons, float)
-    out["uno_c"] = _safe(partial(_uno_c, y_train, y_test, risk, min(hs.max(), time_tr.max())))
+    out["uno_c"] = _safe(partial(uno_c, y_train, y_test, risk, min(hs.max(), time_tr.max())))
     for h in hs:
         ok = h < time_te.max() and ((time_te <= h) & event_te).any() and (time_te > h).any()
         out[f"td_auc_{h:g}"] = _safe(partial(_td_auc, y_train, y_test, risk, float(h))) if ok else math.nan
@@ -67,27 +62,15 @@ def survival_metrics(
         grid = np.linspace(lower, upper, 25)[:-1]
         km_t, km_s = kaplan_meier(time_tr, event_tr)
         null = np.tile(step_values(km_t, km_s, grid, before=1.0), (len(time_te), 1))
-        out["ibs"] = _safe(partial(_ibs, y_train, y_test, survival(grid), grid))
-        out["ibs_km"] = _safe(partial(_ibs, y_train, y_test, null, grid))
+        out["ibs"] = _safe(partial(integrated_brier, y_train, y_test, survival(grid), grid))
+        out["ibs_km"] = _safe(partial(integrated_brier, y_train, y_test, null, grid))
     return out
-
-
-def _uno_c(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, tau: float) -> float:
-    from sksurv.metrics import concordance_index_ipcw
-
-    return float(concordance_index_ipcw(y_train, y_test, risk, tau=tau)[0])
 
 
 def _td_auc(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, horizon: float) -> float:
     from sksurv.metrics import cumulative_dynamic_auc
 
     return float(cumulative_dynamic_auc(y_train, y_test, risk, [horizon])[0][0])
-
-
-def _ibs(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarray, grid: np.ndarray) -> float:
-    from sksurv.metrics import integrated_brier_score
-
-    return float(integrated_brier_score(y_train, y_test, survival, grid))
 
 
 def _safe(fn: Callable[[], float]) -> float:

@@ -1,0 +1,195 @@
+"""Fast survival metrics: Harrell's and Uno's C in O(n log n), and a vectorised integrated Brier.
+
+scikit-survival's ``concordance_index_censored`` and ``concordance_index_ipcw`` build one boolean
+mask of length n per event, so they take O(n²) time and memory (a million patients would need
+terabytes). Here the same quantities come from a dominance count: for each event i, how many
+patients still at risk after t_i have a lower (or tied) predicted risk. The count runs bottom-up over
+the time order, merging sorted blocks as a merge sort does, with every block of one level
+answered by a single vectorised ``searchsorted``: O(n log n) work in numpy, no Python loop over
+patients.
+
+The definitions are scikit-survival's, so the results agree with it exactly (tested to 1e-12):
+
+* a pair (i, j) is comparable when i had an event and t_j > t_i, or t_j = t_i and j was censored;
+* it is concordant when risk_i > risk_j, and a risk tie (|risk_i − risk_j| ≤ ``tied_tol``)
+  counts one half;
+* Uno's C weights each comparable pair by 1/G(t_i)², with G the Kaplan-Meier estimate of the
+  censoring distribution on the training data, and drops events at or after ``tau``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["Concordance", "concordance", "harrell_c", "integrated_brier", "uno_c"]
+
+
+class Concordance(NamedTuple):
+    """A concordance index with its pair counts (unweighted), as scikit-survival reports them."""
+
+    cindex: float
+    concordant: int
+    discordant: int
+    tied_risk: int
+    tied_time: int
+
+
+def _prefix_counts(rank: np.ndarray, ends: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """For each query q: #{p < ends[q] : rank[p] < thresholds[q]}.
+
+    The prefix [0, e) is the union of one dyadic block per set bit of e. Level by level (block
+    size s = 1, 2, 4, ...), ``keys`` holds every point as ``block·M + rank`` sorted, so the count
+    inside a block is the difference of two binary searches. Sorting for the next level merges
+    neighbouring sorted runs, which a stable sort does in near-linear time.
+    """
+    n = rank.size
+    out = np.zeros(ends.size, dtype=np.int64)
+    if n == 0 or ends.size == 0:
+        return out
+    big = np.int64(n + 1)
+    rank = rank.astype(np.int64, copy=False)
+    ends = ends.astype(np.int64, copy=False)
+    thresholds = thresholds.astype(np.int64, copy=False)
+    order = np.arange(n, dtype=np.int64)
+    keys = order * big + rank  # level s = 1: every block holds one point
+    top = int(ends.max())
+    s = 1
+    while True:
+        has = (ends & s) != 0
+        if has.any():
+            # block b covers keys[b·s : (b+1)·s], so only the upper bound needs a search
+            block = 2 * (ends[has] // (2 * s))
+            out[has] += np.searchsorted(keys, block * big + thresholds[has]) - block * s
+        s *= 2
+        if s > top:
+            return out
+        keys = (order // s) * big + rank[order]
+        merge = np.argsort(keys, kind="stable")
+        order = order[merge]
+        keys = keys[merge]
+
+
+def concordance(event: Any, time: Any, risk: Any, weights: Any = None, *, tied_tol: float = 1e-8) -> Concordance:
+    """Concordance index of ``risk`` (higher = earlier event), optionally weighted per event.
+
+    NaN when no pair is comparable (every patient censored, or every event at the last time).
+
+    >>> concordance([True, True, False], [1.0, 2.0, 3.0], [3.0, 2.0, 1.0]).cindex
+    1.0
+    >>> concordance([True, False], [1.0, 1.0], [1.0, 1.0])  # tied risk: one half
+    Concordance(cindex=0.5, concordant=0, discordant=0, tied_risk=1, tied_time=1)
+    """
+    e = np.asarray(event, dtype=bool).ravel()
+    t = np.asarray(time, dtype=float).ravel()
+    r = np.asarray(risk, dtype=float).ravel()
+    if not (e.size == t.size == r.size):
+        raise ValueError(f"event, time and risk differ in length: {e.size}, {t.size}, {r.size}")
+    if not (np.isfinite(t).all() and np.isfinite(r).all()):
+        raise ValueError("time and risk must be finite")
+    w = np.ones(e.size) if weights is None else np.asarray(weights, dtype=float).ravel()
+    # position order: time descending, and at a tied time the censored first, so the prefix before
+    # an event's tie group is exactly its comparable set
+    order = np.lexsort((e, -t))
+    t_o, e_o, r_o = t[order], e[order], r[order]
+    n = t.size
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = (t_o[1:] != t_o[:-1]) | (e_o[1:] != e_o[:-1])
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    events = np.flatnonzero(e_o)
+    ends = group_start[events]
+    # rank = the number of strictly lower risks, so tied risks share one rank
+    by_risk = np.argsort(r_o, kind="stable")
+    values = r_o[by_risk]
+    first = np.ones(n, dtype=bool)
+    first[1:] = values[1:] != values[:-1]
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_risk] = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    # A pair is tied when |r_i − r_j| ≤ tol. Only events with another risk within tol of their own
+    # need the exact tolerance bounds; for the rest, "lower by more than tol" is just "lower".
+    gap = np.diff(values) <= tied_tol
+    crowded = np.zeros(n, dtype=bool)
+    crowded[by_risk] = np.r_[False, gap] | np.r_[gap, False]
+    near = np.flatnonzero(crowded[events])
+    below = rank[events]
+    r_near = r_o[events[near]]
+    below[near] = np.searchsorted(values, r_near - tied_tol)
+    upto = np.searchsorted(values, r_near + tied_tol, side="right")
+    counts = _prefix_counts(rank, np.r_[ends, ends[near]], np.r_[below, upto])
+    lower = counts[: events.size]
+    ties = np.zeros_like(lower)
+    ties[near] = counts[events.size :] - lower[near]
+    w_ev = w[order][events]
+    denominator = float(np.sum(w_ev * ends))
+    numerator = float(np.sum(w_ev * (lower + 0.5 * ties)))
+    cindex = numerator / denominator if denominator > 0 else float("nan")
+    tied_time = int(np.sum(_censored_in_tie(t_o, e_o, events)))
+    return Concordance(
+        cindex,
+        int(lower.sum()),
+        int(ends.sum() - lower.sum() - ties.sum()),
+        int(ties.sum()),
+        tied_time,
+    )
+
+
+def _censored_in_tie(t_o: np.ndarray, e_o: np.ndarray, events: np.ndarray) -> np.ndarray:
+    """For each event, the number of censored patients at exactly its time."""
+    censored_times = np.sort(t_o[~e_o])
+    te = t_o[events]
+    return np.searchsorted(censored_times, te, side="right") - np.searchsorted(censored_times, te)
+
+
+def harrell_c(event: Any, time: Any, risk: Any) -> float:
+    """Harrell's C (risk ties count one half), equal to scikit-survival's to rounding.
+
+    >>> harrell_c([True, True, True], [1.0, 2.0, 3.0], [0.9, 0.1, 0.5])
+    0.6666666666666666
+    """
+    return concordance(event, time, risk).cindex
+
+
+def uno_c(y_train: np.ndarray, y_test: np.ndarray, risk: Any, tau: float | None = None) -> float:
+    """Uno's IPCW C, truncated at ``tau``, equal to scikit-survival's ``concordance_index_ipcw``.
+
+    The censoring weights come from scikit-survival's own Kaplan-Meier estimator of the censoring
+    distribution (O(n log n)), so the two agree on every edge case, including the error when a test
+    time lies beyond the training follow-up.
+    """
+    from sksurv.nonparametric import CensoringDistributionEstimator
+
+    event = np.asarray(y_test["event"], dtype=bool)
+    time = np.asarray(y_test["time"], dtype=float)
+    keep = np.ones(time.size, dtype=bool) if tau is None else time < tau
+    weights = np.zeros(time.size)
+    if keep.any():
+        ipcw = CensoringDistributionEstimator().fit(y_train).predict_ipcw(y_test[keep])
+        weights[keep] = ipcw
+    return concordance(event, time, risk, np.square(weights)).cindex
+
+
+def integrated_brier(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarray, grid: Any) -> float:
+    """Integrated Brier score of S(t) (rows: patients, columns: ``grid``), IPCW-weighted.
+
+    One matrix expression instead of a loop over times; the definition (Graf et al. 1999) and the
+    trapezoidal integration over the grid's span are scikit-survival's ``integrated_brier_score``.
+    """
+    from sksurv.nonparametric import CensoringDistributionEstimator
+
+    times = np.asarray(grid, dtype=float)
+    if times.size < 2:
+        raise ValueError("the integrated Brier score needs at least 2 time points")
+    est = np.asarray(survival, dtype=float)
+    event = np.asarray(y_test["event"], dtype=bool)
+    time = np.asarray(y_test["time"], dtype=float)
+    if est.shape != (time.size, times.size):
+        raise ValueError(f"survival has shape {est.shape}, expected {(time.size, times.size)}")
+    cens = CensoringDistributionEstimator().fit(y_train)
+    g_t = cens.predict_proba(times)
+    g_y = cens.predict_proba(time)
+    g_y[g_y == 0] = np.inf
+    case = (time[:, None] <= times[None, :]) & event[:, None]
+    control = time[:, None] > times[None, :]
+    scores = np.mean(np.square(est) * case / g_y[:, None] + np.square(1.0 - est) * control / g_t[None, :], axis=0)
+    return float(np.trapezoid(scores, times) / (times[-1] - times[0]))

@@ -1,0 +1,149 @@
+"""The O(n log n) concordance and the vectorised Brier score against independent implementations.
+
+References: scikit-survival's O(n²) ``concordance_index_censored`` / ``concordance_index_ipcw`` /
+``integrated_brier_score`` (the definitions riskmodel adopts), lifelines' ``concordance_index``,
+and a plain double loop over pairs written from the definition.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lifelines.utils import concordance_index as lifelines_c
+from sksurv.metrics import concordance_index_censored, concordance_index_ipcw, integrated_brier_score
+
+from riskmodel.metrics import concordance, harrell_c, integrated_brier, uno_c
+
+
+def pairs_loop(event: np.ndarray, time: np.ndarray, risk: np.ndarray, tol: float = 1e-8) -> float:
+    """Harrell's C straight from the definition, one pair at a time."""
+    num = den = 0.0
+    for i in range(len(time)):
+        if not event[i]:
+            continue
+        for j in range(len(time)):
+            if time[j] > time[i] or (time[j] == time[i] and not event[j]):
+                den += 1
+                if abs(risk[i] - risk[j]) <= tol:
+                    num += 0.5
+                elif risk[i] > risk[j]:
+                    num += 1
+    return num / den if den else math.nan
+
+
+def target(event: np.ndarray, time: np.ndarray) -> np.ndarray:
+    y = np.empty(len(time), dtype=[("event", "?"), ("time", "<f8")])
+    y["event"], y["time"] = event, time
+    return y
+
+
+@st.composite
+def tied_samples(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Small samples with heavy ties in time and in risk (the hard cases for a fast count)."""
+    n = draw(st.integers(1, 25))
+    time = np.array(draw(st.lists(st.integers(1, 6), min_size=n, max_size=n)), dtype=float)
+    event = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    risk = np.array(draw(st.lists(st.integers(-2, 2), min_size=n, max_size=n)), dtype=float)
+    if draw(st.booleans()):
+        risk = risk * 0.3 + np.array(draw(st.lists(st.sampled_from([0.0, 5e-9, 2e-8]), min_size=n, max_size=n)))
+    return event, time, risk
+
+
+@settings(max_examples=400, deadline=None)
+@given(tied_samples())
+def test_concordance_equals_the_pairwise_definition_and_scikit_survival(
+    sample: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    event, time, risk = sample
+    got = concordance(event, time, risk)
+    expected = pairs_loop(event, time, risk)
+    if math.isnan(expected):
+        assert math.isnan(got.cindex)
+        return
+    assert got.cindex == pytest.approx(expected, abs=1e-12)
+    ref = concordance_index_censored(event, time, risk)
+    assert got.cindex == pytest.approx(ref[0], abs=1e-12)
+    assert got[1:] == tuple(int(v) for v in ref[1:])  # concordant, discordant, tied risk, tied time
+
+
+def test_concordance_on_20000_random_patients_equals_scikit_survival_to_1e_12() -> None:
+    rng = np.random.default_rng(7)
+    n = 20_000
+    time = np.round(rng.exponential(10, n), 1)  # rounded, so many times are tied
+    event = rng.random(n) < 0.7
+    for risk in (rng.normal(size=n), np.round(rng.normal(size=n), 1)):
+        ref = concordance_index_censored(event, time, risk)
+        got = concordance(event, time, risk)
+        assert abs(got.cindex - ref[0]) <= 1e-12
+        assert got[1:] == tuple(int(v) for v in ref[1:])
+
+
+def test_harrell_c_matches_lifelines() -> None:
+    rng = np.random.default_rng(3)
+    time = rng.exponential(5, 500)
+    event = rng.random(500) < 0.6
+    risk = rng.normal(size=500) - 0.2 * time
+    assert harrell_c(event, time, risk) == pytest.approx(lifelines_c(time, -risk, event), abs=1e-12)
+
+
+def test_constant_risk_gives_one_half_and_perfect_order_gives_one() -> None:
+    time = np.arange(1.0, 11.0)
+    event = np.ones(10, dtype=bool)
+    assert harrell_c(event, time, np.zeros(10)) == 0.5
+    assert harrell_c(event, time, -time) == 1.0
+    assert harrell_c(event, time, time) == 0.0
+
+
+def test_no_comparable_pair_is_nan_not_an_error() -> None:
+    assert math.isnan(harrell_c([False, False], [1.0, 2.0], [0.1, 0.2]))
+    assert math.isnan(harrell_c([True], [1.0], [0.1]))
+
+
+def test_mismatched_lengths_are_refused() -> None:
+    with pytest.raises(ValueError, match="differ in length"):
+        concordance([True], [1.0, 2.0], [0.1, 0.2])
+
+
+@pytest.mark.parametrize("tau", [None, 8.0, 15.0])
+def test_uno_c_equals_scikit_survival(tau: float | None) -> None:
+    rng = np.random.default_rng(11)
+    n = 3000
+    time = np.round(rng.exponential(10, n), 1) + 0.1
+    event = rng.random(n) < 0.6
+    y = target(event, time)
+    y_test = y[time < time.max()]
+    risk = rng.normal(size=len(y_test)) - 0.05 * y_test["time"]
+    ref = concordance_index_ipcw(y, y_test, risk, tau=tau)[0]
+    assert uno_c(y, y_test, risk, tau) == pytest.approx(ref, abs=1e-12)
+
+
+def test_uno_c_refuses_test_times_beyond_the_training_follow_up_like_scikit_survival() -> None:
+    y_train = target(np.array([True, False, True]), np.array([1.0, 2.0, 3.0]))
+    y_test = target(np.array([True, True]), np.array([1.0, 9.0]))
+    with pytest.raises(ValueError, match="largest observed time"):
+        concordance_index_ipcw(y_train, y_test, np.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match="largest observed time"):
+        uno_c(y_train, y_test, np.array([1.0, 0.0]))
+
+
+def test_integrated_brier_equals_scikit_survival() -> None:
+    rng = np.random.default_rng(5)
+    n = 2000
+    x = rng.normal(size=n)
+    time = rng.exponential(np.exp(-0.5 * x) * 10)
+    event = rng.random(n) < 0.7
+    y = target(event, time)
+    grid = np.linspace(np.quantile(time, 0.05), np.quantile(time, 0.8), 30)
+    surv = np.exp(-np.outer(np.exp(0.5 * x), grid) / 10)
+    ref = integrated_brier_score(y, y, surv, grid)
+    assert integrated_brier(y, y, surv, grid) == pytest.approx(ref, abs=1e-12)
+
+
+def test_integrated_brier_checks_the_shape() -> None:
+    y = target(np.array([True, False]), np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="shape"):
+        integrated_brier(y, y, np.ones((2, 3)), [0.5, 1.0])
