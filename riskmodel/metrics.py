@@ -138,8 +138,8 @@ def _censored_in_tie(t_o: np.ndarray, e_o: np.ndarray, events: np.ndarray) -> np
     """For each event, the number of censored patients at exactly its time."""
     censored_times = np.sort(t_o[~e_o])
     te = t_o[events]
-    upper: np.ndarray = np.searchsorted(censored_times, te, side="right")
-    return upper - np.searchsorted(censored_times, te)
+    upper = np.searchsorted(censored_times, te, side="right")
+    return np.asarray(upper - np.searchsorted(censored_times, te), dtype=np.int64)
 
 
 def harrell_c(event: Any, time: Any, risk: Any) -> float:
