@@ -7,7 +7,7 @@ and reports every problem with its key path, value and rule.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -71,6 +71,15 @@ class ForestConfig(_Strict):
     min_samples_leaf: int = Field(3, ge=1)
     max_features: Literal["sqrt", "log2"] | float | None = "sqrt"
     max_depth: int | None = Field(None, ge=1)
+    time_grid: Literal["auto"] | Annotated[int, Field(ge=2)] | None = Field(
+        "auto", description="Event-time quantiles the trees see; auto = 100 above 1,000 patients, exact below."
+    )
+    max_samples: Literal["auto"] | Annotated[int, Field(ge=1)] | Annotated[float, Field(gt=0, le=1)] | None = Field(
+        "auto", description="Patients per tree (count or fraction); auto = 30·√n above 1,000 patients."
+    )
+    max_bins: Literal["auto"] | Annotated[int, Field(ge=2)] | None = Field(
+        "auto", description="Quantile bins per continuous feature; auto = 128 above 1,000 patients."
+    )
 
 
 class BoostingConfig(_Strict):

@@ -124,9 +124,11 @@ def _save_estimator(estimator: SurvivalEstimator, family: str, folder: Path) -> 
         import skops.io as sio
 
         sio.dump(estimator.model_, folder / "estimator.skops")
-        extra = {}
+        extra: dict[str, Any] = {}
         if isinstance(estimator, GradientBoostingSurvival):
             extra = {"event_times": estimator.event_times_, "baseline_cumhaz": estimator.baseline_cumhaz_}
+        elif isinstance(estimator, SurvivalForest):
+            extra = {"bin_edges": estimator.bin_edges_, "time_grid": estimator.time_grid_}
         _write_json(folder / "estimator.json", {**common, **extra})
 
 
@@ -172,6 +174,11 @@ def _load_estimator(family: str, folder: Path) -> SurvivalEstimator:
         if isinstance(estimator, GradientBoostingSurvival):
             estimator.event_times_ = np.asarray(d["event_times"], float)
             estimator.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz"], float)
+        elif isinstance(estimator, SurvivalForest):
+            edges = d.get("bin_edges")
+            estimator.bin_edges_ = None if edges is None else [None if e is None else np.asarray(e) for e in edges]
+            grid = d.get("time_grid")
+            estimator.time_grid_ = None if grid is None else np.asarray(grid, float)
     estimator.max_time_ = float(d["max_time"])
     estimator.n_events_ = int(d["n_events"])
     estimator.n_features_in_ = int(d["n_features_in"])

@@ -9,12 +9,13 @@ import pytest
 from riskmodel.cohort import survival_data
 from riskmodel.cohort.synthetic import generate
 from riskmodel.features import ClinicalFeatures
-from riskmodel.models import FAMILIES, GradientBoostingSurvival, SurvivalEstimator
+from riskmodel.models import FAMILIES, GradientBoostingSurvival, SurvivalEstimator, SurvivalForest
 
-# every registered family, plus the scikit-survival backend of boosting
+# every registered family, the scikit-survival backend of boosting, and the forest's fast path
 VARIANTS = {
     **{name: (lambda cls=cls: cls()) for name, cls in FAMILIES.items()},
     "gbm-sksurv": lambda: GradientBoostingSurvival(backend="sksurv"),
+    "rsf-fast": lambda: SurvivalForest(n_estimators=50, time_grid=20, max_samples=0.5, max_bins=16),
 }
 
 
