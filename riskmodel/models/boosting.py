@@ -72,7 +72,8 @@ class GradientBoostingSurvival(SurvivalEstimator):
                 "seed": self.random_state,
                 "nthread": self.n_jobs or 0,
             }
-            self.booster_ = xgb.train(params, xgb.DMatrix(Xa, label=label), num_boost_round=self.n_estimators)
+            # QuantileDMatrix: the hist method's binned copy only, not a second full float matrix
+            self.booster_ = xgb.train(params, xgb.QuantileDMatrix(Xa, label=label), num_boost_round=self.n_estimators)
         elif self.backend == "sksurv":
             from sksurv.ensemble import GradientBoostingSurvivalAnalysis
 
