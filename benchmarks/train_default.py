@@ -13,6 +13,7 @@ Run: ``python benchmarks/train_default.py``
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -64,7 +65,9 @@ def measure(cmd: list[str], cwd: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--part", choices=["baseline"], help=argparse.SUPPRESS)
-    if parser.parse_args().part == "baseline":
+    parser.add_argument("--json", action="store_true", help="print one JSON line (for run_all.py)")
+    args = parser.parse_args()
+    if args.part == "baseline":
         baseline()
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,6 +75,17 @@ def main() -> None:
             [sys.executable, "-m", "riskmodel", "train", str(REPO / "experiments" / "default.yaml")], Path(tmp)
         )
         base = measure([sys.executable, str(Path(__file__).resolve()), "--part", "baseline"], Path(tmp))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "note": "peak = max RSS of each whole process",
+                    "ours": {"seconds": ours[0], "peak_mib": ours[1]},
+                    "baseline": {"seconds": base[0], "peak_mib": base[1], "name": "plain scikit-survival, same fits"},
+                }
+            )
+        )
+        return
     print(f"{'':34} {'wall s':>8} {'peak MiB':>9}")
     print(f"{'riskmodel train (default)':34} {ours[0]:>8.1f} {ours[1]:>9.0f}")
     print(f"{'plain scikit-survival, same fits':34} {base[0]:>8.1f} {base[1]:>9.0f}")
