@@ -319,7 +319,11 @@ def write_scores(records: list[dict[str, Any]], out: str | Path | None) -> str:
             rows.append(flat)
         text = pd.DataFrame(rows).to_csv(index=False)
     elif out is None or Path(out).suffix.lower() == ".json":
-        text = json.dumps(records, indent=2) + "\n"
+        # indented for reading; one line per patient beyond 1,000 (json's C encoder skips indents)
+        if len(records) <= 1000:
+            text = json.dumps(records, indent=2) + "\n"
+        else:
+            text = "[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n"
     else:
         raise UserInputError(f"--out {out}: choose a .json or .csv file")
     if out is not None:

@@ -176,14 +176,20 @@ class SurvivalForest(SurvivalEstimator):
                 out[:, j] = e[np.minimum(np.searchsorted(e, Xa[:, j], side="left"), e.size - 1)]
         return out
 
+    def _predicting(self, X: Any) -> np.ndarray:
+        """Binned features, with the forest set to use every core for large batches."""
+        Xb = self._binned(X)
+        self.model_.n_jobs = -1 if len(Xb) > 10 * LARGE_COHORT else 1
+        return Xb
+
     def predict_risk(self, X: Any) -> np.ndarray:
         """Sum of the ensemble cumulative hazard over the training event times (higher = worse)."""
         check_is_fitted(self, "model_")
-        return np.asarray(self.model_.predict(self._binned(X)), dtype=float)
+        return np.asarray(self.model_.predict(self._predicting(X)), dtype=float)
 
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         if self.model_.low_memory:
             raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
-        surv = self.model_.predict_survival_function(self._binned(X), return_array=True)
+        surv = self.model_.predict_survival_function(self._predicting(X), return_array=True)
         idx = np.searchsorted(self.model_.unique_times_, times, side="right") - 1
         return np.where(idx[None, :] >= 0, surv[:, np.clip(idx, 0, None)], 1.0)
