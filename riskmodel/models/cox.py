@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,7 @@ class _RiskSets:
     n_le: np.ndarray  # per sorted sample: number of event times <= its time
 
 
-def _risk_sets(time: np.ndarray, event: np.ndarray) -> _RiskSets:
+def _risk_sets(time: np.ndarray, event: np.ndarray, ties: str = "efron") -> _RiskSets:
     order = np.argsort(time, kind="stable")
     ts, es = time[order], event[order]
     event_times, d = np.unique(ts[es], return_counts=True)
@@ -53,6 +53,8 @@ def _risk_sets(time: np.ndarray, event: np.ndarray) -> _RiskSets:
     group_start = np.concatenate([[0], np.cumsum(d)[:-1]])
     k_group = np.repeat(np.arange(len(d)), d)
     k_frac = (np.arange(len(k_group)) - np.repeat(group_start, d)) / np.repeat(d, d)
+    if ties == "breslow":  # every tied event sees the whole risk set: Efron's fractions are all 0
+        k_frac = np.zeros_like(k_frac)
     return _RiskSets(
         order,
         np.searchsorted(ts, event_times, side="left"),
@@ -106,11 +108,21 @@ class CoxPH(SurvivalEstimator):
         Share of the penalty that is L1 (0 = ridge, 1 = lasso-like).
     max_iter, tol
         Newton-Raphson limits: stop when the objective improves by less than ``tol``.
+    ties
+        ``"efron"`` (default, as R's ``coxph``) or ``"breslow"`` for tied event times.
     """
 
-    def __init__(self, penalty: float = 0.1, l1_ratio: float = 0.0, max_iter: int = 100, tol: float = 1e-10) -> None:
+    def __init__(
+        self,
+        penalty: float = 0.1,
+        l1_ratio: float = 0.0,
+        max_iter: int = 100,
+        tol: float = 1e-10,
+        ties: Literal["efron", "breslow"] = "efron",
+    ) -> None:
         self.penalty = penalty
         self.l1_ratio = l1_ratio
+        self.ties = ties
         self.max_iter = max_iter
         self.tol = tol
 
@@ -120,6 +132,8 @@ class CoxPH(SurvivalEstimator):
             raise UserInputError(f"penalty must be a number ≥ 0, got {self.penalty!r}")
         if not 0 <= self.l1_ratio <= 1:
             raise UserInputError(f"l1_ratio must be between 0 and 1, got {self.l1_ratio!r}")
+        if self.ties not in ("efron", "breslow"):
+            raise UserInputError(f"ties must be 'efron' or 'breslow', got {self.ties!r}")
         event, time = self._fit_target(y)
         Xa = self._matrix(X, fitting=True)
         self.mean_ = Xa.mean(axis=0)
@@ -127,7 +141,7 @@ class CoxPH(SurvivalEstimator):
         self.constant_ = scale == 0
         self.scale_ = np.where(self.constant_, 1.0, scale)
         Z = (Xa - self.mean_) / self.scale_
-        rs = _risk_sets(time, event)
+        rs = _risk_sets(time, event, self.ties)
         Zs = Z[rs.order]
         beta, info, converged = self._newton(Zs, rs, self.penalty)
         self.converged_ = converged
