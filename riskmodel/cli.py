@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from riskmodel import __version__
+from riskmodel._atomic import atomic_write_text
 from riskmodel.errors import CohortValidationError, RiskModelError, RiskModelWarning, require_writable
 
 app = typer.Typer(
@@ -259,7 +260,7 @@ def train_command(
         typer.echo(f"  {run.endpoint.upper()} {run.family:<4} {run.model_uri}")
     typer.echo("score with: riskmodel score --model <model URI> --patients FILE   (compare runs: riskmodel ui)")
     if summary_json:
-        summary_json.write_text(json.dumps(result.summary(), indent=2, allow_nan=False))
+        atomic_write_text(summary_json, json.dumps(result.summary(), indent=2, allow_nan=False))
         typer.echo(f"summary written to {summary_json}")
 
 

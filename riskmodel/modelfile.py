@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskmodel._atomic import staged_folder
 from riskmodel.errors import RiskModelError, RiskModelWarning, UserInputError
 from riskmodel.features import ClinicalFeatures, resolve_blocks
 from riskmodel.models import CoxPH, GradientBoostingSurvival, SurvivalEstimator, SurvivalForest
@@ -212,13 +213,14 @@ def write_model_dir(
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise RiskModelError(f"{folder}: refusing to overwrite a non-empty folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "model.json", {**meta, "features": _features_state(features)})
-    _save_estimator(estimator, meta["family"], folder)
-    files = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST}
-    _write_json(
-        folder / MANIFEST, {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": _versions(), "files": files}
-    )
+    # built under a temporary name and renamed when complete: a killed process never leaves a
+    # half-written model folder under the real name (and without its manifest none would load)
+    with staged_folder(folder) as tmp:
+        _write_json(tmp / "model.json", {**meta, "features": _features_state(features)})
+        _save_estimator(estimator, meta["family"], tmp)
+        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST}
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": _versions(), "files": files}
+        _write_json(tmp / MANIFEST, manifest)
     return folder
 
 

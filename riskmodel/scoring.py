@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskmodel._atomic import atomic_write_text
 from riskmodel.cohort import from_frame
 from riskmodel.cohort.contract import column
 from riskmodel.errors import CohortValidationError, FeatureError, Problem, UserInputError, require_writable
@@ -327,5 +328,5 @@ def write_scores(records: list[dict[str, Any]], out: str | Path | None) -> str:
     else:
         raise UserInputError(f"--out {out}: choose a .json or .csv file")
     if out is not None:
-        Path(out).write_text(text, encoding="utf-8")
+        atomic_write_text(out, text)
     return text

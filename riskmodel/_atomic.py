@@ -1,0 +1,61 @@
+"""Crash-safe writes: a killed process leaves the old file or the new one, never half of one.
+
+Files are written to a temporary sibling, flushed to disk and renamed over the target (a rename is
+atomic on POSIX within one file system). Folders are built beside their target under a hidden
+temporary name and renamed, or their files moved, only once complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["atomic_write_text", "staged_folder"]
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding) as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+@contextmanager
+def staged_folder(final: str | Path, *, merge: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final``; on success it becomes ``final``.
+
+    Without ``merge``, ``final`` must not exist or be empty, and the whole folder is renamed into
+    place. With ``merge``, each file is renamed into ``final`` (so an existing report folder
+    is updated file by file, each file whole). On any error the temporary folder is removed.
+    """
+    target = Path(final)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if merge and target.exists():
+            for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+                dest = target / path.relative_to(tmp)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, dest)
+            shutil.rmtree(tmp)
+        else:
+            if target.exists():
+                target.rmdir()  # only an empty folder may be replaced
+            os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
