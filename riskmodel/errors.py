@@ -94,7 +94,12 @@ class Problem:
         if self.column:
             where.append(f"column {self.column}")
         if self.value is not None:
-            where.append(f"value {_show(self.value)}")
+            shown = _show(self.value)
+            if self.column == "patient_id" and str(self.value).strip() and shown != "(empty)":
+                from riskmodel.privacy import pseudonym  # a patient ID is never echoed, only its pseudonym
+
+                shown = pseudonym(self.value)
+            where.append(f"value {shown}")
         prefix = ", ".join(where)
         return f"{self.severity}: {prefix}: {self.rule}" if prefix else f"{self.severity}: {self.rule}"
 

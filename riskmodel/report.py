@@ -31,10 +31,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from riskmodel._atomic import staged_folder
 from riskmodel.cohort import Cohort, local_failure_competing, survival_data
 from riskmodel.cohort.endpoints import RESPONSE_LANDMARK_MONTHS, Endpoint
 from riskmodel.cohort.study import FACTOR_COLUMNS, LANDMARKS, groupings, published_targets
 from riskmodel.errors import UserInputError, require_writable
+from riskmodel.privacy import PhiGuard, years_only
 from riskmodel.stats import aalen_johansen, km_summary, logrank_chi2
 
 __all__ = ["build_report", "multivariable_cox", "univariate_table"]
@@ -345,7 +347,21 @@ def build_report(
     if unknown or not endpoints:
         raise UserInputError(f"endpoints must be among lc, os; got {', '.join(endpoints) or 'none'}")
     require_writable(out_dir, folder=True, option="--out")
-    root = Path(out_dir)
+    guard = PhiGuard.for_cohort(cohort)
+    # written beside out_dir, checked by the PHI guard, then moved in file by file (each whole)
+    with staged_folder(out_dir, merge=True) as stage:
+        _write_report(cohort, stage, chosen, compare_published, cutoffs)
+        guard.check_tree(stage, "report")
+    return Path(out_dir) / "report.html"
+
+
+def _write_report(
+    cohort: Cohort,
+    root: Path,
+    chosen: list[Endpoint],
+    compare_published: bool | None,
+    cutoffs: dict[str, float] | None,
+) -> None:
     out = root / "tables"
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"source": cohort.source, "patients": len(cohort.data), "endpoints": {}}
@@ -420,7 +436,7 @@ def build_report(
         ph.to_csv(out / f"{ep}_ph_checks.csv", index=False)
         ep_summary["ph_global_p"] = float(ph.loc[ph["covariate"] == "GLOBAL", "p"].iloc[0])
         parts.append(_table_html(ph, f"{name}: proportional hazards (Schoenfeld residuals, rank time)"))
-    if "lc" in endpoints:
+    if "lc" in chosen:
         table, fig = competing_risks(data)
         table.to_csv(out / "lc_competing_risks.csv", index=False)
         summary["lc_competing_risks"] = table.to_dict(orient="records")
@@ -434,7 +450,7 @@ def build_report(
         cmp.to_csv(out / "published_comparison.csv", index=False)
         parts.append(_table_html(cmp, "Published figures beside this cohort (unlandmarked, as the study did)"))
         parts.append(
-            f"<p class='note'>Source of the published figures: {html.escape(published_targets()['_about'])}</p>"
+            f"<p class='note'>Source of the published figures: {html.escape(years_only(published_targets()['_about']))}</p>"
         )
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>riskmodel report</title><style>"
@@ -445,10 +461,8 @@ def build_report(
         + "\n".join(parts)
         + "</body></html>\n"
     )
-    path = root / "report.html"
-    path.write_text(page, encoding="utf-8")
+    (root / "report.html").write_text(page, encoding="utf-8")
     (root / "summary.json").write_text(json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
-    return path
 
 
 def _finite(value: Any) -> Any:

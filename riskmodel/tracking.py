@@ -5,6 +5,9 @@ artifacts under ``mlruns/artifacts``. One parent run per ``train``, one child ru
 (endpoint, family). Models are logged as MLflow pyfunc models *from code*: the logged model holds
 riskmodel's pickle-free model directory as an artifact and a small code file, never a
 cloudpickled object. No input example or dataset profile is logged, so no patient row is.
+
+Every param, tag, metric name, text artifact and model file passes the PHI guard
+(:class:`riskmodel.privacy.PhiGuard`) before MLflow sees it; a refusal names the field.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from riskmodel.errors import RiskModelError, UserInputError
+from riskmodel.privacy import PhiGuard
 
 if TYPE_CHECKING:
     from riskmodel.scoring import RiskModel
@@ -66,7 +70,9 @@ def _mlflow(uri: str) -> Any:
 class Tracker:
     """Logs one ``train`` invocation: a parent run and its child runs."""
 
-    def __init__(self, experiment: str, tracking_uri: str | None = None) -> None:
+    def __init__(self, experiment: str, tracking_uri: str | None = None, *, guard: PhiGuard | None = None) -> None:
+        self.guard = guard or PhiGuard()  # without a cohort: the date and table rules still apply
+        self.guard.check("experiment name", experiment)
         self.uri = resolve_tracking_uri(tracking_uri)
         artifact_root = _prepare_store(self.uri)
         self.mlflow = _mlflow(self.uri)
@@ -83,6 +89,8 @@ class Tracker:
     @contextmanager
     def parent(self, name: str, tags: Mapping[str, str]) -> Iterator[str]:
         """The parent run; it is marked FAILED (or KILLED on Ctrl-C) if the block raises."""
+        self.guard.check("run name", name)
+        self.guard.check("tags", dict(tags))
         with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name) as run:
             self.mlflow.set_tags({f"{TAG_PREFIX}{k}": v for k, v in tags.items()})
             try:
@@ -94,6 +102,7 @@ class Tracker:
     @contextmanager
     def child(self, name: str) -> Iterator[str]:
         """A nested run for one (endpoint, family)."""
+        self.guard.check("run name", name)
         with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=True) as run:
             yield run.info.run_id
 
@@ -108,6 +117,9 @@ class Tracker:
         import math
 
         params, metrics, tags = params or {}, metrics or {}, tags or {}
+        self.guard.check("params", dict(params))
+        self.guard.check("metric names", list(metrics))
+        self.guard.check("tags", dict(tags))
         if params:
             self.mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
         finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
@@ -118,11 +130,15 @@ class Tracker:
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """A text artifact (configs, tables of aggregates)."""
+        self.guard.check_text(f"artifact {artifact_file} (name)", artifact_file)
+        self.guard.check_text(f"artifact {artifact_file}", text)
         self.mlflow.log_text(text, artifact_file)
 
     def log_model(self, model: RiskModel, model_dir: Path) -> str:
         """Log the pyfunc model wrapping ``model_dir``; return its ``runs:/`` URI."""
         import warnings
+
+        self.guard.check_tree(Path(model_dir), "model")
 
         from mlflow.models import ModelSignature
         from mlflow.types.schema import AnyType, ColSpec, Schema

@@ -28,6 +28,7 @@ from riskmodel.errors import UserInputError
 from riskmodel.evaluate import cross_validate
 from riskmodel.features import FEATURE_BLOCKS, ClinicalFeatures, resolve_blocks
 from riskmodel.models import CoxPH, GradientBoostingSurvival, SurvivalEstimator, SurvivalForest
+from riskmodel.privacy import PhiGuard
 from riskmodel.scoring import RiskModel
 
 __all__ = ["RunResult", "TrainResult", "build_estimator", "train"]
@@ -204,7 +205,7 @@ def train(
     splits = config.evaluation.n_splits * config.evaluation.n_repeats
     total, done = len(prepared) * len(families) * (splits + 1), 0
 
-    tracker = Tracker(config.name, tracking_uri)
+    tracker = Tracker(config.name, tracking_uri, guard=PhiGuard.for_cohort(cohort))
     shared_config = _shareable_config(config)
     base_tags = {
         "experiment": config.name,

@@ -7,7 +7,7 @@ import re
 import warnings
 from collections.abc import Collection
 from collections.abc import Mapping as AbcMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,9 @@ class Cohort:
     warnings: tuple[Problem, ...] = ()
     derived: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
+    # values that must never be logged or shared (raw dates, unused identifier-like columns);
+    # read by riskmodel.privacy.PhiGuard, kept out of repr and comparisons
+    sensitive: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -278,6 +281,7 @@ def from_frame(
         if raw.shape[1]:
             all_blank = np.logical_and.reduce([blank_mask(raw[c]).to_numpy() for c in raw.columns])
             raw = raw.loc[~all_blank]
+    sensitive = _sensitive_values(raw, mapping)
     raw, ignored = _rename(raw, mapping, source)
     rep = Reporter(source)
     derived_frame, derived = derive_missing(
@@ -296,7 +300,29 @@ def from_frame(
             RiskModelWarning,
             stacklevel=2,
         )
-    return Cohort(typed, source, found, tuple(derived), tuple(ignored))
+    return Cohort(typed, source, found, tuple(derived), tuple(ignored), sensitive)
+
+
+def _sensitive_values(raw: pd.DataFrame, mapping: ColumnMapping) -> frozenset[str]:
+    """Text of raw date cells, and of unused columns that look like identifiers or free text.
+
+    An unused column counts when most of its values are distinct (names, MRNs, notes); a
+    low-cardinality one (say, "left"/"right") is a category, and guarding its words would refuse
+    ordinary text.
+    """
+    user = {normalise_header(k): v for k, v in mapping.columns.items()}
+    out: set[str] = set()
+    for header in raw.columns:
+        key = normalise_header(header)
+        target = user.get(key) or (key if key in _TARGETS else DEFAULT_ALIASES.get(key))
+        values = raw[header].dropna().astype(str).str.strip()
+        values = values[values != ""]
+        if target is not None and not target.endswith("_date"):
+            continue
+        if target is None and values.nunique() < max(5, len(values) // 2):
+            continue
+        out.update(values.unique().tolist())
+    return frozenset(out)
 
 
 def load(

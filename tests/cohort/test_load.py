@@ -10,6 +10,7 @@ import pytest
 
 from riskmodel.cohort import Cohort, from_frame, load, load_mapping
 from riskmodel.errors import CohortFileError, CohortValidationError, RiskModelWarning
+from riskmodel.privacy import pseudonym
 
 Writer = Callable[..., Path]
 
@@ -79,7 +80,8 @@ class TestBundledAndFormats:
         text[5] = text[5].replace("RECON-04", "RECON-01")  # file line 6 duplicates an ID
         lines = errors_of(write_csv("\n".join(text) + "\n"))
         assert lines == [
-            "error: cohort.csv, row 6, column patient_id, value 'RECON-01': duplicate patient_id (first seen on row 2)"
+            f"error: cohort.csv, row 6, column patient_id, value {pseudonym('RECON-01')}: "
+            "duplicate patient_id (first seen on row 2)"
         ]
 
 
@@ -111,7 +113,8 @@ class TestBadInput:
     def test_duplicated_ids(self, canonical_frame: pd.DataFrame, write_csv: Writer) -> None:
         lines = errors_of(write_csv(broken(canonical_frame, 10, "patient_id", "RECON-02")))
         assert lines == [
-            "error: cohort.csv, row 10, column patient_id, value 'RECON-02': duplicate patient_id (first seen on row 3)"
+            f"error: cohort.csv, row 10, column patient_id, value {pseudonym('RECON-02')}: "
+            "duplicate patient_id (first seen on row 3)"
         ]
 
     def test_lc_after_os_and_event_at_time_zero(self, canonical_frame: pd.DataFrame, write_csv: Writer) -> None:

@@ -1,0 +1,192 @@
+"""The PHI guard: what may leave the clinic in MLflow runs, logs and shared reports.
+
+Every param, tag, metric name, text artifact, model file and shared report passes
+:meth:`PhiGuard.check` before it is written. ``tracking.py`` calls it for everything it writes to
+MLflow, and ``report.py`` calls it for every file. A refusal raises :class:`PrivacyError`, which
+names the field and the rule. It never quotes the offending value, because the message would leak it.
+
+Refused (after HIPAA Safe Harbor's identifiers and date elements):
+
+* **full dates**: a day or a month with its year (2014-03-17, 17/03/2014, 03/2014, 17 Mar 2014,
+  March 2014, …). A year alone is allowed.
+* **identifier values**: any patient ID of the cohort, or any value of a column riskmodel does
+  not use (names, MRNs, notes), appearing as a token. Purely numeric IDs shorter than 4 digits
+  can't be told from ordinary numbers; they are checked only through the two rules below.
+* **free text from the input**: any text cell of 8 characters or more from a column riskmodel does
+  not use, appearing anywhere.
+* **patient-level rows**: a table whose header names two or more cohort columns, or a list
+  param as long as the cohort (one value per patient).
+
+Patient IDs that must appear in a log are written as :func:`pseudonym`: a salted SHA-256, with a
+salt kept per installation (``RISKMODEL_SALT``, else the file ``$RISKMODEL_HOME/salt``, default
+``~/.config/riskmodel/salt``, created on first use with mode 600). The salt is never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from riskmodel.errors import UserInputError
+
+__all__ = ["PhiGuard", "PrivacyError", "pseudonym", "salt", "years_only"]
+
+_MONTHS = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_YEAR = r"(?:19|20)\d\d"
+_MM = r"(?:0?[1-9]|1[0-2])"
+_DD = r"(?:0?[1-9]|[12]\d|3[01])"
+_DATE_PATTERNS = [
+    rf"(?<![\d.]){_YEAR}[-/]{_MM}(?:[-/]{_DD})?(?![\d])",  # 2014-03-17, 2014/03
+    rf"(?<![\d.]){_YEAR}\.{_MM}\.{_DD}(?![\d])",  # 2014.03.17 (a dot needs the day: 2014.3 is a number)
+    rf"(?<![\d.]){_DD}[-/.]{_DD}[-/.]{_YEAR}(?!\d)",  # 17/03/2014, 17.3.2014, 3/17/2014
+    rf"(?<![\d.]){_MM}[-/]{_YEAR}(?!\d)",  # 03/2014
+    rf"\b{_DD}(?:st|nd|rd|th)?[ -]{_MONTHS}\.?,?[ -]{_YEAR}\b",  # 17 Mar 2014
+    rf"\b{_MONTHS}\.?[ -]{_DD}(?:st|nd|rd|th)?,?[ -]{_YEAR}\b",  # Mar 17, 2014
+    rf"\b{_MONTHS}\.?,?[ -]{_YEAR}\b",  # March 2014
+]
+_DATE = re.compile("|".join(f"(?:{p})" for p in _DATE_PATTERNS), re.IGNORECASE)
+# a word-like token; digits right after a dot, or before ".<digit>", belong to a decimal number
+_TOKEN = re.compile(r"(?<![\w.])[A-Za-z0-9][A-Za-z0-9_\-]*(?!\.\d)(?![\w])")
+
+
+class PrivacyError(UserInputError):
+    """Something about to be logged or shared looks like protected health information."""
+
+
+def salt() -> bytes:
+    """This installation's salt for pseudonyms (created on first use; never logged)."""
+    env = os.environ.get("RISKMODEL_SALT")
+    if env:
+        return env.encode()
+    home = Path(os.environ.get("RISKMODEL_HOME", Path.home() / ".config" / "riskmodel"))
+    path = home / "salt"
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        home.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_hex(32).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(value)
+        return value
+
+
+def pseudonym(patient_id: object) -> str:
+    """A salted, one-way stand-in for a patient ID, stable on this installation.
+
+    >>> p = pseudonym("MRN-0042")
+    >>> p.startswith("pid:"), len(p), p == pseudonym(" MRN-0042 "), "0042" in p
+    (True, 16, True, False)
+    """
+    digest = hashlib.sha256(salt() + b"\x00" + str(patient_id).strip().encode()).hexdigest()
+    return f"pid:{digest[:12]}"
+
+
+def years_only(text: str) -> str:
+    """Replace every day- or month-precision date in ``text`` by its year.
+
+    >>> years_only("implants 2013-01 to 2019-03; seen 17 Mar 2014")
+    'implants 2013 to 2019; seen 2014'
+    """
+
+    def year(match: re.Match[str]) -> str:
+        found = re.search(_YEAR, match.group(0))
+        return found.group(0) if found else ""
+
+    return _DATE.sub(year, text)
+
+
+def _identifier_like(value: str) -> bool:
+    return len(value) >= 4 or any(ch.isalpha() for ch in value)
+
+
+@dataclass(frozen=True)
+class PhiGuard:
+    """The checkpoint; build it with :meth:`for_cohort` so it knows the cohort's identifiers."""
+
+    identifiers: frozenset[str] = frozenset()
+    free_text: tuple[str, ...] = ()
+    n_patients: int = 0
+    cohort_columns: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def for_cohort(cls, cohort: Any) -> PhiGuard:
+        """A guard for a :class:`~riskmodel.cohort.Cohort` (IDs, unused columns' values, size)."""
+        from riskmodel.cohort.contract import COLUMNS
+
+        data = getattr(cohort, "data", cohort)
+        sensitive: Iterable[str] = getattr(cohort, "sensitive", ())
+        ids = [str(v).strip() for v in data["patient_id"].dropna()] if "patient_id" in data.columns else []
+        values = {v for v in [*ids, *sensitive] if v}
+        identifiers = frozenset(v for v in values if _identifier_like(v))
+        free_text = tuple(sorted(v for v in values if len(v) >= 8 and not re.fullmatch(r"[\w\-]+", v)))
+        columns = frozenset(c.name for c in COLUMNS)
+        return cls(identifiers, free_text, len(data), columns)
+
+    # ------------------------------------------------------------------ checks
+    def check(self, field: str, value: Any) -> None:
+        """Refuse ``value`` (text, bytes, number, or a mapping / list of them) under ``field``."""
+        if value is None or isinstance(value, bool | int | float):
+            return
+        if isinstance(value, bytes):
+            self.check_text(field, value.decode("utf-8", errors="replace"))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                self.check_text(f"{field} key", str(k))
+                self.check(f"{field}.{k}", v)
+        elif isinstance(value, list | tuple):
+            self._check_sequence(field, value)
+            for i, v in enumerate(value):
+                self.check(f"{field}[{i}]", v)
+        else:
+            self.check_text(field, str(value))
+
+    def check_text(self, field: str, text: str) -> None:
+        """The text rules: dates, identifiers, free text, patient-level tables and sequences."""
+        if _DATE.search(text):
+            raise PrivacyError(f"refused to write {field}: it contains a full date (only years may be shared)")
+        if self.identifiers:
+            hits = self.identifiers.intersection(_TOKEN.findall(text))
+            spaced = [v for v in self.identifiers if " " in v and v in text]
+            if hits or spaced:
+                raise PrivacyError(
+                    f"refused to write {field}: it contains a patient identifier or a value of an unused input column"
+                )
+        for snippet in self.free_text:
+            if snippet in text:
+                raise PrivacyError(f"refused to write {field}: it contains free text copied from the input")
+        self._check_table(field, text)
+
+    def _check_sequence(self, field: str, values: list[Any] | tuple[Any, ...]) -> None:
+        if self.n_patients >= 10 and len(values) >= self.n_patients:
+            raise PrivacyError(f"refused to write {field}: a list of {len(values)} values, one per patient")
+
+    def _check_table(self, field: str, text: str) -> None:
+        head, _, rest = text.partition("\n")
+        if not rest.strip() or not self.cohort_columns:
+            return
+        for sep in (",", "\t", ";", "|"):
+            cells = {c.strip().strip('"').lower() for c in head.split(sep)}
+            if len(cells & self.cohort_columns) >= 2:
+                raise PrivacyError(
+                    f"refused to write {field}: it is a table with patient-level cohort columns "
+                    f"({', '.join(sorted(cells & self.cohort_columns)[:4])})"
+                )
+
+    def check_file(self, path: Path, name: str | None = None) -> None:
+        """Check a file's bytes (text or binary) before it is logged or shared."""
+        self.check_text(name or path.name, path.read_bytes().decode("utf-8", errors="replace"))
+
+    def check_tree(self, folder: Path, label: str) -> None:
+        """Check every file under ``folder``."""
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            self.check_file(path, f"{label}/{path.relative_to(folder)}")
