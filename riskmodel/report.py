@@ -449,9 +449,8 @@ def _write_report(
         cmp = compare_to_published(data)
         cmp.to_csv(out / "published_comparison.csv", index=False)
         parts.append(_table_html(cmp, "Published figures beside this cohort (unlandmarked, as the study did)"))
-        parts.append(
-            f"<p class='note'>Source of the published figures: {html.escape(years_only(published_targets()['_about']))}</p>"
-        )
+        about = html.escape(years_only(published_targets()["_about"]))  # reports show years only
+        parts.append(f"<p class='note'>Source of the published figures: {about}</p>")
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>riskmodel report</title><style>"
         "body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
