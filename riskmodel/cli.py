@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -40,9 +41,19 @@ def _user_errors(fn: F) -> F:
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted; runs already finished are kept, the current one is marked KILLED", err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(143 if _TERMINATED else 130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+_TERMINATED = False
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (kill, a scheduler's timeout) ends the work like Ctrl-C: runs are closed, not left RUNNING."""
+    global _TERMINATED
+    _TERMINATED = True
+    raise KeyboardInterrupt
 
 
 def _version(value: bool) -> None:
@@ -406,4 +417,5 @@ def ui(
 
 def run() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     sys.exit(app())

@@ -13,6 +13,7 @@ Every param, tag, metric name, text artifact and model file passes the PHI guard
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -40,6 +41,16 @@ __all__ = [
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 _ENTRY = Path(__file__).with_name("_pyfunc_entry.py")
 TAG_PREFIX = "riskmodel."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def resolve_tracking_uri(override: str | None = None) -> str:
@@ -85,13 +96,38 @@ class Tracker:
                 self.experiment_id = found.experiment_id
         except Exception as exc:  # a broken URI or store must read as a user error, not a traceback
             raise UserInputError(f"cannot open the MLflow tracking store {self.uri}: {exc}") from None
+        self.stale_runs = self._close_stale_runs()
+
+    def _owner_tags(self) -> dict[str, str]:
+        """Which process owns a run, so that a later start can tell a crashed run from a live one."""
+        return {f"{TAG_PREFIX}pid": str(os.getpid()), f"{TAG_PREFIX}host": socket.gethostname()}
+
+    def _close_stale_runs(self) -> list[str]:
+        """Mark KILLED the RUNNING runs of this experiment whose process on this host is gone.
+
+        A run killed with SIGKILL (or by a power cut) cannot close itself; it is closed here, on the
+        next start. Runs of live processes, and of other hosts, are left alone.
+        """
+        client = self.mlflow.MlflowClient()
+        running = client.search_runs(
+            [self.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=10_000
+        )
+        host, closed = socket.gethostname(), []
+        for run in running:
+            tags = run.data.tags
+            pid = tags.get(f"{TAG_PREFIX}pid", "")
+            if tags.get(f"{TAG_PREFIX}host") == host and pid.isdigit() and not _alive(int(pid)):
+                client.set_tag(run.info.run_id, f"{TAG_PREFIX}closed_by", "next start: its process had ended")
+                client.set_terminated(run.info.run_id, status="KILLED")
+                closed.append(run.info.run_id)
+        return closed
 
     @contextmanager
     def parent(self, name: str, tags: Mapping[str, str]) -> Iterator[str]:
         """The parent run; it is marked FAILED (or KILLED on Ctrl-C) if the block raises."""
         self.guard.check("run name", name)
         self.guard.check("tags", dict(tags))
-        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name) as run:
+        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=self._owner_tags()) as run:
             self.mlflow.set_tags({f"{TAG_PREFIX}{k}": v for k, v in tags.items()})
             try:
                 yield run.info.run_id
@@ -103,7 +139,9 @@ class Tracker:
     def child(self, name: str) -> Iterator[str]:
         """A nested run for one (endpoint, family)."""
         self.guard.check("run name", name)
-        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=True) as run:
+        with self.mlflow.start_run(
+            experiment_id=self.experiment_id, run_name=name, nested=True, tags=self._owner_tags()
+        ) as run:
             yield run.info.run_id
 
     def log(

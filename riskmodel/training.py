@@ -217,6 +217,9 @@ def train(
         "exploratory": "true",
     }
     result = TrainResult(config.name, "", tracker.uri)
+    if tracker.stale_runs:
+        n = len(tracker.stale_runs)
+        result.notes.append(f"closed {n} run{'s' if n > 1 else ''} left RUNNING by an ended process (now KILLED)")
     with tracker.parent(f"train-{config.name}", base_tags) as parent_id:
         result.parent_run_id = parent_id
         flat_config = _flat("", shared_config, {})
