@@ -52,6 +52,8 @@ SKOPS_ALLOWED = {
         }
     ),
 }
+# every file name riskmodel writes into a model folder (besides the manifest)
+KNOWN_FILES = frozenset({"model.json", "cox.json", "booster.ubj", "gbm.json", "estimator.skops", "estimator.json"})
 _VERSIONED = ("riskmodel", "numpy", "pandas", "scikit-learn", "scikit-survival", "xgboost", "xgboost-cpu", "skops")
 
 
@@ -239,6 +241,9 @@ def read_model_dir(folder: str | Path) -> tuple[dict[str, Any], ClinicalFeatures
             f"{folder}: unsupported model format {manifest.get('format')!r} version {manifest.get('format_version')!r}"
         )
     listed: dict[str, str] = manifest.get("files", {})
+    foreign = sorted(set(listed) - KNOWN_FILES)
+    if foreign:  # a manifest can be rewritten by whoever edits the folder; the file names cannot
+        raise ModelFileError(f"{folder}: files riskmodel never writes: {', '.join(foreign)}; refusing to load")
     present = {p.name for p in folder.iterdir() if p.name != MANIFEST}
     unexpected = sorted(present - set(listed))
     if unexpected:

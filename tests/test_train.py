@@ -320,3 +320,26 @@ def test_cox_model_carries_the_unpenalised_table_matching_lifelines(trained: Tra
         np.testing.assert_allclose(table["hr_lower_95"], ref["exp(coef) lower 95%"], rtol=1e-4)
         np.testing.assert_allclose(table["hr_upper_95"], ref["exp(coef) upper 95%"], rtol=1e-4)
         np.testing.assert_allclose(table["p"], ref["p"], rtol=1e-4, atol=1e-6)
+
+
+def test_a_pickle_payload_listed_in_a_rewritten_manifest_is_never_executed(
+    trained: TrainResult, store: Path, tmp_path: Path
+) -> None:
+    import hashlib
+    import pickle
+
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple:  # type: ignore[type-arg]
+            return (Path.write_text, (marker, "executed"))
+
+    folder = load_model(trained.runs[0].model_uri, tracking_uri=f"sqlite:///{store}/mlflow.db").save(tmp_path / "m")
+    for name in ("model.pkl", "estimator.skops.pkl"):
+        (folder / name).write_bytes(pickle.dumps(Payload()))
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ModelFileError, match="files riskmodel never writes"):
+            RiskModel.load(folder)
+    assert not marker.exists()
