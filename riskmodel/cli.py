@@ -415,7 +415,22 @@ def ui(
     raise typer.Exit(run_ui(tracking_uri, port))
 
 
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """riskmodel's own warnings as plain "warning: ..." lines, without Python's file and source line."""
+    if issubclass(category, RiskModelWarning):
+        text = str(message)
+        typer.echo(text if text.startswith("warning") else f"warning: {text}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
 def run() -> None:
     """Console-script entry point."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    warnings.showwarning = _show_warning
     sys.exit(app())

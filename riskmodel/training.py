@@ -23,6 +23,8 @@ from sklearn.pipeline import Pipeline
 
 from riskmodel import __version__
 from riskmodel.cohort import Cohort, bundled_cohort_path, load, survival_data
+from riskmodel.cohort.contract import column
+from riskmodel.cohort.endpoints import Endpoint, SurvivalData
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.errors import UserInputError
 from riskmodel.evaluate import cross_validate
@@ -107,6 +109,40 @@ class TrainResult:
             row.update({"IBS": cell("ibs"), "IBS (KM)": cell("ibs_km")})
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+MIN_PATIENTS = 10
+
+
+def _check_trainable(cohort: Cohort, prepared: dict[Endpoint, SurvivalData], used: Sequence[str]) -> None:
+    """Refuse, before any run starts, data no model can learn from; name the column and the rule."""
+    source = cohort.source
+    for endpoint, sd in prepared.items():
+        events = int(sd.y["event"].sum())
+        if len(sd.y) < MIN_PATIENTS:
+            raise UserInputError(
+                f"{source}: {endpoint.upper()} has {len(sd.y)} patient{'s' if len(sd.y) != 1 else ''} at risk "
+                f"after the landmark; fitting and cross-validating a model needs at least {MIN_PATIENTS}"
+            )
+        if events == 0:
+            raise UserInputError(
+                f"{source}, column {endpoint}_event: all {len(sd.y)} patients are censored for {endpoint.upper()}; "
+                "no survival model can be fitted (train the other endpoint with --endpoints)"
+            )
+        if events == 1:
+            raise UserInputError(
+                f"{source}, column {endpoint}_event: a single {endpoint.upper()} event among {len(sd.y)} patients; "
+                "a survival model needs at least 2 events to fit and cross-validate"
+            )
+    for name in used:
+        if column(name).kind not in ("float", "int") or name not in cohort.data.columns:
+            continue
+        values = cohort.data[name].dropna()
+        if len(values) and values.nunique() == 1:
+            raise UserInputError(
+                f"{source}, column {name}, value {values.iloc[0]:g}: the same for every patient, so no model "
+                "can learn from it; choose a feature set without it"
+            )
 
 
 def build_estimator(family: str, params: dict[str, Any], seed: int) -> SurvivalEstimator:
@@ -202,6 +238,7 @@ def train(
         )
         for ep in config.endpoints
     }
+    _check_trainable(cohort, prepared, used_columns)
     splits = config.evaluation.n_splits * config.evaluation.n_repeats
     total, done = len(prepared) * len(families) * (splits + 1), 0
 

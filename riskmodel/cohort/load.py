@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 import warnings
 from collections.abc import Collection
@@ -156,6 +157,14 @@ class Cohort:
         return "; ".join(parts)
 
 
+MAX_FILE_MB = 512  # default size limit of a cohort file; RISKMODEL_MAX_FILE_MB overrides it
+
+
+def _max_file_mb() -> int:
+    text = os.environ.get("RISKMODEL_MAX_FILE_MB", "")
+    return int(text) if text.isdigit() and int(text) > 0 else MAX_FILE_MB
+
+
 def read_table(path: str | Path) -> tuple[pd.DataFrame, int]:
     """Read a CSV/TSV, Excel or Parquet file as raw cells, and the row number of its first record.
 
@@ -167,8 +176,15 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, int]:
         raise CohortFileError(f"{p}: file not found")
     if p.is_dir():
         raise CohortFileError(f"{p}: is a folder, not a cohort file")
-    if p.stat().st_size == 0:
+    size = p.stat().st_size
+    if size == 0:
         raise CohortFileError(f"{p}: the file is empty")
+    limit_mb = _max_file_mb()
+    if size > limit_mb * 2**20:
+        raise CohortFileError(
+            f"{p}: {size / 2**20:,.0f} MB is more than the {limit_mb:,} MB riskmodel reads "
+            "(a million patients take about 200 MB as CSV; set RISKMODEL_MAX_FILE_MB to raise the limit)"
+        )
     suffix = p.suffix.lower()
     try:
         if suffix in (".csv", ".tsv", ".txt"):
