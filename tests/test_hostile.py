@@ -122,7 +122,7 @@ def _write(frame: pd.DataFrame, path: Path, how: str) -> None:
         path.write_text(frame.to_csv(index=False), encoding=how)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     defect=st.sampled_from(sorted(CELL_DEFECTS) + sorted(FRAME_DEFECTS)),
     row=st.integers(0, len(BASE) - 1),
