@@ -54,13 +54,18 @@ def _runs(uri: str) -> list:  # type: ignore[type-arg]
     return list(client.search_runs(experiments, max_results=10_000))
 
 
-@pytest.mark.slow
-def test_train_killed_at_five_random_points_then_rerun_leaves_a_consistent_store(tmp_path: Path) -> None:
+def _train_command(tmp_path: Path) -> tuple[list[str], str, dict[str, str]]:
+    """``riskmodel train`` of a small experiment, its own tracking store, and the environment."""
     experiment = tmp_path / "crash.yaml"
     experiment.write_text(SMALL)
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    cmd = [sys.executable, "-m", "riskmodel", "train", str(experiment)]
+    return [sys.executable, "-m", "riskmodel", "train", str(experiment)], uri, env
+
+
+@pytest.mark.slow
+def test_train_killed_at_five_random_points_then_rerun_leaves_a_consistent_store(tmp_path: Path) -> None:
+    cmd, uri, env = _train_command(tmp_path)
     rng = random.Random(20261126)
     for _ in range(5):
         proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -91,12 +96,9 @@ def test_train_killed_at_five_random_points_then_rerun_leaves_a_consistent_store
 
 @pytest.mark.slow
 def test_sigterm_marks_the_runs_killed_and_exits_143(tmp_path: Path) -> None:
-    experiment = tmp_path / "crash.yaml"
-    experiment.write_text(SMALL)
-    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    cmd, uri, env = _train_command(tmp_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "riskmodel", "train", str(experiment)],
+        cmd,
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
