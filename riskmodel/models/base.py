@@ -87,8 +87,23 @@ def step_values(event_times: np.ndarray, values: np.ndarray, times: np.ndarray, 
     return np.asarray(out, dtype=float)
 
 
+def proportional_survival(log_hazard: np.ndarray, cumhaz: np.ndarray) -> np.ndarray:
+    """S(t | x) = exp(−H0(t)·exp(η)), computed as exp(−exp(η + log H0(t))).
+
+    The log form never multiplies an overflowed exp(η) by H0 = 0 (which gives NaN): an extreme
+    η gives S = 0 where H0 > 0 and S = 1 where H0 = 0.
+
+    >>> proportional_survival(np.array([0.0, 800.0]), np.array([0.0, 0.5])).round(3).tolist()
+    [[1.0, 0.607], [1.0, 0.0]]
+    """
+    with np.errstate(divide="ignore", over="ignore"):
+        return np.asarray(np.exp(-np.exp(np.add.outer(log_hazard, np.log(cumhaz)))), dtype=float)
+
+
 class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
     """Shared behaviour: horizon checks, the DataFrame of S(t), and Harrell's C as ``score``."""
+
+    risk_is_log_hazard = False  # True where predict_risk is a log hazard ratio (Cox, boosted Cox)
 
     def _fit_target(self, y: Any) -> tuple[np.ndarray, np.ndarray]:
         event, time = check_survival_target(y)

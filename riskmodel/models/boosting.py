@@ -13,7 +13,12 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from riskmodel.errors import UserInputError
-from riskmodel.models.base import SurvivalEstimator, breslow_cumulative_hazard, step_values
+from riskmodel.models.base import (
+    SurvivalEstimator,
+    breslow_cumulative_hazard,
+    proportional_survival,
+    step_values,
+)
 
 __all__ = ["GradientBoostingSurvival"]
 
@@ -23,6 +28,8 @@ class GradientBoostingSurvival(SurvivalEstimator):
 
     Defaults suit small cohorts: shallow trees, slow learning, row subsampling.
     """
+
+    risk_is_log_hazard = True  # predict_risk is the log hazard ratio (a linear predictor)
 
     def __init__(
         self,
@@ -103,4 +110,4 @@ class GradientBoostingSurvival(SurvivalEstimator):
 
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         cumhaz = step_values(self.event_times_, self.baseline_cumhaz_, times)
-        return np.exp(-np.outer(np.exp(self.predict_risk(X)), cumhaz))
+        return proportional_survival(self.predict_risk(X), cumhaz)

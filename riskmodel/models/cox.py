@@ -22,7 +22,12 @@ from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
 from riskmodel.errors import RiskModelWarning, UserInputError
-from riskmodel.models.base import SurvivalEstimator, breslow_cumulative_hazard, step_values
+from riskmodel.models.base import (
+    SurvivalEstimator,
+    breslow_cumulative_hazard,
+    proportional_survival,
+    step_values,
+)
 
 __all__ = ["CoxPH"]
 
@@ -111,6 +116,8 @@ class CoxPH(SurvivalEstimator):
     ties
         ``"efron"`` (default, as R's ``coxph``) or ``"breslow"`` for tied event times.
     """
+
+    risk_is_log_hazard = True  # predict_risk is the log hazard ratio (a linear predictor)
 
     def __init__(
         self,
@@ -249,4 +256,4 @@ class CoxPH(SurvivalEstimator):
 
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         cumhaz = step_values(self.event_times_, self.baseline_cumhaz_, times)
-        return np.exp(-np.outer(np.exp(self.predict_risk(X)), cumhaz))
+        return proportional_survival(self.predict_risk(X), cumhaz)
