@@ -206,11 +206,19 @@ def train_command(
         str | None,
         typer.Option(help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db."),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Refuse (exit 2) a cohort below Riley et al.'s minimum sample size instead of warning."
+        ),
+    ] = False,
 ) -> None:
-    """Train every model family for every endpoint, cross-validate, and track each run in MLflow.
+    """Train every model family for every endpoint, cross-validate, bootstrap-validate, and track each run.
 
-    Prints a table of cross-validated metrics (mean ± SD over repeats) and the run IDs. Compare runs
-    with `riskmodel ui`; score new patients with `riskmodel score --model runs:/<run_id>/model`.
+    Prints the cohort's sample-size assessment (Riley et al. 2019), a table of cross-validated
+    metrics (mean ± SD over repeats) beside the bootstrap optimism-corrected Harrell C and calibration
+    slope (with 95% intervals), and the run IDs. Compare runs with `riskmodel ui`; score new patients
+    with `riskmodel score --model runs:/<run_id>/model`.
     """
     import json
 
@@ -245,6 +253,7 @@ def train_command(
             models=_csv_option(models, "--models"),
             tracking_uri=tracking_uri,
             progress=progress,
+            strict=strict,
         )
     for note in result.notes:
         typer.echo(f"note: {note}")

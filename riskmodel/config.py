@@ -112,6 +112,9 @@ class EvaluationConfig(_Strict):
 
     n_splits: int = Field(3, ge=2, description="Folds; 3 keeps a few events in each test fold at n=36.")
     n_repeats: int = Field(10, ge=1, description="Repeats; metrics are mean and SD over repeats.")
+    bootstrap: int = Field(
+        200, ge=0, description="Bootstrap resamples for Harrell's optimism correction of the whole pipeline; 0 = off."
+    )
 
 
 class ExperimentConfig(_Strict):

@@ -156,7 +156,8 @@ class Tracker:
 
         params, metrics, tags = params or {}, metrics or {}, tags or {}
         self.guard.check("params", dict(params))
-        self.guard.check("metric names", list(metrics))
+        for name in metrics:
+            self.guard.check_text(f"metric name {name[:40]}", name)
         self.guard.check("tags", dict(tags))
         if params:
             self.mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})

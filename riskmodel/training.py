@@ -27,10 +27,11 @@ from riskmodel.cohort.contract import column
 from riskmodel.cohort.endpoints import Endpoint, SurvivalData
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.errors import UserInputError
-from riskmodel.evaluate import cross_validate
+from riskmodel.evaluate import Validation, cross_validate, validate
 from riskmodel.features import FEATURE_BLOCKS, ClinicalFeatures, resolve_blocks
 from riskmodel.models import CoxPH, GradientBoostingSurvival, SurvivalEstimator, SurvivalForest
 from riskmodel.privacy import PhiGuard
+from riskmodel.samplesize import SampleSize, anticipated_r2, riley_survival
 from riskmodel.scoring import RiskModel
 
 __all__ = ["RunResult", "TrainResult", "build_estimator", "train"]
@@ -107,6 +108,9 @@ class TrainResult:
             }
             row.update({f"AUC({h:g})": cell(f"td_auc_{h:g}") for h in horizons})
             row.update({"IBS": cell("ibs"), "IBS (KM)": cell("ibs_km")})
+            if "harrell_c_corrected" in m:
+                row["C corrected (95% CI)"] = _with_ci(m, "harrell_c")
+                row["slope corrected (95% CI)"] = _with_ci(m, "calibration_slope")
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -143,6 +147,14 @@ def _check_trainable(cohort: Cohort, prepared: dict[Endpoint, SurvivalData], use
                 f"{source}, column {name}, value {values.iloc[0]:g}: the same for every patient, so no model "
                 "can learn from it; choose a feature set without it"
             )
+
+
+def _with_ci(m: dict[str, float], name: str) -> str:
+    value = m.get(f"{name}_corrected", math.nan)
+    if not math.isfinite(value):
+        return "n/a"
+    low, high = m.get(f"{name}_corrected_ci_low", math.nan), m.get(f"{name}_corrected_ci_high", math.nan)
+    return f"{value:.2f} ({low:.2f} to {high:.2f})"
 
 
 def build_estimator(family: str, params: dict[str, Any], seed: int) -> SurvivalEstimator:
@@ -216,8 +228,16 @@ def train(
     models: Sequence[str] | None = None,
     tracking_uri: str | None = None,
     progress: Progress | None = None,
+    strict: bool = False,
 ) -> TrainResult:
-    """Train every enabled family for every endpoint; track each in MLflow; return the run IDs."""
+    """Train every enabled family for every endpoint; track each in MLflow; return the run IDs.
+
+    Before fitting, each endpoint's cohort is held against Riley et al.'s minimum sample size
+    (:mod:`riskmodel.samplesize`): below it, the result carries a loud note and the runs are tagged
+    ``riley_adequate=false``; with ``strict`` it is a refusal instead. Each model is then
+    cross-validated and, unless ``evaluation.bootstrap`` is 0, validated by the bootstrap
+    (:func:`riskmodel.evaluate.validate`): optimism-corrected metrics with intervals.
+    """
     from riskmodel.tracking import Tracker
 
     if not isinstance(config, ExperimentConfig):
@@ -239,7 +259,14 @@ def train(
         for ep in config.endpoints
     }
     _check_trainable(cohort, prepared, used_columns)
-    splits = config.evaluation.n_splits * config.evaluation.n_repeats
+    sizes = {ep: _sample_size(config, sd) for ep, sd in prepared.items()}
+    short = {ep: s for ep, s in sizes.items() if not s.adequate}
+    if strict and short:
+        raise UserInputError(
+            "--strict: the cohort is below Riley et al.'s minimum sample size for "
+            + "; ".join(f"{ep.upper()} ({s.summary()})" for ep, s in short.items())
+        )
+    splits = config.evaluation.n_splits * config.evaluation.n_repeats + config.evaluation.bootstrap
     total, done = len(prepared) * len(families) * (splits + 1), 0
 
     tracker = Tracker(config.name, tracking_uri, guard=PhiGuard.for_cohort(cohort))
@@ -274,6 +301,15 @@ def train(
                 raise UserInputError(f"{endpoint.upper()}: every horizon lies beyond the follow-up")
             if config.landmark_months:
                 result.notes.append(sd.describe())
+            size = sizes[endpoint]
+            result.notes.append(f"{endpoint.upper()} sample size: {size.summary()}")
+            if not size.adequate:
+                result.notes.append(
+                    f"WARNING {endpoint.upper()}: EXPLORATORY ONLY. EPV {size.epv:.1f} and an expected shrinkage of "
+                    f"{size.expected_shrinkage:.2f} mean severe overfitting risk; prefer a prespecified, penalised "
+                    "model with fewer parameters (e.g. the 'published' feature set with Cox), and read the "
+                    "optimism-corrected metrics, not the apparent ones"
+                )
             for family, fam_cfg in families.items():
                 label = f"{endpoint.upper()} {family}"
 
@@ -300,6 +336,24 @@ def train(
                         f"{endpoint.upper()} {family}: {cv.n_splits}-fold instead of {config.evaluation.n_splits}-fold "
                         "cross-validation, because there are fewer events or censored patients than folds"
                     )
+                validation = None
+                if config.evaluation.bootstrap:
+                    validation = validate(
+                        pipe,
+                        sd.X,
+                        sd.y,
+                        horizons,
+                        n_resamples=config.evaluation.bootstrap,
+                        seed=config.seed,
+                        n_jobs=-1 if config.evaluation.bootstrap >= 20 else 1,
+                        progress=tick,
+                    )
+                if validation is not None and family in ("rsf", "gbm"):
+                    result.notes.append(
+                        f"{label}: the bootstrap optimism correction under-corrects tree ensembles (each resample's "
+                        "patients are ~63 % of the original data, which the trees memorise); trust the "
+                        "cross-validated C more for this family"
+                    )
                 fitted = pipe.fit(sd.X, sd.y)
                 tick()
                 features: ClinicalFeatures = fitted.named_steps["features"]
@@ -322,6 +376,14 @@ def train(
                 }
                 metrics.update({f"{m}_folds": float(v) for m, v in summary["folds_with_value"].astype(float).items()})
                 metrics["cv_failed_fits"] = float(cv.failed_fits)
+                metrics.update(_validation_metrics(validation))
+                metrics.update(
+                    {
+                        "riley_expected_shrinkage": size.expected_shrinkage,
+                        "riley_minimum_n": float(size.minimum_n),
+                        "events_per_parameter": size.epv,
+                    }
+                )
                 n_events, n_params = int(sd.y["event"].sum()), len(features.get_feature_names_out())
                 with tracker.child(f"{endpoint}-{family}") as run_id:
                     tracker.log(
@@ -339,6 +401,7 @@ def train(
                             "n_events": str(n_events),
                             "events_per_parameter": f"{n_events / n_params:.1f}",
                             "time_origin": model.time_origin,
+                            "riley_adequate": str(size.adequate).lower(),
                             "horizons": ",".join(f"{h:g}" for h in horizons),
                         },
                     )
@@ -348,6 +411,10 @@ def train(
                         tracker.log_text("\n".join(cv.failures + cv.fold_warnings) + "\n", "cv_notes.txt")
                     if model.hazard_ratios is not None:
                         tracker.log_text(model.hazard_ratios.to_csv(), "cox_hazard_ratios_unpenalised.csv")
+                    if validation is not None:
+                        tracker.log_text(validation.table.to_csv(), "validation_bootstrap.csv")
+                        if validation.failures:
+                            tracker.log_text("\n".join(validation.failures) + "\n", "validation_failures.txt")
                     with tempfile.TemporaryDirectory() as tmp:
                         uri = tracker.log_model(model, model.save(Path(tmp) / "riskmodel"))
                 result.runs.append(
@@ -366,6 +433,53 @@ def train(
                 )
         tracker.log(tags={"children": str(len(result.runs))})
     return result
+
+
+def _validation_metrics(validation: Validation | None) -> dict[str, float]:
+    """``<metric>_apparent``, ``_optimism``, ``_corrected``, ``_corrected_ci_low/high``, and the counts."""
+    if validation is None:
+        return {}
+    out: dict[str, float] = {}
+    for metric, row in validation.table.iterrows():
+        out[f"{metric}_apparent"] = float(row["apparent"])
+        out[f"{metric}_optimism"] = float(row["optimism"])
+        out[f"{metric}_corrected"] = float(row["corrected"])
+        out[f"{metric}_corrected_ci_low"] = float(row["ci_low"])
+        out[f"{metric}_corrected_ci_high"] = float(row["ci_high"])
+    out["validation_resamples"] = float(validation.n_resamples)
+    out["validation_failed_resamples"] = float(validation.failed)
+    return out
+
+
+def _sample_size(config: ExperimentConfig, sd: SurvivalData) -> SampleSize:
+    """Riley et al.'s assessment for one endpoint, with R²cs anticipated from the unpenalised Cox fit."""
+    import warnings
+
+    from riskmodel.errors import RiskModelWarning
+
+    features = _pipeline(config, CoxPH())[0].fit(sd.X, sd.y)
+    design = features.transform(sd.X)
+    time, events = sd.y["time"], int(sd.y["event"].sum())
+    parameters = design.shape[1]
+    rate = events / float(time.sum())
+    follow_up = float(time.mean())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RiskModelWarning)
+        cox = CoxPH(penalty=0.0).fit(design, sd.y)
+    lr = max(2 * (cox.log_likelihood_ - cox.log_likelihood_null_), 0.0)
+    r2, how = anticipated_r2(lr, len(time), parameters, rate, follow_up)
+    horizon = max([h for h in config.horizons if h <= time.max()] or [float(time.max())])
+    size = riley_survival(
+        parameters=parameters,
+        r2_cs=r2,
+        rate=rate,
+        mean_follow_up=follow_up,
+        horizon=horizon,
+        n=len(time),
+        events=events,
+    )
+    size.notes.append(how)
+    return size
 
 
 def _unpenalised_table(features: ClinicalFeatures, X: pd.DataFrame, y: Any) -> pd.DataFrame:

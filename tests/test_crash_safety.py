@@ -19,7 +19,7 @@ from riskmodel.scoring import load_model
 SMALL = (
     "name: crash\nendpoints: [lc, os]\nfeatures: {set: study}\n"
     "models: {cox: {penalty: 0.1}, rsf: {n_estimators: 30}, gbm: {n_estimators: 40}}\n"
-    "evaluation: {n_splits: 3, n_repeats: 3}\n"
+    "evaluation: {n_splits: 3, n_repeats: 3, bootstrap: 10}\n"
 )
 
 

@@ -130,7 +130,7 @@ def test_no_canary_reaches_mlruns_or_the_report_after_train_report_and_score(tmp
     experiment.write_text(
         "name: canary\nendpoints: [lc, os]\nfeatures: {set: study}\n"
         "models: {cox: {penalty: 0.1}, rsf: {n_estimators: 20}, gbm: {n_estimators: 30}}\n"
-        "evaluation: {n_splits: 3, n_repeats: 1}\n"
+        "evaluation: {n_splits: 3, n_repeats: 1, bootstrap: 10}\n"
     )
     env = {
         **os.environ,
@@ -164,3 +164,9 @@ def test_no_canary_reaches_mlruns_or_the_report_after_train_report_and_score(tmp
         needle = canary.encode()
         assert needle not in shared, f"{canary!r} leaked into mlruns/ or the report"
         assert needle not in logs, f"{canary!r} leaked into the command output"
+
+
+def test_many_metric_names_are_not_mistaken_for_a_per_patient_list(tmp_path: Path) -> None:
+    tracker = Tracker("metrics", f"sqlite:///{tmp_path}/mlflow.db", guard=GUARD)
+    with tracker.parent("train", {"experiment": "metrics"}):
+        tracker.log(metrics={f"metric_{i}": 0.5 for i in range(100)})  # 100 names > 36 patients

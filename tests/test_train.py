@@ -28,7 +28,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(store: Path) -> TrainResult:
     raw = load_experiment(REPO / "experiments" / "default.yaml").model_dump()
-    raw["evaluation"] = {"n_splits": 3, "n_repeats": 2}  # the full protocol runs in the slow test
+    raw["evaluation"] = {"n_splits": 3, "n_repeats": 2, "bootstrap": 10}  # the full protocol: the slow test
     config = ExperimentConfig.model_validate(raw, strict=False)
     return train(config, tracking_uri=f"sqlite:///{store}/mlflow.db")
 
@@ -343,3 +343,35 @@ def test_a_pickle_payload_listed_in_a_rewritten_manifest_is_never_executed(
         with pytest.raises(ModelFileError, match="files riskmodel never writes"):
             RiskModel.load(folder)
     assert not marker.exists()
+
+
+def test_every_run_carries_optimism_corrected_metrics_and_the_sample_size_verdict(
+    trained: TrainResult, store: Path
+) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    children = runs[runs["tags.mlflow.parentRunId"] == trained.parent_run_id]
+    for col in ("harrell_c_corrected", "harrell_c_corrected_ci_low", "calibration_slope_6_corrected"):
+        assert children[f"metrics.{col}"].notna().all(), col
+    assert (children["metrics.validation_resamples"] == 10).all()
+    assert (children["metrics.harrell_c_corrected"] <= children["metrics.harrell_c_apparent"]).all()
+    # 36 patients with 7 parameters are far below Riley et al.'s minimum: flagged, never silently fine
+    assert (children["tags.riskmodel.riley_adequate"] == "false").all()
+    assert (children["metrics.riley_expected_shrinkage"] < 0.9).all()
+    assert any(n.startswith("WARNING OS: EXPLORATORY ONLY") for n in trained.notes)
+    assert "C corrected (95% CI)" in trained.table().columns
+
+
+def test_strict_refuses_a_cohort_below_the_minimum_sample_size(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from riskmodel.cli import app
+
+    result = CliRunner().invoke(
+        app, ["train", "--strict", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--models", "cox"]
+    )
+    assert result.exit_code == 2
+    assert "Riley et al.'s minimum sample size" in result.output
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any run was opened
