@@ -377,6 +377,8 @@ def train(
                 metrics.update({f"{m}_folds": float(v) for m, v in summary["folds_with_value"].astype(float).items()})
                 metrics["cv_failed_fits"] = float(cv.failed_fits)
                 metrics.update(_validation_metrics(validation))
+                calibration, curves = _apparent_calibration(fitted, sd, horizons)
+                metrics.update(calibration)
                 metrics.update(
                     {
                         "riley_expected_shrinkage": size.expected_shrinkage,
@@ -411,6 +413,8 @@ def train(
                         tracker.log_text("\n".join(cv.failures + cv.fold_warnings) + "\n", "cv_notes.txt")
                     if model.hazard_ratios is not None:
                         tracker.log_text(model.hazard_ratios.to_csv(), "cox_hazard_ratios_unpenalised.csv")
+                    for name, table in curves.items():
+                        tracker.log_text(table.to_csv(index=False), name)
                     if validation is not None:
                         tracker.log_text(validation.table.to_csv(), "validation_bootstrap.csv")
                         if validation.failures:
@@ -449,6 +453,52 @@ def _validation_metrics(validation: Validation | None) -> dict[str, float]:
     out["validation_resamples"] = float(validation.n_resamples)
     out["validation_failed_resamples"] = float(validation.failed)
     return out
+
+
+def _apparent_calibration(
+    fitted: Pipeline, sd: SurvivalData, horizons: Sequence[float]
+) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
+    """In-sample smoothed calibration (ICI, E50, E90), D-calibration and decision curves.
+
+    Only aggregates leave this function: metrics, a decile table of predicted against smoothed
+    observed risk, and the net-benefit curve. Per-patient predictions stay in memory.
+    """
+    from riskmodel.calibration import d_calibration, net_benefit, smooth_calibration, survival_at_own_time
+
+    estimator = fitted[-1]
+    Z = fitted[:-1].transform(sd.X)
+    metrics: dict[str, float] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    for h in horizons:
+        try:
+            s = estimator.predict_survival(Z, [h]).to_numpy()[:, 0]
+            smooth = smooth_calibration(sd.y, s, h)
+        except (ValueError, np.linalg.LinAlgError, ArithmeticError):
+            continue
+        metrics.update(
+            {
+                f"calibration_ici_{h:g}_apparent": smooth.ici,
+                f"calibration_e50_{h:g}_apparent": smooth.e50,
+                f"calibration_e90_{h:g}_apparent": smooth.e90,
+            }
+        )
+        groups = pd.qcut(smooth.predicted, q=min(5, len(np.unique(smooth.predicted))), duplicates="drop")
+        deciles = (
+            pd.DataFrame({"predicted": smooth.predicted, "observed_smoothed": smooth.observed, "group": groups})
+            .groupby("group", observed=True)
+            .agg(
+                patients=("predicted", "size"), predicted=("predicted", "mean"), observed=("observed_smoothed", "mean")
+            )
+            .reset_index(drop=True)
+        )
+        tables[f"calibration_{h:g}.csv"] = deciles
+        tables[f"decision_curve_{h:g}.csv"] = net_benefit(sd.y, 1 - s, h, np.round(np.arange(0.05, 0.96, 0.05), 2))
+    try:
+        p_value, _ = d_calibration(sd.y, survival_at_own_time(estimator, Z, sd.y["time"]))
+        metrics["d_calibration_p_apparent"] = p_value
+    except (ValueError, np.linalg.LinAlgError, ArithmeticError):
+        pass
+    return metrics, tables
 
 
 def _sample_size(config: ExperimentConfig, sd: SurvivalData) -> SampleSize:

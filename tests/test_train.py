@@ -375,3 +375,19 @@ def test_strict_refuses_a_cohort_below_the_minimum_sample_size(tmp_path: Path) -
     assert result.exit_code == 2
     assert "Riley et al.'s minimum sample size" in result.output
     assert not (tmp_path / "mlflow.db").exists()  # refused before any run was opened
+
+
+def test_apparent_calibration_and_decision_curves_are_logged_as_aggregates(trained: TrainResult, store: Path) -> None:
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{store}/mlflow.db")
+    for run in trained.runs:
+        assert 0 <= run.metrics["calibration_ici_6_apparent"] <= 1
+        assert 0 <= run.metrics["d_calibration_p_apparent"] <= 1
+        names = {a.path for a in client.list_artifacts(run.run_id)}
+        assert {"calibration_6.csv", "decision_curve_6.csv"} <= names
+        curve = pd.read_csv(client.download_artifacts(run.run_id, "decision_curve_6.csv"))
+        assert list(curve.columns) == ["threshold", "model", "treat_all", "treat_none"]
+        groups = pd.read_csv(client.download_artifacts(run.run_id, "calibration_6.csv"))
+        assert groups["patients"].sum() == run.n_patients  # grouped, never one row per patient
+        assert (groups["patients"] >= 3).all()
