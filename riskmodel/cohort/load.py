@@ -297,8 +297,9 @@ def from_frame(
         if raw.shape[1]:
             all_blank = np.logical_and.reduce([blank_mask(raw[c]).to_numpy() for c in raw.columns])
             raw = raw.loc[~all_blank]
-    sensitive = _sensitive_values(raw, mapping)
+    original = raw
     raw, ignored = _rename(raw, mapping, source)
+    sensitive = _sensitive_values(original, ignored, raw)
     rep = Reporter(source)
     derived_frame, derived = derive_missing(
         raw, rep, response_rule=response_rule or mapping.response_rule, date_format=mapping.date_format
@@ -319,23 +320,20 @@ def from_frame(
     return Cohort(typed, source, found, tuple(derived), tuple(ignored), sensitive)
 
 
-def _sensitive_values(raw: pd.DataFrame, mapping: ColumnMapping) -> frozenset[str]:
+def _sensitive_values(original: pd.DataFrame, ignored: list[str], renamed: pd.DataFrame) -> frozenset[str]:
     """Text of raw date cells, and of unused columns that look like identifiers or free text.
 
     An unused column counts when most of its values are distinct (names, MRNs, notes); a
     low-cardinality one (say, "left"/"right") is a category, and guarding its words would refuse
-    ordinary text.
+    ordinary text. Only those columns are converted to text, so loading a large cohort pays nothing.
     """
-    user = {normalise_header(k): v for k, v in mapping.columns.items()}
     out: set[str] = set()
-    for header in raw.columns:
-        key = normalise_header(header)
-        target = user.get(key) or (key if key in _TARGETS else DEFAULT_ALIASES.get(key))
-        values = raw[header].dropna().astype(str).str.strip()
+    unused = [original[h] for h in original.columns if str(h) in ignored]  # headers may be non-text (Excel)
+    columns = unused + [renamed[c] for c in renamed.columns if c.endswith("_date")]
+    for i, column in enumerate(columns):
+        values = column.dropna().astype(str).str.strip()
         values = values[values != ""]
-        if target is not None and not target.endswith("_date"):
-            continue
-        if target is None and values.nunique() < max(5, len(values) // 2):
+        if i < len(unused) and values.nunique() < max(5, len(values) // 2):
             continue
         out.update(values.unique().tolist())
     return frozenset(out)
