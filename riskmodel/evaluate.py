@@ -258,6 +258,7 @@ def validate(
     seed: int = 0,
     n_jobs: int = 1,
     progress: Callable[[], None] | None = None,
+    fitted: Any = None,
 ) -> Validation:
     """Bootstrap optimism correction (Harrell; as R's ``rms::validate``) of the whole ``pipeline``.
 
@@ -266,12 +267,13 @@ def validate(
     data, and records the difference (the optimism). Resamples that fail (no event, a singular
     fit) are counted in ``failed`` with their reasons and excluded, never dropped silently.
     Reproducible from ``seed`` whatever ``n_jobs`` is (each resample has its own seed).
+    ``fitted``: the pipeline already fitted on all of (X, y), when the caller has it (not refitted).
     """
     from joblib import Parallel, delayed
 
     if n_resamples < 1:
         raise UserInputError(f"n_resamples must be at least 1, got {n_resamples}")
-    full = clone(pipeline).fit(X, y)
+    full = fitted if fitted is not None else clone(pipeline).fit(X, y)
     apparent = validation_metrics(full, X, y, horizons)
     seeds = np.random.SeedSequence(seed).spawn(n_resamples)
     jobs = Parallel(n_jobs=n_jobs, return_as="generator")(

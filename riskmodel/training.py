@@ -336,6 +336,8 @@ def train(
                         f"{endpoint.upper()} {family}: {cv.n_splits}-fold instead of {config.evaluation.n_splits}-fold "
                         "cross-validation, because there are fewer events or censored patients than folds"
                     )
+                fitted = pipe.fit(sd.X, sd.y)
+                tick()
                 validation = None
                 if config.evaluation.bootstrap:
                     validation = validate(
@@ -347,6 +349,7 @@ def train(
                         seed=config.seed,
                         n_jobs=-1 if config.evaluation.bootstrap >= 20 else 1,
                         progress=tick,
+                        fitted=fitted,
                     )
                 if validation is not None and family in ("rsf", "gbm"):
                     result.notes.append(
@@ -354,8 +357,6 @@ def train(
                         "patients are ~63 % of the original data, which the trees memorise); trust the "
                         "cross-validated C more for this family"
                     )
-                fitted = pipe.fit(sd.X, sd.y)
-                tick()
                 features: ClinicalFeatures = fitted.named_steps["features"]
                 model = RiskModel.from_training(
                     endpoint=endpoint,
