@@ -17,6 +17,10 @@ Refused (after HIPAA Safe Harbor's identifiers and date elements):
 * **patient-level rows**: a table whose header names two or more cohort columns, or a list
   param as long as the cohort (one value per patient).
 
+PNG images (files, or inlined in HTML as ``data:image/png;base64,…``) are checked through their
+text chunks, the only place a PNG carries text; their pixel data is not text, and scanning it as
+text would refuse reports on chance byte sequences that look like "03/2014".
+
 Patient IDs that must appear in a log are written as :func:`pseudonym`: a salted SHA-256, with a
 salt kept per installation (``RISKMODEL_SALT``, else the file ``$RISKMODEL_HOME/salt``, default
 ``~/.config/riskmodel/salt``, created on first use with mode 600). The salt is never logged.
@@ -55,6 +59,50 @@ _DATE_PATTERNS = [
 ]
 _DATE = re.compile("|".join(f"(?:{p})" for p in _DATE_PATTERNS), re.IGNORECASE)
 # a word-like token; digits right after a dot, or before ".<digit>", belong to a decimal number
+_INLINE_PNG = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_text(data: bytes) -> str:
+    r"""The text a PNG carries: its tEXt, zTXt and iTXt chunks (keywords and values), one per line.
+
+    >>> png_text(_PNG_MAGIC + (9).to_bytes(4, "big") + b"tEXtTitle\x00x2y" + bytes(4))
+    'Title x2y'
+    """
+    import zlib
+
+    out, pos = [], len(_PNG_MAGIC)
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"tEXt":
+            out.append(body.replace(b"\x00", b" "))
+        elif kind == b"zTXt":
+            key, _, rest = body.partition(b"\x00")
+            try:
+                out.append(key + b" " + zlib.decompress(rest[1:]))
+            except zlib.error:
+                out.append(body)  # undecodable: check its raw bytes
+        elif kind == b"iTXt":
+            out.append(body.replace(b"\x00", b" "))
+    return "\n".join(chunk.decode("utf-8", errors="replace") for chunk in out)
+
+
+def _without_pixels(text: str) -> str:
+    """``text`` with every inlined PNG replaced by the text chunks it carries."""
+    import base64
+    import binascii
+
+    def chunks(match: re.Match[str]) -> str:
+        try:
+            return " " + png_text(base64.b64decode(match.group(1))) + " "
+        except (binascii.Error, ValueError):
+            return match.group(0)
+
+    return _INLINE_PNG.sub(chunks, text) if "data:image/png;base64," in text else text
+
+
 _TOKEN = re.compile(r"(?<![\w.])[A-Za-z0-9][A-Za-z0-9_\-]*(?!\.\d)(?![\w])")
 
 
@@ -152,6 +200,7 @@ class PhiGuard:
 
     def check_text(self, field: str, text: str) -> None:
         """The text rules: dates, identifiers, free text, patient-level tables and sequences."""
+        text = _without_pixels(text)
         if _DATE.search(text):
             raise PrivacyError(f"refused to write {field}: it contains a full date (only years may be shared)")
         if self.identifiers:
@@ -184,7 +233,11 @@ class PhiGuard:
 
     def check_file(self, path: Path, name: str | None = None) -> None:
         """Check a file's bytes (text or binary) before it is logged or shared."""
-        self.check_text(name or path.name, path.read_bytes().decode("utf-8", errors="replace"))
+        data = path.read_bytes()
+        if data.startswith(_PNG_MAGIC):
+            self.check_text(name or path.name, png_text(data))
+        else:
+            self.check_text(name or path.name, data.decode("utf-8", errors="replace"))
 
     def check_tree(self, folder: Path, label: str) -> None:
         """Check every file under ``folder``."""

@@ -170,3 +170,32 @@ def test_many_metric_names_are_not_mistaken_for_a_per_patient_list(tmp_path: Pat
     tracker = Tracker("metrics", f"sqlite:///{tmp_path}/mlflow.db", guard=GUARD)
     with tracker.parent("train", {"experiment": "metrics"}):
         tracker.log(metrics={f"metric_{i}": 0.5 for i in range(100)})  # 100 names > 36 patients
+
+
+def test_inlined_and_logged_pngs_are_checked_by_their_text_chunks_not_their_pixels(tmp_path: Path) -> None:
+    import base64
+    import zlib
+
+    from riskmodel.privacy import PhiGuard, PrivacyError
+
+    guard = PhiGuard(identifiers=frozenset({"MRN0042"}))
+
+    def png(*chunks: tuple[bytes, bytes]) -> bytes:
+        body = b"".join(len(d).to_bytes(4, "big") + k + d + bytes(4) for k, d in chunks)
+        return b"\x89PNG\r\n\x1a\n" + body
+
+    # compressed pixels whose bytes, and whose base64 text, happen to hold something like a date
+    pixels = png((b"IDAT", b"..03/2014.." + base64.b64decode("03/2014A")))
+    inline = base64.b64encode(pixels).decode()
+    assert "03/2014" in inline
+    guard.check_text("page", "<img src='data:image/png;base64," + inline + "'>")
+    (tmp_path / "a.png").write_bytes(pixels)
+    guard.check_file(tmp_path / "a.png")
+    hidden = png((b"zTXt", b"Comment\x00\x00" + zlib.compress(b"patient MRN0042 seen 17/03/2014")))
+    with pytest.raises(PrivacyError, match="full date"):
+        guard.check_text("page", "<img src='data:image/png;base64," + base64.b64encode(hidden).decode() + "'>")
+    (tmp_path / "b.png").write_bytes(hidden)
+    with pytest.raises(PrivacyError, match="full date"):
+        guard.check_file(tmp_path / "b.png")
+    with pytest.raises(PrivacyError, match="full date"):
+        guard.check_text("page", "seen 17/03/2014 <img src='data:image/png;base64,AAAA'>")  # text outside still checked
