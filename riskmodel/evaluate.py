@@ -25,6 +25,7 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 from riskmodel.errors import RiskModelWarning, UserInputError
 from riskmodel.metrics import harrell_c, integrated_brier, uno_c
 from riskmodel.models.base import check_survival_target, step_values
+from riskmodel.models.cox import CoxPH, converges_like_rms
 from riskmodel.stats import kaplan_meier
 
 __all__ = [
@@ -241,6 +242,11 @@ def _one_resample(
                 # a linear model cannot estimate a coefficient for a feature with one value in the
                 # resample; R's coxph returns NA there and rms::validate excludes the resample
                 return None, "singular: a feature has a single value in the resample"
+            # separation leaves the unpenalised likelihood without a maximum; rms::validate drops
+            # resamples whose cph fit fails to converge, and this is its rule
+            unpenalised = isinstance(fitted[-1], CoxPH) and fitted[-1].penalty == 0
+            if unpenalised and not converges_like_rms(fitted[:-1].transform(X.iloc[idx]), y[idx]):
+                return None, "did not converge (rms's rule): a feature separates the events in the resample"
             boot = validation_metrics(fitted, X.iloc[idx], y[idx], horizons)
             orig = validation_metrics(fitted, X, y, horizons)
     except (ValueError, np.linalg.LinAlgError, ArithmeticError) as exc:

@@ -6,6 +6,10 @@ and fitted with ``cph(Surv(time, event) ~ ., x=TRUE, y=TRUE)``, then ``validate(
 seeds 1-5. Corrected Dxy: 0.5495, 0.5538, 0.5270, 0.5620, 0.5461 (mean 0.5477, so C = 0.7738).
 Corrected slope: 0.5913, 0.6056, 0.5259, 0.6105, 0.5666 (mean 0.5800). Apparent Dxy 0.6783
 (C = 0.8391).
+
+LC, the same design and script (rms 6.5-0 excludes 48-63 of 200 resamples as "divergence or
+singularity"): corrected Dxy 0.3285, 0.3236, 0.3189, 0.3071, 0.3387 (mean 0.3234, C = 0.6617);
+corrected slope 0.2928, 0.2964, 0.3072, 0.3091, 0.3496 (mean 0.3110); apparent Dxy 0.6316.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from riskmodel.models import CoxPH
 R_OS_APPARENT_C = 0.5 + 0.6782609 / 2
 R_OS_CORRECTED_C = 0.5 + 0.547678 / 2
 R_OS_CORRECTED_SLOPE = 0.579975
+R_LC_APPARENT_C = 0.5 + 0.6315789 / 2
+R_LC_CORRECTED_C = 0.5 + 0.3233568 / 2
+R_LC_CORRECTED_SLOPE = 0.3110438
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +55,33 @@ def test_optimism_corrected_c_and_slope_agree_with_rms_validate(os_design: tuple
     row = result.table.loc["harrell_c"]
     assert row["ci_low"] < row["corrected"] < row["ci_high"] <= 1
     assert result.failed + int(row["resamples"]) == 200
+
+
+def test_lc_resamples_are_excluded_as_rms_excludes_them() -> None:
+    """LC separates often: without rms's exclusion rule the corrected C is 0.03 lower than R's."""
+    data = survival_data(load_bundled(), "lc", landmark_months=3, feature_columns=["response_3mo"])
+    result = validate(cox_pipeline(), data.X, data.y, [6], n_resamples=200, seed=1, n_jobs=2)
+    assert result.table.at["harrell_c", "apparent"] == pytest.approx(R_LC_APPARENT_C, abs=1e-3)
+    assert result.corrected("harrell_c") == pytest.approx(R_LC_CORRECTED_C, abs=0.03)
+    assert result.corrected("calibration_slope") == pytest.approx(R_LC_CORRECTED_SLOPE, abs=0.1)
+    separated = [f for f in result.failures if "did not converge" in f]
+    assert 10 <= len(separated) <= 80  # rms excludes 48-63 of 200 on these data
+    assert result.failed == len(result.failures) == 200 - int(result.table.at["harrell_c", "resamples"])
+
+
+def test_rms_convergence_rule_tells_separation_from_an_ordinary_fit() -> None:
+    from riskmodel.models.cox import converges_like_rms
+
+    rng = np.random.default_rng(0)
+    y = np.empty(40, dtype=[("event", "?"), ("time", "<f8")])
+    y["time"] = rng.exponential(10, 40)
+    y["event"] = rng.random(40) < 0.7
+    x = rng.normal(size=(40, 2))
+    assert converges_like_rms(x, y)
+    # each patient who fails has the highest value of the second feature in their risk set: the
+    # partial likelihood rises towards 1 as its coefficient grows, and has no maximum
+    separating = np.column_stack([x[:, 0], -y["time"]])
+    assert not converges_like_rms(separating, y)
 
 
 def test_same_seed_same_result_whatever_the_number_of_jobs(os_design: tuple[pd.DataFrame, np.ndarray]) -> None:

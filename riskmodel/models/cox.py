@@ -101,6 +101,40 @@ def _efron_terms(Z: np.ndarray, rs: _RiskSets, eta: np.ndarray, shift: float) ->
     return loglik, grad, info
 
 
+def converges_like_rms(X: Any, y: Any, max_iter: int = 10, eps: float = 1e-4) -> bool:
+    """Whether R's ``rms::cph`` would call an unpenalised Cox fit of (X, y) converged.
+
+    Its rule (``rms:::coxphFit`` over ``survival::coxph.fit``, defaults ``iter.max=10``,
+    ``eps=1e-4``): Newton-Raphson from β = 0, halving a step that lowers the log partial
+    likelihood, converged once the relative change in the log likelihood is at most ``eps``;
+    reaching ``max_iter`` steps is a failure. Under separation the likelihood has no maximum and
+    this usually fails. :func:`riskmodel.evaluate.validate` uses it to exclude the resamples
+    rms::validate excludes.
+    """
+    event = np.asarray(y["event"], bool)
+    time = np.asarray(y["time"], float)
+    Xa = np.asarray(X, dtype=float)
+    rs = _risk_sets(time, event)
+    Zs = (Xa - Xa.mean(axis=0))[rs.order]
+    beta = np.zeros(Xa.shape[1])
+    loglik, grad, info = _efron(Zs, rs, beta)
+    for _ in range(max_iter):
+        try:
+            candidate = beta + np.linalg.solve(info, grad)
+        except np.linalg.LinAlgError:
+            return False
+        new_ll, new_grad, new_info = _efron(Zs, rs, candidate)
+        for _half in range(60):
+            if np.isfinite(new_ll) and new_ll >= loglik:
+                break
+            candidate = (candidate + beta) / 2
+            new_ll, new_grad, new_info = _efron(Zs, rs, candidate)
+        if abs(new_ll - loglik) <= eps * abs(new_ll):
+            return True
+        beta, loglik, grad, info = candidate, new_ll, new_grad, new_info
+    return False
+
+
 class CoxPH(SurvivalEstimator):
     """Penalised Cox proportional hazards (Efron ties) with a Breslow baseline.
 
