@@ -28,7 +28,9 @@ import pandas as pd
 from riskmodel.errors import RiskModelWarning
 
 __all__ = [
+    "CalibrationCurve",
     "SmoothCalibration",
+    "calibration_curve",
     "calibration_slope",
     "calibration_slope_at",
     "d_calibration",
@@ -101,27 +103,128 @@ def smooth_calibration(y: Any, survival: Any, horizon: float, knots: int = 3) ->
     knots at the 10th/50th/90th percentiles) of log(−log Ŝ(t)), as in Austin et al., Stat Med
     2020;39:2714-42. A perfectly calibrated model gives ICI = 0.
     """
-    from riskmodel.models.cox import CoxPH
-
     s = np.clip(np.asarray(survival, dtype=float), 1e-10, 1 - 1e-10)
     x = np.log(-np.log(s))
     quantiles: list[float] = {3: [10.0, 50.0, 90.0], 4: [5.0, 35.0, 65.0, 95.0], 5: [5.0, 27.5, 50.0, 72.5, 95.0]}[
         knots
     ]
-    knot_values = np.unique(np.percentile(x, quantiles))
-    basis = _rcs(x, knot_values) if len(knot_values) >= 3 else x.reshape(-1, 1)
-    time = np.asarray(y["time"], float)
-    target = np.empty(len(time), dtype=[("event", "?"), ("time", "<f8")])
-    target["event"], target["time"] = np.asarray(y["event"], bool), time
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RiskModelWarning)
-        fit = CoxPH(penalty=0.0).fit(basis, target)
-    observed = 1 - fit.predict_survival(basis, [min(horizon, fit.max_time_)]).to_numpy()[:, 0]
+    observed = _smooth_fit(x, y, horizon, np.unique(np.percentile(x, quantiles)))(x)
     predicted = 1 - s
     gap = np.abs(predicted - observed)
     return SmoothCalibration(
         horizon, predicted, observed, float(gap.mean()), float(np.median(gap)), float(np.quantile(gap, 0.9))
     )
+
+
+def _smooth_fit(x: np.ndarray, y: Any, horizon: float, knot_values: np.ndarray) -> Any:
+    """The Cox smoother of the outcome on an RCS of x; returns a function of new x → observed risk."""
+    from riskmodel.models.cox import CoxPH
+
+    time = np.asarray(y["time"], float)
+    target = np.empty(len(time), dtype=[("event", "?"), ("time", "<f8")])
+    target["event"], target["time"] = np.asarray(y["event"], bool), time
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RiskModelWarning)
+        fit = CoxPH(penalty=0.0).fit(_rcs(x, knot_values) if len(knot_values) >= 3 else x[:, None], target)
+    at = min(horizon, fit.max_time_)
+
+    def observed(new_x: np.ndarray) -> np.ndarray:
+        basis = _rcs(new_x, knot_values) if len(knot_values) >= 3 else new_x[:, None]
+        return 1 - np.asarray(fit.predict_survival(basis, [at]).to_numpy()[:, 0])
+
+    return observed
+
+
+def _km_with_ci(time: np.ndarray, event: np.ndarray, horizon: float) -> tuple[float, float, float]:
+    """KM S(horizon) and its 95% log(−log) Greenwood interval (lifelines' and R's default form)."""
+    event_times, deaths = np.unique(time[event & (time <= horizon)], return_counts=True)
+    at_risk = len(time) - np.searchsorted(np.sort(time), event_times, side="left")
+    surv = float(np.prod(1 - deaths / at_risk)) if len(deaths) else 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        greenwood = float(np.sum(deaths / (at_risk * (at_risk - deaths))))
+    if not 0 < surv < 1 or not np.isfinite(greenwood):
+        return surv, math.nan, math.nan
+    se = math.sqrt(greenwood) / abs(math.log(surv))
+    log_log = math.log(-math.log(surv))
+    low, high = (math.exp(-math.exp(log_log + z * se)) for z in (1.959964, -1.959964))
+    return surv, low, high
+
+
+@dataclass
+class CalibrationCurve:
+    """Aggregated calibration at a horizon, ready to plot (no per-patient values).
+
+    ``groups``: per quantile group of predicted risk, ``patients``, mean ``predicted`` risk, and the
+    Kaplan-Meier ``observed`` risk with its 95 % interval (``observed_low``, ``observed_high``).
+    ``smooth``: on a grid of predicted risk, the smoothed ``observed`` risk (the ICI smoother) and a
+    95 % percentile band from refitting the smoother on bootstrap resamples of the patients.
+    """
+
+    horizon: float
+    groups: pd.DataFrame
+    smooth: pd.DataFrame
+    ici: float
+    e50: float
+    e90: float
+
+
+def calibration_curve(
+    y: Any, survival: Any, horizon: float, *, groups: int | None = None, n_boot: int = 200, seed: int = 0
+) -> CalibrationCurve:
+    """Grouped and smoothed calibration of predicted S(``horizon``), with confidence bands.
+
+    ``groups`` defaults to a size for small cohorts: about 8 patients per group, between 2 and 10
+    groups. The smoothed curve is the one behind ICI/E50/E90 (:func:`smooth_calibration`),
+    evaluated on 40 points between the 5th and 95th percentiles of predicted risk.
+    """
+    s = np.clip(np.asarray(survival, dtype=float), 1e-10, 1 - 1e-10)
+    time = np.asarray(y["time"], float)
+    event = np.asarray(y["event"], bool)
+    n = len(s)
+    risk = 1 - s
+    k = groups or int(np.clip(n // 8, 2, 10))
+    labels = pd.qcut(pd.Series(risk).rank(method="first"), q=min(k, n), labels=False)
+    rows = []
+    for g in sorted(set(labels)):
+        mask = (labels == g).to_numpy()
+        surv, low, high = _km_with_ci(time[mask], event[mask], horizon)
+        rows.append(
+            {
+                "group": int(g) + 1,
+                "patients": int(mask.sum()),
+                "predicted": float(risk[mask].mean()),
+                "observed": 1 - surv,
+                "observed_low": 1 - high if high == high else math.nan,
+                "observed_high": 1 - low if low == low else math.nan,
+            }
+        )
+    x = np.log(-np.log(s))
+    knot_values = np.unique(np.percentile(x, [10.0, 50.0, 90.0]))
+    lo, hi = np.percentile(risk, [5, 95])
+    grid_risk = np.linspace(lo, hi, 40) if hi > lo else np.array([lo])
+    grid_x = np.log(-np.log(1 - np.clip(grid_risk, 1e-10, 1 - 1e-10)))
+    central = _smooth_fit(x, y, horizon, knot_values)
+    rng = np.random.default_rng(seed)
+    curves = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        if not event[idx].any():
+            continue
+        try:
+            curves.append(_smooth_fit(x[idx], y[idx], horizon, knot_values)(grid_x))
+        except (ValueError, np.linalg.LinAlgError, ArithmeticError):
+            continue
+    band = np.array(curves) if curves else np.full((1, len(grid_x)), np.nan)
+    smooth = pd.DataFrame(
+        {
+            "predicted": grid_risk,
+            "observed": central(grid_x),
+            "observed_low": np.nanpercentile(band, 2.5, axis=0),
+            "observed_high": np.nanpercentile(band, 97.5, axis=0),
+        }
+    )
+    summary = smooth_calibration(y, s, horizon)
+    return CalibrationCurve(horizon, pd.DataFrame(rows), smooth, summary.ici, summary.e50, summary.e90)
 
 
 def d_calibration(y: Any, survival_at_own_time: Any, bins: int = 10) -> tuple[float, np.ndarray]:

@@ -18,9 +18,7 @@ jitters) are riskmodel's own and are tested against lifelines and R.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import warnings
 from collections.abc import Sequence
@@ -36,6 +34,7 @@ from riskmodel.cohort import Cohort, local_failure_competing, survival_data
 from riskmodel.cohort.endpoints import RESPONSE_LANDMARK_MONTHS, Endpoint
 from riskmodel.cohort.study import FACTOR_COLUMNS, LANDMARKS, groupings, published_targets
 from riskmodel.errors import UserInputError, require_writable
+from riskmodel.plots import figure_html
 from riskmodel.privacy import PhiGuard, years_only
 from riskmodel.stats import aalen_johansen, km_summary, logrank_chi2
 
@@ -43,16 +42,6 @@ __all__ = ["build_report", "multivariable_cox", "univariate_table"]
 
 ENDPOINT_NAMES = {"lc": "Local control", "os": "Overall survival"}
 RESPONSE_FACTOR = "short_term_response"
-
-
-def _figure_html(fig: Any, alt: str) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    data = base64.b64encode(buf.getvalue()).decode()
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
 
 
 def _table_html(frame: pd.DataFrame, caption: str) -> str:
@@ -382,7 +371,7 @@ def _write_report(
         t, e = data[f"{ep}_months"].to_numpy(float), data[f"{ep}_event"].to_numpy(bool)
         parts.append(f"<h2>{name}</h2>")
         parts.append(
-            _figure_html(
+            figure_html(
                 _km_plot({"all patients": (t, e)}, f"{name}: Kaplan-Meier, 95% CI"), f"{name} Kaplan-Meier curve"
             )
         )
@@ -406,7 +395,7 @@ def _write_report(
                 lvl: (t[known & (labels == lvl)], e[known & (labels == lvl)]) for lvl in sorted(set(labels[known]))
             }
             parts.append(
-                _figure_html(_km_plot(groups, f"{name} by {base} (from implant, as published)"), f"{name} by {base}")
+                figure_html(_km_plot(groups, f"{name} by {base} (from implant, as published)"), f"{name} by {base}")
             )
         if "response_3mo" not in data.columns or data["response_3mo"].isna().all():
             parts.append(
@@ -441,7 +430,7 @@ def _write_report(
         table.to_csv(out / "lc_competing_risks.csv", index=False)
         summary["lc_competing_risks"] = table.to_dict(orient="records")
         parts.append("<h2>Local failure with death as a competing risk</h2>")
-        parts.append(_figure_html(fig, "cumulative incidence of local failure"))
+        parts.append(figure_html(fig, "cumulative incidence of local failure"))
         parts.append(_table_html(table, "Aalen-Johansen cumulative incidence vs 1 − KM"))
     if compare_published:
         from riskmodel.cohort.calibrate import compare_to_published

@@ -64,3 +64,41 @@ def test_net_benefit_without_censoring_is_the_binary_formula() -> None:
     assert curve.loc[1, "model"] == pytest.approx(0.3 - 0.1 * 0.55 / 0.45)
     assert curve.loc[0, "treat_all"] == pytest.approx(0.4 - 0.6 / 3)
     assert (curve["treat_none"] == 0).all()
+
+
+def test_grouped_calibration_is_kaplan_meier_with_lifelines_intervals() -> None:
+    from lifelines import KaplanMeierFitter
+
+    from riskmodel.calibration import calibration_curve
+
+    frame = generate(300, seed=5)
+    data = survival_data(frame, "os", landmark_months=3)
+    rng = np.random.default_rng(1)
+    survival = rng.uniform(0.2, 0.9, len(data.y))
+    curve = calibration_curve(data.y, survival, 12, groups=4, n_boot=20)
+    assert curve.groups["patients"].sum() == len(data.y)
+    risk = 1 - survival
+    order = np.argsort(risk, kind="stable")
+    for (_, row), members in zip(curve.groups.iterrows(), np.array_split(order, 4), strict=True):
+        kmf = KaplanMeierFitter().fit(data.y["time"][members], data.y["event"][members])
+        at = kmf.survival_function_.index[kmf.survival_function_.index <= 12].max()
+        ci = kmf.confidence_interval_survival_function_.loc[at]
+        assert row["predicted"] == pytest.approx(risk[members].mean(), abs=1e-12)
+        assert row["observed"] == pytest.approx(1 - kmf.survival_function_.loc[at].iloc[0], abs=1e-10)
+        assert row["observed_low"] == pytest.approx(1 - ci.iloc[1], abs=1e-6)
+        assert row["observed_high"] == pytest.approx(1 - ci.iloc[0], abs=1e-6)
+
+
+def test_the_smoothed_band_holds_the_truth_for_a_correct_model_and_not_for_a_distorted_one(
+    fitted_and_new: tuple[CoxPH, pd.DataFrame, np.ndarray],
+) -> None:
+    from riskmodel.calibration import calibration_curve
+
+    model, Z, y = fitted_and_new
+    s12 = model.predict_survival(Z, [12]).to_numpy()[:, 0]
+    good = calibration_curve(y, s12, 12, n_boot=50).smooth
+    inside = (good["observed_low"] <= good["predicted"] + 0.01) & (good["predicted"] - 0.01 <= good["observed_high"])
+    assert inside.mean() >= 0.9
+    assert (good["observed_high"] - good["observed_low"]).max() < 0.1  # 5,000 patients: a narrow band
+    bad = calibration_curve(y, s12**3, 12, n_boot=50).smooth
+    assert ((bad["observed_high"] < bad["predicted"]).mean()) > 0.8  # risks inflated: observed below them

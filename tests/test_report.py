@@ -21,6 +21,7 @@ from riskmodel.cohort import Cohort, survival_data
 from riskmodel.cohort.study import STUDY_GROUPINGS
 from riskmodel.errors import UserInputError
 from riskmodel.report import build_report, multivariable_cox, univariate_table
+from tests.browser import CHROMIUM, rendered_images
 
 
 @pytest.fixture(scope="module")
@@ -157,38 +158,10 @@ cat("cox", sprintf("%.10f", exp(coef(m))), sprintf("%.10f", ci[, 1]), sprintf("%
     assert out.count("logrank") == len(groups)
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
 def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
     """Every figure decodes and has a size when a real browser lays the page out."""
-    probe = report.read_text(encoding="utf-8").replace(
-        "</body>",
-        "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-        " document.title = 'images ' + imgs.filter(i => i.complete && i.naturalWidth > 0 && i.width > 0).length"
-        " + '/' + imgs.length; });</script></body>",
-    )
-    page = tmp_path / "probe.html"
-    page.write_text(probe, encoding="utf-8")
-    cmd = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        page.as_uri(),
-    ]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    match = re.search(r"<title>images (\d+)/(\d+)</title>", dom)
-    assert match is not None, dom[:500]
-    loaded, total = map(int, match.groups())
+    loaded, total = rendered_images(report, tmp_path)
     assert total >= 6
     assert loaded == total
 

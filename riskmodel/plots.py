@@ -1,0 +1,194 @@
+"""Figures shared by the reports and the MLflow runs (matplotlib, headless).
+
+Every function takes aggregated tables (never per-patient rows) and returns a matplotlib figure;
+:func:`figure_png` and :func:`figure_html` turn one into PNG bytes or a self-contained ``<img>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "calibration_plot",
+    "decision_curve_plot",
+    "figure_html",
+    "figure_png",
+    "forest_plot",
+    "importance_plot",
+    "pyplot",
+    "shap_bar",
+    "shap_beeswarm",
+    "shap_dependence",
+    "shap_waterfall",
+]
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend (servers and CI have no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_png(fig: Any, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
+def figure_html(fig: Any, alt: str) -> str:
+    """The figure as an ``<img>`` with the PNG inlined (the page stays one self-contained file)."""
+    data = base64.b64encode(figure_png(fig)).decode()
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
+
+
+def calibration_plot(groups: pd.DataFrame, smooth: pd.DataFrame, title: str) -> Any:
+    """Predicted against observed risk: KM per group with 95 % CIs, and the smoothed curve with its band.
+
+    ``groups`` and ``smooth`` are :class:`riskmodel.calibration.CalibrationCurve`'s tables.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    top = float(max(groups[["predicted", "observed_high"]].max().max(), smooth["predicted"].max(), 0.05))
+    top = min(1.0, top * 1.08)
+    ax.plot([0, top], [0, top], color="0.6", ls="--", lw=1, label="ideal")
+    ax.fill_between(
+        smooth["predicted"],
+        smooth["observed_low"],
+        smooth["observed_high"],
+        color="C0",
+        alpha=0.2,
+        lw=0,
+        label="smoothed, 95% bootstrap band",
+    )
+    ax.plot(smooth["predicted"], smooth["observed"], color="C0", lw=1.8, label="smoothed (Cox, RCS)")
+    low = (groups["observed"] - groups["observed_low"]).clip(lower=0).fillna(0)
+    high = (groups["observed_high"] - groups["observed"]).clip(lower=0).fillna(0)
+    ax.errorbar(
+        groups["predicted"],
+        groups["observed"],
+        yerr=[low, high],
+        fmt="o",
+        color="C3",
+        capsize=3,
+        label="groups: Kaplan-Meier, 95% CI",
+    )
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted risk")
+    ax.set_ylabel("observed risk")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def decision_curve_plot(table: pd.DataFrame, title: str) -> Any:
+    """Net benefit against threshold probability: the model, treat-all and treat-none."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    ax.plot(table["threshold"], table["model"], color="C0", lw=1.8, label="model")
+    ax.plot(table["threshold"], table["treat_all"], color="C1", lw=1.2, label="treat all")
+    ax.plot(table["threshold"], table["treat_none"], color="0.3", lw=1.2, label="treat none")
+    best = float(max(table["model"].max(), table["treat_all"].max(), 0.01))
+    ax.set_ylim(-0.05 * max(best, 0.2), best * 1.15)
+    ax.set_xlabel("threshold probability")
+    ax.set_ylabel("net benefit")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _shap_figure(draw: Any, width: float = 6.4, height: float = 4.2) -> Any:
+    """Run a ``shap.plots`` function on a fresh figure and return that figure."""
+    plt = pyplot()
+    before = set(plt.get_fignums())
+    plt.figure(figsize=(width, height))
+    draw()
+    fig = plt.gcf()
+    for number in set(plt.get_fignums()) - before - {fig.number}:
+        plt.close(number)  # shap's scatter opens a figure of its own
+    fig.set_size_inches(width, height)
+    return fig
+
+
+def shap_beeswarm(explanation: Any, title: str) -> Any:
+    """shap's beeswarm: one dot per patient and feature, coloured by the feature's value."""
+    import shap
+
+    fig = _shap_figure(lambda: shap.plots.beeswarm(explanation, show=False, max_display=15))
+    fig.axes[0].set_title(title, fontsize=10)
+    return fig
+
+
+def shap_bar(explanation: Any, title: str) -> Any:
+    """Mean |SHAP| per feature."""
+    import shap
+
+    fig = _shap_figure(lambda: shap.plots.bar(explanation, show=False, max_display=15))
+    fig.axes[0].set_title(title, fontsize=10)
+    return fig
+
+
+def shap_dependence(explanation: Any, feature: str, title: str) -> Any:
+    """SHAP value of one feature against its value."""
+    import shap
+
+    fig = _shap_figure(lambda: shap.plots.scatter(explanation[:, feature], show=False), 5.2, 4.0)
+    fig.axes[0].set_title(title, fontsize=10)
+    return fig
+
+
+def shap_waterfall(explanation: Any, title: str) -> Any:
+    """One patient's explanation: from the base value to the prediction, feature by feature."""
+    import shap
+
+    fig = _shap_figure(lambda: shap.plots.waterfall(explanation, show=False, max_display=12), 6.4, 4.0)
+    fig.axes[0].set_title(title, fontsize=10)
+    return fig
+
+
+def importance_plot(table: pd.DataFrame, title: str) -> Any:
+    """Permutation importance: mean drop in C with its interval over repeats."""
+    plt = pyplot()
+    t = table.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(5.8, 0.35 * len(t) + 1.2))
+    ax.errorbar(
+        t["c_drop"],
+        range(len(t)),
+        xerr=[(t["c_drop"] - t["ci_low"]).clip(lower=0), (t["ci_high"] - t["c_drop"]).clip(lower=0)],
+        fmt="o",
+        color="C0",
+        capsize=3,
+    )
+    ax.axvline(0, color="0.6", lw=1)
+    ax.set_yticks(range(len(t)), t["feature"])
+    ax.set_xlabel("drop in Harrell's C when shuffled (95% interval over repeats)")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def forest_plot(table: pd.DataFrame, title: str) -> Any:
+    """Hazard ratios with 95% CIs on a log axis (rows without a finite CI show the point only)."""
+    plt = pyplot()
+    t = table.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(5.8, 0.4 * len(t) + 1.2))
+    low = (t["hr"] - t["hr_lower_95"]).where(t["hr_lower_95"].notna(), 0).clip(lower=0)
+    high = (t["hr_upper_95"] - t["hr"]).where(t["hr_upper_95"].notna(), 0).clip(lower=0)
+    finite = high.replace([float("inf")], 0)
+    ax.errorbar(t["hr"], range(len(t)), xerr=[low, finite], fmt="s", color="C0", capsize=3)
+    ax.axvline(1, color="0.6", lw=1)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(t)), [str(i) for i in t.index])
+    ax.set_xlabel("hazard ratio per unit (95% CI, log scale)")
+    ax.set_title(title, fontsize=10)
+    return fig

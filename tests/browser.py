@@ -1,0 +1,42 @@
+"""Open an HTML file in headless Chromium and count the images a real browser laid out."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def rendered_images(page: Path, scratch: Path) -> tuple[int, int]:
+    """(images decoded with a non-zero size, images in the page) after the page's load event."""
+    assert CHROMIUM is not None
+    probe = page.read_text(encoding="utf-8").replace(
+        "</body>",
+        "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+        " document.title = 'images ' + imgs.filter(i => i.complete && i.naturalWidth > 0 && i.width > 0).length"
+        " + '/' + imgs.length; });</script></body>",
+    )
+    copy = scratch / "probe.html"
+    copy.write_text(probe, encoding="utf-8")
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={scratch / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        copy.as_uri(),
+    ]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    match = re.search(r"<title>images (\d+)/(\d+)</title>", dom)
+    assert match is not None, dom[:500]
+    loaded, total = map(int, match.groups())
+    return loaded, total
