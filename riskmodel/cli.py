@@ -56,6 +56,14 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _stop_if_terminated() -> None:
+    """Raise again at a safe point if SIGTERM came. Python prints and drops an exception raised
+    while it runs a finaliser (a weakref callback, ``__del__``), so the handler's own raise can be
+    lost; long work calls this between steps (its progress callback)."""
+    if _TERMINATED:
+        raise KeyboardInterrupt
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"riskmodel {__version__}")
@@ -244,6 +252,7 @@ def train_command(
         task = bar.add_task("loading", total=None)
 
         def progress(done: int, total: int, label: str) -> None:
+            _stop_if_terminated()
             bar.update(task, completed=done, total=total, description=label)
 
         result = train(
@@ -287,7 +296,13 @@ def train_command(
 @app.command("score")
 @_user_errors
 def score_command(
-    model: Annotated[str, typer.Option(help="runs:/<run_id>/model, models:/<name>/<version>, or a model folder.")],
+    model: Annotated[
+        list[str],
+        typer.Option(
+            help="runs:/<run_id>/model, models:/<name>/<version>, or a model folder. Repeat it to score with "
+            "several models (say an LC and an OS model): one result per patient and model."
+        ),
+    ],
     patients: Annotated[Path, typer.Option(help="Patients to score: .csv, .xlsx or .parquet (no outcomes needed).")],
     horizons: Annotated[
         str | None,
@@ -296,12 +311,22 @@ def score_command(
     out: Annotated[Path | None, typer.Option(help="Write results to FILE.json or FILE.csv.")] = None,
     mapping: Annotated[Path | None, typer.Option(help="Column mapping YAML for the patients file.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for runs:/ and models:/.")] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write one HTML page per patient into this folder: curves with uncertainty bands, SHAP "
+            "waterfalls, inputs against the training ranges, and a D90 what-if curve. Pseudonymous IDs only."
+        ),
+    ] = None,
 ) -> None:
-    """Score new patients with a saved model: risk score, risk group, S(t) at each horizon, flags.
+    """Score new patients with saved models: risk score, risk group, S(t) at each horizon, flags.
 
     Each patient is validated with the cohort contract (outcome columns not required). A bad row is
     reported with its row number and does not stop the other patients from being scored. Exit code
     is 0 if every patient was scored, 1 if some rows could not be, 2 for a user error.
+
+    Example: riskmodel score --model runs:/<LC run>/model --model runs:/<OS run>/model
+    --patients new.csv --report reports/
     """
     from riskmodel.scoring import load_model, read_patients, write_scores
 
@@ -314,20 +339,34 @@ def score_command(
             times = [float(h) for h in horizons.split(",") if h.strip()]
         except ValueError:
             raise typer.BadParameter(f"not a list of numbers: {horizons!r}", param_hint="--horizons") from None
-    risk_model = load_model(model, tracking_uri=tracking_uri)
-    records = risk_model.score(read_patients(patients, mapping=mapping), times)
+    if report is not None:
+        require_writable(report, folder=True, option="--report")
+    risk_models = [load_model(m, tracking_uri=tracking_uri) for m in model]
+    table = read_patients(patients, mapping=mapping)
+    records: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+    for risk_model in risk_models:
+        these = risk_model.score(table, times)
+        records.extend(these)
+        bad.extend(r for r in these if "error" in r)
+        scored = len(these) - sum("error" in r for r in these)
+        typer.echo(
+            f"{scored} of {len(these)} patients scored ({risk_model.endpoint.upper()}, {risk_model.family}, "
+            f"time zero: {risk_model.time_origin})",
+            err=True,
+        )
     text = write_scores(records, out)
     if out is None:
         typer.echo(text, nl=False)
-    bad = [r for r in records if "error" in r]
-    scored = len(records) - len(bad)
-    typer.echo(
-        f"{scored} of {len(records)} patients scored ({risk_model.endpoint.upper()}, {risk_model.family}, "
-        f"time zero: {risk_model.time_origin})" + (f"; results in {out}" if out else ""),
-        err=True,
-    )
+    else:
+        typer.echo(f"results in {out}", err=True)
     for r in bad:
         typer.echo(f"  row {r['row']}: not scored: {r['error']}", err=True)
+    if report is not None:
+        from riskmodel.patient_report import write_patient_reports
+
+        pages = write_patient_reports(risk_models, table, report)
+        typer.echo(f"{len(pages)} patient report(s) in {report}/ (index.html lists them)", err=True)
     if bad:
         raise typer.Exit(1)
 
@@ -438,8 +477,17 @@ def _show_warning(
         _default_showwarning(message, category, filename, lineno, file, line)
 
 
+def _unraisable(info: Any) -> None:
+    """Drop the KeyboardInterrupt of a SIGTERM that landed in a finaliser (re-raised at the next
+    step, see :func:`_stop_if_terminated`); report anything else as Python does."""
+    if _TERMINATED and info.exc_type is KeyboardInterrupt:
+        return
+    sys.__unraisablehook__(info)
+
+
 def run() -> None:
     """Console-script entry point."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    sys.unraisablehook = _unraisable
     warnings.showwarning = _show_warning
     sys.exit(app())

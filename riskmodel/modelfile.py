@@ -111,6 +111,7 @@ def _save_estimator(estimator: SurvivalEstimator, family: str, folder: Path) -> 
                 "scale": estimator.scale_,
                 "constant": estimator.constant_,
                 "converged": estimator.converged_,
+                "information": estimator.information_,
                 "event_times": estimator.event_times_,
                 "baseline_cumhaz": estimator.baseline_cumhaz_,
                 "feature_names": list(table.index),
@@ -145,6 +146,8 @@ def _load_estimator(family: str, folder: Path) -> SurvivalEstimator:
         cox.coef_, cox.mean_, cox.scale_ = (np.asarray(d[k], float) for k in ("coef", "mean", "scale"))
         cox.constant_ = np.asarray(d["constant"], bool)
         cox.converged_ = bool(d["converged"])
+        if "information" in d:  # absent from model files written before riskmodel 0.1's explain
+            cox.information_ = np.asarray(d["information"], float)
         cox.event_times_ = np.asarray(d["event_times"], float)
         cox.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz"], float)
         cox.feature_names_in_ = np.asarray(d["feature_names"], dtype=object)

@@ -45,6 +45,8 @@ class RiskModel:
     risk_cutoffs: list[float] = field(default_factory=list)
     # Cox only: HR, 95% CI and Wald p of the *unpenalised* fit on the same design (the classical table)
     hazard_ratios: pd.DataFrame | None = None
+    # the training mean of each model feature: the reference patient of interventional explanations
+    feature_means: list[float] = field(default_factory=list)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -70,7 +72,8 @@ class RiskModel:
                 ranges[name] = (float(values.min()), float(values.max()))
             else:
                 cats[name] = sorted(str(v) for v in pd.unique(X[name].dropna()))
-        risk = estimator.predict_risk(features.transform(X))
+        design = features.transform(X)
+        risk = estimator.predict_risk(design)
         cutoffs = (
             list(risk_cutoffs) if risk_cutoffs is not None else [float(q) for q in np.quantile(risk, [1 / 3, 2 / 3])]
         )
@@ -85,6 +88,7 @@ class RiskModel:
             ranges,
             cats,
             cutoffs,
+            feature_means=[float(v) for v in np.asarray(design, dtype=float).mean(axis=0)],
         )
 
     @property
@@ -125,6 +129,28 @@ class RiskModel:
         for t in surv.columns:
             out[f"S_{t:g}"] = surv[t].to_numpy()
         return out.reset_index(drop=True)
+
+    def explain(self, df: pd.DataFrame, *, output: Any = "risk", background: pd.DataFrame | None = None) -> Any:
+        """SHAP values of these patients (a ``shap.Explanation``); see :func:`riskmodel.explain.explain`."""
+        from riskmodel.explain import explain
+
+        return explain(self, df, output=output, background=background)
+
+    def what_if(
+        self,
+        df: pd.DataFrame,
+        feature: str = "d90_gy",
+        values: Iterable[float] | None = None,
+        times: Iterable[float] | None = None,
+    ) -> pd.DataFrame:
+        """Predictions as one input sweeps ``values`` (default D90 60-160 Gy), all else fixed.
+
+        A model association, not a causal dose-response. See :func:`riskmodel.explain.what_if`.
+        """
+        from riskmodel.explain import what_if
+
+        grid = list(values) if values is not None else list(np.arange(60.0, 160.01, 5.0))
+        return what_if(self, df, feature, grid, None if times is None else list(times))
 
     def risk_group(self, risk: float) -> str:
         """The risk group of a score, from the training cut-offs."""
@@ -238,6 +264,7 @@ class RiskModel:
             "numeric_ranges": self.numeric_ranges,
             "categories": self.categories,
             "risk_cutoffs": self.risk_cutoffs,
+            "feature_means": self.feature_means,
             "hazard_ratios": None
             if self.hazard_ratios is None
             else {
@@ -269,6 +296,7 @@ class RiskModel:
             {k: list(v) for k, v in meta["categories"].items()},
             [float(c) for c in meta["risk_cutoffs"]],
             table,
+            [float(v) for v in meta.get("feature_means", [])],
         )
 
 

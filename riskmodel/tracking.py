@@ -173,6 +173,18 @@ class Tracker:
         self.guard.check_text(f"artifact {artifact_file}", text)
         self.mlflow.log_text(text, artifact_file)
 
+    def log_bytes(self, data: bytes, artifact_file: str) -> None:
+        """A binary artifact (a PNG figure), checked by the PHI guard like any other file."""
+        import tempfile
+
+        self.guard.check_text(f"artifact {artifact_file} (name)", artifact_file)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            path.write_bytes(data)
+            self.guard.check_file(path, f"artifact {artifact_file}")
+            folder = str(Path(artifact_file).parent)
+            self.mlflow.log_artifact(str(path), None if folder == "." else folder)
+
     def log_model(self, model: RiskModel, model_dir: Path) -> str:
         """Log the pyfunc model wrapping ``model_dir``; return its ``runs:/`` URI."""
         import warnings
@@ -267,6 +279,8 @@ def set_pyfunc_model() -> None:
 
 def download_model_dir(uri: str, *, tracking_uri: str | None = None) -> Path:
     """Download a logged model and return the riskmodel model directory inside it."""
+    # a model is a few small files: MLflow's per-file progress bars would only bury the results
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow = _mlflow(resolve_tracking_uri(tracking_uri))
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))

@@ -27,8 +27,10 @@ from riskmodel.cohort.contract import column
 from riskmodel.cohort.endpoints import Endpoint, SurvivalData
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.errors import UserInputError
-from riskmodel.evaluate import Validation, cross_validate, validate
+from riskmodel.evaluate import CrossValidation, Validation, cross_validate, validate
 from riskmodel.features import FEATURE_BLOCKS, ClinicalFeatures, resolve_blocks
+from riskmodel.model_report import ModelFacts
+from riskmodel.model_report import render as render_model_report
 from riskmodel.models import CoxPH, GradientBoostingSurvival, SurvivalEstimator, SurvivalForest
 from riskmodel.privacy import PhiGuard
 from riskmodel.samplesize import SampleSize, anticipated_r2, riley_survival
@@ -378,8 +380,10 @@ def train(
                 metrics.update({f"{m}_folds": float(v) for m, v in summary["folds_with_value"].astype(float).items()})
                 metrics["cv_failed_fits"] = float(cv.failed_fits)
                 metrics.update(_validation_metrics(validation))
-                calibration, curves = _apparent_calibration(fitted, sd, horizons)
-                metrics.update(calibration)
+                calibration = _apparent_calibration(fitted, sd, horizons, config.seed)
+                metrics.update(calibration.metrics)
+                explained = _global_explanations(fitted, sd, f"{endpoint.upper()} {family}", config.seed)
+                metrics.update(explained.metrics)
                 metrics.update(
                     {
                         "riley_expected_shrinkage": size.expected_shrinkage,
@@ -414,8 +418,18 @@ def train(
                         tracker.log_text("\n".join(cv.failures + cv.fold_warnings) + "\n", "cv_notes.txt")
                     if model.hazard_ratios is not None:
                         tracker.log_text(model.hazard_ratios.to_csv(), "cox_hazard_ratios_unpenalised.csv")
-                    for name, table in curves.items():
+                    for name, table in calibration.artifacts().items():
                         tracker.log_text(table.to_csv(index=False), name)
+                    facts = _model_facts(
+                        config, cohort, sd, endpoint, family, horizons, size, cv, validation, calibration, fitted
+                    )
+                    facts.cox_unpenalised = model.hazard_ratios
+                    for name, png in {**_figures(facts), **explained.figures}.items():
+                        tracker.log_bytes(png, name)
+                    tracker.log_text(explained.importance.to_csv(index=False), "permutation_importance.csv")
+                    if model.hazard_ratios is not None:
+                        tracker.log_bytes(_hr_figure(model.hazard_ratios, label), "plots/cox_hazard_ratios.png")
+                    tracker.log_text(render_model_report(facts), "model_report.html")
                     if validation is not None:
                         tracker.log_text(validation.table.to_csv(), "validation_bootstrap.csv")
                         if validation.failures:
@@ -456,50 +470,182 @@ def _validation_metrics(validation: Validation | None) -> dict[str, float]:
     return out
 
 
-def _apparent_calibration(
-    fitted: Pipeline, sd: SurvivalData, horizons: Sequence[float]
-) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
-    """In-sample smoothed calibration (ICI, E50, E90), D-calibration and decision curves.
+@dataclass
+class _Calibration:
+    """In-sample calibration and utility of one fitted model: metrics and aggregated tables."""
 
-    Only aggregates leave this function: metrics, a decile table of predicted against smoothed
-    observed risk, and the net-benefit curve. Per-patient predictions stay in memory.
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[float, Any] = field(default_factory=dict)  # horizon -> CalibrationCurve
+    decision: dict[float, pd.DataFrame] = field(default_factory=dict)
+    d_calibration_p: float = math.nan
+
+    def artifacts(self) -> dict[str, pd.DataFrame]:
+        out: dict[str, pd.DataFrame] = {}
+        for h, curve in self.curves.items():
+            out[f"calibration_{h:g}.csv"] = curve.groups
+            out[f"calibration_smooth_{h:g}.csv"] = curve.smooth
+        out.update({f"decision_curve_{h:g}.csv": t for h, t in self.decision.items()})
+        return out
+
+
+def _model_facts(
+    config: ExperimentConfig,
+    cohort: Cohort,
+    sd: SurvivalData,
+    endpoint: Endpoint,
+    family: str,
+    horizons: list[float],
+    size: SampleSize,
+    cv: CrossValidation,
+    validation: Validation | None,
+    calibration: _Calibration,
+    fitted: Pipeline,
+) -> ModelFacts:
+    """The aggregated facts of one run, for its TRIPOD+AI report."""
+    features: ClinicalFeatures = fitted.named_steps["features"]
+    estimator = fitted.named_steps["model"]
+    names = [str(n) for n in features.get_feature_names_out()]
+    time = sd.y["time"]
+    coefficients = baseline = None
+    if isinstance(estimator, CoxPH):
+        coefficients = pd.DataFrame({"coef": estimator.coef_, "hr": np.exp(estimator.coef_)}, index=names)
+        coefficients.index.name = "feature"
+        at_mean = estimator.predict_survival(estimator.mean_[None, :], horizons).to_numpy()[0]
+        baseline = dict(zip(horizons, map(float, at_mean), strict=True))
+    cv_table = cv.summary()[["mean", "sd", "folds_with_value"]]
+    years = f"{cohort.implant_years[0]} to {cohort.implant_years[1]}" if cohort.implant_years else None
+    reconstructed = cohort.source.startswith("reconstructed_cohort")
+    if reconstructed and years is None:
+        years = "2013 to 2019 (the source study's implants)"
+    return ModelFacts(
+        experiment=config.name,
+        endpoint=endpoint,
+        family=family,
+        version=__version__,
+        commit=_git_commit(),
+        source=Path(cohort.source).name,
+        years=years,
+        n_patients=len(sd.y),
+        n_events=int(sd.y["event"].sum()),
+        landmark_months=config.landmark_months,
+        landmark_note=sd.describe() if config.landmark_months else None,
+        time_origin=f"{config.landmark_months:g}-month landmark" if config.landmark_months else "implant",
+        horizons=list(horizons),
+        left_out_horizons=[h for h in config.horizons if h not in horizons],
+        feature_set=str(config.features.set),
+        inputs=sorted({c for b in resolve_blocks(config.features.set) for c in FEATURE_BLOCKS[b]}),
+        features=names,
+        params={k: v for k, v in estimator.get_params().items()},
+        size=size,
+        cv=cv_table,
+        cv_description=(
+            f"Stratified (on the event) {cv.n_splits}-fold cross-validation repeated "
+            f"{config.evaluation.n_repeats} times; mean ± SD over folds; every fold refits the whole pipeline."
+        ),
+        validation=validation,
+        calibration=dict(calibration.curves),
+        decision_curves=dict(calibration.decision),
+        d_calibration_p=calibration.d_calibration_p,
+        at_risk={h: int((time >= h).sum()) for h in horizons},
+        cox_coefficients=coefficients,
+        baseline_survival=baseline or {},
+        reconstructed=reconstructed,
+    )
+
+
+@dataclass
+class _Explained:
+    """Global explanations of one fitted model: aggregates only (no per-patient SHAP array)."""
+
+    metrics: dict[str, float]
+    importance: pd.DataFrame
+    figures: dict[str, bytes]
+
+
+DEPENDENCE_FEATURES = ("d90", "recurrence_interval", "volume")
+
+
+def _global_explanations(fitted: Pipeline, sd: SurvivalData, label: str, seed: int) -> _Explained:
+    """SHAP of the risk score on the training patients, as plots and mean |SHAP| metrics, and
+    permutation importance on Harrell's C with intervals over 20 shuffles."""
+    from riskmodel.explain import explain, mean_abs, permutation_importance
+    from riskmodel.plots import figure_png, importance_plot, shap_bar, shap_beeswarm, shap_dependence
+
+    explanation = explain(fitted, sd.X)
+    names = list(explanation.feature_names)
+    metrics = {f"shap_mean_abs_{name}": float(v) for name, v in mean_abs(explanation).items()}
+    importance = permutation_importance(fitted[-1], explanation.data, sd.y, names, seed=seed)
+    figures = {
+        "plots/shap_beeswarm.png": figure_png(shap_beeswarm(explanation, f"{label}: SHAP of the risk score")),
+        "plots/shap_bar.png": figure_png(shap_bar(explanation, f"{label}: mean |SHAP| of the risk score")),
+        "plots/permutation_importance.png": figure_png(
+            importance_plot(importance, f"{label}: permutation importance (in-sample)")
+        ),
+    }
+    for name in names:
+        if any(key in name for key in DEPENDENCE_FEATURES) and np.unique(explanation[:, name].data).size > 2:
+            fig = shap_dependence(explanation, name, f"{label}: SHAP dependence on {name}")
+            figures[f"plots/shap_dependence_{name}.png"] = figure_png(fig)
+    return _Explained(metrics, importance, figures)
+
+
+def _hr_figure(table: pd.DataFrame, label: str) -> bytes:
+    from riskmodel.plots import figure_png, forest_plot
+
+    return figure_png(forest_plot(table, f"{label}: unpenalised hazard ratios"))
+
+
+def _figures(facts: ModelFacts) -> dict[str, bytes]:
+    """Calibration and decision-curve PNGs for the run's artifacts."""
+    from riskmodel.plots import calibration_plot, decision_curve_plot, figure_png
+
+    ep = facts.endpoint.upper()
+    out = {}
+    for h, curve in facts.calibration.items():
+        fig = calibration_plot(curve.groups, curve.smooth, f"{ep} by {h:g} months (apparent): ICI {curve.ici:.3f}")
+        out[f"plots/calibration_{h:g}.png"] = figure_png(fig)
+    for h, table in facts.decision_curves.items():
+        out[f"plots/decision_curve_{h:g}.png"] = figure_png(
+            decision_curve_plot(table, f"{ep} by {h:g} months (apparent)")
+        )
+    return out
+
+
+def _apparent_calibration(
+    fitted: Pipeline, sd: SurvivalData, horizons: Sequence[float], seed: int, n_boot: int = 100
+) -> _Calibration:
+    """In-sample calibration curves (grouped KM and smoothed, with bands), ICI/E50/E90, D-calibration
+    and decision curves.
+
+    Only aggregates leave this function: metrics, group and grid tables, and net-benefit curves.
+    Per-patient predictions stay in memory.
     """
-    from riskmodel.calibration import d_calibration, net_benefit, smooth_calibration, survival_at_own_time
+    from riskmodel.calibration import calibration_curve, d_calibration, net_benefit, survival_at_own_time
 
     estimator = fitted[-1]
     Z = fitted[:-1].transform(sd.X)
-    metrics: dict[str, float] = {}
-    tables: dict[str, pd.DataFrame] = {}
+    out = _Calibration()
     for h in horizons:
         try:
             s = estimator.predict_survival(Z, [h]).to_numpy()[:, 0]
-            smooth = smooth_calibration(sd.y, s, h)
+            curve = calibration_curve(sd.y, s, h, n_boot=n_boot, seed=seed)
         except (ValueError, np.linalg.LinAlgError, ArithmeticError):
             continue
-        metrics.update(
+        out.metrics.update(
             {
-                f"calibration_ici_{h:g}_apparent": smooth.ici,
-                f"calibration_e50_{h:g}_apparent": smooth.e50,
-                f"calibration_e90_{h:g}_apparent": smooth.e90,
+                f"calibration_ici_{h:g}_apparent": curve.ici,
+                f"calibration_e50_{h:g}_apparent": curve.e50,
+                f"calibration_e90_{h:g}_apparent": curve.e90,
             }
         )
-        groups = pd.qcut(smooth.predicted, q=min(5, len(np.unique(smooth.predicted))), duplicates="drop")
-        deciles = (
-            pd.DataFrame({"predicted": smooth.predicted, "observed_smoothed": smooth.observed, "group": groups})
-            .groupby("group", observed=True)
-            .agg(
-                patients=("predicted", "size"), predicted=("predicted", "mean"), observed=("observed_smoothed", "mean")
-            )
-            .reset_index(drop=True)
-        )
-        tables[f"calibration_{h:g}.csv"] = deciles
-        tables[f"decision_curve_{h:g}.csv"] = net_benefit(sd.y, 1 - s, h, np.round(np.arange(0.05, 0.96, 0.05), 2))
+        out.curves[h] = curve
+        out.decision[h] = net_benefit(sd.y, 1 - s, h, np.round(np.arange(0.05, 0.96, 0.05), 2))
     try:
-        p_value, _ = d_calibration(sd.y, survival_at_own_time(estimator, Z, sd.y["time"]))
-        metrics["d_calibration_p_apparent"] = p_value
+        out.d_calibration_p, _ = d_calibration(sd.y, survival_at_own_time(estimator, Z, sd.y["time"]))
+        out.metrics["d_calibration_p_apparent"] = out.d_calibration_p
     except (ValueError, np.linalg.LinAlgError, ArithmeticError):
         pass
-    return metrics, tables
+    return out
 
 
 def _sample_size(config: ExperimentConfig, sd: SurvivalData) -> SampleSize:

@@ -123,3 +123,21 @@ def _runs_or_empty(uri: str) -> list:  # type: ignore[type-arg]
         return _runs(uri)
     except Exception:
         return []
+
+
+def test_a_sigterm_dropped_inside_a_finaliser_is_raised_again_at_the_next_step(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from riskmodel import cli
+
+    monkeypatch.setattr(cli, "_TERMINATED", False)
+    monkeypatch.setattr(sys, "unraisablehook", cli._unraisable)
+
+    class Finalised:
+        def __del__(self) -> None:
+            cli._on_sigterm(signal.SIGTERM, None)  # as if the signal arrived while this ran
+
+    Finalised()  # Python drops an exception raised in __del__: the handler's raise is lost
+    assert "Traceback" not in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt):
+        cli._stop_if_terminated()  # the next progress step raises it again

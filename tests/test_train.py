@@ -391,3 +391,77 @@ def test_apparent_calibration_and_decision_curves_are_logged_as_aggregates(train
         groups = pd.read_csv(client.download_artifacts(run.run_id, "calibration_6.csv"))
         assert groups["patients"].sum() == run.n_patients  # grouped, never one row per patient
         assert (groups["patients"] >= 3).all()
+
+
+def test_every_run_logs_a_tripod_model_report_that_renders(trained: TrainResult, store: Path, tmp_path: Path) -> None:
+    import mlflow
+
+    from tests.browser import CHROMIUM, rendered_images
+
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{store}/mlflow.db")
+    for run in trained.runs:
+        names = {a.path for a in client.list_artifacts(run.run_id, "plots")}
+        assert {f"plots/calibration_{h:g}.png" for h in run.horizons} <= names
+        assert {f"plots/decision_curve_{h:g}.png" for h in run.horizons} <= names
+        page = Path(client.download_artifacts(run.run_id, "model_report.html", str(tmp_path)))
+        text = page.read_text(encoding="utf-8")
+        assert "2013 to 2019" in text  # years only
+        assert f"EPV {run.n_events / run.n_parameters:.1f}" in text  # a generated limitation
+        assert "RECON-" not in text  # no patient identifier
+        assert ("Baseline survival" in text) == (run.family == "cox")
+        if CHROMIUM is not None and run.family == "cox":
+            loaded, total = rendered_images(page, tmp_path)
+            assert total == 2 * len(run.horizons)
+            assert loaded == total
+
+
+def test_every_run_logs_global_explanations_as_aggregates(trained: TrainResult, store: Path) -> None:
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{store}/mlflow.db")
+    for run in trained.runs:
+        plots = {a.path for a in client.list_artifacts(run.run_id, "plots")}
+        assert {"plots/shap_beeswarm.png", "plots/shap_bar.png", "plots/permutation_importance.png"} <= plots
+        assert "plots/shap_dependence_d90_gy.png" in plots
+        assert ("plots/cox_hazard_ratios.png" in plots) == (run.family == "cox")
+        features = client.get_run(run.run_id).data.params["feature_names"].split(",")
+        shap_means = {k.removeprefix("shap_mean_abs_"): v for k, v in run.metrics.items() if k.startswith("shap_")}
+        assert set(shap_means) == set(features)
+        assert all(v >= 0 for v in shap_means.values())
+        importance = pd.read_csv(client.download_artifacts(run.run_id, "permutation_importance.csv"))
+        assert sorted(importance["feature"]) == sorted(features)  # one row per feature, never per patient
+        assert (importance["ci_low"] <= importance["c_drop"]).all()
+        assert (importance["c_drop"] <= importance["ci_high"]).all()
+
+
+def test_score_report_writes_one_pseudonymous_page_per_patient(
+    trained: TrainResult, store: Path, new_patients: Path, tmp_path: Path
+) -> None:
+    from riskmodel.privacy import pseudonym
+    from tests.browser import CHROMIUM, rendered_images
+
+    lc = next(r for r in trained.runs if r.endpoint == "lc" and r.family == "cox")
+    os_ = next(r for r in trained.runs if r.endpoint == "os" and r.family == "rsf")
+    patients = tmp_path / "p.csv"
+    patients.write_text(new_patients.read_text().replace("N1,61", "MRN-55501,61").replace("N2,70", "MRN-55502,70"))
+    out = tmp_path / "reports"
+    args = ["score", "--model", lc.model_uri, "--model", os_.model_uri, "--patients", str(patients)]
+    args += ["--tracking-uri", f"sqlite:///{store}/mlflow.db", "--report", str(out), "--out", str(tmp_path / "s.json")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    pages = sorted(out.glob("patient_*.html"))
+    assert len(pages) == 3
+    assert (out / "index.html").exists()
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "MRN-555" not in text
+        assert "MRN-555" not in page.name
+        assert "not a causal dose-response" in text
+        assert "band: 2.5th-97.5th percentile of the forest" in text
+        assert "sampling uncertainty (normal approximation" in text
+    texts = " ".join(p.read_text(encoding="utf-8") for p in pages)
+    assert pseudonym("MRN-55501") in texts
+    if CHROMIUM is not None:
+        loaded, total = rendered_images(pages[0], tmp_path)
+        assert total == 1 + 4 + 1  # curves, two waterfalls per model, the what-if curve
+        assert loaded == total

@@ -143,6 +143,8 @@ class Cohort:
     # values that must never be logged or shared (raw dates, unused identifier-like columns);
     # read by riskmodel.privacy.PhiGuard, kept out of repr and comparisons
     sensitive: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    # first and last implant year, when the input had implant dates: the only date facts shared
+    implant_years: tuple[int, int] | None = field(default=None, compare=False)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -317,7 +319,17 @@ def from_frame(
             RiskModelWarning,
             stacklevel=2,
         )
-    return Cohort(typed, source, found, tuple(derived), tuple(ignored), sensitive)
+    return Cohort(typed, source, found, tuple(derived), tuple(ignored), sensitive, _implant_years(raw, mapping))
+
+
+def _implant_years(renamed: pd.DataFrame, mapping: ColumnMapping) -> tuple[int, int] | None:
+    if "implant_date" not in renamed.columns:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fmt = mapping.date_format or "ISO8601"
+        dates = pd.to_datetime(renamed["implant_date"], format=fmt, errors="coerce").dropna()
+    return (int(dates.min().year), int(dates.max().year)) if len(dates) else None
 
 
 def _sensitive_values(original: pd.DataFrame, ignored: list[str], renamed: pd.DataFrame) -> frozenset[str]:
