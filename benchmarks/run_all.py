@@ -309,6 +309,23 @@ def case_train(quick: bool) -> dict[str, Any]:
     return result
 
 
+def case_shap(quick: bool) -> dict[str, Any]:
+    """Forest TreeSHAP against shap's PermutationExplainer (benchmarks/shap_speed.py)."""
+    script = HERE / "shap_speed.py"
+    cmd = [sys.executable, str(script), "--json", *(["--quick"] if quick else [])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    r: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        "n": r["patients_explained"],
+        "ours": {"seconds": r["treeshap_seconds"]},
+        "baseline": {
+            "seconds": r["permutation_seconds_extrapolated"],
+            "name": f"shap PermutationExplainer ({r['permutation_subset']} patients timed, extrapolated)",
+        },
+        "detail": r,
+    }
+
+
 CASES: dict[str, Callable[[bool], dict[str, Any]]] = {
     **{f"forest_{n}": (lambda q, n=n: case_forest(n if not q else n // 10, q)) for n in (1_000, 10_000, 100_000)},
     **{
@@ -319,6 +336,7 @@ CASES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "cox_100000": lambda q: case_cox(100_000 if not q else 2_000, q),
     "scoring_100000": lambda q: case_scoring(100_000 if not q else 2_000, q),
     "train_default": case_train,
+    "shap_forest_1000": case_shap,
 }
 
 

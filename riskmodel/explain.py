@@ -295,11 +295,25 @@ def _forest_shap(forest: Any, Z: np.ndarray, horizon: float | None) -> tuple[np.
     return _tree_shap(forest_tree_dicts(forest, horizon), forest._binned(Z).astype(np.float32).astype(np.float64))
 
 
-def _tree_shap(trees: list[dict[str, np.ndarray]], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """shap's path-dependent TreeSHAP (its compiled algorithm) over trees in dict form."""
+def _tree_shap(
+    trees: list[dict[str, np.ndarray]], X: np.ndarray, n_jobs: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """shap's path-dependent TreeSHAP (its compiled algorithm) over trees in dict form.
+
+    shap's algorithm runs on one core; from 500 patients the batch is split over every core
+    (separate processes: about 1.8x on 2 cores for a 300-tree forest).
+    """
+    import os
+
+    jobs = n_jobs if n_jobs is not None else (min(os.cpu_count() or 1, len(X) // 250) if len(X) >= 500 else 1)
+    if jobs > 1:
+        from joblib import Parallel, delayed
+
+        parts = Parallel(n_jobs=jobs)(delayed(_tree_shap)(trees, part, 1) for part in np.array_split(X, jobs))
+        return np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     shap = _shap()
     explainer = shap.TreeExplainer({"trees": trees}, feature_perturbation="tree_path_dependent")
-    values = np.asarray(explainer.shap_values(X, check_additivity=False), dtype=float)
+    values = np.asarray(explainer.shap_values(X, check_additivity=False), dtype=float).reshape(len(X), -1)
     return values, np.full(len(X), float(np.ravel(explainer.expected_value)[0]))
 
 

@@ -50,3 +50,14 @@ def test_markdown_shows_skipped_baselines_and_errors(run_all) -> None:  # type: 
     )
     assert "| a | too slow | 1.000 | – | – |" in text
     assert "| b | error: boom |" in text
+
+
+def test_shap_speed_smoke_run_reports_the_comparison(run_all, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run_all.main(["--quick", "--cases", "shap_forest_1000", "--out", str(tmp_path)])
+    case = json.loads((tmp_path / "results.json").read_text())["cases"]["shap_forest_1000"]
+    detail = case["detail"]
+    assert detail["local_accuracy_treeshap"] < 1e-6
+    assert detail["local_accuracy_permutation"] < 1e-6
+    assert detail["max_abs_diff_treeshap_vs_permutation"] >= 0
+    assert case["baseline"]["name"].startswith("shap PermutationExplainer")
+    assert "shap_forest_1000" in (tmp_path / "RESULTS.md").read_text()
