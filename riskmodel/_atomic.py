@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["atomic_write_text", "staged_folder"]
 
@@ -59,3 +62,25 @@ def staged_folder(final: str | Path, *, merge: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def retry_first_use(create: Callable[[], T], attempts: int = 6) -> T:
+    """``create()``, retried when several workers set up the same new database at once.
+
+    The first use of an empty Optuna or MLflow database creates its tables; two workers starting
+    together can both try, and the loser fails on "already exists". After the winner is done the
+    tables are there, so a retry after a short random pause succeeds.
+    """
+    import random
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return create()
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}".lower()
+            racing = any(k in text for k in ("already exists", "duplicate", "uniqueviolation", "unique constraint"))
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0.3, 1.5))
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -25,6 +25,8 @@ __all__ = [
     "FeaturesConfig",
     "ForestConfig",
     "ModelsConfig",
+    "ParamSpace",
+    "TuneConfig",
     "default_experiment_path",
     "load_experiment",
 ]
@@ -117,6 +119,48 @@ class EvaluationConfig(_Strict):
     )
 
 
+class ParamSpace(_Strict):
+    """One hyperparameter's search range: ``low``/``high`` (with ``log``, ``step``) or ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    integer: bool = False
+    choices: list[str | float | int | None] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> ParamSpace:
+        if self.choices is not None:
+            if not self.choices:
+                raise ValueError("choices must not be empty")
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs both low and high (or give choices)")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low:g}) is above high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low:g}")
+        return self
+
+
+class TuneConfig(_Strict):
+    """``riskmodel tune``: the objective, its cross-validation, and the search spaces.
+
+    ``space.<family>`` replaces that family's default space (riskmodel.tune.DEFAULT_SPACES) for the
+    parameters it names; parameters not named keep the experiment's fixed value.
+    """
+
+    metric: Literal["uno_c", "ibs", "td_auc"] = Field("uno_c", description="Objective on held-out folds.")
+    horizon: float | None = Field(None, gt=0, description="Months, for td_auc (default: the first horizon).")
+    n_splits: int = Field(3, ge=2)
+    n_repeats: int = Field(2, ge=1, description="Repeated stratified CV; the same splits for every trial.")
+    pruner: Literal["median", "none"] = "median"
+    space: dict[Literal["cox", "rsf", "gbm"], dict[str, ParamSpace]] = Field(default_factory=dict)
+
+
 class ExperimentConfig(_Strict):
     """One experiment: data, endpoints, features, landmark, models, evaluation, horizons, seed."""
 
@@ -134,6 +178,7 @@ class ExperimentConfig(_Strict):
     models: ModelsConfig = ModelsConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     horizons: list[float] = Field([6.0, 12.0, 24.0], min_length=1, description="Months after time zero.")
+    tune: TuneConfig = TuneConfig()
     risk_group_cutoffs: list[float] | None = Field(
         None, description="Risk-score cut-offs for risk groups; null = tertiles of the training risk."
     )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from riskmodel._atomic import retry_first_use
 from riskmodel.errors import RiskModelError, UserInputError
 from riskmodel.privacy import PhiGuard
 
@@ -72,6 +73,8 @@ def _mlflow(uri: str) -> Any:
 
     import mlflow
 
+    # a model is a few small files: MLflow's per-file progress bars would only bury the output
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
@@ -87,13 +90,17 @@ class Tracker:
         self.uri = resolve_tracking_uri(tracking_uri)
         artifact_root = _prepare_store(self.uri)
         self.mlflow = _mlflow(self.uri)
-        try:
+
+        def open_experiment() -> str:
             found = self.mlflow.get_experiment_by_name(experiment)
-            if found is None:
-                location = f"{artifact_root}/{experiment}" if artifact_root else None
-                self.experiment_id = self.mlflow.create_experiment(experiment, artifact_location=location)
-            else:
-                self.experiment_id = found.experiment_id
+            if found is not None:
+                return str(found.experiment_id)
+            location = f"{artifact_root}/{experiment}" if artifact_root else None
+            return str(self.mlflow.create_experiment(experiment, artifact_location=location))
+
+        try:
+            # several tune workers may open a new shared store, or create the experiment, together
+            self.experiment_id = retry_first_use(open_experiment)
         except Exception as exc:  # a broken URI or store must read as a user error, not a traceback
             raise UserInputError(f"cannot open the MLflow tracking store {self.uri}: {exc}") from None
         self.stale_runs = self._close_stale_runs()
@@ -172,6 +179,89 @@ class Tracker:
         self.guard.check_text(f"artifact {artifact_file} (name)", artifact_file)
         self.guard.check_text(f"artifact {artifact_file}", text)
         self.mlflow.log_text(text, artifact_file)
+
+    # ------------------------------------------------------------------ explicit runs (thread-safe)
+    # ``tune`` runs trials in threads; MLflow's fluent API keeps one active run per process, so
+    # these methods name the run explicitly, through the client.
+    def open_run(
+        self, name: str, tags: Mapping[str, str], *, parent_id: str | None = None, run_id: str | None = None
+    ) -> str:
+        """Start a run (nested under ``parent_id``), or reopen ``run_id``; returns its ID."""
+        self.guard.check("run name", name)
+        self.guard.check("tags", dict(tags))
+        client = self.mlflow.MlflowClient()
+        all_tags = {**self._owner_tags(), **{f"{TAG_PREFIX}{k}": v for k, v in tags.items()}}
+        if run_id is not None:
+            client.update_run(run_id, status="RUNNING")
+            for key, value in all_tags.items():
+                client.set_tag(run_id, key, value)
+            return run_id
+        if parent_id is not None:
+            all_tags["mlflow.parentRunId"] = parent_id
+        run = client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        return str(run.info.run_id)
+
+    def log_to(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        step: int = 0,
+    ) -> None:
+        """Params, finite metrics and riskmodel.* tags of one named run, checked by the PHI guard."""
+        import math
+        import time
+
+        from mlflow.entities import Metric, Param, RunTag
+
+        params, metrics, tags = params or {}, metrics or {}, tags or {}
+        self.guard.check("params", dict(params))
+        for name in metrics:
+            self.guard.check_text(f"metric name {name[:40]}", name)
+        self.guard.check("tags", dict(tags))
+        now = int(time.time() * 1000)
+        self.mlflow.MlflowClient().log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and math.isfinite(v)],
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            tags=[RunTag(f"{TAG_PREFIX}{k}", str(v)) for k, v in tags.items()],
+        )
+
+    def close_run(self, run_id: str, status: str = "FINISHED") -> None:
+        """End a named run as FINISHED, FAILED or KILLED."""
+        self.mlflow.MlflowClient().set_terminated(run_id, status=status)
+
+    def run_status(self, run_id: str) -> str:
+        """The status of a run (RUNNING, FINISHED, FAILED, KILLED)."""
+        return str(self.mlflow.MlflowClient().get_run(run_id).info.status)
+
+    def log_text_to(self, run_id: str, text: str, artifact_file: str) -> None:
+        """A text artifact of one named run."""
+        self.guard.check_text(f"artifact {artifact_file} (name)", artifact_file)
+        self.guard.check_text(f"artifact {artifact_file}", text)
+        self.mlflow.MlflowClient().log_text(run_id, text, artifact_file)
+
+    def log_model_to(self, run_id: str, model: RiskModel) -> str:
+        """Save ``model`` and log it as the pyfunc model of run ``run_id``; returns its URI."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp, self.mlflow.start_run(run_id=run_id):
+            uri = self.log_model(model, model.save(Path(tmp) / "riskmodel"))
+            self.mlflow.set_tag(f"{TAG_PREFIX}model_uri", uri)
+        # start_run(run_id) ends the run as FINISHED on exit; the caller decides its final status
+        self.mlflow.MlflowClient().update_run(run_id, status="RUNNING")
+        return uri
+
+    def register(self, model_uri: str, name: str) -> str:
+        """Register a logged model under ``name``; returns ``models:/<name>/<version>``."""
+        self.guard.check("registered model name", name)
+        try:
+            version = self.mlflow.register_model(model_uri, name).version
+        except Exception as exc:
+            raise UserInputError(f"--register {name}: the registry refused it ({exc})") from None
+        return f"models:/{name}/{version}"
 
     def log_bytes(self, data: bytes, artifact_file: str) -> None:
         """A binary artifact (a PNG figure), checked by the PHI guard like any other file."""
@@ -279,8 +369,6 @@ def set_pyfunc_model() -> None:
 
 def download_model_dir(uri: str, *, tracking_uri: str | None = None) -> Path:
     """Download a logged model and return the riskmodel model directory inside it."""
-    # a model is a few small files: MLflow's per-file progress bars would only bury the results
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow = _mlflow(resolve_tracking_uri(tracking_uri))
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
