@@ -79,8 +79,41 @@ def retry_first_use(create: Callable[[], T], attempts: int = 6) -> T:
             return create()
         except Exception as exc:
             text = f"{type(exc).__name__}: {exc}".lower()
-            racing = any(k in text for k in ("already exists", "duplicate", "uniqueviolation", "unique constraint"))
+            racing = any(
+                k in text
+                for k in (
+                    "already exists",
+                    "duplicate",
+                    "uniqueviolation",
+                    "unique constraint",
+                    "alembic_version",  # two processes migrating a new MLflow store at once
+                    "database is locked",
+                )
+            )
             if not racing or attempt == attempts - 1:
                 raise
             time.sleep(random.uniform(0.3, 1.5))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextmanager
+def sqlite_setup_lock(url: str) -> Iterator[None]:
+    """For a ``sqlite:///`` URL, hold an exclusive lock on ``<file>.lock`` while the block runs.
+
+    SQLite cannot migrate a new database from two processes at once (MLflow's and Optuna's
+    schema upgrades are not one transaction there), so workers on one machine open such a store
+    one at a time. Other URLs (PostgreSQL, a tracking server) pass straight through.
+    """
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock = Path(url.removeprefix("sqlite:///") + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

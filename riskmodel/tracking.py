@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from riskmodel._atomic import retry_first_use
+from riskmodel._atomic import retry_first_use, sqlite_setup_lock
 from riskmodel.errors import RiskModelError, UserInputError
 from riskmodel.privacy import PhiGuard
 
@@ -100,7 +100,8 @@ class Tracker:
 
         try:
             # several tune workers may open a new shared store, or create the experiment, together
-            self.experiment_id = retry_first_use(open_experiment)
+            with sqlite_setup_lock(self.uri):
+                self.experiment_id = retry_first_use(open_experiment)
         except Exception as exc:  # a broken URI or store must read as a user error, not a traceback
             raise UserInputError(f"cannot open the MLflow tracking store {self.uri}: {exc}") from None
         self.stale_runs = self._close_stale_runs()

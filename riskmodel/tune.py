@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from riskmodel._atomic import retry_first_use
+from riskmodel._atomic import retry_first_use, sqlite_setup_lock
 from riskmodel.config import BoostingConfig, CoxConfig, ExperimentConfig, ForestConfig, ParamSpace, load_experiment
 from riskmodel.errors import UserInputError
 from riskmodel.models.base import SurvivalEstimator
@@ -374,7 +374,7 @@ def tune(
     if storage_url.startswith("sqlite:///"):
         Path(storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), sqlite_setup_lock(storage_url):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental API
             rdb = retry_first_use(
                 lambda: optuna.storages.RDBStorage(
