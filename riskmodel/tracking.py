@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from riskmodel._atomic import retry_first_use, sqlite_setup_lock
+from riskmodel._atomic import process_alive, retry_first_use, sqlite_setup_lock
 from riskmodel.errors import RiskModelError, UserInputError
 from riskmodel.privacy import PhiGuard
 
@@ -42,16 +42,6 @@ __all__ = [
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 _ENTRY = Path(__file__).with_name("_pyfunc_entry.py")
 TAG_PREFIX = "riskmodel."
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def resolve_tracking_uri(override: str | None = None) -> str:
@@ -124,7 +114,7 @@ class Tracker:
         for run in running:
             tags = run.data.tags
             pid = tags.get(f"{TAG_PREFIX}pid", "")
-            if tags.get(f"{TAG_PREFIX}host") == host and pid.isdigit() and not _alive(int(pid)):
+            if tags.get(f"{TAG_PREFIX}host") == host and pid.isdigit() and not process_alive(int(pid)):
                 client.set_tag(run.info.run_id, f"{TAG_PREFIX}closed_by", "next start: its process had ended")
                 client.set_terminated(run.info.run_id, status="KILLED")
                 closed.append(run.info.run_id)
@@ -152,6 +142,20 @@ class Tracker:
         ) as run:
             yield run.info.run_id
 
+    def _checked(
+        self,
+        params: Mapping[str, Any] | None,
+        metrics: Mapping[str, float] | None,
+        tags: Mapping[str, str] | None,
+    ) -> tuple[Mapping[str, Any], Mapping[str, float], Mapping[str, str]]:
+        """The PHI guard on everything about to be logged (metric values are numbers: names only)."""
+        params, metrics, tags = params or {}, metrics or {}, tags or {}
+        self.guard.check("params", dict(params))
+        for name in metrics:
+            self.guard.check_text(f"metric name {name[:40]}", name)
+        self.guard.check("tags", dict(tags))
+        return params, metrics, tags
+
     def log(
         self,
         *,
@@ -162,11 +166,7 @@ class Tracker:
         """Params (values cut to MLflow's limit), finite metrics, and riskmodel.* tags."""
         import math
 
-        params, metrics, tags = params or {}, metrics or {}, tags or {}
-        self.guard.check("params", dict(params))
-        for name in metrics:
-            self.guard.check_text(f"metric name {name[:40]}", name)
-        self.guard.check("tags", dict(tags))
+        params, metrics, tags = self._checked(params, metrics, tags)
         if params:
             self.mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
         finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
@@ -217,11 +217,7 @@ class Tracker:
 
         from mlflow.entities import Metric, Param, RunTag
 
-        params, metrics, tags = params or {}, metrics or {}, tags or {}
-        self.guard.check("params", dict(params))
-        for name in metrics:
-            self.guard.check_text(f"metric name {name[:40]}", name)
-        self.guard.check("tags", dict(tags))
+        params, metrics, tags = self._checked(params, metrics, tags)
         now = int(time.time() * 1000)
         self.mlflow.MlflowClient().log_batch(
             run_id,

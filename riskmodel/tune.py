@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from riskmodel._atomic import retry_first_use, sqlite_setup_lock
+from riskmodel._atomic import process_alive, retry_first_use, sqlite_setup_lock
 from riskmodel.config import BoostingConfig, CoxConfig, ExperimentConfig, ForestConfig, ParamSpace, load_experiment
 from riskmodel.errors import UserInputError
 from riskmodel.models.base import SurvivalEstimator
@@ -268,16 +268,6 @@ class TuneResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _fail_dead_trials(study: Any) -> int:
     """FAIL the RUNNING trials left by crashed workers, so that they free their slots now.
 
@@ -296,7 +286,7 @@ def _fail_dead_trials(study: Any) -> int:
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             owner = str(t.user_attrs.get("owner", ""))
             name, _, pid = owner.rpartition(":")
-            dead = name == host and pid.isdigit() and not _alive(int(pid))
+            dead = name == host and pid.isdigit() and not process_alive(int(pid))
             if not owner and t.datetime_start is not None:
                 age = (dt.datetime.now() - t.datetime_start).total_seconds()
                 dead = age > UNCLAIMED_SECONDS
