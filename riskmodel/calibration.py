@@ -31,6 +31,7 @@ __all__ = [
     "CalibrationCurve",
     "SmoothCalibration",
     "calibration_curve",
+    "calibration_in_the_large",
     "calibration_slope",
     "calibration_slope_at",
     "d_calibration",
@@ -66,6 +67,26 @@ def calibration_slope_at(y: Any, survival: Any, horizon: float) -> float:
     time = np.asarray(y["time"], float)
     event = np.asarray(y["event"], bool) & (time <= horizon)
     return _cox_slope(np.log(-np.log(s)), event, np.minimum(time, horizon))
+
+
+def calibration_in_the_large(y: Any, survival: Any, horizon: float) -> float:
+    """Observed minus mean predicted risk by ``horizon`` (the calibration intercept; 0 is ideal).
+
+    Observed risk is 1 − the Kaplan-Meier S(horizon) of all patients, so censoring is handled. A
+    positive value means the model under-predicts risk on average.
+
+    >>> import numpy as np
+    >>> y = np.array([(True, 1.0), (True, 2.0), (False, 5.0), (False, 6.0)], dtype=[("event", "?"), ("time", "<f8")])
+    >>> calibration_in_the_large(y, [0.5, 0.5, 0.5, 0.5], 3.0)  # KM risk by 3 is 0.5, predicted 0.5
+    0.0
+    """
+    from riskmodel.stats import kaplan_meier
+
+    time = np.asarray(y["time"], float)
+    event = np.asarray(y["event"], bool)
+    t, s = kaplan_meier(time, event)
+    observed = 1.0 - (float(s[t <= horizon][-1]) if (t <= horizon).any() else 1.0)
+    return observed - float(np.mean(1.0 - np.asarray(survival, dtype=float)))
 
 
 # --------------------------------------------------------------------------- smoothed calibration

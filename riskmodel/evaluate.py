@@ -203,7 +203,7 @@ def validation_metrics(model: Any, X: pd.DataFrame, y: np.ndarray, horizons: Seq
 
     The censoring distribution for Uno's C, td-AUC and the IBS is estimated on (X, y) itself.
     """
-    from riskmodel.calibration import calibration_slope, calibration_slope_at
+    from riskmodel.calibration import calibration_in_the_large, calibration_slope, calibration_slope_at
 
     Z = model[:-1].transform(X)
     estimator = model[-1]
@@ -216,10 +216,11 @@ def validation_metrics(model: Any, X: pd.DataFrame, y: np.ndarray, horizons: Seq
     for h in horizons:
         key = f"calibration_slope_{h:g}"
         if h > estimator.max_time_:
-            out[key] = math.nan
+            out[key] = out[f"calibration_large_{h:g}"] = math.nan
             continue
         surv = _survival_array(estimator, Z, np.array([h]))[:, 0]
         out[key] = _safe(partial(calibration_slope_at, y, surv, h))
+        out[f"calibration_large_{h:g}"] = _safe(partial(calibration_in_the_large, y, surv, h))
     for h in horizons:
         out.setdefault(f"td_auc_{h:g}", math.nan)
     return out

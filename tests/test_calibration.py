@@ -102,3 +102,19 @@ def test_the_smoothed_band_holds_the_truth_for_a_correct_model_and_not_for_a_dis
     assert (good["observed_high"] - good["observed_low"]).max() < 0.1  # 5,000 patients: a narrow band
     bad = calibration_curve(y, s12**3, 12, n_boot=50).smooth
     assert ((bad["observed_high"] < bad["predicted"]).mean()) > 0.8  # risks inflated: observed below them
+
+
+def test_calibration_in_the_large_is_near_zero_for_the_truth_and_signed_for_a_distortion(
+    fitted_and_new: tuple[CoxPH, pd.DataFrame, np.ndarray],
+) -> None:
+    from lifelines import KaplanMeierFitter
+
+    from riskmodel.calibration import calibration_in_the_large
+
+    model, Z, y = fitted_and_new
+    s12 = model.predict_survival(Z, [12]).to_numpy()[:, 0]
+    kmf = KaplanMeierFitter().fit(y["time"], y["event"])
+    expected = (1 - float(kmf.predict(12.0))) - float(np.mean(1 - s12))
+    assert calibration_in_the_large(y, s12, 12) == pytest.approx(expected, abs=1e-10)
+    assert abs(calibration_in_the_large(y, s12, 12)) < 0.02
+    assert calibration_in_the_large(y, s12**3, 12) < -0.1  # risks inflated: observed below predicted
