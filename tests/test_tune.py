@@ -181,23 +181,22 @@ def postgres() -> Iterator[str]:
     # (which refuses to run as root) must reach its data folder
     root = Path(tempfile.mkdtemp(prefix="riskmodel-pg-"))
     data = root / "data"
-    as_user: list[str] = []
+    user = None
     if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres account
         shutil.chown(root, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
+        user = "postgres"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    subprocess.run(
-        [*as_user, str(pg / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
-        check=True,
-        capture_output=True,
-    )
+    initdb = [str(pg / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
+    subprocess.run(initdb, check=True, capture_output=True, user=user, cwd=root)
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
     subprocess.run(
-        [*as_user, str(pg / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
+        [str(pg / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
         check=True,
         capture_output=True,
+        user=user,
+        cwd=root,
     )
     try:
         import psycopg
@@ -207,7 +206,8 @@ def postgres() -> Iterator[str]:
             conn.execute("CREATE DATABASE mlflow")
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run([*as_user, str(pg / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        stop = [str(pg / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]
+        subprocess.run(stop, capture_output=True, user=user, cwd=root)
         shutil.rmtree(root, ignore_errors=True)
 
 
