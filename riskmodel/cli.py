@@ -361,7 +361,8 @@ def score_command(
     else:
         typer.echo(f"results in {out}", err=True)
     for r in bad:
-        typer.echo(f"  row {r['row']}: not scored: {r['error']}", err=True)
+        which = f" by the {r['endpoint'].upper()} {r['family']} model" if len(risk_models) > 1 else ""
+        typer.echo(f"  row {r['row']}: not scored{which}: {r['error']}", err=True)
     if report is not None:
         from riskmodel.patient_report import write_patient_reports
 

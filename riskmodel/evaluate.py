@@ -104,6 +104,22 @@ class CrossValidation:
         return pd.DataFrame({"mean": per_repeat.mean(), "sd": per_repeat.std(ddof=1), "folds_with_value": valid})
 
 
+def stratified_splitter(event: np.ndarray, n_splits: int, n_repeats: int, seed: int) -> RepeatedStratifiedKFold:
+    """Repeated K-fold stratified on the event indicator.
+
+    Stratification needs every fold to hold an event (and a censored patient, when there are any):
+    with fewer of them than folds, the folds are reduced (the splitter's ``n_splits`` says so).
+    """
+    classes = [int(event.sum())] + ([int((~event).sum())] if (~event).any() else [])
+    folds = min(n_splits, *classes)
+    if folds < 2:
+        raise UserInputError(
+            f"stratified {n_splits}-fold cross-validation needs at least 2 events and 2 censored patients; "
+            f"this data has {int(event.sum())} events and {int((~event).sum())} censored"
+        )
+    return RepeatedStratifiedKFold(n_splits=folds, n_repeats=n_repeats, random_state=seed)
+
+
 def cross_validate(
     pipeline: Any,
     X: pd.DataFrame,
@@ -121,16 +137,7 @@ def cross_validate(
     A fold whose fit fails is counted in ``failed_fits`` (with its reason), not dropped silently.
     """
     event = np.asarray(y["event"], bool)
-    # Stratification needs every fold to hold an event (and a censored patient, when there are any):
-    # with fewer of them than folds, the folds are reduced, and the result says so (n_splits).
-    classes = [int(event.sum())] + ([int((~event).sum())] if (~event).any() else [])
-    folds = min(n_splits, *classes)
-    if folds < 2:
-        raise UserInputError(
-            f"stratified {n_splits}-fold cross-validation needs at least 2 events and 2 censored patients; "
-            f"this data has {int(event.sum())} events and {int((~event).sum())} censored"
-        )
-    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=n_repeats, random_state=seed)
+    splitter = stratified_splitter(event, n_splits, n_repeats, seed)
     rows: list[dict[str, float]] = []
     failures: list[str] = []
     noted: list[str] = []
@@ -163,7 +170,7 @@ def cross_validate(
         rows.append({"repeat": repeat, "fold": fold, **metrics})
         if progress:
             progress()
-    return CrossValidation(pd.DataFrame(rows), folds, len(failures), failures, noted)
+    return CrossValidation(pd.DataFrame(rows), splitter.cvargs["n_splits"], len(failures), failures, noted)
 
 
 def _survival_array(model: Any, Z: np.ndarray, grid: np.ndarray) -> np.ndarray:

@@ -535,7 +535,7 @@ def _model_facts(
         feature_set=str(config.features.set),
         inputs=sorted({c for b in resolve_blocks(config.features.set) for c in FEATURE_BLOCKS[b]}),
         features=names,
-        params={k: v for k, v in estimator.get_params().items()},
+        params=dict(estimator.get_params()),
         size=size,
         cv=cv_table,
         cv_description=(

@@ -129,14 +129,11 @@ def shareable_storage(url: str) -> str:
 
 # --------------------------------------------------------------------------- the objective
 def _splits(y: np.ndarray, n_splits: int, n_repeats: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sklearn.model_selection import RepeatedStratifiedKFold
+    """The CV folds of every trial: :func:`riskmodel.evaluate.stratified_splitter`'s, fixed once."""
+    from riskmodel.evaluate import stratified_splitter
 
     event = np.asarray(y["event"], bool)
-    folds = min(n_splits, int(event.sum()), int((~event).sum()))
-    if folds < 2:
-        raise UserInputError("tuning needs at least 2 events and 2 censored patients for stratified folds")
-    cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=n_repeats, random_state=seed)
-    return list(cv.split(np.zeros(len(y)), event))
+    return list(stratified_splitter(event, n_splits, n_repeats, seed).split(np.zeros(len(y)), event))
 
 
 def _fold_score(
@@ -504,7 +501,7 @@ def tune(
             metrics={f"best_{metric}": result.best_value, "trials_finished": result.finished},
             tags={"best_trial": str(best.number)},
         )
-        model = _refit_best(config, family, endpoint, sd, {**fixed, **best.params}, make)
+        model = _refit_best(config, family, endpoint, sd, dict(best.params), make)
         result.model_uri = tracker.log_model_to(result.parent_run_id, model)
         study.set_user_attr("best_model_uri", result.model_uri)
         if register:
@@ -559,7 +556,7 @@ def _refit_best(
     horizons = [h for h in config.horizons if h <= sd.y["time"].max()] or [float(sd.y["time"].max())]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RiskModelWarning)
-        fitted = make({k: v for k, v in params.items()}).fit(sd.X, sd.y)
+        fitted = make(params).fit(sd.X, sd.y)
     return RiskModel.from_training(
         endpoint=endpoint,
         family=family,

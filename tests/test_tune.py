@@ -306,3 +306,21 @@ def test_two_workers_can_start_together_on_a_new_sqlite_study(tmp_path: Path) ->
     trials = _study(f"sqlite:///{tmp_path}/mlruns/optuna.db").trials
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 6
     assert len(_finished_trial_runs(env["MLFLOW_TRACKING_URI"])) == 6
+
+
+def test_a_cohort_without_censoring_is_tuned_on_the_same_folds_as_cross_validation() -> None:
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    from riskmodel.tune import _splits
+
+    rng = np.random.default_rng(1)
+    y = np.empty(30, dtype=[("event", "?"), ("time", "<f8")])
+    y["event"], y["time"] = True, rng.exponential(10, 30)  # every patient had the event
+    folds = _splits(y, 3, 2, seed=4)
+    reference = list(RepeatedStratifiedKFold(n_splits=3, n_repeats=2, random_state=4).split(np.zeros(30), y["event"]))
+    assert len(folds) == 6
+    for (a, b), (c, d) in zip(folds, reference, strict=True):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    x = rng.normal(size=(30, 2))
+    assert TunedSurvival("cox", n_trials=2).fit(x, y).best_params_
