@@ -296,6 +296,30 @@ def _fail_dead_trials(study: Any) -> int:
         time.sleep(1.0)
 
 
+def _abandon_own_trials(study: Any, tracker: Any, me: str) -> None:
+    """After Ctrl-C or SIGTERM: FAIL this worker's trials still RUNNING, and KILL their MLflow runs.
+
+    Optuna fails a trial interrupted inside the objective, but not one interrupted while it is
+    created or recorded. Ours are those naming this process; an unnamed one still unnamed half a
+    second later is ours too (a live worker names its trial within milliseconds).
+    """
+    optuna = _optuna()
+
+    def running() -> list[Any]:
+        return list(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+    unnamed = {t._trial_id for t in running() if "owner" not in t.user_attrs}
+    if unnamed:
+        time.sleep(0.5)
+    for t in running():
+        owner = t.user_attrs.get("owner")
+        if owner == me or (owner is None and t._trial_id in unnamed):
+            study._storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL)
+            run_id = t.user_attrs.get("mlflow_run_id")
+            if run_id and tracker.run_status(run_id) == "RUNNING":
+                tracker.close_run(run_id, "KILLED")
+
+
 def _count(study: Any, states: Sequence[str]) -> int:
     optuna = _optuna()
     wanted = tuple(getattr(optuna.trial.TrialState, s) for s in states)
@@ -483,6 +507,7 @@ def tune(
             )
             idle_rounds = idle_rounds + 1 if _count(study, FINISHED) == finished_before else 0
     except KeyboardInterrupt:
+        _abandon_own_trials(study, tracker, f"{host}:{pid}")
         tracker.close_run(result.parent_run_id, "KILLED")
         raise
     result.ran_here = _count(study, FINISHED) - before
