@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.cohort import load
-from riskmodel.cohort.reconstruct import write_csv
+from riskmodel.cohort.load import write_csv
 from riskmodel.cohort.synthetic import generate
 
 

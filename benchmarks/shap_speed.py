@@ -35,7 +35,8 @@ def run(n_train: int, n_explain: int, trees: int, subset: int) -> dict[str, Any]
 
     from riskmodel.cohort import survival_data
     from riskmodel.cohort.synthetic import generate
-    from riskmodel.explain import _interventional, explain
+    from riskmodel.explain import explain
+    from riskmodel.explain.shap_values import _interventional
     from riskmodel.features import ClinicalFeatures
     from riskmodel.models import SurvivalForest
 

@@ -1,21 +1,19 @@
-"""riskmodel: outcome prediction and risk modelling for I-125 seed brachytherapy."""
+"""riskmodel: clinical outcome prediction and risk modelling with survival data.
 
-from __future__ import annotations
+The bundled example is a 36-patient cohort of I-125 seed brachytherapy for recurrent cervical
+lymph nodes (local control and overall survival). ``ARCHITECTURE.md`` maps the package.
+"""
 
-import logging
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import logging as _logging
 
 from riskmodel.cohort import Cohort, load, load_bundled, survival_data
+from riskmodel.compat import install as _install_deprecated_paths
+from riskmodel.core.version import __version__
 from riskmodel.errors import RiskModelError, UserInputError
 
-if TYPE_CHECKING:
-    from riskmodel.features import ClinicalFeatures
-    from riskmodel.scoring import RiskModel, load_model
-    from riskmodel.training import train
-
-__version__ = "0.1.0"
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
+_install_deprecated_paths()
 
 __all__ = [
     "ClinicalFeatures",
@@ -35,14 +33,16 @@ __all__ = [
 _LAZY = {
     "ClinicalFeatures": "riskmodel.features",
     "RiskModel": "riskmodel.scoring",
-    "load_model": "riskmodel.scoring",
-    "train": "riskmodel.training",
+    "load_model": "riskmodel.tracking",
+    "train": "riskmodel.workflow",
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(_importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'riskmodel' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

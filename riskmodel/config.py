@@ -7,14 +7,16 @@ and reports every problem with its key path, value and rule.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
-from riskmodel._yaml import read_yaml_mapping, validation_lines
-from riskmodel.cohort.endpoints import RESPONSE_LANDMARK_MONTHS, check_guarantee_time
+from riskmodel.cohort.endpoints import ENDPOINTS, RESPONSE_LANDMARK_MONTHS, Endpoint, check_guarantee_time
+from riskmodel.core.strict import StrictModel
+from riskmodel.core.yamlio import read_yaml_mapping, validation_lines
 from riskmodel.errors import UserInputError
 from riskmodel.features import FEATURE_BLOCKS, resolve_blocks
+from riskmodel.models.registry import SPECS, BoostingConfig, CoxConfig, ForestConfig, ParamSpace, family_names
 
 __all__ = [
     "BoostingConfig",
@@ -32,11 +34,7 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     """Where the cohort comes from."""
 
     path: str | None = Field(None, description="Cohort file (CSV, Excel, Parquet); null = the bundled cohort.")
@@ -44,7 +42,7 @@ class DataConfig(_Strict):
     response_rule: Literal["recist", "volume"] | None = None
 
 
-class FeaturesConfig(_Strict):
+class FeaturesConfig(StrictModel):
     """Arguments of riskmodel.features.ClinicalFeatures."""
 
     set: str | list[str] = Field("study", description="A named feature set or a list of feature blocks.")
@@ -59,57 +57,28 @@ class FeaturesConfig(_Strict):
         return self
 
 
-class CoxConfig(_Strict):
-    """Penalised Cox proportional hazards (Efron ties)."""
-
-    penalty: float = Field(0.1, ge=0, description="Penalty on the mean log partial likelihood; 0 = unpenalised.")
-    l1_ratio: float = Field(0.0, ge=0, le=1)
-
-
-class ForestConfig(_Strict):
-    """Random survival forest (scikit-survival)."""
-
-    n_estimators: int = Field(200, ge=1)
-    min_samples_leaf: int = Field(3, ge=1)
-    max_features: Literal["sqrt", "log2"] | float | None = "sqrt"
-    max_depth: int | None = Field(None, ge=1)
-    time_grid: Literal["auto"] | Annotated[int, Field(ge=2)] | None = Field(
-        "auto", description="Event-time quantiles the trees see; auto = 100 above 1,000 patients, exact below."
-    )
-    max_samples: Literal["auto"] | Annotated[int, Field(ge=1)] | Annotated[float, Field(gt=0, le=1)] | None = Field(
-        "auto", description="Patients per tree (count or fraction); auto = 30·√n above 1,000 patients."
-    )
-    max_bins: Literal["auto"] | Annotated[int, Field(ge=2)] | None = Field(
-        "auto", description="Quantile bins per continuous feature; auto = 128 above 1,000 patients."
-    )
-
-
-class BoostingConfig(_Strict):
-    """Boosted Cox model: xgboost (default) or scikit-survival."""
-
-    backend: Literal["xgboost", "sksurv"] = "xgboost"
-    n_estimators: int = Field(100, ge=1)
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    max_depth: int = Field(2, ge=1)
-    subsample: float = Field(0.8, gt=0, le=1)
-    min_child_weight: float = Field(0.5, ge=0)
-    reg_lambda: float = Field(1.0, ge=0)
-    reg_alpha: float = Field(0.0, ge=0)
-
-
-class ModelsConfig(_Strict):
+class _Models(StrictModel):
     """The model families to train; set one to null to leave it out."""
-
-    cox: CoxConfig | None = CoxConfig()
-    rsf: ForestConfig | None = ForestConfig()
-    gbm: BoostingConfig | None = BoostingConfig()
 
     def enabled(self) -> dict[str, BaseModel]:
         """The families that are switched on, by name."""
-        return {name: cfg for name in ("cox", "rsf", "gbm") if (cfg := getattr(self, name)) is not None}
+        return {name: cfg for name in SPECS if (cfg := getattr(self, name)) is not None}
 
 
-class EvaluationConfig(_Strict):
+# One optional section per registered family (riskmodel.models.registry), each defaulting to the
+# family's own defaults: a new family needs no change here.
+if TYPE_CHECKING:
+    ModelsConfig = _Models
+else:
+    ModelsConfig = create_model(
+        "ModelsConfig",
+        __base__=_Models,
+        __doc__=_Models.__doc__,
+        **{name: (s.config | None, s.config()) for name, s in SPECS.items()},
+    )
+
+
+class EvaluationConfig(StrictModel):
     """Repeated K-fold cross-validation, stratified on the event indicator."""
 
     n_splits: int = Field(3, ge=2, description="Folds; 3 keeps a few events in each test fold at n=36.")
@@ -119,37 +88,10 @@ class EvaluationConfig(_Strict):
     )
 
 
-class ParamSpace(_Strict):
-    """One hyperparameter's search range: ``low``/``high`` (with ``log``, ``step``) or ``choices``."""
-
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = Field(None, gt=0)
-    integer: bool = False
-    choices: list[str | float | int | None] | None = None
-
-    @model_validator(mode="after")
-    def _range_or_choices(self) -> ParamSpace:
-        if self.choices is not None:
-            if not self.choices:
-                raise ValueError("choices must not be empty")
-            if self.low is not None or self.high is not None:
-                raise ValueError("give either choices or low/high, not both")
-            return self
-        if self.low is None or self.high is None:
-            raise ValueError("a range needs both low and high (or give choices)")
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low:g}) is above high ({self.high:g})")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0, got {self.low:g}")
-        return self
-
-
-class TuneConfig(_Strict):
+class TuneConfig(StrictModel):
     """``riskmodel tune``: the objective, its cross-validation, and the search spaces.
 
-    ``space.<family>`` replaces that family's default space (riskmodel.tune.DEFAULT_SPACES) for the
+    ``space.<family>`` replaces that family's default space (riskmodel.models.registry) for the
     parameters it names; parameters not named keep the experiment's fixed value.
     """
 
@@ -158,16 +100,23 @@ class TuneConfig(_Strict):
     n_splits: int = Field(3, ge=2)
     n_repeats: int = Field(2, ge=1, description="Repeated stratified CV; the same splits for every trial.")
     pruner: Literal["median", "none"] = "median"
-    space: dict[Literal["cox", "rsf", "gbm"], dict[str, ParamSpace]] = Field(default_factory=dict)
+    space: dict[str, dict[str, ParamSpace]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_families(self) -> TuneConfig:
+        unknown = sorted(set(self.space) - set(SPECS))
+        if unknown:
+            raise ValueError(f"unknown model family {', '.join(unknown)}; choose from {family_names()}")
+        return self
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(StrictModel):
     """One experiment: data, endpoints, features, landmark, models, evaluation, horizons, seed."""
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     data: DataConfig = DataConfig()
-    endpoints: list[Literal["lc", "os"]] = Field(["lc", "os"], min_length=1)
+    endpoints: list[Endpoint] = Field(list(ENDPOINTS), min_length=1)
     features: FeaturesConfig = FeaturesConfig()
     landmark_months: float = Field(
         0.0,

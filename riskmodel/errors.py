@@ -13,6 +13,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from riskmodel.core.pseudonyms import pseudonym
+
 __all__ = [
     "CohortFileError",
     "CohortValidationError",
@@ -96,9 +98,7 @@ class Problem:
         if self.value is not None:
             shown = _show(self.value)
             if self.column == "patient_id" and str(self.value).strip() and shown != "(empty)":
-                from riskmodel.privacy import pseudonym  # a patient ID is never echoed, only its pseudonym
-
-                shown = pseudonym(self.value)
+                shown = pseudonym(self.value)  # a patient ID is never echoed, only its pseudonym
             where.append(f"value {shown}")
         prefix = ", ".join(where)
         return f"{self.severity}: {prefix}: {self.rule}" if prefix else f"{self.severity}: {self.rule}"

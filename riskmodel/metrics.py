@@ -1,4 +1,5 @@
-"""Fast survival metrics: Harrell's and Uno's C in O(n log n), and a vectorised integrated Brier.
+"""Survival metrics: Harrell's and Uno's C in O(n log n), a vectorised integrated Brier score,
+time-dependent AUC, and :func:`survival_metrics`, all of them for one test set at once.
 
 scikit-survival's ``concordance_index_censored`` and ``concordance_index_ipcw`` build one boolean
 mask of length n per event, so they take O(n²) time and memory (a million patients would need
@@ -19,11 +20,28 @@ The definitions are scikit-survival's, so the results agree with it exactly (tes
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["Concordance", "concordance", "harrell_c", "integrated_brier", "uno_c"]
+from riskmodel.stats import check_survival_target, kaplan_meier, step_values
+
+__all__ = [
+    "Concordance",
+    "concordance",
+    "defined_or_nan",
+    "harrell_c",
+    "horizons_within",
+    "integrated_brier",
+    "metric_names",
+    "survival_metrics",
+    "td_auc",
+    "uno_c",
+]
 
 
 class Concordance(NamedTuple):
@@ -194,3 +212,68 @@ def integrated_brier(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarr
     control = time[:, None] > times[None, :]
     scores = np.mean(np.square(est) * case / g_y[:, None] + np.square(1.0 - est) * control / g_t[None, :], axis=0)
     return float(np.trapezoid(scores, times) / (times[-1] - times[0]))
+
+
+def horizons_within(horizons: Sequence[float], follow_up: float) -> list[float]:
+    """The horizons a model fitted on ``follow_up`` months can speak for (the rest is extrapolation).
+
+    >>> horizons_within([6.0, 12.0, 24.0], 14.0)
+    [6.0, 12.0]
+    """
+    return [float(h) for h in horizons if h <= follow_up]
+
+
+def td_auc(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, horizon: float) -> float:
+    """Cumulative/dynamic AUC at ``horizon`` (scikit-survival's estimator, IPCW from ``y_train``)."""
+    from sksurv.metrics import cumulative_dynamic_auc
+
+    return float(cumulative_dynamic_auc(y_train, y_test, risk, [horizon])[0][0])
+
+
+def defined_or_nan(fn: Callable[[], float]) -> float:
+    """``fn()``, or NaN where the metric is undefined on this data (it raises, or is not finite)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = fn()
+    except (ValueError, ZeroDivisionError, IndexError):
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def metric_names(horizons: Sequence[float]) -> list[str]:
+    """The keys :func:`survival_metrics` returns for ``horizons``, in order."""
+    return ["harrell_c", "uno_c", *[f"td_auc_{h:g}" for h in horizons], "ibs", "ibs_km"]
+
+
+def survival_metrics(
+    y_train: np.ndarray,
+    y_test: np.ndarray,
+    risk: np.ndarray,
+    survival: Callable[[np.ndarray], np.ndarray],
+    horizons: Sequence[float],
+) -> dict[str, float]:
+    """All metrics for one test set. ``survival(times)`` returns S(t) for the test patients.
+
+    Keys: ``harrell_c``, ``uno_c``, ``td_auc_<h>`` per horizon, ``ibs``, ``ibs_km``. Uno's C is
+    truncated at the largest horizon; the IBS integrates over the horizons' span that the test
+    follow-up and the censoring KM support. A metric undefined on this test set is NaN.
+    """
+    event_tr, time_tr = check_survival_target(y_train)
+    event_te, time_te = np.asarray(y_test["event"], bool), np.asarray(y_test["time"], float)
+    out: dict[str, float] = {"harrell_c": defined_or_nan(lambda: harrell_c(event_te, time_te, risk))}
+    hs = np.asarray(horizons, float)
+    out["uno_c"] = defined_or_nan(partial(uno_c, y_train, y_test, risk, min(hs.max(), time_tr.max())))
+    for h in hs:
+        ok = h < time_te.max() and ((time_te <= h) & event_te).any() and (time_te > h).any()
+        out[f"td_auc_{h:g}"] = defined_or_nan(partial(td_auc, y_train, y_test, risk, float(h))) if ok else math.nan
+    upper = min(hs.max(), np.nextafter(time_te.max(), 0), time_tr.max())
+    lower = max(float(time_te.min()), 1e-9)
+    out["ibs"] = out["ibs_km"] = math.nan
+    if upper > lower:
+        grid = np.linspace(lower, upper, 25)[:-1]
+        km_t, km_s = kaplan_meier(time_tr, event_tr)
+        null = np.tile(step_values(km_t, km_s, grid, before=1.0), (len(time_te), 1))
+        out["ibs"] = defined_or_nan(partial(integrated_brier, y_train, y_test, survival(grid), grid))
+        out["ibs_km"] = defined_or_nan(partial(integrated_brier, y_train, y_test, null, grid))
+    return out

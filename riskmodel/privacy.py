@@ -28,15 +28,13 @@ salt kept per installation (``RISKMODEL_SALT``, else the file ``$RISKMODEL_HOME/
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from riskmodel.core.pseudonyms import pseudonym, salt
 from riskmodel.errors import UserInputError
 
 __all__ = ["PhiGuard", "PrivacyError", "pseudonym", "salt", "years_only"]
@@ -108,35 +106,6 @@ _TOKEN = re.compile(r"(?<![\w.])[A-Za-z0-9][A-Za-z0-9_\-]*(?!\.\d)(?![\w])")
 
 class PrivacyError(UserInputError):
     """Something about to be logged or shared looks like protected health information."""
-
-
-def salt() -> bytes:
-    """This installation's salt for pseudonyms (created on first use; never logged)."""
-    env = os.environ.get("RISKMODEL_SALT")
-    if env:
-        return env.encode()
-    home = Path(os.environ.get("RISKMODEL_HOME", Path.home() / ".config" / "riskmodel"))
-    path = home / "salt"
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        home.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_hex(32).encode()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(value)
-        return value
-
-
-def pseudonym(patient_id: object) -> str:
-    """A salted, one-way stand-in for a patient ID, stable on this installation.
-
-    >>> p = pseudonym("MRN-0042")
-    >>> p.startswith("pid:"), len(p), p == pseudonym(" MRN-0042 "), "0042" in p
-    (True, 16, True, False)
-    """
-    digest = hashlib.sha256(salt() + b"\x00" + str(patient_id).strip().encode()).hexdigest()
-    return f"pid:{digest[:12]}"
 
 
 def years_only(text: str) -> str:

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskmodel.calibration import d_calibration, net_benefit, smooth_calibration, survival_at_own_time
 from riskmodel.cohort import survival_data
 from riskmodel.cohort.synthetic import OS_COEFFICIENTS, _terms, generate
 from riskmodel.models import CoxPH
+from riskmodel.validation import d_calibration, net_benefit, smooth_calibration, survival_at_own_time
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_net_benefit_without_censoring_is_the_binary_formula() -> None:
 def test_grouped_calibration_is_kaplan_meier_with_lifelines_intervals() -> None:
     from lifelines import KaplanMeierFitter
 
-    from riskmodel.calibration import calibration_curve
+    from riskmodel.validation import calibration_curve
 
     frame = generate(300, seed=5)
     data = survival_data(frame, "os", landmark_months=3)
@@ -92,7 +92,7 @@ def test_grouped_calibration_is_kaplan_meier_with_lifelines_intervals() -> None:
 def test_the_smoothed_band_holds_the_truth_for_a_correct_model_and_not_for_a_distorted_one(
     fitted_and_new: tuple[CoxPH, pd.DataFrame, np.ndarray],
 ) -> None:
-    from riskmodel.calibration import calibration_curve
+    from riskmodel.validation import calibration_curve
 
     model, Z, y = fitted_and_new
     s12 = model.predict_survival(Z, [12]).to_numpy()[:, 0]
@@ -109,7 +109,7 @@ def test_calibration_in_the_large_is_near_zero_for_the_truth_and_signed_for_a_di
 ) -> None:
     from lifelines import KaplanMeierFitter
 
-    from riskmodel.calibration import calibration_in_the_large
+    from riskmodel.validation import calibration_in_the_large
 
     model, Z, y = fitted_and_new
     s12 = model.predict_survival(Z, [12]).to_numpy()[:, 0]

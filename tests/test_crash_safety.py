@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from riskmodel._atomic import atomic_write_text, staged_folder
 from riskmodel.cohort import load_bundled
-from riskmodel.scoring import load_model
+from riskmodel.core.files import atomic_write_text, staged_folder
+from riskmodel.tracking import load_model
 
 SMALL = (
     "name: crash\nendpoints: [lc, os]\nfeatures: {set: study}\n"
@@ -128,7 +128,7 @@ def _runs_or_empty(uri: str) -> list:  # type: ignore[type-arg]
 def test_a_sigterm_dropped_inside_a_finaliser_is_raised_again_at_the_next_step(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from riskmodel import cli
+    from riskmodel.cli import common as cli
 
     monkeypatch.setattr(cli, "_TERMINATED", False)
     monkeypatch.setattr(sys, "unraisablehook", cli._unraisable)
@@ -140,4 +140,4 @@ def test_a_sigterm_dropped_inside_a_finaliser_is_raised_again_at_the_next_step(
     Finalised()  # Python drops an exception raised in __del__: the handler's raise is lost
     assert "Traceback" not in capsys.readouterr().err
     with pytest.raises(KeyboardInterrupt):
-        cli._stop_if_terminated()  # the next progress step raises it again
+        cli.stop_if_terminated()  # the next progress step raises it again

@@ -9,7 +9,7 @@ import pytest
 from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 
-from riskmodel.evaluate import harrell_c, survival_metrics
+from riskmodel.metrics import harrell_c, survival_metrics
 from riskmodel.stats import kaplan_meier
 
 
@@ -130,7 +130,7 @@ def test_aalen_johansen_matches_lifelines_without_ties() -> None:
     ref = AalenJohansenFitter(calculate_variance=False).fit(time, kind, event_of_interest=1).cumulative_density_
     np.testing.assert_allclose(cif, ref.iloc[:, 0].reindex(t, method="ffill").to_numpy(), atol=1e-12)
     km_t, km_s = kaplan_meier(time, kind == 1)  # deaths of the other cause censored
-    from riskmodel.models.base import step_values
+    from riskmodel.stats import step_values
 
     assert (cif <= 1 - step_values(km_t, km_s, t, before=1.0) + 1e-12).all()  # 1 - KM overstates
 
@@ -141,8 +141,8 @@ def test_cross_validation_folds_follow_the_events() -> None:
     from sklearn.preprocessing import FunctionTransformer
 
     from riskmodel.errors import UserInputError
-    from riskmodel.evaluate import cross_validate
     from riskmodel.models import CoxPH
+    from riskmodel.validation import cross_validate
 
     y, risk, _ = survival_set(40, 9)
     X = pd.DataFrame({"x": risk})

@@ -21,9 +21,9 @@ from riskmodel.cohort.synthetic import generate
 from riskmodel.config import load_experiment
 from riskmodel.errors import UserInputError
 from riskmodel.explain import explain, model_output
-from riskmodel.models import CoxPH, GradientBoostingSurvival, SurvivalForest
+from riskmodel.models import CoxPH, GradientBoostingSurvival, SurvivalForest, build_estimator
 from riskmodel.scoring import RiskModel
-from riskmodel.training import _pipeline, build_estimator
+from riskmodel.workflow import make_pipeline
 from tests.conftest import REPO
 
 
@@ -36,7 +36,7 @@ def bundled_models() -> dict[str, tuple[RiskModel, pd.DataFrame]]:
     for family, params in config.models.enabled().items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pipe = _pipeline(config, build_estimator(family, params.model_dump(), config.seed)).fit(data.X, data.y)
+            pipe = make_pipeline(config, build_estimator(family, params.model_dump(), config.seed)).fit(data.X, data.y)
         model = RiskModel.from_training(
             endpoint="os",
             family=family,

@@ -8,9 +8,9 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from riskmodel.evaluate import Validation
-from riskmodel.model_report import ModelFacts, limitations, render
-from riskmodel.samplesize import SampleSize
+from riskmodel.reporting.model_report import ModelFacts, limitations, render
+from riskmodel.stats.samplesize import SampleSize
+from riskmodel.validation import Validation
 
 
 def _validation(slope: float, c_low: float, c_high: float, failed: int = 0) -> Validation:

@@ -18,9 +18,10 @@ from typer.testing import CliRunner
 
 from riskmodel.cli import app
 from riskmodel.cohort import Cohort, survival_data
-from riskmodel.cohort.study import STUDY_GROUPINGS
+from riskmodel.cohort.reconstruction.study import STUDY_GROUPINGS
 from riskmodel.errors import UserInputError
-from riskmodel.report import build_report, multivariable_cox, univariate_table
+from riskmodel.reporting import build_report
+from riskmodel.reporting.survival_tables import multivariable_cox, univariate_table
 from tests.browser import CHROMIUM, rendered_images
 
 
@@ -182,7 +183,7 @@ def test_global_schoenfeld_test(bundled: Cohort) -> None:
     from lifelines import CoxPHFitter
     from lifelines.statistics import proportional_hazard_test
 
-    from riskmodel.report import ph_checks, schoenfeld_tests
+    from riskmodel.reporting.survival_tables import ph_checks, schoenfeld_tests
 
     table = ph_checks(bundled.data, "os")
     assert list(table["covariate"]) == ["d90_ge_110gy", "response_cr_pr", "GLOBAL"]

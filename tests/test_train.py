@@ -14,9 +14,9 @@ from riskmodel.cli import app
 from riskmodel.cohort import bundled_cohort_path
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.errors import UserInputError
-from riskmodel.modelfile import ModelFileError
-from riskmodel.scoring import RiskModel, load_model
-from riskmodel.training import TrainResult, train
+from riskmodel.scoring import ModelFileError, RiskModel
+from riskmodel.tracking import load_model
+from riskmodel.workflow import TrainResult, train
 from tests.conftest import REPO
 
 

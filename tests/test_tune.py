@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from riskmodel.cli import app
 from riskmodel.config import ExperimentConfig
 from riskmodel.errors import UserInputError
-from riskmodel.tune import TunedSurvival, search_space, shareable_storage, tune
+from riskmodel.tuning import TunedSurvival, search_space, shareable_storage, tune
 
 SMALL = """name: tunetest
 endpoints: [os]
@@ -72,7 +72,7 @@ def test_trials_counts_the_total_and_a_rerun_resumes(tmp_path: Path) -> None:
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["riskmodel.optuna_storage"] == storage
     assert second.model_uri == f"runs:/{first.parent_run_id}/model"
-    from riskmodel.scoring import load_model
+    from riskmodel.tracking import load_model
 
     model = load_model(second.model_uri, tracking_uri=uri)
     assert model.estimator.penalty == pytest.approx(second.best_params["penalty"])  # type: ignore[attr-defined]
@@ -249,15 +249,14 @@ def test_tuned_models_are_at_least_as_good_as_the_defaults_on_held_out_public_da
     from sksurv.preprocessing import OneHotEncoder
 
     from riskmodel.metrics import harrell_c
-    from riskmodel.training import build_estimator
-    from riskmodel.tune import FAMILY_CONFIGS
+    from riskmodel.models import SPECS, build_estimator
 
     X, y = load_gbsg2()
     Xn = OneHotEncoder().fit_transform(X).astype(float)
     y2 = np.empty(len(y), dtype=[("event", "?"), ("time", "<f8")])
     y2["event"], y2["time"] = y["cens"], y["time"] / 30.44
     Xa, Xb, ya, yb = train_test_split(Xn.to_numpy(), y2, test_size=0.3, random_state=0, stratify=y2["event"])
-    fixed = FAMILY_CONFIGS[family]().model_dump()
+    fixed = SPECS[family].config().model_dump()
     default = build_estimator(family, fixed, 0).fit(Xa, ya)
     tuned = TunedSurvival(family, fixed=fixed, n_trials=20, random_state=0).fit(Xa, ya)
     c_default = harrell_c(yb["event"], yb["time"], default.predict_risk(Xb))
@@ -269,8 +268,8 @@ def test_nested_validation_tunes_inside_every_outer_fold_and_plugs_into_the_boot
     from sklearn.pipeline import Pipeline
 
     from riskmodel.cohort import load_bundled, survival_data
-    from riskmodel.evaluate import validate
     from riskmodel.features import ClinicalFeatures
+    from riskmodel.validation import validate
 
     exp = tmp_path / "e.yaml"
     exp.write_text(SMALL)
@@ -311,12 +310,12 @@ def test_two_workers_can_start_together_on_a_new_sqlite_study(tmp_path: Path) ->
 def test_a_cohort_without_censoring_is_tuned_on_the_same_folds_as_cross_validation() -> None:
     from sklearn.model_selection import RepeatedStratifiedKFold
 
-    from riskmodel.tune import _splits
+    from riskmodel.tuning.objective import splits
 
     rng = np.random.default_rng(1)
     y = np.empty(30, dtype=[("event", "?"), ("time", "<f8")])
     y["event"], y["time"] = True, rng.exponential(10, 30)  # every patient had the event
-    folds = _splits(y, 3, 2, seed=4)
+    folds = splits(y, 3, 2, seed=4)
     reference = list(RepeatedStratifiedKFold(n_splits=3, n_repeats=2, random_state=4).split(np.zeros(30), y["event"]))
     assert len(folds) == 6
     for (a, b), (c, d) in zip(folds, reference, strict=True):

@@ -20,12 +20,11 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from riskmodel.calibration import calibration_slope, calibration_slope_at
 from riskmodel.cohort import load_bundled, survival_data
 from riskmodel.cohort.synthetic import generate, true_log_hazard
-from riskmodel.evaluate import validate
 from riskmodel.features import ClinicalFeatures
 from riskmodel.models import CoxPH
+from riskmodel.validation import calibration_slope, calibration_slope_at, validate
 
 R_OS_APPARENT_C = 0.5 + 0.6782609 / 2
 R_OS_CORRECTED_C = 0.5 + 0.547678 / 2

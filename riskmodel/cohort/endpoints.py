@@ -13,13 +13,14 @@ import pandas as pd
 from riskmodel.cohort.contract import OUTCOME_COLUMNS
 from riskmodel.cohort.load import Cohort
 from riskmodel.errors import GuaranteeTimeBiasError, UserInputError
+from riskmodel.stats import survival_array
 
 __all__ = [
     "DEATH_WITHOUT_PROGRESSION",
     "ENDPOINTS",
+    "ENDPOINT_LABELS",
     "LOCAL_PROGRESSION",
     "RESPONSE_LANDMARK_MONTHS",
-    "SURVIVAL_DTYPE",
     "Endpoint",
     "SurvivalData",
     "check_guarantee_time",
@@ -30,7 +31,7 @@ __all__ = [
 
 Endpoint = Literal["os", "lc"]
 ENDPOINTS: tuple[Endpoint, ...] = ("lc", "os")
-SURVIVAL_DTYPE = np.dtype([("event", "?"), ("time", "<f8")])  # scikit-survival's layout
+ENDPOINT_LABELS: dict[Endpoint, str] = {"lc": "Local control", "os": "Overall survival"}
 RESPONSE_LANDMARK_MONTHS = 3.0
 POST_BASELINE_COLUMNS = frozenset({"response_3mo"})
 LOCAL_PROGRESSION = 1
@@ -85,10 +86,7 @@ def survival_target(data: Cohort | pd.DataFrame, endpoint: Endpoint) -> np.ndarr
     missing = [c for c in (time_col, event_col) if c not in df.columns]
     if missing:
         raise UserInputError(f"endpoint {endpoint} needs the columns {', '.join(missing)}")
-    y = np.empty(len(df), dtype=SURVIVAL_DTYPE)
-    y["event"] = df[event_col].to_numpy(dtype=bool)
-    y["time"] = df[time_col].to_numpy(dtype=float)
-    return y
+    return survival_array(df[event_col].to_numpy(dtype=bool), df[time_col].to_numpy(dtype=float))
 
 
 @dataclass(frozen=True)

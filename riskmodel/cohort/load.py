@@ -16,14 +16,24 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from riskmodel._yaml import read_yaml_mapping, validation_lines
 from riskmodel.cohort._cells import Reporter, blank_mask
 from riskmodel.cohort.contract import COLUMNS
 from riskmodel.cohort.derive import RAW_COLUMNS, ResponseRule, derive_missing
 from riskmodel.cohort.validate import validate_frame
+from riskmodel.core.yamlio import read_yaml_mapping, validation_lines
 from riskmodel.errors import CohortFileError, CohortValidationError, Problem, RiskModelWarning
 
-__all__ = ["DEFAULT_ALIASES", "Cohort", "ColumnMapping", "from_frame", "load", "load_mapping", "read_table"]
+__all__ = [
+    "DEFAULT_ALIASES",
+    "Cohort",
+    "ColumnMapping",
+    "from_frame",
+    "load",
+    "load_mapping",
+    "read_table",
+    "rename_columns",
+    "write_csv",
+]
 
 CANONICAL = tuple(c.name for c in COLUMNS)
 _TARGETS = frozenset(CANONICAL) | frozenset(RAW_COLUMNS)
@@ -235,7 +245,7 @@ def _read_csv(p: Path) -> pd.DataFrame:
     return frame
 
 
-def _rename(frame: pd.DataFrame, mapping: ColumnMapping, source: str) -> tuple[pd.DataFrame, list[str]]:
+def rename_columns(frame: pd.DataFrame, mapping: ColumnMapping, source: str) -> tuple[pd.DataFrame, list[str]]:
     if frame.shape[1] == 0:
         raise CohortFileError(f"{source}: the table has no columns (is the file or sheet empty?)")
     user = {normalise_header(k): v for k, v in mapping.columns.items()}
@@ -300,7 +310,7 @@ def from_frame(
             all_blank = np.logical_and.reduce([blank_mask(raw[c]).to_numpy() for c in raw.columns])
             raw = raw.loc[~all_blank]
     original = raw
-    raw, ignored = _rename(raw, mapping, source)
+    raw, ignored = rename_columns(raw, mapping, source)
     sensitive = _sensitive_values(original, ignored, raw)
     rep = Reporter(source)
     derived_frame, derived = derive_missing(
@@ -378,3 +388,13 @@ def load(
         require_outcomes=require_outcomes,
         first_row=first_row,
     )
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write the cohort as the CSV shipped in ``data/`` (yes/no for booleans)."""
+    out = frame.copy()
+    out["post_implant_chemo"] = out["post_implant_chemo"].map({True: "yes", False: "no"})
+    for name in ("age_years", "kps", "prior_ebrt_fractions", "seed_count"):
+        if (out[name] == out[name].round()).all():
+            out[name] = out[name].astype("int64")
+    out.to_csv(path, index=False, lineterminator="\n")

@@ -1,4 +1,8 @@
-"""Model families behind one interface: ``fit``, ``predict_risk``, ``predict_survival``."""
+"""Model families behind one interface: ``fit``, ``predict_risk``, ``predict_survival``.
+
+The families are registered in :mod:`riskmodel.models.registry`; a family is tested by the
+contract tests the day it is registered.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ from riskmodel.models.base import SurvivalEstimator
 from riskmodel.models.boosting import GradientBoostingSurvival
 from riskmodel.models.cox import CoxPH
 from riskmodel.models.forest import SurvivalForest
+from riskmodel.models.registry import FAMILIES, SPECS, FamilySpec, build_estimator
 
-__all__ = ["FAMILIES", "CoxPH", "GradientBoostingSurvival", "SurvivalEstimator", "SurvivalForest"]
-
-# The registry every contract test runs over: a family is tested the day it is registered.
-FAMILIES: dict[str, type[SurvivalEstimator]] = {
-    "cox": CoxPH,
-    "rsf": SurvivalForest,
-    "gbm": GradientBoostingSurvival,
-}
+__all__ = [
+    "FAMILIES",
+    "SPECS",
+    "CoxPH",
+    "FamilySpec",
+    "GradientBoostingSurvival",
+    "SurvivalEstimator",
+    "SurvivalForest",
+    "build_estimator",
+]

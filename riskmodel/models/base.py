@@ -17,30 +17,10 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from riskmodel.errors import UserInputError
+from riskmodel.metrics import harrell_c
+from riskmodel.stats import check_survival_target
 
-__all__ = ["SurvivalEstimator", "breslow_cumulative_hazard", "check_horizons", "check_survival_target"]
-
-
-def check_survival_target(y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Return (event: bool, time: float) from a scikit-survival array, checking it.
-
-    >>> import numpy as np
-    >>> y = np.array([(True, 2.0), (False, 5.0)], dtype=[("event", "?"), ("time", "<f8")])
-    >>> check_survival_target(y)[1]
-    array([2., 5.])
-    """
-    names = getattr(getattr(y, "dtype", None), "names", None)
-    if not names or len(names) != 2:
-        raise UserInputError("y must be a structured array with an event (bool) field and a time field")
-    event = np.asarray(y[names[0]], dtype=bool)
-    time = np.asarray(y[names[1]], dtype=float)
-    if len(time) == 0:
-        raise UserInputError("y is empty: no patients to fit")
-    if not np.isfinite(time).all() or (time < 0).any():
-        raise UserInputError("survival times must be finite and non-negative")
-    if not event.any():
-        raise UserInputError("all samples are censored: a survival model needs at least one event")
-    return event, time
+__all__ = ["SurvivalEstimator", "breslow_cumulative_hazard", "check_horizons", "proportional_survival"]
 
 
 def check_horizons(times: Iterable[float] | float, max_time: float) -> np.ndarray:
@@ -78,13 +58,6 @@ def breslow_cumulative_hazard(
     first = np.searchsorted(ts, event_times, side="left")
     increments = counts / at_risk[first] * np.exp(-shift)
     return event_times, np.cumsum(increments)
-
-
-def step_values(event_times: np.ndarray, values: np.ndarray, times: np.ndarray, before: float = 0.0) -> np.ndarray:
-    """Evaluate a right-continuous step function (``values`` from each ``event_times``) at ``times``."""
-    idx = np.searchsorted(event_times, times, side="right") - 1
-    out = np.where(idx >= 0, values[np.clip(idx, 0, None)] if len(values) else before, before)
-    return np.asarray(out, dtype=float)
 
 
 def proportional_survival(log_hazard: np.ndarray, cumhaz: np.ndarray) -> np.ndarray:
@@ -127,7 +100,5 @@ class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
 
     def score(self, X: Any, y: Any) -> float:
         """Harrell's C-index of ``predict_risk`` (so scikit-learn model selection can use it)."""
-        from riskmodel.evaluate import harrell_c
-
         event, time = check_survival_target(y)
         return harrell_c(event, time, self.predict_risk(X))

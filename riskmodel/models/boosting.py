@@ -23,8 +23,8 @@ from riskmodel.models.base import (
     SurvivalEstimator,
     breslow_cumulative_hazard,
     proportional_survival,
-    step_values,
 )
+from riskmodel.stats import step_values
 
 __all__ = ["GradientBoostingSurvival"]
 

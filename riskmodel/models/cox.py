@@ -26,10 +26,10 @@ from riskmodel.models.base import (
     SurvivalEstimator,
     breslow_cumulative_hazard,
     proportional_survival,
-    step_values,
 )
+from riskmodel.stats import step_values
 
-__all__ = ["CoxPH"]
+__all__ = ["CoxPH", "converges_like_rms", "newton_fit"]
 
 _SMOOTH_L1_EPS = 1e-8
 # A standardised coefficient beyond this (HR e^10 ≈ 22,000 per SD) means separation, not an estimate.
@@ -133,6 +133,18 @@ def converges_like_rms(X: Any, y: Any, max_iter: int = 10, eps: float = 1e-4) ->
             return True
         beta, loglik, grad, info = candidate, new_ll, new_grad, new_info
     return False
+
+
+def newton_fit(
+    Z: np.ndarray, time: np.ndarray, event: np.ndarray, *, max_iter: int = 100
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Unpenalised Cox (Efron) by Newton-Raphson on ``Z`` as given (no standardisation, no baseline).
+
+    Returns the coefficients, the observed information and whether it converged: the bare fit,
+    for callers that need thousands of them (the cohort reconstruction).
+    """
+    rs = _risk_sets(np.asarray(time, float), np.asarray(event, bool))
+    return CoxPH(penalty=0.0, max_iter=max_iter)._newton(np.asarray(Z, float)[rs.order], rs, 0.0)
 
 
 class CoxPH(SurvivalEstimator):

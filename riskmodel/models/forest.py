@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from riskmodel.errors import UserInputError
 from riskmodel.models.base import SurvivalEstimator
+from riskmodel.stats import survival_array
 
 __all__ = ["LARGE_COHORT", "SurvivalForest", "bin_edges", "snap_times"]
 
@@ -148,8 +149,7 @@ class SurvivalForest(SurvivalEstimator):
         self.time_grid_ = None
         if grid is not None:
             self.time_grid_, snapped = snap_times(event, time, grid)
-            target = np.empty(len(time), dtype=[("event", "?"), ("time", "<f8")])
-            target["event"], target["time"] = event, snapped
+            target = survival_array(event, snapped)
         self.max_samples_ = samples
         self.model_ = RandomSurvivalForest(
             n_estimators=self.n_estimators,

@@ -9,8 +9,9 @@ from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 
 from riskmodel.cohort import Cohort
-from riskmodel.cohort.calibrate import calibrate, markdown_report
-from riskmodel.cohort.reconstruct import CALIBRATION_STEPS, DEFAULT_SEED, reconstruct
+from riskmodel.cohort.reconstruction.calibrate import calibrate, markdown_report
+from riskmodel.cohort.reconstruction.reconstruct import CALIBRATION_STEPS, DEFAULT_SEED, reconstruct
+from riskmodel.cohort.reconstruction.study import LANDMARKS
 from riskmodel.stats import km_summary, logrank_chi2
 from tests.cohort.test_reconstruct import GROUPING
 from tests.conftest import REPO
@@ -21,7 +22,7 @@ def test_km_summary_matches_lifelines_with_ties(seed: int) -> None:
     rng = np.random.default_rng(seed)
     t = np.round(rng.uniform(1, 30, 40))  # whole months: many ties, events and censorings mixed
     e = rng.random(40) < 0.6
-    rates, median = km_summary(t, e)
+    rates, median = km_summary(t, e, LANDMARKS)
     km = KaplanMeierFitter().fit(t, e)
     np.testing.assert_allclose(rates, km.survival_function_at_times([6, 12, 18, 24]).to_numpy(), atol=1e-12)
     assert median == km.median_survival_time_ or (np.isnan(median) and np.isinf(km.median_survival_time_))

@@ -86,8 +86,7 @@ def test_competing_incidence_is_below_one_minus_km(bundled: Cohort) -> None:
     """Aalen-Johansen local failure from the competing view (exact with the PD ties at month 3)."""
     from lifelines import KaplanMeierFitter
 
-    from riskmodel.models.base import step_values
-    from riskmodel.stats import aalen_johansen
+    from riskmodel.stats import aalen_johansen, step_values
 
     cr = local_failure_competing(bundled)
     t, cif = aalen_johansen(cr["time"].to_numpy(), cr["event_type"].to_numpy(), cause=1)

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from riskmodel.cohort import Cohort, bundled_cohort_path
-from riskmodel.cohort.reconstruct import reconstruct, write_csv
+from riskmodel.cohort.load import write_csv
+from riskmodel.cohort.reconstruction.reconstruct import reconstruct
 from tests.conftest import REPO
 
 # Table 1 factor -> how the study grouped patients (group names as printed)

@@ -111,7 +111,7 @@ def test_unknown_coefficient() -> None:
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 60), seed=st.integers(0, 2**32 - 1))
 def test_csv_round_trip_through_the_loader(tmp_path: Path, n: int, seed: int) -> None:
-    from riskmodel.cohort.reconstruct import write_csv
+    from riskmodel.cohort.load import write_csv
 
     frame = synth.generate(n, seed)
     path = tmp_path / f"s{seed}.csv"

@@ -14,9 +14,9 @@ from riskmodel.cohort.synthetic import generate, true_log_hazard
 from riskmodel.errors import UserInputError
 from riskmodel.features import ClinicalFeatures
 from riskmodel.metrics import harrell_c
-from riskmodel.modelfile import read_model_dir, write_model_dir
 from riskmodel.models import SurvivalForest
 from riskmodel.models.forest import LARGE_COHORT, bin_edges, snap_times
+from riskmodel.scoring import read_model_dir, write_model_dir
 
 
 def design(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

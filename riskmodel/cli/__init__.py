@@ -1,0 +1,19 @@
+"""The ``riskmodel`` command line: one module per command group, each only parsing options and
+calling library functions."""
+
+from __future__ import annotations
+
+import sys
+
+from riskmodel.cli import config, data, models, report, score, train, tune
+from riskmodel.cli.common import app, install_handlers
+
+__all__ = ["app", "run"]
+
+_COMMANDS = (config, data, models, report, score, train, tune)  # imported to register them on app
+
+
+def run() -> None:
+    """Console-script entry point."""
+    install_handlers()
+    sys.exit(app())

@@ -1,0 +1,125 @@
+"""What every command shares: the Typer app, turning riskmodel's errors into exit codes, and
+stopping cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from riskmodel.core.version import __version__
+from riskmodel.errors import RiskModelError, RiskModelWarning
+
+__all__ = ["app", "csv_option", "install_handlers", "stop_if_terminated", "user_errors"]
+
+app = typer.Typer(
+    name="riskmodel",
+    help="Outcome prediction and risk modelling for I-125 seed brachytherapy (local control and "
+    "overall survival). Figures from small cohorts are exploratory.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Turn riskmodel's own errors into a message on stderr and their exit code; no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RiskModelError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted; runs already finished are kept, the current one is marked KILLED", err=True)
+            raise typer.Exit(143 if _TERMINATED else 130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+_TERMINATED = False
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (kill, a scheduler's timeout) ends the work like Ctrl-C: runs are closed, not left RUNNING."""
+    global _TERMINATED
+    _TERMINATED = True
+    raise KeyboardInterrupt
+
+
+def stop_if_terminated() -> None:
+    """Raise again at a safe point if SIGTERM came. Python prints and drops an exception raised
+    while it runs a finaliser (a weakref callback, ``__del__``), so the handler's own raise can be
+    lost; long work calls this between steps (its progress callback)."""
+    if _TERMINATED:
+        raise KeyboardInterrupt
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"riskmodel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Show the version and exit.",
+        ),
+    ] = None,
+) -> None:
+    """riskmodel: survival models for seed brachytherapy cohorts."""
+
+
+def csv_option(value: str | None, name: str) -> list[str] | None:
+    """A comma-separated option as a list of lower-case names (None when not given)."""
+    if value is None:
+        return None
+    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    if not items:
+        raise typer.BadParameter("give a comma-separated list", param_hint=name)
+    return items
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """riskmodel's own warnings as plain "warning: ..." lines, without Python's file and source line."""
+    if issubclass(category, RiskModelWarning):
+        text = str(message)
+        typer.echo(text if text.startswith("warning") else f"warning: {text}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+def _unraisable(info: Any) -> None:
+    """Drop the KeyboardInterrupt of a SIGTERM that landed in a finaliser (re-raised at the next
+    step, see :func:`stop_if_terminated`); report anything else as Python does."""
+    if _TERMINATED and info.exc_type is KeyboardInterrupt:
+        return
+    sys.__unraisablehook__(info)
+
+
+def install_handlers() -> None:
+    """SIGTERM ends work like Ctrl-C; riskmodel's warnings print as plain lines."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    sys.unraisablehook = _unraisable
+    warnings.showwarning = _show_warning

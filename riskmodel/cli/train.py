@@ -1,0 +1,130 @@
+"""``riskmodel train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+
+from riskmodel.cli.common import app, csv_option, stop_if_terminated, user_errors
+from riskmodel.core.files import atomic_write_text
+from riskmodel.errors import require_writable
+
+
+@app.command("train")
+@user_errors
+def train_command(
+    experiment: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Experiment YAML. Default: experiments/default.yaml (all families, both endpoints, "
+            "3-month landmark) on the bundled cohort."
+        ),
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Cohort file replacing the experiment's data.")] = None,
+    endpoints: Annotated[str | None, typer.Option(help="Comma-separated subset of the experiment's endpoints.")] = None,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated subset of the experiment's model families.")
+    ] = None,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(help="Write {parent_run_id, runs: [{endpoint, family, run_id, model_uri, metrics}]} here."),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db."),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Refuse (exit 2) a cohort below Riley et al.'s minimum sample size instead of warning."
+        ),
+    ] = False,
+) -> None:
+    """Train every model family for every endpoint, cross-validate, bootstrap-validate, and track each run.
+
+    Prints the cohort's sample-size assessment (Riley et al. 2019), a table of cross-validated
+    metrics (mean ± SD over repeats) beside the bootstrap optimism-corrected Harrell C and calibration
+    slope (with 95% intervals), and the run IDs. Compare runs with `riskmodel ui`; score new patients
+    with `riskmodel score --model runs:/<run_id>/model`.
+    """
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from riskmodel.config import default_experiment_path, load_experiment
+    from riskmodel.workflow import train
+
+    if summary_json is not None:
+        require_writable(summary_json, option="--summary-json")  # before training, not after
+    path = experiment or default_experiment_path()
+    config = load_experiment(path)
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("loading", total=None)
+
+        def progress(done: int, total: int, label: str) -> None:
+            stop_if_terminated()
+            bar.update(task, completed=done, total=total, description=label)
+
+        result = train(
+            config,
+            data=data,
+            endpoints=csv_option(endpoints, "--endpoints"),
+            models=csv_option(models, "--models"),
+            tracking_uri=tracking_uri,
+            progress=progress,
+            strict=strict,
+        )
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(
+        f"\nExperiment {result.experiment!r}: cross-validated metrics, mean ± SD over repeats "
+        "(EXPLORATORY: small cohort; EPV = events per model parameter)"
+    )
+    typer.echo(result.table().to_string(index=False))
+    for run in result.runs:
+        if run.hazard_ratios is not None:
+            epv = run.n_events / max(run.n_parameters, 1)
+            caveats = [run.hazard_ratios.attrs.get("note", "")]
+            if epv < 10:
+                caveats.append(f"{epv:.1f} events per parameter (< 10): unstable, exploratory")
+            typer.echo(
+                f"\n{run.endpoint.upper()} Cox hazard ratios, unpenalised fit on the same features "
+                f"({run.n_events} events, {run.n_parameters} parameters)"
+            )
+            for caveat in filter(None, caveats):
+                typer.echo(f"  caution: {caveat}")
+            typer.echo(format_hazard_ratios(run.hazard_ratios))
+    typer.echo(f"\nparent run {result.parent_run_id} in {result.tracking_uri}; models:")
+    for run in result.runs:
+        typer.echo(f"  {run.endpoint.upper()} {run.family:<4} {run.model_uri}")
+    typer.echo("score with: riskmodel score --model <model URI> --patients FILE   (compare runs: riskmodel ui)")
+    if summary_json:
+        atomic_write_text(summary_json, json.dumps(result.summary(), indent=2, allow_nan=False))
+        typer.echo(f"summary written to {summary_json}")
+
+
+def format_hazard_ratios(table: pd.DataFrame) -> str:
+    """HR (95% CI) and p per feature, as printed by ``riskmodel train``."""
+    lines = []
+    for name, row in table.iterrows():
+        ci = (
+            f"({row['hr_lower_95']:.3g}-{row['hr_upper_95']:.3g})"
+            if np.isfinite(row["hr_lower_95"]) and np.isfinite(row["hr_upper_95"])
+            else "(not estimable)"
+        )
+        p = "n/a" if not np.isfinite(row["p"]) else ("<0.001" if row["p"] < 0.001 else f"{row['p']:.3f}")
+        lines.append(f"  {name:<28} HR {row['hr']:>8.3g} {ci:<22} p {p}")
+    return "\n".join(lines)

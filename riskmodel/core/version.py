@@ -1,0 +1,3 @@
+"""riskmodel's version, importable from every floor."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,246 @@
+"""``riskmodel report``: the classical statistics report of a study like this one, as one HTML file.
+
+Sections: cohort characteristics; Kaplan-Meier curves of LC and OS (95% CI bands, censoring
+ticks, numbers at risk, median and landmark rates with CIs); univariate tables in the layout of
+the study's Tables 1 and 2 (n, median, landmark rates, log-rank χ² and p); subgroup KM plots of the
+significant factors; the multivariable Cox model (D90 ≥ 110 Gy and CR+PR; Efron ties; Wald and
+likelihood-ratio tests; events per variable); proportional-hazards checks on Schoenfeld residuals;
+local control with death as a competing risk (Aalen-Johansen beside 1 − KM); and, for the bundled
+cohort, the published figures beside these results.
+
+Guarantee-time rule: wherever the 3-month response is involved (its univariate rows, the
+multivariable model) the analysis starts at the 3-month landmark, and the report says so. The
+study itself did not, so its response rows are shown beside the landmarked ones for reference.
+Kaplan-Meier confidence intervals, numbers at risk and the Schoenfeld tests come from lifelines;
+log-rank tests, Cox models and the Aalen-Johansen estimator (exact with tied times, which lifelines
+jitters) are riskmodel's own and are tested against lifelines and R.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskmodel.cohort import Cohort, local_failure_competing
+from riskmodel.cohort.endpoints import ENDPOINT_LABELS, ENDPOINTS, RESPONSE_LANDMARK_MONTHS, Endpoint
+from riskmodel.cohort.reconstruction.calibrate import compare_to_published
+from riskmodel.cohort.reconstruction.study import FACTOR_COLUMNS, groupings, published_targets
+from riskmodel.core.files import staged_folder
+from riskmodel.errors import UserInputError, require_writable
+from riskmodel.privacy import PhiGuard, years_only
+from riskmodel.reporting.plots import figure_html, pyplot
+from riskmodel.reporting.survival_tables import (
+    AS_PUBLISHED,
+    LANDMARKED,
+    characteristics,
+    competing_risks,
+    km_overall,
+    multivariable_cox,
+    ph_checks,
+    univariate_table,
+)
+from riskmodel.stats import aalen_johansen, kaplan_meier
+
+__all__ = ["build_report"]
+
+
+def _table_html(frame: pd.DataFrame, caption: str) -> str:
+    body = frame.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.3g}", border=0, escape=True)
+    return f"<h3>{html.escape(caption)}</h3>{body}"
+
+
+def _km_plot(groups: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from lifelines import KaplanMeierFitter
+    from lifelines.plotting import add_at_risk_counts
+
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    fitters = []
+    for label, (t, e) in groups.items():
+        km = KaplanMeierFitter(label=f"{label} (n={len(t)})").fit(t, e)
+        km.plot_survival_function(ax=ax, ci_show=True, show_censors=True, censor_styles={"marker": "|", "ms": 7})
+        fitters.append(km)
+    ax.set_xlabel("months")
+    ax.set_ylabel("probability")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"])
+    fig.tight_layout()
+    return fig
+
+
+def _competing_figure(data: pd.DataFrame) -> Any:
+    """Aalen-Johansen cumulative incidence of local failure against 1 − Kaplan-Meier."""
+    plt = pyplot()
+    cr = local_failure_competing(data)
+    aj_t, aj_cif = aalen_johansen(cr["time"].to_numpy(), cr["event_type"].to_numpy(), cause=1)
+    km_t, km_s = kaplan_meier(data["lc_months"].to_numpy(float), data["lc_event"].to_numpy(bool))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.step(np.r_[0.0, aj_t], np.r_[0.0, aj_cif], where="post", label="local failure, Aalen-Johansen (death competing)")
+    ax.step(
+        np.r_[0.0, km_t], 1 - np.r_[1.0, km_s], where="post", linestyle="--", label="1 − Kaplan-Meier (deaths censored)"
+    )
+    ax.set_xlabel("months from implant")
+    ax.set_ylabel("probability of local failure")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def build_report(
+    cohort: Cohort,
+    out_dir: str | Path,
+    *,
+    endpoints: Sequence[str] = ENDPOINTS,
+    compare_published: bool | None = None,
+    cutoffs: dict[str, float] | None = None,
+) -> Path:
+    """Write ``report.html`` (self-contained), ``tables/*.csv`` and ``summary.json`` into ``out_dir``.
+
+    Returns the path of the HTML file.
+
+    ``cutoffs`` replaces the study's cut-off of two-group numeric factors, e.g. ``{"d90_gy": 120}``.
+    """
+    unknown = [e for e in endpoints if e not in ENDPOINTS]
+    chosen: list[Endpoint] = [e for e in ENDPOINTS if e in endpoints]
+    if unknown or not endpoints:
+        raise UserInputError(f"endpoints must be among {', '.join(ENDPOINTS)}; got {', '.join(endpoints) or 'none'}")
+    require_writable(out_dir, folder=True, option="--out")
+    guard = PhiGuard.for_cohort(cohort)
+    # written beside out_dir, checked by the PHI guard, then moved in file by file (each whole)
+    with staged_folder(out_dir, merge=True) as stage:
+        _write_report(cohort, stage, chosen, compare_published, cutoffs)
+        guard.check_tree(stage, "report")
+    return Path(out_dir) / "report.html"
+
+
+def _write_report(
+    cohort: Cohort,
+    root: Path,
+    chosen: list[Endpoint],
+    compare_published: bool | None,
+    cutoffs: dict[str, float] | None,
+) -> None:
+    out = root / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"source": cohort.source, "patients": len(cohort.data), "endpoints": {}}
+    data = cohort.data
+    if compare_published is None:
+        compare_published = cohort.source.startswith("reconstructed_cohort")
+    parts = [
+        f"<h1>Survival report: {html.escape(cohort.source)}</h1>",
+        f"<p class='note'>{len(data)} patients. <b>Exploratory</b>: with this few events every estimate is "
+        "uncertain; read the confidence intervals. Rows and models that involve the 3-month response start at "
+        "the 3-month landmark (guarantee-time bias), as marked.</p>",
+    ]
+    chars = characteristics(data)
+    chars.to_csv(out / "characteristics.csv", index=False)
+    parts.append(_table_html(chars, "Cohort characteristics"))
+    for ep in chosen:
+        name = ENDPOINT_LABELS[ep]
+        t, e = data[f"{ep}_months"].to_numpy(float), data[f"{ep}_event"].to_numpy(bool)
+        parts.append(f"<h2>{name}</h2>")
+        parts.append(
+            figure_html(
+                _km_plot({"all patients": (t, e)}, f"{name}: Kaplan-Meier, 95% CI"), f"{name} Kaplan-Meier curve"
+            )
+        )
+        overall = km_overall(t, e)
+        overall.to_csv(out / f"{ep}_km_overall.csv", index=False)
+        ep_summary: dict[str, Any] = summary["endpoints"].setdefault(ep, {})
+        ep_summary["events"] = int(e.sum())
+        ep_summary["km"] = overall.set_index("figure").to_dict(orient="index")
+        parts.append(_table_html(overall, f"{name}: median and landmark rates (95% CI)"))
+        uni = univariate_table(data, ep, cutoffs)
+        uni.to_csv(out / f"{ep}_univariate.csv", index=False)
+        ep_summary["log_rank"] = {
+            f: {"chi2": float(g["log-rank χ²"].iloc[0]), "p": float(g["p"].iloc[0])} for f, g in uni.groupby("factor")
+        }
+        parts.append(_table_html(uni, f"{name}: univariate analysis (log-rank)"))
+        for factor in uni.loc[(uni["p"] < 0.05) & ~uni["factor"].str.endswith(AS_PUBLISHED), "factor"].unique():
+            base = factor.removesuffix(LANDMARKED)
+            known = data[FACTOR_COLUMNS[base]].notna().to_numpy()
+            labels = np.asarray(groupings(cutoffs)[base](data)).astype(str)
+            groups = {
+                lvl: (t[known & (labels == lvl)], e[known & (labels == lvl)]) for lvl in sorted(set(labels[known]))
+            }
+            parts.append(
+                figure_html(_km_plot(groups, f"{name} by {base} (from implant, as published)"), f"{name} by {base}")
+            )
+        if "response_3mo" not in data.columns or data["response_3mo"].isna().all():
+            parts.append(
+                "<p class='note'>No 3-month response in this cohort: the multivariable model "
+                "(D90 ≥ 110 Gy and CR+PR) and its proportional-hazards checks are left out.</p>"
+            )
+            continue
+        cox, tests = multivariable_cox(data, ep)
+        cox.to_csv(out / f"{ep}_multivariable_cox.csv", index=False)
+        ep_summary["multivariable_cox"] = {
+            "landmark_months": RESPONSE_LANDMARK_MONTHS,
+            **tests,
+            "coefficients": cox.set_index("feature").to_dict(orient="index"),
+        }
+        parts.append(_table_html(cox, f"{name}: multivariable Cox (3-month landmark; Efron ties)"))
+        left_out = (
+            f" {tests['missing_response']} patients without a recorded response are left out."
+            if tests["missing_response"]
+            else ""
+        )
+        parts.append(
+            f"<p>Wald χ² {tests['wald_chi2']:.3f} (p {tests['wald_p']:.4f}); likelihood-ratio χ² "
+            f"{tests['lr_chi2']:.3f} (p {tests['lr_p']:.4f}); {tests['events']} events in "
+            f"{tests['patients']} patients: {tests['events_per_variable']:.1f} events per variable.{left_out}</p>"
+        )
+        ph = ph_checks(data, ep)
+        ph.to_csv(out / f"{ep}_ph_checks.csv", index=False)
+        ep_summary["ph_global_p"] = float(ph.loc[ph["covariate"] == "GLOBAL", "p"].iloc[0])
+        parts.append(_table_html(ph, f"{name}: proportional hazards (Schoenfeld residuals, rank time)"))
+    if "lc" in chosen:
+        table, fig = competing_risks(data), _competing_figure(data)
+        table.to_csv(out / "lc_competing_risks.csv", index=False)
+        summary["lc_competing_risks"] = table.to_dict(orient="records")
+        parts.append("<h2>Local failure with death as a competing risk</h2>")
+        parts.append(figure_html(fig, "cumulative incidence of local failure"))
+        parts.append(_table_html(table, "Aalen-Johansen cumulative incidence vs 1 − KM"))
+    if compare_published:
+        cmp = compare_to_published(data)
+        cmp.to_csv(out / "published_comparison.csv", index=False)
+        parts.append(_table_html(cmp, "Published figures beside this cohort (unlandmarked, as the study did)"))
+        about = html.escape(years_only(published_targets()["_about"]))  # reports show years only
+        parts.append(f"<p class='note'>Source of the published figures: {about}</p>")
+    page = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>riskmodel report</title><style>"
+        "body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}td,th{padding:.2em .6em;"
+        "border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%}.note{background:#fff8e1;padding:.6em;border-left:4px solid #f0b400}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )
+    (root / "report.html").write_text(page, encoding="utf-8")
+    (root / "summary.json").write_text(json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN and infinities (e.g. an open CI) to null."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

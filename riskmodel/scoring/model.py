@@ -1,0 +1,304 @@
+"""A trained model as users meet it: risk, risk group, S(t) and flags per patient.
+
+Patients are validated with the cohort contract (outcomes not required); a bad row is reported by
+row and does not stop the other patients from being scored. A model is saved as a pickle-free
+folder (:mod:`riskmodel.scoring.files`); :func:`riskmodel.tracking.load_model` also reads one
+from the MLflow store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskmodel.cohort import from_frame
+from riskmodel.cohort.contract import column
+from riskmodel.errors import CohortValidationError, FeatureError, Problem, UserInputError
+from riskmodel.explain import explain, what_if
+from riskmodel.features import ClinicalFeatures
+from riskmodel.models import SurvivalEstimator
+from riskmodel.models.base import check_horizons
+from riskmodel.scoring.files import read_model_dir, write_model_dir
+
+__all__ = ["RISK_GROUPS_3", "RiskModel"]
+
+RISK_GROUPS_3 = ("low", "intermediate", "high")
+
+
+@dataclass
+class RiskModel:
+    """A fitted feature pipeline and survival model for one endpoint, with what scoring needs."""
+
+    endpoint: str
+    family: str
+    experiment: str
+    landmark_months: float
+    horizons: list[float]
+    features: ClinicalFeatures
+    estimator: SurvivalEstimator
+    numeric_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    risk_cutoffs: list[float] = field(default_factory=list)
+    # Cox only: HR, 95% CI and Wald p of the *unpenalised* fit on the same design (the classical table)
+    hazard_ratios: pd.DataFrame | None = None
+    # the training mean of each model feature: the reference patient of interventional explanations
+    feature_means: list[float] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_training(
+        cls,
+        *,
+        endpoint: str,
+        family: str,
+        experiment: str,
+        landmark_months: float,
+        horizons: Sequence[float],
+        features: ClinicalFeatures,
+        estimator: SurvivalEstimator,
+        X: pd.DataFrame,
+        risk_cutoffs: Sequence[float] | None = None,
+    ) -> RiskModel:
+        """Record the training ranges and risk cut-offs (tertiles unless given) of fitted parts."""
+        used = features.input_columns()
+        ranges, cats = {}, {}
+        for name in used:
+            if column(name).kind in ("float", "int"):
+                values = pd.to_numeric(X[name], errors="coerce")
+                ranges[name] = (float(values.min()), float(values.max()))
+            else:
+                cats[name] = sorted(str(v) for v in pd.unique(X[name].dropna()))
+        design = features.transform(X)
+        risk = estimator.predict_risk(design)
+        cutoffs = (
+            list(risk_cutoffs) if risk_cutoffs is not None else [float(q) for q in np.quantile(risk, [1 / 3, 2 / 3])]
+        )
+        return cls(
+            endpoint,
+            family,
+            experiment,
+            float(landmark_months),
+            [float(h) for h in horizons],
+            features,
+            estimator,
+            ranges,
+            cats,
+            cutoffs,
+            feature_means=[float(v) for v in np.asarray(design, dtype=float).mean(axis=0)],
+        )
+
+    @property
+    def time_origin(self) -> str:
+        """What time zero is for this model's horizons."""
+        return f"{self.landmark_months:g}-month landmark" if self.landmark_months else "implant"
+
+    @property
+    def max_time(self) -> float:
+        """The longest follow-up seen in training (months after time zero)."""
+        return float(self.estimator.max_time_)
+
+    # ------------------------------------------------------------------ prediction
+    @property
+    def input_columns(self) -> list[str]:
+        """The cohort columns this model reads (the only ones scoring requires, with patient_id)."""
+        return list(self.features.input_columns())
+
+    def validate_patients(self, df: pd.DataFrame, *, with_id: bool = False) -> pd.DataFrame:
+        """``df`` checked against the cohort contract for the columns this model reads (raises)."""
+        required = [*self.input_columns, *(["patient_id"] if with_id else [])]
+        return from_frame(df, source="patients", require_outcomes=False, required=required).data
+
+    def predict_risk(self, df: pd.DataFrame) -> np.ndarray:
+        """Risk scores (higher = worse) for validated patients; raises on any invalid row."""
+        return self.estimator.predict_risk(self.features.transform(self.validate_patients(df)))
+
+    def predict_survival(self, df: pd.DataFrame, times: Iterable[float] | None = None) -> pd.DataFrame:
+        """S(t) at ``times`` (default: the model's horizons), months after :attr:`time_origin`."""
+        data = self.validate_patients(df)
+        return self.estimator.predict_survival(self.features.transform(data), self.horizons if times is None else times)
+
+    def predict_frame(self, df: pd.DataFrame, times: Iterable[float] | None = None) -> pd.DataFrame:
+        """``risk_score`` and ``S_<h>`` columns, one row per patient (the MLflow pyfunc output)."""
+        data = self.validate_patients(df)
+        Z = self.features.transform(data)
+        surv = self.estimator.predict_survival(Z, self.horizons if times is None else times)
+        out = pd.DataFrame({"risk_score": self.estimator.predict_risk(Z)}, index=data.index)
+        for t in surv.columns:
+            out[f"S_{t:g}"] = surv[t].to_numpy()
+        return out.reset_index(drop=True)
+
+    def explain(self, df: pd.DataFrame, *, output: Any = "risk", background: pd.DataFrame | None = None) -> Any:
+        """SHAP values of these patients (a ``shap.Explanation``); see :func:`riskmodel.explain.explain`."""
+        return explain(self, df, output=output, background=background)
+
+    def what_if(
+        self,
+        df: pd.DataFrame,
+        feature: str = "d90_gy",
+        values: Iterable[float] | None = None,
+        times: Iterable[float] | None = None,
+    ) -> pd.DataFrame:
+        """Predictions as one input sweeps ``values`` (default D90 60-160 Gy), all else fixed.
+
+        A model association, not a causal dose-response. See :func:`riskmodel.explain.what_if`.
+        """
+        grid = list(values) if values is not None else list(np.arange(60.0, 160.01, 5.0))
+        return what_if(self, df, feature, grid, None if times is None else list(times))
+
+    def risk_group(self, risk: float) -> str:
+        """The risk group of a score, from the training cut-offs."""
+        k = int(np.searchsorted(self.risk_cutoffs, risk, side="right"))
+        return RISK_GROUPS_3[k] if len(self.risk_cutoffs) == 2 else f"group {k + 1} of {len(self.risk_cutoffs) + 1}"
+
+    def score(self, df: pd.DataFrame, times: Iterable[float] | None = None) -> list[dict[str, Any]]:
+        """One record per patient: risk, risk group, S(t) and flags; or an error for a bad row."""
+        t = [float(x) for x in check_horizons(self.horizons if times is None else times, self.max_time)]
+        records: dict[Any, dict[str, Any]] = {}
+        data, bad = self.split_valid(df)
+        for row, problems in bad.items():
+            records[row] = self._error_record(
+                df,
+                row,
+                "; ".join(
+                    str(Problem(p.rule, column=p.column, value=p.value)).removeprefix("error: ") for p in problems
+                ),
+            )
+        if len(data):
+            data, Z, unseen = self._encode(data)
+            for row, message in unseen.items():
+                records[row] = self._error_record(df, row, message)
+        if len(data):
+            risk = self.estimator.predict_risk(Z)
+            surv = self.estimator.predict_survival(Z, t).to_numpy()
+            flags = self._flags(data)
+            for i, row in enumerate(data.index):
+                records[row] = {
+                    "patient_id": str(data.at[row, "patient_id"]),
+                    "row": _plain(row),
+                    "endpoint": self.endpoint,
+                    "family": self.family,
+                    "time_origin": self.time_origin,
+                    "risk_score": float(risk[i]),
+                    "risk_group": self.risk_group(float(risk[i])),
+                    "survival": {f"{h:g}": float(s) for h, s in zip(t, surv[i], strict=True)},
+                    "flags": flags.get(row, []),
+                }
+        return [records[row] for row in sorted(records, key=_sort_key)]
+
+    # ------------------------------------------------------------------ helpers
+    def split_valid(self, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[Any, list[Problem]]]:
+        """The valid patients (validated), and each invalid row's problems by row."""
+        try:
+            return self.validate_patients(df, with_id=True), {}
+        except CohortValidationError as exc:
+            rowless = [p for p in exc.problems if p.row is None]
+            if rowless:
+                raise UserInputError("cannot score any patient:\n" + "\n".join(map(str, rowless))) from None
+            bad: dict[Any, list[Problem]] = {}
+            for p in exc.problems:
+                bad.setdefault(p.row, []).append(p)
+            good = df.loc[[r for r in df.index if r not in bad]]
+            if len(good) == 0:
+                return good.iloc[:0], bad
+            return self.validate_patients(good, with_id=True), bad
+
+    def _encode(self, data: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[Any, str]]:
+        """The feature matrix in one pass; rows the fitted features cannot encode (a one-hot level
+        unseen in training) are isolated one by one only when that pass fails."""
+        try:
+            return data, self.features.transform(data), {}
+        except FeatureError:
+            pass
+        unseen: dict[Any, str] = {}
+        for row in data.index:
+            try:
+                self.features.transform(data.loc[[row]])
+            except FeatureError as exc:
+                unseen[row] = str(exc).split(": ", 1)[-1]
+        kept = data.drop(index=list(unseen))
+        Z = self.features.transform(kept) if len(kept) else np.empty((0, len(self.features.get_feature_names_out())))
+        return kept, Z, unseen
+
+    def _flags(self, data: pd.DataFrame) -> dict[Any, list[str]]:
+        """Values outside the training range or categories unseen in training, per row (vectorised)."""
+        flags: dict[Any, list[str]] = {}
+        for name, (lo, hi) in self.numeric_ranges.items():
+            values = pd.to_numeric(data[name], errors="coerce")
+            unit = f" {column(name).unit}" if column(name).unit else ""
+            for row, v in values[(values < lo) | (values > hi)].items():
+                side = "below" if v < lo else "above"
+                flags.setdefault(row, []).append(f"{name} {v:g} is {side} the training range {lo:g}-{hi:g}{unit}")
+        for name, seen in self.categories.items():
+            values = data[name].astype(object)
+            for row, v in values[values.notna() & ~values.astype(str).isin(seen)].items():
+                flags.setdefault(row, []).append(f"{name} {v} was not seen in training (seen: {', '.join(seen)})")
+        return flags
+
+    def _error_record(self, df: pd.DataFrame, row: Any, message: str) -> dict[str, Any]:
+        pid = df.at[row, "patient_id"] if "patient_id" in df.columns else None
+        return {
+            "patient_id": None if pid is None or (isinstance(pid, float) and math.isnan(pid)) else str(pid),
+            "row": _plain(row),
+            "endpoint": self.endpoint,
+            "family": self.family,
+            "error": message,
+        }
+
+    # ------------------------------------------------------------------ files
+    def save(self, folder: str | Path) -> Path:
+        """Write a pickle-free model directory (see :mod:`riskmodel.modelfile`)."""
+        meta = {
+            "endpoint": self.endpoint,
+            "family": self.family,
+            "experiment": self.experiment,
+            "landmark_months": self.landmark_months,
+            "horizons": self.horizons,
+            "numeric_ranges": self.numeric_ranges,
+            "categories": self.categories,
+            "risk_cutoffs": self.risk_cutoffs,
+            "feature_means": self.feature_means,
+            "hazard_ratios": None
+            if self.hazard_ratios is None
+            else {
+                "table": self.hazard_ratios.reset_index().to_dict(orient="list"),
+                "note": self.hazard_ratios.attrs.get("note", ""),
+            },
+        }
+        return write_model_dir(Path(folder), meta=meta, features=self.features, estimator=self.estimator)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RiskModel:
+        """Read a model directory after verifying its manifest."""
+        meta, features, estimator = read_model_dir(folder)
+        table = None
+        if meta.get("hazard_ratios"):
+            table = pd.DataFrame(meta["hazard_ratios"]["table"]).set_index("feature")
+            table.attrs["note"] = meta["hazard_ratios"]["note"]
+        return cls(
+            meta["endpoint"],
+            meta["family"],
+            meta["experiment"],
+            float(meta["landmark_months"]),
+            [float(h) for h in meta["horizons"]],
+            features,
+            estimator,
+            {k: (float(v[0]), float(v[1])) for k, v in meta["numeric_ranges"].items()},
+            {k: list(v) for k, v in meta["categories"].items()},
+            [float(c) for c in meta["risk_cutoffs"]],
+            table,
+            [float(v) for v in meta.get("feature_means", [])],
+        )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _sort_key(row: Any) -> tuple[int, str]:
+    return (0, f"{row:012d}") if isinstance(row, (int, np.integer)) else (1, str(row))

@@ -1,0 +1,75 @@
+"""The MLflow pyfunc face of a riskmodel model: a models-from-code entry file, its signature and
+requirements. MLflow copies :data:`ENTRY_FILE` into every logged model; it calls
+:func:`set_pyfunc_model`, which loads riskmodel's pickle-free folder."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from riskmodel.cohort.contract import COLUMNS
+from riskmodel.scoring import RiskModel
+
+__all__ = ["ENTRY_FILE", "input_columns", "requirements", "set_pyfunc_model"]
+
+ENTRY_FILE = Path(__file__).with_name("pyfunc_entry.py")
+
+
+def input_columns(model: RiskModel) -> list[tuple[str, bool]]:
+    """The model signature's input columns: every contract column but the outcomes, and whether
+    the model requires it."""
+    used = set(model.input_columns)
+    return [(c.name, c.name in used) for c in COLUMNS if c.role != "outcome"]
+
+
+def requirements() -> list[str]:
+    """The pinned pip requirements of a logged model (the libraries installed here)."""
+    names = (
+        "numpy",
+        "pandas",
+        "scipy",
+        "scikit-learn",
+        "scikit-survival",
+        "xgboost",
+        "xgboost-cpu",  # whichever of the two builds is installed is the one listed
+        "skops",
+        "pydantic",
+        "PyYAML",
+        "typer",
+        "openpyxl",
+        "pyarrow",
+        "mlflow",
+    )
+    out = []
+    for name in names:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _pyfunc_class() -> type:
+    import mlflow.pyfunc
+
+    class RiskModelPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc, name-defined]
+        """Loads riskmodel's pickle-free model directory; predicts risk_score and S(t) per horizon."""
+
+        def load_context(self, context: Any) -> None:
+            self.model = RiskModel.load(context.artifacts["riskmodel"])
+
+        # A DataFrame hint tells MLflow not to infer a schema from hints; the contract validates input.
+        def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+            return self.model.predict_frame(model_input)
+
+    return RiskModelPyfunc
+
+
+def set_pyfunc_model() -> None:
+    """Called by the models-from-code entry file that MLflow runs when it loads a model."""
+    from mlflow.models import set_model
+
+    set_model(_pyfunc_class()())

@@ -1,0 +1,84 @@
+"""The store as users browse it: load a model by URI, list trained runs, start the MLflow UI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from riskmodel.errors import RiskModelError, UserInputError
+from riskmodel.scoring import RiskModel
+from riskmodel.tracking.store import TAG_PREFIX, mlflow_module, prepare_store, resolve_tracking_uri
+
+__all__ = ["download_model_dir", "list_runs", "load_model", "run_ui"]
+
+
+def download_model_dir(uri: str, *, tracking_uri: str | None = None) -> Path:
+    """Download a logged model and return the riskmodel model directory inside it."""
+    mlflow = mlflow_module(resolve_tracking_uri(tracking_uri))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except Exception as exc:
+        raise UserInputError(
+            f"{uri}: cannot fetch this model from {resolve_tracking_uri(tracking_uri)} ({exc})"
+        ) from None
+    inner = local / "artifacts" / "riskmodel"
+    if not inner.is_dir():
+        raise RiskModelError(f"{uri}: not a riskmodel model (no artifacts/riskmodel folder)")
+    return inner
+
+
+def list_runs(tracking_uri: str | None = None) -> pd.DataFrame:
+    """Every riskmodel child run in the store: ids, endpoint, family, status and headline metrics."""
+    mlflow = mlflow_module(resolve_tracking_uri(tracking_uri))
+    experiments = [e.experiment_id for e in mlflow.search_experiments()]
+    if not experiments:
+        return pd.DataFrame()
+    runs = mlflow.search_runs(
+        experiment_ids=experiments,
+        filter_string=f"tags.`{TAG_PREFIX}family` != ''",
+        order_by=["attributes.start_time DESC"],
+    )
+    if runs.empty:
+        return pd.DataFrame()
+    keep = {
+        "run_id": "run_id",
+        "tags.riskmodel.experiment": "experiment",
+        "tags.riskmodel.endpoint": "endpoint",
+        "tags.riskmodel.family": "family",
+        "status": "status",
+        "metrics.harrell_c_mean": "harrell_c",
+        "metrics.uno_c_mean": "uno_c",
+        "metrics.ibs_mean": "ibs",
+        "tags.riskmodel.n_patients": "patients",
+        "tags.riskmodel.n_events": "events",
+    }
+    present = {k: v for k, v in keep.items() if k in runs.columns}
+    table: pd.DataFrame = runs[list(present)].rename(columns=present)
+    return table
+
+
+def run_ui(tracking_uri: str | None = None, port: int = 5000) -> int:
+    """Start the MLflow UI on the same store (blocks until stopped)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    prepare_store(uri)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--port", str(port)]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+def load_model(uri: str | Path, *, tracking_uri: str | None = None) -> RiskModel:
+    """Load a model from a local directory, ``runs:/<run_id>/model`` or ``models:/<name>/<version>``."""
+    text = str(uri)
+    if text.startswith(("runs:/", "models:/", "mlflow-artifacts:/")):
+        return RiskModel.load(download_model_dir(text, tracking_uri=tracking_uri))
+    path = Path(text)
+    if not path.exists():
+        raise UserInputError(f"{text}: no such model (give a model folder, runs:/<id>/model or models:/<name>/<v>)")
+    if (path / "artifacts" / "riskmodel").is_dir():  # an MLflow pyfunc folder that wraps our model
+        path = path / "artifacts" / "riskmodel"
+    return RiskModel.load(path)

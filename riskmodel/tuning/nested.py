@@ -1,0 +1,114 @@
+"""Nested validation of tuning: an estimator whose ``fit`` runs a whole in-memory study.
+
+Wrapped in the feature pipeline, :class:`TunedSurvival` goes through
+:func:`riskmodel.validation.cross_validate` (``riskmodel tune --nested-cv K``) or the bootstrap
+optimism validation, so the tuning itself is validated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskmodel.config import ExperimentConfig
+from riskmodel.models.base import SurvivalEstimator
+from riskmodel.models.registry import ParamSpace, build_estimator, spec
+from riskmodel.tuning.objective import direction, optuna_module, run_folds, splits
+from riskmodel.tuning.selection import select_trial
+from riskmodel.validation import cross_validate
+from riskmodel.workflow.prepare import PreparedEndpoint, make_pipeline
+
+__all__ = ["TunedSurvival", "nested_cv"]
+
+
+class TunedSurvival(SurvivalEstimator):
+    """An estimator whose ``fit`` tunes ``family`` by an in-memory Optuna study, then refits the best.
+
+    Inside a pipeline it lets cross-validation or the bootstrap validate the tuning itself.
+    """
+
+    def __init__(
+        self,
+        family: str = "cox",
+        space: Mapping[str, ParamSpace] | None = None,
+        fixed: Mapping[str, Any] | None = None,
+        n_trials: int = 10,
+        n_splits: int = 3,
+        metric: str = "uno_c",
+        horizon: float = 12.0,
+        random_state: int = 0,
+        n_repeats: int = 2,
+        span: float = math.inf,
+    ) -> None:
+        self.family = family
+        self.space = space
+        self.fixed = fixed
+        self.n_trials = n_trials
+        self.n_splits = n_splits
+        self.metric = metric
+        self.horizon = horizon
+        self.random_state = random_state
+        self.n_repeats = n_repeats
+        self.span = span
+
+    def fit(self, X: Any, y: Any) -> TunedSurvival:
+        """Tune on (X, y) with inner cross-validation, then fit the best parameters on all of it."""
+        optuna = optuna_module()
+        self._fit_target(y)
+        space = dict(self.space or spec(self.family).space)
+        fixed = dict(self.fixed or {})
+        Xa = np.asarray(X, dtype=float)
+        folds = splits(y, self.n_splits, self.n_repeats, self.random_state)
+
+        def make(params: dict[str, Any]) -> Any:
+            return build_estimator(self.family, {**fixed, **params}, self.random_state)
+
+        study = optuna.create_study(
+            direction=direction(self.metric), sampler=optuna.samplers.TPESampler(seed=self.random_state)
+        )
+        if fixed:
+            study.enqueue_trial({k: fixed[k] for k in space if k in fixed}, user_attrs={"experiment_defaults": True})
+        study.optimize(
+            lambda t: run_folds(t, make, Xa, y, folds, self.metric, self.horizon, self.span, space)[0],
+            n_trials=self.n_trials,
+            catch=(ValueError,),
+        )
+        chosen, self.selection_note_ = select_trial(study)
+        self.best_params_ = dict(chosen.params)
+        self.best_estimator_ = make(self.best_params_).fit(Xa, y)
+        self.n_features_in_ = Xa.shape[1]
+        return self
+
+    def predict_risk(self, X: Any) -> np.ndarray:
+        """The tuned model's risk score."""
+        return np.asarray(self.best_estimator_.predict_risk(np.asarray(X, dtype=float)), dtype=float)
+
+    def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
+        return np.asarray(self.best_estimator_.predict_survival(np.asarray(X, dtype=float), times).to_numpy())
+
+
+def nested_cv(
+    config: ExperimentConfig,
+    family: str,
+    prepared: PreparedEndpoint,
+    space: Mapping[str, ParamSpace],
+    fixed: Mapping[str, Any],
+    outer: int,
+    inner_trials: int,
+    metric: str,
+    horizon: float,
+    span: float,
+) -> pd.DataFrame:
+    """Outer stratified K-fold around the whole tuning: one row of held-out metrics per outer fold."""
+    tuned = TunedSurvival(
+        family, space, fixed, inner_trials, config.tune.n_splits, metric, horizon, config.seed, span=span
+    )
+    sd = prepared.data
+    cv = cross_validate(
+        make_pipeline(config, tuned), sd.X, sd.y, prepared.horizons, n_splits=outer, n_repeats=1, seed=config.seed
+    )
+    return cv.folds

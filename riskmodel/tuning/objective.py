@@ -1,0 +1,113 @@
+"""The tuning objective: a survival metric on held-out folds, the same folds for every trial.
+
+The folds come from :func:`riskmodel.validation.stratified_splitter` with the experiment's seed.
+After each fold the running mean is reported, so a pruner can stop a poor trial early.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from riskmodel.errors import RiskModelWarning, UserInputError
+from riskmodel.metrics import survival_metrics
+from riskmodel.models.registry import ParamSpace
+from riskmodel.tuning.spaces import suggest
+from riskmodel.validation import stratified_splitter
+
+__all__ = ["Surplus", "direction", "fold_score", "optuna_module", "run_folds", "splits"]
+
+
+def optuna_module() -> Any:
+    """Optuna, with its per-trial log lines silenced (failures are recorded in the study and MLflow)."""
+    try:
+        import optuna
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise UserInputError("tuning needs optuna: pip install optuna") from exc
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    return optuna
+
+
+class Surplus(Exception):
+    """The study already has its trials: this one is not run."""
+
+
+def direction(metric: str) -> str:
+    """``minimize`` for the IBS, ``maximize`` for the C-indices and AUC."""
+    return "minimize" if metric == "ibs" else "maximize"
+
+
+def splits(y: np.ndarray, n_splits: int, n_repeats: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The CV folds of every trial, fixed once."""
+    event = np.asarray(y["event"], bool)
+    return list(stratified_splitter(event, n_splits, n_repeats, seed).split(np.zeros(len(y)), event))
+
+
+def fold_score(
+    model: Any, X: Any, y: np.ndarray, train: np.ndarray, test: np.ndarray, metric: str, h: float, span: float
+) -> float:
+    """The objective on one held-out fold (NaN when the fold cannot give it).
+
+    Uno's C and the IBS cover follow-up up to ``span`` months (``inf``: all of it); td-AUC is at ``h``.
+    """
+
+    def pick(A: Any, idx: np.ndarray) -> Any:
+        return A.iloc[idx] if isinstance(A, pd.DataFrame) else A[idx]
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RiskModelWarning)
+            fitted = model.fit(pick(X, train), y[train])
+            if isinstance(fitted, Pipeline):
+                Z, estimator = fitted[:-1].transform(pick(X, test)), fitted[-1]
+            else:
+                Z, estimator = pick(X, test), fitted
+            horizons = [t for t in sorted({h, span}) if t <= estimator.max_time_] or [estimator.max_time_]
+            if metric == "td_auc" and h > estimator.max_time_:
+                return math.nan
+
+            def survival(grid: np.ndarray) -> np.ndarray:
+                return np.asarray(estimator.predict_survival(Z, grid).to_numpy())
+
+            values = survival_metrics(y[train], y[test], estimator.predict_risk(Z), survival, horizons)
+    except (ValueError, np.linalg.LinAlgError, ArithmeticError):
+        return math.nan
+    key = f"td_auc_{h:g}" if metric == "td_auc" else metric
+    return float(values.get(key, math.nan))
+
+
+def run_folds(
+    trial: Any,
+    make: Callable[[dict[str, Any]], Any],
+    X: Any,
+    y: np.ndarray,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    metric: str,
+    horizon: float,
+    span: float,
+    space: Mapping[str, ParamSpace],
+    on_fold: Callable[[int, float], None] | None = None,
+) -> tuple[float, list[float]]:
+    """Suggest the trial's parameters, score them fold by fold (reporting for pruning)."""
+    optuna = optuna_module()
+    params = {name: suggest(trial, name, s) for name, s in space.items()}
+    scores: list[float] = []
+    for k, (train, test) in enumerate(folds):
+        value = fold_score(make(params), X, y, train, test, metric, horizon, span)
+        scores.append(value)
+        if on_fold:
+            on_fold(k, value)
+        if np.isfinite(scores).any():
+            trial.report(float(np.nanmean(scores)), k)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+    if not np.isfinite(scores).any():
+        raise ValueError(f"no fold gave a value of {metric}")
+    trial.set_user_attr("fold_scores", [None if not math.isfinite(v) else v for v in scores])
+    return float(np.nanmean(scores)), scores

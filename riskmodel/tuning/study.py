@@ -1,0 +1,360 @@
+"""``riskmodel tune``: an Optuna study of one family's hyperparameters, tracked in MLflow.
+
+* **Objective.** A survival metric on held-out folds of repeated stratified cross-validation
+  (:mod:`riskmodel.tuning.objective`); the whole pipeline is refitted in every fold, and every
+  trial sees the same folds.
+* **Search spaces.** Each family's default (:mod:`riskmodel.models.registry`), overridden per
+  parameter by the experiment's ``tune.space.<family>``. The experiment's own parameters are
+  trial 0, so the best trial is never worse in cross-validation than the untuned model.
+* **Tracking.** One MLflow parent run per study and one nested run per trial (params, per-fold
+  metrics, state). The best trial is refitted on all patients and logged as the study's model,
+  optionally registered.
+* **Storage and resuming.** Default: ``mlruns/optuna.db`` (SQLite). ``--trials N`` is the total
+  of finished (COMPLETE or PRUNED) trials: running the command again resumes the study and runs
+  only what is missing. Ctrl-C or SIGTERM ends the running trial as FAIL (its MLflow run KILLED);
+  finished trials are kept. A trial left RUNNING by a crash is failed at the next start
+  (:mod:`riskmodel.tuning.recovery`).
+* **Distributed.** With ``--storage postgresql://…`` any number of workers, on any hosts, share
+  the study. Each worker claims a trial slot before it starts work, so the study ends with exactly
+  N finished trials; a worker that loses the race for the last slot records that trial as FAIL
+  (user attribute ``surplus``) and stops.
+* **Nested validation.** ``--nested-cv K`` validates the tuning itself
+  (:mod:`riskmodel.tuning.nested`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from riskmodel.cohort.endpoints import ENDPOINTS
+from riskmodel.config import ExperimentConfig, load_experiment
+from riskmodel.errors import RiskModelWarning, UserInputError
+from riskmodel.models.registry import ParamSpace, build_estimator, spec
+from riskmodel.privacy import PhiGuard
+from riskmodel.scoring import RiskModel
+from riskmodel.tracking import Tracker, resolve_tracking_uri
+from riskmodel.tuning.nested import nested_cv
+from riskmodel.tuning.objective import Surplus, direction, optuna_module, run_folds, splits
+from riskmodel.tuning.recovery import FINISHED, abandon_own_trials, count, fail_dead_trials
+from riskmodel.tuning.selection import select_trial
+from riskmodel.tuning.spaces import check_space, search_space
+from riskmodel.tuning.storage import default_storage, open_storage, parent_run, shareable_storage
+from riskmodel.workflow.prepare import (
+    PreparedEndpoint,
+    load_cohort,
+    make_pipeline,
+    override,
+    prepare_endpoints,
+    shareable_config,
+)
+
+__all__ = ["TuneResult", "tune"]
+
+
+@dataclass
+class TuneResult:
+    """What one ``tune`` invocation leaves behind."""
+
+    study_name: str
+    storage: str  # without password
+    parent_run_id: str
+    metric: str
+    direction: str
+    finished: int  # COMPLETE + PRUNED trials in the study
+    failed: int
+    ran_here: int
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_trial: int | None = None
+    default_value: float | None = None  # trial 0: the experiment's own parameters
+    model_uri: str | None = None
+    registered: str | None = None
+    nested: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Setup:
+    """What the study tunes: the family, its space and fixed parameters, and the prepared data."""
+
+    config: ExperimentConfig
+    family: str
+    endpoint: str
+    space: dict[str, ParamSpace]
+    fixed: dict[str, Any]
+    prepared: PreparedEndpoint
+    metric: str
+    horizon: float  # td-AUC's
+    span: float  # Uno's C and the IBS: up to the longest clinical horizon
+
+    def make(self, params: dict[str, Any]) -> Any:
+        """The pipeline of one trial's parameters."""
+        return make_pipeline(self.config, build_estimator(self.family, {**self.fixed, **params}, self.config.seed))
+
+
+def _setup(
+    config: ExperimentConfig, family: str | None, endpoint: str | None, data: str | Path | None
+) -> tuple[_Setup, Any]:
+    enabled = config.models.enabled()
+    family = family or next(iter(enabled), "cox")
+    spec(family, option="--model")
+    endpoint = endpoint or config.endpoints[0]
+    if endpoint not in ENDPOINTS:
+        raise UserInputError(f"--endpoint: unknown {endpoint!r}; choose from {', '.join(ENDPOINTS)}")
+    space = search_space(config, family)
+    fixed = (enabled.get(family) or spec(family).config()).model_dump()
+    check_space(space, fixed, family)
+    config = override(config, data=data, endpoints=None, models=None)
+    cohort = load_cohort(config)
+    prepared = prepare_endpoints(config, cohort, [endpoint])[endpoint]
+    metric = config.tune.metric
+    setup = _Setup(
+        config,
+        family,
+        endpoint,
+        space,
+        fixed,
+        prepared,
+        metric,
+        config.tune.horizon or config.horizons[0],
+        max(config.horizons),
+    )
+    return setup, cohort
+
+
+def tune(
+    config: ExperimentConfig | str | Path,
+    *,
+    trials: int,
+    family: str | None = None,
+    endpoint: str | None = None,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    n_jobs: int = 1,
+    register: str | None = None,
+    nested_cv: int = 0,
+    tracking_uri: str | None = None,
+    data: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TuneResult:
+    """Run (or resume) the study until it holds ``trials`` finished trials; see the module docstring."""
+    optuna = optuna_module()
+    if not isinstance(config, ExperimentConfig):
+        config = load_experiment(config)
+    if trials < 1:
+        raise UserInputError(f"--trials must be at least 1, got {trials}")
+    if n_jobs < 1:
+        raise UserInputError(f"--n-jobs must be at least 1, got {n_jobs}")
+    s, cohort = _setup(config, family, endpoint, data)
+    uri = resolve_tracking_uri(tracking_uri)
+    storage_url = storage or default_storage(uri)
+    name = study_name or f"{s.config.name}-{s.endpoint}-{s.family}"
+    study = optuna.create_study(
+        study_name=name,
+        storage=open_storage(storage_url),
+        direction=direction(s.metric),
+        sampler=optuna.samplers.TPESampler(seed=None),
+        pruner=optuna.pruners.MedianPruner(n_warmup_steps=1)
+        if s.config.tune.pruner == "median"
+        else optuna.pruners.NopPruner(),
+        load_if_exists=True,
+    )
+    if study.direction != optuna.study.StudyDirection[direction(s.metric).upper()]:
+        raise UserInputError(f"study {name!r} exists with another direction; choose another --study-name")
+    result = TuneResult(name, shareable_storage(storage_url), "", s.metric, direction(s.metric), 0, 0, 0)
+    revived = fail_dead_trials(study)
+    if revived:
+        result.notes.append(f"failed {revived} trial(s) left RUNNING by an ended process on this host")
+    tracker = Tracker(s.config.name, uri, guard=PhiGuard.for_cohort(cohort))
+    if tracker.stale_runs:
+        result.notes.append(f"closed {len(tracker.stale_runs)} MLflow run(s) left RUNNING by an ended process")
+    tags = {
+        "optuna_study": name,
+        "optuna_storage": result.storage,
+        "endpoint": s.endpoint,
+        "family": s.family,
+        "metric": s.metric,
+        "exploratory": "true",
+    }
+    result.parent_run_id = parent_run(study, tracker, f"tune-{name}", tags)
+    # tags, not params: a resumed study may ask for more trials, and MLflow params never change
+    tracker.log_to(result.parent_run_id, tags={"target_trials": str(trials), "direction": direction(s.metric)})
+    if not study.get_trials(deepcopy=False):
+        study.enqueue_trial({k: s.fixed[k] for k in s.space}, user_attrs={"experiment_defaults": True})
+    before = count(study, FINISHED)
+    _optimize(study, s, tracker, result.parent_run_id, tags, trials, timeout, n_jobs, progress)
+    result.ran_here = count(study, FINISHED) - before
+    result.finished = count(study, FINISHED)
+    result.failed = count(study, ("FAIL",))
+    _conclude(study, s, tracker, result, register)
+    if nested_cv:
+        _nested(s, tracker, result, trials, nested_cv)
+    tracker.log_text_to(
+        result.parent_run_id, yaml.safe_dump(shareable_config(s.config), sort_keys=False), "config.yaml"
+    )
+    done = result.finished >= trials
+    tracker.close_run(result.parent_run_id, "FINISHED" if done else "KILLED")
+    if not done:
+        result.notes.append(f"the study holds {result.finished} of {trials} trials (timeout); run again to go on")
+    return result
+
+
+def _optimize(
+    study: Any,
+    s: _Setup,
+    tracker: Tracker,
+    parent_id: str,
+    tags: dict[str, str],
+    trials: int,
+    timeout: float | None,
+    n_jobs: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Run trials until the study holds ``trials`` finished ones (or the timeout); each an MLflow run."""
+    optuna = optuna_module()
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    stop = threading.Event()
+    folds = splits(s.prepared.data.y, s.config.tune.n_splits, s.config.tune.n_repeats, s.config.seed)
+    X, y = s.prepared.data.X, s.prepared.data.y
+
+    def objective(trial: Any) -> float:
+        claimed = len(
+            [
+                t
+                for t in study.get_trials(deepcopy=False)
+                if t.number < trial.number and t.state.name in ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
+            ]
+        )
+        trial.set_user_attr("owner", me)  # first: a crash after it is traced to this process
+        if claimed >= trials or stop.is_set():
+            trial.set_user_attr("surplus", True)
+            study.stop()
+            raise Surplus()
+        run_id = tracker.open_run(
+            f"trial-{trial.number}", {**tags, "optuna_trial": str(trial.number)}, parent_id=parent_id
+        )
+        trial.set_user_attr("mlflow_run_id", run_id)
+        status, state = "FAILED", "FAIL"
+
+        def on_fold(k: int, value: float) -> None:
+            tracker.log_to(run_id, metrics={f"fold_{s.metric}": value}, step=k)
+
+        try:
+            value, scores = run_folds(trial, s.make, X, y, folds, s.metric, s.horizon, s.span, s.space, on_fold)
+            tracker.log_to(
+                run_id,
+                params=trial.params,
+                metrics={f"{s.metric}_mean": value, f"{s.metric}_sd": float(np.nanstd(scores))},
+            )
+            status, state = "FINISHED", "COMPLETE"
+            return value
+        except optuna.TrialPruned:
+            tracker.log_to(run_id, params=trial.params)
+            status, state = "FINISHED", "PRUNED"
+            raise
+        except KeyboardInterrupt:
+            status = "KILLED"
+            stop.set()
+            raise
+        finally:
+            tracker.log_to(run_id, tags={"optuna_state": state})
+            tracker.close_run(run_id, status)
+
+    def after(study: Any, trial: Any) -> None:
+        finished = count(study, FINISHED)
+        if progress:
+            progress(min(finished, trials), trials)
+        if finished >= trials:
+            study.stop()
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    idle_rounds = 0
+    try:
+        # failed trials (a fit error) use up optimize's n_trials without finishing: go round again
+        while not stop.is_set() and idle_rounds < 3:
+            claimed = count(study, (*FINISHED, "RUNNING", "WAITING"))
+            left = None if deadline is None else deadline - time.monotonic()
+            if claimed >= trials or (left is not None and left <= 0):
+                break
+            finished_before = count(study, FINISHED)
+            study.optimize(
+                objective,
+                n_trials=trials - claimed,
+                timeout=left,
+                n_jobs=n_jobs,
+                catch=(Surplus, ValueError),
+                callbacks=[after],
+                gc_after_trial=False,
+            )
+            idle_rounds = idle_rounds + 1 if count(study, FINISHED) == finished_before else 0
+    except KeyboardInterrupt:
+        abandon_own_trials(study, tracker, me)
+        tracker.close_run(parent_id, "KILLED")
+        raise
+
+
+def _conclude(study: Any, s: _Setup, tracker: Tracker, result: TuneResult, register: str | None) -> None:
+    """Pick the trial to keep, refit it on all patients and log it as the study's model."""
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    defaults = [t for t in complete if t.user_attrs.get("experiment_defaults")]
+    result.default_value = float(defaults[0].value) if defaults else None
+    if not complete:
+        return
+    best, why = select_trial(study)
+    if why:
+        result.notes.append(why)
+    result.best_value, result.best_params, result.best_trial = float(best.value), dict(best.params), best.number
+    tracker.log_to(
+        result.parent_run_id,
+        metrics={f"best_{s.metric}": result.best_value, "trials_finished": result.finished},
+        tags={"best_trial": str(best.number)},
+    )
+    result.model_uri = tracker.log_model_to(result.parent_run_id, _refit(s, dict(best.params)))
+    study.set_user_attr("best_model_uri", result.model_uri)
+    if register:
+        result.registered = tracker.register(result.model_uri, register)
+
+
+def _refit(s: _Setup, params: dict[str, Any]) -> RiskModel:
+    """The chosen parameters refitted on every patient, as a RiskModel."""
+    sd = s.prepared.data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RiskModelWarning)
+        fitted = s.make(params).fit(sd.X, sd.y)
+    return RiskModel.from_training(
+        endpoint=s.endpoint,
+        family=s.family,
+        experiment=s.config.name,
+        landmark_months=s.config.landmark_months,
+        horizons=s.prepared.horizons,
+        features=fitted.named_steps["features"],
+        estimator=fitted.named_steps["model"],
+        X=sd.X,
+        risk_cutoffs=s.config.risk_group_cutoffs,
+    )
+
+
+def _nested(s: _Setup, tracker: Tracker, result: TuneResult, trials: int, outer: int) -> None:
+    """Nested CV of the whole tuning, logged on the study's parent run."""
+    inner = max(trials // 2, 5)
+    result.nested = nested_cv(
+        s.config, s.family, s.prepared, s.space, s.fixed, outer, inner, s.metric, s.horizon, s.span
+    )
+    folds = result.nested[["harrell_c", "uno_c"]].astype(float)
+    nested_metrics = {f"nested_{m}_mean": float(np.nanmean(folds[m].to_numpy())) for m in folds}
+    nested_metrics.update({f"nested_{m}_sd": float(np.nanstd(folds[m].to_numpy(), ddof=1)) for m in folds})
+    tracker.log_to(result.parent_run_id, metrics=nested_metrics)
+    tracker.log_text_to(result.parent_run_id, result.nested.to_csv(index=False), "nested_cv.csv")

@@ -1,0 +1,43 @@
+"""Honest performance of a modelling procedure: repeated cross-validation, Harrell's bootstrap
+optimism correction, calibration (slopes, curves with bands, ICI/E50/E90, D-calibration) and
+decision curves. Every function takes a pipeline or fitted model and a survival target."""
+
+from __future__ import annotations
+
+from riskmodel.validation.bootstrap import Validation, validate, validation_metrics
+from riskmodel.validation.calibration import (
+    CalibrationCurve,
+    SmoothCalibration,
+    calibration_curve,
+    calibration_in_the_large,
+    calibration_slope,
+    calibration_slope_at,
+    d_calibration,
+    smooth_calibration,
+    survival_at_own_time,
+)
+from riskmodel.validation.crossval import CrossValidation, cross_validate, stratified_splitter, survival_matrix
+from riskmodel.validation.decision import net_benefit
+from riskmodel.validation.in_sample import InSample, in_sample_calibration
+
+__all__ = [
+    "CalibrationCurve",
+    "CrossValidation",
+    "InSample",
+    "SmoothCalibration",
+    "Validation",
+    "calibration_curve",
+    "calibration_in_the_large",
+    "calibration_slope",
+    "calibration_slope_at",
+    "cross_validate",
+    "d_calibration",
+    "in_sample_calibration",
+    "net_benefit",
+    "smooth_calibration",
+    "stratified_splitter",
+    "survival_at_own_time",
+    "survival_matrix",
+    "validate",
+    "validation_metrics",
+]

@@ -1,0 +1,116 @@
+"""Repeated, stratified K-fold cross-validation of a whole pipeline (features + model).
+
+In a small test fold a metric may be undefined (no event before a horizon, follow-up shorter than
+the horizon); it is then NaN and counted, never silently dropped. A fold whose fit fails
+numerically is counted with its reason.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import RepeatedStratifiedKFold
+
+from riskmodel.errors import RiskModelWarning, UserInputError
+from riskmodel.metrics import metric_names, survival_metrics
+
+__all__ = ["CrossValidation", "cross_validate", "stratified_splitter", "survival_matrix"]
+
+
+@dataclass
+class CrossValidation:
+    """Per-fold metrics and their summary over repeats."""
+
+    folds: pd.DataFrame  # one row per (repeat, fold), one column per metric
+    n_splits: int  # the folds actually used (fewer than asked when events are fewer)
+    failed_fits: int = 0
+    failures: list[str] = field(default_factory=list)
+    fold_warnings: list[str] = field(default_factory=list)  # e.g. a Cox fit that did not converge
+
+    def summary(self) -> pd.DataFrame:
+        """Mean and SD over repeats (each repeat averages its folds), and how many folds had a value."""
+        per_repeat = self.folds.groupby("repeat").mean(numeric_only=True).drop(columns="fold", errors="ignore")
+        valid = self.folds.drop(columns=["repeat", "fold"]).notna().sum()
+        return pd.DataFrame({"mean": per_repeat.mean(), "sd": per_repeat.std(ddof=1), "folds_with_value": valid})
+
+
+def stratified_splitter(event: np.ndarray, n_splits: int, n_repeats: int, seed: int) -> RepeatedStratifiedKFold:
+    """Repeated K-fold stratified on the event indicator.
+
+    Stratification needs every fold to hold an event (and a censored patient, when there are any):
+    with fewer of them than folds, the folds are reduced (the splitter's ``n_splits`` says so).
+    """
+    classes = [int(event.sum())] + ([int((~event).sum())] if (~event).any() else [])
+    folds = min(n_splits, *classes)
+    if folds < 2:
+        raise UserInputError(
+            f"stratified {n_splits}-fold cross-validation needs at least 2 events and 2 censored patients; "
+            f"this data has {int(event.sum())} events and {int((~event).sum())} censored"
+        )
+    return RepeatedStratifiedKFold(n_splits=folds, n_repeats=n_repeats, random_state=seed)
+
+
+def cross_validate(
+    pipeline: Any,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    horizons: Sequence[float],
+    *,
+    n_splits: int = 3,
+    n_repeats: int = 10,
+    seed: int = 0,
+    progress: Callable[[], None] | None = None,
+) -> CrossValidation:
+    """Repeated K-fold, stratified on the event indicator, refitting the whole ``pipeline`` per fold.
+
+    ``pipeline`` is a scikit-learn Pipeline whose last step is a riskmodel survival family.
+    A fold whose fit fails is counted in ``failed_fits`` (with its reason), not dropped silently.
+    """
+    event = np.asarray(y["event"], bool)
+    splitter = stratified_splitter(event, n_splits, n_repeats, seed)
+    rows: list[dict[str, float]] = []
+    failures: list[str] = []
+    noted: list[str] = []
+    for i, (train, test) in enumerate(splitter.split(X, event)):
+        repeat, fold = divmod(i, splitter.cvargs["n_splits"])
+        fitted = clone(pipeline)
+        try:
+            # A fold's own warnings (non-convergence, a stage unseen in its training part) are kept
+            # with the fold, not shown once per fold.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RiskModelWarning)
+                fitted.fit(X.iloc[train], y[train])
+                Z = fitted[:-1].transform(X.iloc[test])
+                model = fitted[-1]
+                reachable = [h for h in horizons if h <= model.max_time_]
+                metrics = survival_metrics(
+                    y[train],
+                    y[test],
+                    model.predict_risk(Z),
+                    partial(survival_matrix, model, Z),
+                    reachable or [model.max_time_],
+                )
+            noted += [
+                f"repeat {repeat}, fold {fold}: {w.message}" for w in caught if issubclass(w.category, RiskModelWarning)
+            ]
+            metrics = {k: metrics.get(k, math.nan) for k in metric_names(horizons)}
+        except (ValueError, np.linalg.LinAlgError, ArithmeticError) as exc:
+            failures.append(f"repeat {repeat}, fold {fold}: {exc}")
+            metrics = dict.fromkeys(metric_names(horizons), math.nan)
+        rows.append({"repeat": repeat, "fold": fold, **metrics})
+        if progress:
+            progress()
+    return CrossValidation(pd.DataFrame(rows), splitter.cvargs["n_splits"], len(failures), failures, noted)
+
+
+def survival_matrix(model: Any, Z: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A fitted family's S(t) at ``grid`` as a plain (patients × times) array."""
+    return np.asarray(model.predict_survival(Z, grid).to_numpy(), dtype=float)

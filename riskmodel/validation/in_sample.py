@@ -1,0 +1,77 @@
+"""In-sample (apparent) calibration and clinical utility of one fitted model, as aggregates."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskmodel.validation.calibration import (
+    CalibrationCurve,
+    calibration_curve,
+    d_calibration,
+    survival_at_own_time,
+)
+from riskmodel.validation.decision import net_benefit
+
+__all__ = ["DECISION_THRESHOLDS", "InSample", "in_sample_calibration"]
+
+DECISION_THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+@dataclass
+class InSample:
+    """Calibration and utility of one fitted model on its own data: metrics and aggregated tables."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[float, CalibrationCurve] = field(default_factory=dict)
+    decision: dict[float, pd.DataFrame] = field(default_factory=dict)
+    d_calibration_p: float = math.nan
+
+    def artifacts(self) -> dict[str, pd.DataFrame]:
+        """The tables to log, by artifact file name."""
+        out: dict[str, pd.DataFrame] = {}
+        for h, curve in self.curves.items():
+            out[f"calibration_{h:g}.csv"] = curve.groups
+            out[f"calibration_smooth_{h:g}.csv"] = curve.smooth
+        out.update({f"decision_curve_{h:g}.csv": t for h, t in self.decision.items()})
+        return out
+
+
+def in_sample_calibration(
+    fitted: Any, X: pd.DataFrame, y: np.ndarray, horizons: Sequence[float], seed: int, n_boot: int = 100
+) -> InSample:
+    """In-sample calibration curves (grouped KM and smoothed, with bands), ICI/E50/E90, D-calibration
+    and decision curves of a fitted pipeline.
+
+    Only aggregates leave this function: metrics, group and grid tables, and net-benefit curves.
+    Per-patient predictions stay in memory.
+    """
+    estimator = fitted[-1]
+    Z = fitted[:-1].transform(X)
+    out = InSample()
+    for h in horizons:
+        try:
+            s = estimator.predict_survival(Z, [h]).to_numpy()[:, 0]
+            curve = calibration_curve(y, s, h, n_boot=n_boot, seed=seed)
+        except (ValueError, np.linalg.LinAlgError, ArithmeticError):
+            continue
+        out.metrics.update(
+            {
+                f"calibration_ici_{h:g}_apparent": curve.ici,
+                f"calibration_e50_{h:g}_apparent": curve.e50,
+                f"calibration_e90_{h:g}_apparent": curve.e90,
+            }
+        )
+        out.curves[h] = curve
+        out.decision[h] = net_benefit(y, 1 - s, h, DECISION_THRESHOLDS)
+    try:
+        out.d_calibration_p, _ = d_calibration(y, survival_at_own_time(estimator, Z, y["time"]))
+        out.metrics["d_calibration_p_apparent"] = out.d_calibration_p
+    except (ValueError, np.linalg.LinAlgError, ArithmeticError):
+        pass
+    return out

@@ -1,0 +1,216 @@
+"""Preparing an experiment's data, shared by ``train``, ``tune`` and every other workflow.
+
+One path from an experiment to model-ready data: load the cohort, apply the landmark, keep the
+horizons the follow-up reaches, refuse data no model can learn from, and hold the cohort against
+Riley et al.'s minimum sample size. ``tune`` and ``train`` both call :func:`prepare_endpoints`,
+so a check made here can never be skipped by one of them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sklearn.pipeline import Pipeline
+
+from riskmodel.cohort import Cohort, bundled_cohort_path, load, survival_data
+from riskmodel.cohort.contract import column
+from riskmodel.cohort.endpoints import ENDPOINTS, Endpoint, SurvivalData
+from riskmodel.config import ExperimentConfig
+from riskmodel.errors import RiskModelWarning, UserInputError
+from riskmodel.features import FEATURE_BLOCKS, ClinicalFeatures, resolve_blocks
+from riskmodel.metrics import horizons_within
+from riskmodel.models import CoxPH, SurvivalEstimator
+from riskmodel.models.registry import SPECS, family_names
+from riskmodel.stats.samplesize import SampleSize, anticipated_r2, riley_survival
+
+__all__ = [
+    "MIN_PATIENTS",
+    "PreparedEndpoint",
+    "check_trainable",
+    "feature_columns",
+    "flat_params",
+    "load_cohort",
+    "make_pipeline",
+    "override",
+    "prepare_endpoints",
+    "sample_size",
+    "shareable_config",
+]
+
+MIN_PATIENTS = 10
+
+
+@dataclass(frozen=True)
+class PreparedEndpoint:
+    """One endpoint ready for modelling: its data after the landmark and the horizons it reaches."""
+
+    endpoint: Endpoint
+    data: SurvivalData
+    horizons: list[float]  # the experiment's horizons within the follow-up after time zero
+    left_out: list[float]  # the experiment's horizons beyond it
+
+    def notes(self) -> list[str]:
+        """What the user should know about this endpoint's data (counts only)."""
+        out = []
+        if self.left_out:
+            left = ", ".join(f"{h:g}" for h in self.left_out)
+            out.append(
+                f"{self.endpoint.upper()}: horizon(s) {left} months lie beyond the follow-up after "
+                f"time zero ({self.data.y['time'].max():.1f} months) and were left out"
+            )
+        if self.data.landmark_months:
+            out.append(self.data.describe())
+        return out
+
+
+def load_cohort(config: ExperimentConfig) -> Cohort:
+    """The experiment's cohort: its data file, or the bundled cohort."""
+    return load(
+        config.data.path or bundled_cohort_path(), mapping=config.data.mapping, response_rule=config.data.response_rule
+    )
+
+
+def feature_columns(config: ExperimentConfig) -> list[str]:
+    """The cohort columns the experiment's features read."""
+    return sorted({c for b in resolve_blocks(config.features.set) for c in FEATURE_BLOCKS[b]})
+
+
+def make_pipeline(config: ExperimentConfig, estimator: SurvivalEstimator) -> Pipeline:
+    """The experiment's features followed by ``estimator``: the unit that is validated and saved."""
+    f = config.features
+    features = ClinicalFeatures(
+        f.set,
+        response_coding=f.response_coding,
+        stage_coding=f.stage_coding,
+        d90_threshold_gy=f.d90_threshold_gy,
+        alpha_beta=f.alpha_beta,
+        landmark_months=config.landmark_months or None,
+    )
+    return Pipeline([("features", features), ("model", estimator)])
+
+
+def prepare_endpoints(
+    config: ExperimentConfig, cohort: Cohort, endpoints: Sequence[Endpoint] | None = None
+) -> dict[Endpoint, PreparedEndpoint]:
+    """Every endpoint of the experiment (or ``endpoints``) from its landmark, checked trainable."""
+    used = feature_columns(config)
+    prepared: dict[Endpoint, PreparedEndpoint] = {}
+    for ep in endpoints or config.endpoints:
+        sd = survival_data(cohort, ep, landmark_months=config.landmark_months, feature_columns=used)
+        kept = horizons_within(config.horizons, float(sd.y["time"].max()))
+        left_out = [h for h in config.horizons if h not in kept]
+        prepared[ep] = PreparedEndpoint(ep, sd, kept, left_out)
+    check_trainable(cohort, {ep: p.data for ep, p in prepared.items()}, used)
+    for ep, p in prepared.items():
+        if not p.horizons:
+            raise UserInputError(f"{ep.upper()}: every horizon lies beyond the follow-up")
+    return prepared
+
+
+def check_trainable(cohort: Cohort, prepared: dict[Endpoint, SurvivalData], used: Sequence[str]) -> None:
+    """Refuse, before any run starts, data no model can learn from; name the column and the rule."""
+    source = cohort.source
+    for endpoint, sd in prepared.items():
+        events = int(sd.y["event"].sum())
+        if len(sd.y) < MIN_PATIENTS:
+            raise UserInputError(
+                f"{source}: {endpoint.upper()} has {len(sd.y)} patient{'s' if len(sd.y) != 1 else ''} at risk "
+                f"after the landmark; fitting and cross-validating a model needs at least {MIN_PATIENTS}"
+            )
+        if events == 0:
+            raise UserInputError(
+                f"{source}, column {endpoint}_event: all {len(sd.y)} patients are censored for {endpoint.upper()}; "
+                "no survival model can be fitted (train the other endpoint with --endpoints)"
+            )
+        if events == 1:
+            raise UserInputError(
+                f"{source}, column {endpoint}_event: a single {endpoint.upper()} event among {len(sd.y)} patients; "
+                "a survival model needs at least 2 events to fit and cross-validate"
+            )
+    for name in used:
+        if column(name).kind not in ("float", "int") or name not in cohort.data.columns:
+            continue
+        values = cohort.data[name].dropna()
+        if len(values) and values.nunique() == 1:
+            raise UserInputError(
+                f"{source}, column {name}, value {values.iloc[0]:g}: the same for every patient, so no model "
+                "can learn from it; choose a feature set without it"
+            )
+
+
+def sample_size(config: ExperimentConfig, prepared: PreparedEndpoint) -> SampleSize:
+    """Riley et al.'s assessment for one endpoint, with R²cs anticipated from the unpenalised Cox fit."""
+    sd = prepared.data
+    features = make_pipeline(config, CoxPH())[0].fit(sd.X, sd.y)
+    design = features.transform(sd.X)
+    time, events = sd.y["time"], int(sd.y["event"].sum())
+    parameters = design.shape[1]
+    rate = events / float(time.sum())
+    follow_up = float(time.mean())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RiskModelWarning)
+        cox = CoxPH(penalty=0.0).fit(design, sd.y)
+    lr = max(2 * (cox.log_likelihood_ - cox.log_likelihood_null_), 0.0)
+    r2, how = anticipated_r2(lr, len(time), parameters, rate, follow_up)
+    size = riley_survival(
+        parameters=parameters,
+        r2_cs=r2,
+        rate=rate,
+        mean_follow_up=follow_up,
+        horizon=max(prepared.horizons),
+        n=len(time),
+        events=events,
+    )
+    size.notes.append(how)
+    return size
+
+
+def override(
+    config: ExperimentConfig, *, data: str | Path | None, endpoints: Sequence[str] | None, models: Sequence[str] | None
+) -> ExperimentConfig:
+    """The experiment with the command line's ``--data``, ``--endpoints`` and ``--models`` applied."""
+    raw = config.model_dump()
+    if data is not None:
+        if not Path(data).exists():
+            raise UserInputError(f"--data: file not found: {data}")
+        raw["data"]["path"] = str(data)
+    if endpoints:
+        unknown = sorted(set(endpoints) - set(ENDPOINTS))
+        if unknown:
+            raise UserInputError(f"--endpoints: unknown {', '.join(unknown)}; choose from {', '.join(ENDPOINTS)}")
+        raw["endpoints"] = list(dict.fromkeys(endpoints))
+    if models:
+        unknown = sorted(set(models) - set(SPECS))
+        if unknown:
+            raise UserInputError(f"--models: unknown {', '.join(unknown)}; choose from {family_names()}")
+        missing = [m for m in models if raw["models"][m] is None]
+        if missing:
+            raise UserInputError(f"--models: {', '.join(missing)} is switched off in this experiment")
+        raw["models"] = {k: (v if k in models else None) for k, v in raw["models"].items()}
+    try:
+        return ExperimentConfig.model_validate(raw, strict=False)
+    except Exception as exc:
+        raise UserInputError(str(exc)) from None
+
+
+def shareable_config(config: ExperimentConfig) -> dict[str, Any]:
+    """The resolved config with data paths cut to file names (paths can name people or places)."""
+    raw = config.model_dump(mode="json")
+    for key in ("path", "mapping"):
+        if raw["data"].get(key):
+            raw["data"][key] = Path(raw["data"][key]).name
+    return raw
+
+
+def flat_params(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """A nested config as dotted keys (``models.cox.penalty``), for MLflow params."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            flat_params(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+    return out

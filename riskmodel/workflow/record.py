@@ -1,0 +1,205 @@
+"""Recording a developed model: its MLflow child run, artifacts, figures, report and model folder.
+
+Everything here is aggregated (metrics, tables of groups, figures); the PHI guard in
+:class:`riskmodel.tracking.Tracker` checks every byte before MLflow sees it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from riskmodel.cohort import Cohort
+from riskmodel.config import ExperimentConfig
+from riskmodel.core.version import __version__
+from riskmodel.models import CoxPH
+from riskmodel.reporting import ModelFacts, render_model_report
+from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, figure_png, forest_plot
+from riskmodel.stats.samplesize import SampleSize
+from riskmodel.tracking import Tracker
+from riskmodel.workflow.develop import Developed
+from riskmodel.workflow.prepare import PreparedEndpoint, feature_columns, flat_params, shareable_config
+
+__all__ = ["RunContext", "git_commit", "record_run"]
+
+
+def git_commit() -> str:
+    """The checkout's commit (``-dirty`` with uncommitted changes), or ``unknown`` when installed."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def _digest(cohort: Cohort) -> str:
+    return hashlib.sha256(cohort.data.to_csv(index=False).encode()).hexdigest()[:16]
+
+
+@dataclass
+class RunContext:
+    """What every run of one ``train`` shares: the config as logged, tags and the commit."""
+
+    config: ExperimentConfig
+    cohort: Cohort
+    shared_config: dict[str, Any]
+    flat_config: dict[str, Any]
+    base_tags: dict[str, str]
+    commit: str
+
+    @classmethod
+    def create(cls, config: ExperimentConfig, cohort: Cohort) -> RunContext:
+        """The shared parts of the runs of ``config`` on ``cohort``."""
+        commit = git_commit()
+        shared = shareable_config(config)
+        tags = {
+            "experiment": config.name,
+            "riskmodel_version": __version__,
+            "git_commit": commit,
+            "data_digest": _digest(cohort),
+            "cohort_size": str(len(cohort)),
+            "landmark_months": f"{config.landmark_months:g}",
+            "exploratory": "true",
+        }
+        return cls(config, cohort, shared, flat_params("", shared, {}), tags, commit)
+
+    def config_yaml(self) -> str:
+        """The resolved config, as logged with every run."""
+        return yaml.safe_dump(self.shared_config, sort_keys=False)
+
+
+def record_run(
+    tracker: Tracker, ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, dev: Developed
+) -> tuple[str, str]:
+    """Log one developed (endpoint, family) as a child run; returns (run ID, model URI)."""
+    sd, family, model = prepared.data, dev.family, dev.model
+    label = f"{prepared.endpoint.upper()} {family}"
+    n_events = int(sd.y["event"].sum())
+    with tracker.child(f"{prepared.endpoint}-{family}") as run_id:
+        tracker.log(
+            params={
+                **ctx.flat_config,
+                "feature_names": ",".join(dev.features.get_feature_names_out()),
+                **{f"model.{k}": v for k, v in model.estimator.get_params().items()},
+            },
+            metrics=dev.metrics,
+            tags={
+                **ctx.base_tags,
+                "endpoint": prepared.endpoint,
+                "family": family,
+                "n_patients": str(len(sd.y)),
+                "n_events": str(n_events),
+                "events_per_parameter": f"{n_events / dev.n_parameters:.1f}",
+                "time_origin": model.time_origin,
+                "riley_adequate": str(size.adequate).lower(),
+                "horizons": ",".join(f"{h:g}" for h in prepared.horizons),
+            },
+        )
+        tracker.log_text(ctx.config_yaml(), "config.yaml")
+        tracker.log_text(dev.cv.folds.to_csv(index=False), "cv_folds.csv")
+        if dev.cv.failures or dev.cv.fold_warnings:
+            tracker.log_text("\n".join(dev.cv.failures + dev.cv.fold_warnings) + "\n", "cv_notes.txt")
+        if model.hazard_ratios is not None:
+            tracker.log_text(model.hazard_ratios.to_csv(), "cox_hazard_ratios_unpenalised.csv")
+        for name, table in dev.in_sample.artifacts().items():
+            tracker.log_text(table.to_csv(index=False), name)
+        facts = model_facts(ctx, prepared, size, dev)
+        for name, png in {**figures(facts), **dev.explained.figures}.items():
+            tracker.log_bytes(png, name)
+        tracker.log_text(dev.explained.importance.to_csv(index=False), "permutation_importance.csv")
+        if model.hazard_ratios is not None:
+            hr_plot = forest_plot(model.hazard_ratios, f"{label}: unpenalised hazard ratios")
+            tracker.log_bytes(figure_png(hr_plot), "plots/cox_hazard_ratios.png")
+        tracker.log_text(render_model_report(facts), "model_report.html")
+        if dev.validation is not None:
+            tracker.log_text(dev.validation.table.to_csv(), "validation_bootstrap.csv")
+            if dev.validation.failures:
+                tracker.log_text("\n".join(dev.validation.failures) + "\n", "validation_failures.txt")
+        with tempfile.TemporaryDirectory() as tmp:
+            uri = tracker.log_model(model, model.save(Path(tmp) / "riskmodel"))
+    return run_id, uri
+
+
+def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, dev: Developed) -> ModelFacts:
+    """The aggregated facts of one run, for its TRIPOD+AI report."""
+    config, cohort, sd, horizons = ctx.config, ctx.cohort, prepared.data, prepared.horizons
+    estimator = dev.model.estimator
+    names = [str(n) for n in dev.features.get_feature_names_out()]
+    time = sd.y["time"]
+    coefficients = baseline = None
+    if isinstance(estimator, CoxPH):
+        coefficients = pd.DataFrame({"coef": estimator.coef_, "hr": np.exp(estimator.coef_)}, index=names)
+        coefficients.index.name = "feature"
+        at_mean = estimator.predict_survival(estimator.mean_[None, :], horizons).to_numpy()[0]
+        baseline = dict(zip(horizons, map(float, at_mean), strict=True))
+    years = f"{cohort.implant_years[0]} to {cohort.implant_years[1]}" if cohort.implant_years else None
+    reconstructed = cohort.source.startswith("reconstructed_cohort")
+    if reconstructed and years is None:
+        years = "2013 to 2019 (the source study's implants)"
+    facts = ModelFacts(
+        experiment=config.name,
+        endpoint=prepared.endpoint,
+        family=dev.family,
+        version=__version__,
+        commit=ctx.commit,
+        source=Path(cohort.source).name,
+        years=years,
+        n_patients=len(sd.y),
+        n_events=int(sd.y["event"].sum()),
+        landmark_months=config.landmark_months,
+        landmark_note=sd.describe() if config.landmark_months else None,
+        time_origin=dev.model.time_origin,
+        horizons=list(horizons),
+        left_out_horizons=list(prepared.left_out),
+        feature_set=str(config.features.set),
+        inputs=feature_columns(config),
+        features=names,
+        params=dict(estimator.get_params()),
+        size=size,
+        cv=dev.cv.summary()[["mean", "sd", "folds_with_value"]],
+        cv_description=(
+            f"Stratified (on the event) {dev.cv.n_splits}-fold cross-validation repeated "
+            f"{config.evaluation.n_repeats} times; mean ± SD over folds; every fold refits the whole pipeline."
+        ),
+        validation=dev.validation,
+        calibration=dict(dev.in_sample.curves),
+        decision_curves=dict(dev.in_sample.decision),
+        d_calibration_p=dev.in_sample.d_calibration_p,
+        at_risk={h: int((time >= h).sum()) for h in horizons},
+        cox_coefficients=coefficients,
+        baseline_survival=baseline or {},
+        reconstructed=reconstructed,
+    )
+    facts.cox_unpenalised = dev.model.hazard_ratios
+    return facts
+
+
+def figures(facts: ModelFacts) -> dict[str, bytes]:
+    """Calibration and decision-curve PNGs for the run's artifacts."""
+    ep = facts.endpoint.upper()
+    out = {}
+    for h, curve in facts.calibration.items():
+        fig = calibration_plot(curve.groups, curve.smooth, f"{ep} by {h:g} months (apparent): ICI {curve.ici:.3f}")
+        out[f"plots/calibration_{h:g}.png"] = figure_png(fig)
+    for h, table in facts.decision_curves.items():
+        out[f"plots/decision_curve_{h:g}.png"] = figure_png(
+            decision_curve_plot(table, f"{ep} by {h:g} months (apparent)")
+        )
+    return out

@@ -1,0 +1,204 @@
+"""``riskmodel train``: every enabled family for every endpoint, cross-validated and tracked.
+
+For each endpoint the landmark is applied and the horizons beyond its follow-up are left out
+(:mod:`riskmodel.workflow.prepare`); for each family the whole pipeline is developed
+(:mod:`riskmodel.workflow.develop`) and recorded as one MLflow child run
+(:mod:`riskmodel.workflow.record`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from riskmodel.config import ExperimentConfig, load_experiment
+from riskmodel.errors import UserInputError
+from riskmodel.privacy import PhiGuard
+from riskmodel.tracking import Tracker
+from riskmodel.workflow.develop import develop_family
+from riskmodel.workflow.prepare import load_cohort, override, prepare_endpoints, sample_size
+from riskmodel.workflow.record import RunContext, record_run
+
+__all__ = ["Progress", "RunResult", "TrainResult", "train"]
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class RunResult:
+    """One trained (endpoint, family)."""
+
+    endpoint: str
+    family: str
+    run_id: str
+    model_uri: str
+    metrics: dict[str, float]
+    n_patients: int
+    n_events: int
+    n_parameters: int
+    horizons: list[float]
+    hazard_ratios: pd.DataFrame | None = None  # Cox only: the unpenalised HR table
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` did: the parent run and one entry per child run, plus notes for the user."""
+
+    experiment: str
+    parent_run_id: str
+    tracking_uri: str
+    runs: list[RunResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--summary-json`` payload."""
+        return {
+            "parent_run_id": self.parent_run_id,
+            "experiment": self.experiment,
+            "tracking_uri": self.tracking_uri,
+            "runs": [
+                {
+                    "endpoint": r.endpoint,
+                    "family": r.family,
+                    "run_id": r.run_id,
+                    "model_uri": r.model_uri,
+                    # an undefined metric (AUC at a horizon no test fold reached) is null, not NaN
+                    "metrics": {k: (v if math.isfinite(v) else None) for k, v in r.metrics.items()},
+                }
+                for r in self.runs
+            ],
+        }
+
+    def table(self) -> pd.DataFrame:
+        """Mean ± SD of the headline metrics, one row per run ("n/a" where undefined)."""
+        horizons = sorted({h for r in self.runs for h in r.horizons})
+        rows = []
+        for r in self.runs:
+            row: dict[str, Any] = {
+                "endpoint": r.endpoint.upper(),
+                "family": r.family,
+                "patients": r.n_patients,
+                "events": r.n_events,
+                "EPV": f"{r.n_events / max(r.n_parameters, 1):.1f}",
+                "Harrell C": _mean_sd(r.metrics, "harrell_c"),
+                "Uno C": _mean_sd(r.metrics, "uno_c"),
+            }
+            row.update({f"AUC({h:g})": _mean_sd(r.metrics, f"td_auc_{h:g}") for h in horizons})
+            row.update({"IBS": _mean_sd(r.metrics, "ibs"), "IBS (KM)": _mean_sd(r.metrics, "ibs_km")})
+            if "harrell_c_corrected" in r.metrics:
+                row["C corrected (95% CI)"] = _with_ci(r.metrics, "harrell_c")
+                row["slope corrected (95% CI)"] = _with_ci(r.metrics, "calibration_slope")
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def _mean_sd(m: dict[str, float], name: str) -> str:
+    mean, sd = m.get(f"{name}_mean"), m.get(f"{name}_sd")
+    if mean is None or mean != mean:
+        return "n/a"
+    return f"{mean:.3f} ± {sd:.3f}" if sd == sd and sd is not None else f"{mean:.3f}"
+
+
+def _with_ci(m: dict[str, float], name: str) -> str:
+    value = m.get(f"{name}_corrected", math.nan)
+    if not math.isfinite(value):
+        return "n/a"
+    low, high = m.get(f"{name}_corrected_ci_low", math.nan), m.get(f"{name}_corrected_ci_high", math.nan)
+    return f"{value:.2f} ({low:.2f} to {high:.2f})"
+
+
+def train(
+    config: ExperimentConfig | str | Path,
+    *,
+    data: str | Path | None = None,
+    endpoints: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    tracking_uri: str | None = None,
+    progress: Progress | None = None,
+    strict: bool = False,
+) -> TrainResult:
+    """Train every enabled family for every endpoint; track each in MLflow; return the run IDs.
+
+    Before fitting, each endpoint's cohort is held against Riley et al.'s minimum sample size
+    (:mod:`riskmodel.stats.samplesize`): below it, the result carries a loud note and the runs are
+    tagged ``riley_adequate=false``; with ``strict`` it is a refusal instead. Each model is then
+    cross-validated and, unless ``evaluation.bootstrap`` is 0, validated by the bootstrap
+    (:func:`riskmodel.validation.validate`): optimism-corrected metrics with intervals.
+    """
+    if not isinstance(config, ExperimentConfig):
+        config = load_experiment(config)
+    config = override(config, data=data, endpoints=endpoints, models=models)
+    cohort = load_cohort(config)
+    prepared = prepare_endpoints(config, cohort)
+    sizes = {ep: sample_size(config, p) for ep, p in prepared.items()}
+    short = {ep: s for ep, s in sizes.items() if not s.adequate}
+    if strict and short:
+        raise UserInputError(
+            "--strict: the cohort is below Riley et al.'s minimum sample size for "
+            + "; ".join(f"{ep.upper()} ({s.summary()})" for ep, s in short.items())
+        )
+    families = config.models.enabled()
+    ev = config.evaluation
+    total, done = len(prepared) * len(families) * (ev.n_splits * ev.n_repeats + ev.bootstrap + 1), 0
+
+    def tick(label: str) -> Callable[[], None]:
+        def step() -> None:
+            nonlocal done
+            done += 1
+            if progress:
+                progress(done, total, label)
+
+        return step
+
+    tracker = Tracker(config.name, tracking_uri, guard=PhiGuard.for_cohort(cohort))
+    ctx = RunContext.create(config, cohort)
+    result = TrainResult(config.name, "", tracker.uri)
+    if tracker.stale_runs:
+        n = len(tracker.stale_runs)
+        result.notes.append(f"closed {n} run{'s' if n > 1 else ''} left RUNNING by an ended process (now KILLED)")
+    with tracker.parent(f"train-{config.name}", ctx.base_tags) as parent_id:
+        result.parent_run_id = parent_id
+        tracker.log(params=ctx.flat_config)
+        tracker.log_text(ctx.config_yaml(), "config.yaml")
+        for endpoint, prep in prepared.items():
+            size = sizes[endpoint]
+            result.notes += [*prep.notes(), f"{endpoint.upper()} sample size: {size.summary()}"]
+            if not size.adequate:
+                result.notes.append(_exploratory_warning(endpoint, size.epv, size.expected_shrinkage))
+            for family, params in families.items():
+                dev = develop_family(
+                    config, prep, family, params.model_dump(), size, tick(f"{endpoint.upper()} {family}")
+                )
+                result.notes += dev.notes
+                run_id, uri = record_run(tracker, ctx, prep, size, dev)
+                n_events = int(prep.data.y["event"].sum())
+                result.runs.append(
+                    RunResult(
+                        endpoint,
+                        family,
+                        run_id,
+                        uri,
+                        dev.metrics,
+                        len(prep.data.y),
+                        n_events,
+                        dev.n_parameters,
+                        prep.horizons,
+                        dev.model.hazard_ratios,
+                    )
+                )
+        tracker.log(tags={"children": str(len(result.runs))})
+    return result
+
+
+def _exploratory_warning(endpoint: str, epv: float, shrinkage: float) -> str:
+    return (
+        f"WARNING {endpoint.upper()}: EXPLORATORY ONLY. EPV {epv:.1f} and an expected shrinkage of "
+        f"{shrinkage:.2f} mean severe overfitting risk; prefer a prespecified, penalised model with fewer "
+        "parameters (e.g. the 'published' feature set with Cox), and read the optimism-corrected metrics, "
+        "not the apparent ones"
+    )
