@@ -87,6 +87,11 @@ class EvaluationConfig(StrictModel):
         200, ge=0, description="Bootstrap resamples for Harrell's optimism correction of the whole pipeline; 0 = off."
     )
 
+    @property
+    def fits_per_model(self) -> int:
+        """Pipeline fits per (endpoint, family): every CV fold, every resample, and the final fit."""
+        return self.n_splits * self.n_repeats + self.bootstrap + 1
+
 
 class TuneConfig(StrictModel):
     """``riskmodel tune``: the objective, its cross-validation, and the search spaces.

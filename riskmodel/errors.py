@@ -20,6 +20,7 @@ __all__ = [
     "CohortValidationError",
     "FeatureError",
     "GuaranteeTimeBiasError",
+    "ModelFileError",
     "Problem",
     "RiskModelError",
     "RiskModelWarning",
@@ -44,6 +45,10 @@ class UserInputError(RiskModelError, ValueError):
     """The user's input (file, option, config) is wrong; exit code 2."""
 
     exit_code = 2
+
+
+class ModelFileError(UserInputError):
+    """A model directory is missing, tampered with, or not a riskmodel model."""
 
 
 class CohortFileError(UserInputError):

@@ -13,9 +13,13 @@ from typing import Literal
 
 __all__ = [
     "COLUMNS",
+    "ENDPOINTS",
+    "ENDPOINT_DEFINITIONS",
+    "ENDPOINT_LABELS",
     "OUTCOME_COLUMNS",
     "RESPONSE_CATEGORIES",
     "Column",
+    "Endpoint",
     "column",
     "contract_markdown",
 ]
@@ -248,6 +252,16 @@ COLUMNS: tuple[Column, ...] = (
 
 _BY_NAME = {c.name: c for c in COLUMNS}
 OUTCOME_COLUMNS = tuple(c.name for c in COLUMNS if c.role == "outcome")
+
+# The study's endpoints: each is a time column ``<name>_months`` and an event column ``<name>_event``.
+Endpoint = Literal["os", "lc"]
+ENDPOINTS: tuple[Endpoint, ...] = ("lc", "os")
+ENDPOINT_LABELS: dict[Endpoint, str] = {"lc": "Local control", "os": "Overall survival"}
+ENDPOINT_DEFINITIONS: dict[Endpoint, str] = {
+    "lc": "Local control (LC): the event is local progression of the treated lesion; patients without it are "
+    "censored at their last follow-up or death (death is not an LC event).",
+    "os": "Overall survival (OS): the event is death from any cause; survivors are censored at their last follow-up.",
+}
 
 
 def column(name: str) -> Column:

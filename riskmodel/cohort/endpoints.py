@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from riskmodel.cohort.contract import OUTCOME_COLUMNS
+from riskmodel.cohort.contract import ENDPOINT_LABELS, ENDPOINTS, OUTCOME_COLUMNS, Endpoint
 from riskmodel.cohort.load import Cohort
 from riskmodel.errors import GuaranteeTimeBiasError, UserInputError
 from riskmodel.stats import survival_array
@@ -29,9 +28,6 @@ __all__ = [
     "survival_target",
 ]
 
-Endpoint = Literal["os", "lc"]
-ENDPOINTS: tuple[Endpoint, ...] = ("lc", "os")
-ENDPOINT_LABELS: dict[Endpoint, str] = {"lc": "Local control", "os": "Overall survival"}
 RESPONSE_LANDMARK_MONTHS = 3.0
 POST_BASELINE_COLUMNS = frozenset({"response_3mo"})
 LOCAL_PROGRESSION = 1

@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from riskmodel.cohort._cells import Reporter, blank_mask
-from riskmodel.cohort.contract import COLUMNS
+from riskmodel.cohort.contract import COLUMNS, ENDPOINTS
 from riskmodel.cohort.derive import RAW_COLUMNS, ResponseRule, derive_missing
 from riskmodel.cohort.validate import validate_frame
 from riskmodel.core.yamlio import read_yaml_mapping, validation_lines
@@ -163,7 +163,7 @@ class Cohort:
         """A short, shareable summary: counts only, no patient-level values."""
         d = self.data
         parts = [f"{len(d)} patients, {d.shape[1]} canonical columns"]
-        for ep in ("os", "lc"):
+        for ep in ENDPOINTS:
             if f"{ep}_event" in d:
                 parts.append(f"{ep.upper()} events {int(d[f'{ep}_event'].sum())}")
         return "; ".join(parts)

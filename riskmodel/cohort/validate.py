@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.cohort._cells import Reporter, blank_mask, to_numeric
-from riskmodel.cohort.contract import COLUMNS, RESPONSE_CATEGORIES, Column
+from riskmodel.cohort.contract import COLUMNS, ENDPOINTS, RESPONSE_CATEGORIES, Column
 
 __all__ = ["normalise_category", "validate_frame"]
 
@@ -219,7 +219,7 @@ def _check_rows(t: pd.DataFrame, rep: Reporter) -> None:
     def has(*cols: str) -> bool:
         return all(c in t.columns for c in cols)
 
-    for ep in ("os", "lc"):
+    for ep in ENDPOINTS:
         time, event = f"{ep}_months", f"{ep}_event"
         if has(time, event):
             rep.add_rows(

@@ -8,19 +8,29 @@ horizon. Horizons beyond the training follow-up are refused, never extrapolated.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from riskmodel.errors import UserInputError
+from riskmodel.errors import ModelFileError, UserInputError
 from riskmodel.metrics import harrell_c
 from riskmodel.stats import check_survival_target
 
-__all__ = ["SurvivalEstimator", "breslow_cumulative_hazard", "check_horizons", "proportional_survival"]
+__all__ = [
+    "SurvivalEstimator",
+    "breslow_cumulative_hazard",
+    "check_horizons",
+    "load_skops",
+    "proportional_survival",
+    "read_json",
+    "write_json",
+]
 
 
 def check_horizons(times: Iterable[float] | float, max_time: float) -> np.ndarray:
@@ -73,10 +83,63 @@ def proportional_survival(log_hazard: np.ndarray, cumhaz: np.ndarray) -> np.ndar
         return np.asarray(np.exp(-np.exp(np.add.outer(log_hazard, np.log(cumhaz)))), dtype=float)
 
 
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """A model file's JSON: numpy arrays as lists."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, np.generic):
+            return value.item()
+        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+    path.write_text(json.dumps(payload, indent=1, default=plain, allow_nan=True), encoding="utf-8")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A model file's JSON object."""
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def load_skops(path: Path, allowed: frozenset[str]) -> Any:
+    """A skops file, refused when it holds a type outside ``allowed`` (beyond what skops trusts)."""
+    import skops.io as sio
+
+    found = set(sio.get_untrusted_types(file=path))
+    refused = sorted(found - allowed)
+    if refused:
+        raise ModelFileError(f"{path} holds types outside the allow-list: {', '.join(refused)}")
+    return sio.load(path, trusted=sorted(found))
+
+
 class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
-    """Shared behaviour: horizon checks, the DataFrame of S(t), and Harrell's C as ``score``."""
+    """Shared behaviour: horizon checks, the DataFrame of S(t), Harrell's C as ``score``, and the
+    family's files in a pickle-free model folder (:meth:`save_state`, :meth:`load_state`)."""
 
     risk_is_log_hazard = False  # True where predict_risk is a log hazard ratio (Cox, boosted Cox)
+    FILES: ClassVar[frozenset[str]] = frozenset()  # the file names this family writes into a model folder
+
+    def _common_state(self) -> dict[str, Any]:
+        return {
+            "params": self.get_params(),
+            "max_time": self.max_time_,
+            "n_events": self.n_events_,
+            "n_features_in": self.n_features_in_,
+        }
+
+    def _restore_common(self, state: dict[str, Any]) -> None:
+        self.max_time_ = float(state["max_time"])
+        self.n_events_ = int(state["n_events"])
+        self.n_features_in_ = int(state["n_features_in"])
+
+    def save_state(self, folder: Path) -> None:  # pragma: no cover - every family overrides
+        """Write the fitted state into ``folder`` as data files named in :attr:`FILES` (no pickle)."""
+        raise NotImplementedError
+
+    @classmethod
+    def load_state(cls, folder: Path) -> SurvivalEstimator:  # pragma: no cover - every family overrides
+        """The fitted estimator from the files :meth:`save_state` wrote (verified by the caller)."""
+        raise NotImplementedError
 
     def _fit_target(self, y: Any) -> tuple[np.ndarray, np.ndarray]:
         event, time = check_survival_target(y)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -22,7 +23,10 @@ from riskmodel.errors import UserInputError
 from riskmodel.models.base import (
     SurvivalEstimator,
     breslow_cumulative_hazard,
+    load_skops,
     proportional_survival,
+    read_json,
+    write_json,
 )
 from riskmodel.stats import step_values
 
@@ -36,6 +40,17 @@ class GradientBoostingSurvival(SurvivalEstimator):
     """
 
     risk_is_log_hazard = True  # predict_risk is the log hazard ratio (a linear predictor)
+    FILES = frozenset({"booster.ubj", "gbm.json", "estimator.skops", "estimator.json"})
+    # the types an estimator.skops of the scikit-survival backend may hold, beyond what skops trusts
+    SKOPS_ALLOWED = frozenset(
+        {
+            "sklearn.tree._tree.Tree",
+            "sksurv.ensemble.boosting.GradientBoostingSurvivalAnalysis",
+            "sksurv.ensemble.survival_loss.CoxPH",
+            "sksurv.functions.StepFunction",
+            "sksurv.linear_model.coxph.BreslowEstimator",
+        }
+    )
 
     def __init__(
         self,
@@ -142,3 +157,35 @@ class GradientBoostingSurvival(SurvivalEstimator):
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         cumhaz = step_values(self.event_times_, self.baseline_cumhaz_, times)
         return proportional_survival(self.predict_risk(X), cumhaz)
+
+    def save_state(self, folder: Path) -> None:
+        """xgboost: its own ``booster.ubj`` and ``gbm.json``; scikit-survival: ``estimator.skops`` and
+        ``estimator.json``. Both with the Breslow baseline."""
+        baseline = {"event_times": self.event_times_, "baseline_cumhaz": self.baseline_cumhaz_}
+        if self.backend == "xgboost":
+            self.booster_.save_model(str(folder / "booster.ubj"))
+            write_json(folder / "gbm.json", {**self._common_state(), **baseline})
+            return
+        import skops.io as sio
+
+        sio.dump(self.model_, folder / "estimator.skops")
+        write_json(folder / "estimator.json", {**self._common_state(), **baseline})
+
+    @classmethod
+    def load_state(cls, folder: Path) -> GradientBoostingSurvival:
+        """The fitted model from the files :meth:`save_state` wrote."""
+        if (folder / "booster.ubj").exists():
+            import xgboost as xgb
+
+            d = read_json(folder / "gbm.json")
+            gbm = cls(**d["params"])
+            gbm.booster_ = xgb.Booster()
+            gbm.booster_.load_model(str(folder / "booster.ubj"))
+        else:
+            d = read_json(folder / "estimator.json")
+            gbm = cls(**d["params"])
+            gbm.model_ = load_skops(folder / "estimator.skops", cls.SKOPS_ALLOWED)
+        gbm.event_times_ = np.asarray(d["event_times"], float)
+        gbm.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz"], float)
+        gbm._restore_common(d)
+        return gbm

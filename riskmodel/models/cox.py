@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -26,6 +27,8 @@ from riskmodel.models.base import (
     SurvivalEstimator,
     breslow_cumulative_hazard,
     proportional_survival,
+    read_json,
+    write_json,
 )
 from riskmodel.stats import step_values
 
@@ -164,6 +167,7 @@ class CoxPH(SurvivalEstimator):
     """
 
     risk_is_log_hazard = True  # predict_risk is the log hazard ratio (a linear predictor)
+    FILES = frozenset({"cox.json"})
 
     def __init__(
         self,
@@ -303,3 +307,40 @@ class CoxPH(SurvivalEstimator):
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         cumhaz = step_values(self.event_times_, self.baseline_cumhaz_, times)
         return proportional_survival(self.predict_risk(X), cumhaz)
+
+    def save_state(self, folder: Path) -> None:
+        """Coefficients, scaling, information and the Breslow baseline, as ``cox.json``."""
+        table = self.hazard_ratios_
+        write_json(
+            folder / "cox.json",
+            {
+                **self._common_state(),
+                "coef": self.coef_,
+                "mean": self.mean_,
+                "scale": self.scale_,
+                "constant": self.constant_,
+                "converged": self.converged_,
+                "information": self.information_,
+                "event_times": self.event_times_,
+                "baseline_cumhaz": self.baseline_cumhaz_,
+                "feature_names": list(table.index),
+                "hazard_ratios": table.reset_index().to_dict(orient="list"),
+            },
+        )
+
+    @classmethod
+    def load_state(cls, folder: Path) -> CoxPH:
+        """The fitted model from ``cox.json``."""
+        d = read_json(folder / "cox.json")
+        cox = cls(**d["params"])
+        cox.coef_, cox.mean_, cox.scale_ = (np.asarray(d[k], float) for k in ("coef", "mean", "scale"))
+        cox.constant_ = np.asarray(d["constant"], bool)
+        cox.converged_ = bool(d["converged"])
+        if "information" in d:  # absent from model files written before riskmodel 0.1's explain
+            cox.information_ = np.asarray(d["information"], float)
+        cox.event_times_ = np.asarray(d["event_times"], float)
+        cox.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz"], float)
+        cox.feature_names_in_ = np.asarray(d["feature_names"], dtype=object)
+        cox.hazard_ratios_ = pd.DataFrame(d["hazard_ratios"]).set_index("feature")
+        cox._restore_common(d)
+        return cox

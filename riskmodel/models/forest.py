@@ -23,13 +23,14 @@ scikit-survival on the same data.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from riskmodel.errors import UserInputError
-from riskmodel.models.base import SurvivalEstimator
+from riskmodel.models.base import SurvivalEstimator, load_skops, read_json, write_json
 from riskmodel.stats import survival_array
 
 __all__ = ["LARGE_COHORT", "SurvivalForest", "bin_edges", "snap_times"]
@@ -97,6 +98,16 @@ class SurvivalForest(SurvivalEstimator):
     ``low_memory=True`` keeps only the risk score in the trees (much less memory on big cohorts);
     such a forest ranks patients but refuses ``predict_survival``.
     """
+
+    FILES = frozenset({"estimator.skops", "estimator.json"})
+    # the types estimator.skops may hold, beyond what skops itself trusts
+    SKOPS_ALLOWED = frozenset(
+        {
+            "sklearn.tree._tree.Tree",
+            "sksurv.ensemble.forest.RandomSurvivalForest",
+            "sksurv.tree.tree.SurvivalTree",
+        }
+    )
 
     def __init__(
         self,
@@ -193,3 +204,24 @@ class SurvivalForest(SurvivalEstimator):
         surv = self.model_.predict_survival_function(self._predicting(X), return_array=True)
         idx = np.searchsorted(self.model_.unique_times_, times, side="right") - 1
         return np.where(idx[None, :] >= 0, surv[:, np.clip(idx, 0, None)], 1.0)
+
+    def save_state(self, folder: Path) -> None:
+        """scikit-survival's forest as ``estimator.skops``; bin edges and time grid in ``estimator.json``."""
+        import skops.io as sio
+
+        sio.dump(self.model_, folder / "estimator.skops")
+        extra = {"bin_edges": self.bin_edges_, "time_grid": self.time_grid_}
+        write_json(folder / "estimator.json", {**self._common_state(), **extra})
+
+    @classmethod
+    def load_state(cls, folder: Path) -> SurvivalForest:
+        """The fitted forest from the files :meth:`save_state` wrote (skops types on the allow-list only)."""
+        d = read_json(folder / "estimator.json")
+        forest = cls(**d["params"])
+        forest.model_ = load_skops(folder / "estimator.skops", cls.SKOPS_ALLOWED)
+        edges = d.get("bin_edges")
+        forest.bin_edges_ = None if edges is None else [None if e is None else np.asarray(e) for e in edges]
+        grid = d.get("time_grid")
+        forest.time_grid_ = None if grid is None else np.asarray(grid, float)
+        forest._restore_common(d)
+        return forest

@@ -105,6 +105,7 @@ class FamilySpec:
 
     name: str
     label: str
+    description: str  # the model specification, as the model report states it
     estimator: type[SurvivalEstimator]
     config: type[StrictModel]  # the experiment's models.<name> section
     space: dict[str, ParamSpace] = field(default_factory=dict)  # riskmodel tune's default search space
@@ -119,6 +120,7 @@ SPECS: dict[str, FamilySpec] = {
         FamilySpec(
             "cox",
             "Cox proportional hazards",
+            "Cox proportional hazards, penalised partial likelihood (Efron ties), Breslow baseline hazard",
             CoxPH,
             CoxConfig,
             {
@@ -129,6 +131,7 @@ SPECS: dict[str, FamilySpec] = {
         FamilySpec(
             "rsf",
             "random survival forest",
+            "Random survival forest (scikit-survival), log-rank splits, Nelson-Aalen leaf estimates",
             SurvivalForest,
             ForestConfig,
             {
@@ -144,6 +147,7 @@ SPECS: dict[str, FamilySpec] = {
         FamilySpec(
             "gbm",
             "gradient boosting",
+            "Gradient-boosted trees (xgboost, Cox partial-likelihood objective), Breslow baseline hazard",
             GradientBoostingSurvival,
             BoostingConfig,
             {

@@ -23,22 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskmodel.cohort.contract import ENDPOINT_DEFINITIONS
+from riskmodel.models.registry import SPECS
 from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, figure_html
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.validation import CalibrationCurve, Validation
 
 __all__ = ["ModelFacts", "limitations", "render"]
 
-OUTCOMES = {
-    "lc": "Local control (LC): the event is local progression of the treated lesion; patients without it are "
-    "censored at their last follow-up or death (death is not an LC event).",
-    "os": "Overall survival (OS): the event is death from any cause; survivors are censored at their last follow-up.",
-}
-FAMILIES = {
-    "cox": "Cox proportional hazards, penalised partial likelihood (Efron ties), Breslow baseline hazard",
-    "rsf": "Random survival forest (scikit-survival), log-rank splits, Nelson-Aalen leaf estimates",
-    "gbm": "Gradient-boosted trees (xgboost, Cox partial-likelihood objective), Breslow baseline hazard",
-}
 AUTHORS_ONLY = (
     "eligibility criteria and recruitment",
     "study dates beyond years, setting and centres",
@@ -106,33 +98,7 @@ def limitations(f: ModelFacts) -> list[str]:
             f"Below Riley et al.'s minimum sample size: {f.n_patients} patients against {f.size.minimum_n} required; "
             f"expected shrinkage {f.size.expected_shrinkage:.2f} (target ≥ 0.90). The run is exploratory only."
         )
-    v = f.validation
-    if v is not None:
-        slope = {k: float(x) for k, x in v.table.loc["calibration_slope"].items()}
-        if math.isfinite(slope["corrected"]) and slope["corrected"] < 0.9:
-            out.append(
-                f"Optimism-corrected calibration slope {slope['corrected']:.2f} (95% CI {_fmt(slope['ci_low'], 2)} to "
-                f"{_fmt(slope['ci_high'], 2)}): predictions are too extreme for new patients and should be shrunk."
-            )
-        c = {k: float(x) for k, x in v.table.loc["harrell_c"].items()}
-        if math.isfinite(c["ci_low"]) and c["ci_high"] - c["ci_low"] > 0.2:
-            out.append(
-                f"The corrected Harrell C's 95% interval runs from {c['ci_low']:.2f} to {c['ci_high']:.2f}: "
-                "discrimination is very uncertain."
-            )
-        if v.failed and v.failed / v.n_resamples >= 0.05:
-            out.append(
-                f"{v.failed} of {v.n_resamples} bootstrap resamples failed (listed in validation_failures.txt) and are "
-                "excluded; resamples whose fit separates are the most overfit, so the corrected figures may be "
-                "optimistic."
-            )
-        if f.family in ("rsf", "gbm"):
-            out.append(
-                "The bootstrap optimism correction under-corrects tree ensembles, which memorise the ~63% of "
-                "patients in each resample; the cross-validated figures are the more honest ones for this family."
-            )
-    else:
-        out.append("No bootstrap validation was run (evaluation.bootstrap = 0): only cross-validated figures.")
+    out += _bootstrap_limitations(f)
     for h, n in sorted(f.at_risk.items()):
         if n < 10:
             out.append(f"Only {n} patients are still followed at {h:g} months: predictions there are unstable.")
@@ -167,6 +133,38 @@ def limitations(f: ModelFacts) -> list[str]:
     return out
 
 
+def _bootstrap_limitations(f: ModelFacts) -> list[str]:
+    """What the bootstrap validation says about the model's limits (or that it was not run)."""
+    v = f.validation
+    if v is None:
+        return ["No bootstrap validation was run (evaluation.bootstrap = 0): only cross-validated figures."]
+    out: list[str] = []
+    slope = {k: float(x) for k, x in v.table.loc["calibration_slope"].items()}
+    if math.isfinite(slope["corrected"]) and slope["corrected"] < 0.9:
+        out.append(
+            f"Optimism-corrected calibration slope {slope['corrected']:.2f} (95% CI {_fmt(slope['ci_low'], 2)} to "
+            f"{_fmt(slope['ci_high'], 2)}): predictions are too extreme for new patients and should be shrunk."
+        )
+    c = {k: float(x) for k, x in v.table.loc["harrell_c"].items()}
+    if math.isfinite(c["ci_low"]) and c["ci_high"] - c["ci_low"] > 0.2:
+        out.append(
+            f"The corrected Harrell C's 95% interval runs from {c['ci_low']:.2f} to {c['ci_high']:.2f}: "
+            "discrimination is very uncertain."
+        )
+    if v.failed and v.failed / v.n_resamples >= 0.05:
+        out.append(
+            f"{v.failed} of {v.n_resamples} bootstrap resamples failed (listed in validation_failures.txt) and are "
+            "excluded; resamples whose fit separates are the most overfit, so the corrected figures may be "
+            "optimistic."
+        )
+    if f.family in SPECS and SPECS[f.family].memorises_resamples:
+        out.append(
+            "The bootstrap optimism correction under-corrects tree ensembles, which memorise the ~63% of "
+            "patients in each resample; the cross-validated figures are the more honest ones for this family."
+        )
+    return out
+
+
 def _table(frame: pd.DataFrame, index: bool = False) -> str:
     return frame.to_html(index=index, na_rep="–", float_format=lambda v: f"{v:.3g}", border=0, escape=True, classes="t")
 
@@ -192,9 +190,7 @@ def _validation_table(v: Validation) -> pd.DataFrame:
 
 def render(f: ModelFacts) -> str:
     """The self-contained HTML page."""
-    ep = f.endpoint.upper()
-    title = f"{ep} · {f.family} · {f.experiment}"
-    s = f.size
+    title = f"{f.endpoint.upper()} · {f.family} · {f.experiment}"
     parts = [
         f"<h1>Model report: {html.escape(title)}</h1>",
         "<p class='note'><b>Exploratory.</b> A TRIPOD+AI-structured report generated by riskmodel "
@@ -203,6 +199,35 @@ def render(f: ModelFacts) -> str:
         "<h2>Limitations (generated from the facts)</h2><ul>"
         + "".join(f"<li>{html.escape(x)}</li>" for x in limitations(f))
         + "</ul>",
+        *_data_sections(f),
+        *_specification(f),
+        *_validation_sections(f),
+    ]
+    if f.notes:
+        items = "".join(f"<li>{html.escape(n)}</li>" for n in f.notes)
+        parts.append(f"<h2>Notes from training</h2><ul>{items}</ul>")
+    parts.append(
+        "<h2>Items only the authors can report</h2><ul>"
+        + "".join(f"<li>{html.escape(x)}</li>" for x in AUTHORS_ONLY)
+        + f"</ul><p class='small'>riskmodel {html.escape(f.version)}, commit {html.escape(f.commit)}.</p>"
+    )
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>riskmodel model report: {html.escape(title)}</title><style>"
+        "body{font-family:system-ui,sans-serif;max-width:62em;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}td,th{padding:.2em .6em;"
+        "border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}"
+        ".kv td{text-align:left}img{max-width:100%}.small{color:#666;font-size:.85em}"
+        ".note{background:#fff8e1;padding:.6em;border-left:4px solid #f0b400}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )
+
+
+def _data_sections(f: ModelFacts) -> list[str]:
+    """Source of data, outcome, predictors and missing data, sample size."""
+    s = f.size
+    return [
         "<h2>Source of data and participants</h2>",
         _rows(
             [
@@ -217,7 +242,8 @@ def render(f: ModelFacts) -> str:
             ]
         ),
         "<h2>Outcome</h2>",
-        f"<p>{html.escape(OUTCOMES.get(f.endpoint, f.endpoint))} Time in months from the {html.escape(f.time_origin)}. "
+        f"<p>{html.escape(ENDPOINT_DEFINITIONS.get(f.endpoint, f.endpoint))} "  # type: ignore[call-overload]
+        f"Time in months from the {html.escape(f.time_origin)}. "
         f"Prediction horizons: {', '.join(f'{h:g}' for h in f.horizons)} months.</p>",
         "<h2>Predictors and missing data</h2>",
         _rows(
@@ -248,26 +274,37 @@ def render(f: ModelFacts) -> str:
                 ("expected shrinkage at this n", f"{s.expected_shrinkage:.2f} (target ≥ 0.90)"),
             ]
         ),
+    ]
+
+
+def _specification(f: ModelFacts) -> list[str]:
+    """The family, its parameters, and for Cox the coefficients and baseline survival."""
+    parts = [
         "<h2>Model specification</h2>",
-        f"<p>{html.escape(FAMILIES.get(f.family, f.family))}.</p>",
+        f"<p>{html.escape(SPECS[f.family].description if f.family in SPECS else f.family)}.</p>",
         _rows([(k, repr(v)) for k, v in sorted(f.params.items())]),
     ]
-    if f.cox_coefficients is not None:
-        parts.append("<h3>Coefficients of the fitted (penalised) model</h3>" + _table(f.cox_coefficients, index=True))
-        if f.baseline_survival:
-            parts.append(
-                "<p>Baseline survival S₀(t) at the mean of every feature: "
-                + ", ".join(f"S₀({h:g}) = {v:.4f}" for h, v in sorted(f.baseline_survival.items()))
-                + ". A patient's S(t) = S₀(t)^exp(Σ coef·(x − mean)), with the feature means saved in the model "
-                "file.</p>"
-            )
-        if f.cox_unpenalised is not None:
-            parts.append(
-                "<h3>Unpenalised hazard ratios (classical table, same design)</h3>"
-                + _table(f.cox_unpenalised, index=True)
-            )
-    parts.append("<h2>Internal validation</h2>")
-    parts.append(f"<p>{html.escape(f.cv_description)}</p>" + _table(f.cv, index=True))
+    if f.cox_coefficients is None:
+        return parts
+    parts.append("<h3>Coefficients of the fitted (penalised) model</h3>" + _table(f.cox_coefficients, index=True))
+    if f.baseline_survival:
+        parts.append(
+            "<p>Baseline survival S₀(t) at the mean of every feature: "
+            + ", ".join(f"S₀({h:g}) = {v:.4f}" for h, v in sorted(f.baseline_survival.items()))
+            + ". A patient's S(t) = S₀(t)^exp(Σ coef·(x − mean)), with the feature means saved in the model "
+            "file.</p>"
+        )
+    if f.cox_unpenalised is not None:
+        parts.append(
+            "<h3>Unpenalised hazard ratios (classical table, same design)</h3>" + _table(f.cox_unpenalised, index=True)
+        )
+    return parts
+
+
+def _validation_sections(f: ModelFacts) -> list[str]:
+    """Cross-validation, the bootstrap, calibration and decision curves."""
+    ep = f.endpoint.upper()
+    parts = ["<h2>Internal validation</h2>", f"<p>{html.escape(f.cv_description)}</p>" + _table(f.cv, index=True)]
     if f.validation is not None:
         v = f.validation
         parts.append(
@@ -286,12 +323,8 @@ def render(f: ModelFacts) -> str:
             f"D-calibration p = {_fmt(f.d_calibration_p)}.</p>"
         )
         for h, curve in sorted(f.calibration.items()):
-            parts.append(
-                figure_html(
-                    calibration_plot(curve.groups, curve.smooth, f"{ep} by {h:g} months: ICI {curve.ici:.3f}"),
-                    f"calibration at {h:g} months",
-                )
-            )
+            plot = calibration_plot(curve.groups, curve.smooth, f"{ep} by {h:g} months: ICI {curve.ici:.3f}")
+            parts.append(figure_html(plot, f"calibration at {h:g} months"))
     if f.decision_curves:
         parts.append(
             "<h2>Clinical utility: decision curves (apparent)</h2><p>Net benefit of acting on predicted risk ≥ the "
@@ -301,22 +334,4 @@ def render(f: ModelFacts) -> str:
             parts.append(
                 figure_html(decision_curve_plot(table, f"{ep} by {h:g} months (apparent)"), f"decision curve {h:g}")
             )
-    if f.notes:
-        items = "".join(f"<li>{html.escape(n)}</li>" for n in f.notes)
-        parts.append(f"<h2>Notes from training</h2><ul>{items}</ul>")
-    parts.append(
-        "<h2>Items only the authors can report</h2><ul>"
-        + "".join(f"<li>{html.escape(x)}</li>" for x in AUTHORS_ONLY)
-        + f"</ul><p class='small'>riskmodel {html.escape(f.version)}, commit {html.escape(f.commit)}.</p>"
-    )
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>riskmodel model report: {html.escape(title)}</title><style>"
-        "body{font-family:system-ui,sans-serif;max-width:62em;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}td,th{padding:.2em .6em;"
-        "border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}"
-        ".kv td{text-align:left}img{max-width:100%}.small{color:#666;font-size:.85em}"
-        ".note{background:#fff8e1;padding:.6em;border-left:4px solid #f0b400}</style></head><body>"
-        + "\n".join(parts)
-        + "</body></html>\n"
-    )
+    return parts

@@ -149,64 +149,7 @@ def _write_report(
     chars.to_csv(out / "characteristics.csv", index=False)
     parts.append(_table_html(chars, "Cohort characteristics"))
     for ep in chosen:
-        name = ENDPOINT_LABELS[ep]
-        t, e = data[f"{ep}_months"].to_numpy(float), data[f"{ep}_event"].to_numpy(bool)
-        parts.append(f"<h2>{name}</h2>")
-        parts.append(
-            figure_html(
-                _km_plot({"all patients": (t, e)}, f"{name}: Kaplan-Meier, 95% CI"), f"{name} Kaplan-Meier curve"
-            )
-        )
-        overall = km_overall(t, e)
-        overall.to_csv(out / f"{ep}_km_overall.csv", index=False)
-        ep_summary: dict[str, Any] = summary["endpoints"].setdefault(ep, {})
-        ep_summary["events"] = int(e.sum())
-        ep_summary["km"] = overall.set_index("figure").to_dict(orient="index")
-        parts.append(_table_html(overall, f"{name}: median and landmark rates (95% CI)"))
-        uni = univariate_table(data, ep, cutoffs)
-        uni.to_csv(out / f"{ep}_univariate.csv", index=False)
-        ep_summary["log_rank"] = {
-            f: {"chi2": float(g["log-rank χ²"].iloc[0]), "p": float(g["p"].iloc[0])} for f, g in uni.groupby("factor")
-        }
-        parts.append(_table_html(uni, f"{name}: univariate analysis (log-rank)"))
-        for factor in uni.loc[(uni["p"] < 0.05) & ~uni["factor"].str.endswith(AS_PUBLISHED), "factor"].unique():
-            base = factor.removesuffix(LANDMARKED)
-            known = data[FACTOR_COLUMNS[base]].notna().to_numpy()
-            labels = np.asarray(groupings(cutoffs)[base](data)).astype(str)
-            groups = {
-                lvl: (t[known & (labels == lvl)], e[known & (labels == lvl)]) for lvl in sorted(set(labels[known]))
-            }
-            parts.append(
-                figure_html(_km_plot(groups, f"{name} by {base} (from implant, as published)"), f"{name} by {base}")
-            )
-        if "response_3mo" not in data.columns or data["response_3mo"].isna().all():
-            parts.append(
-                "<p class='note'>No 3-month response in this cohort: the multivariable model "
-                "(D90 ≥ 110 Gy and CR+PR) and its proportional-hazards checks are left out.</p>"
-            )
-            continue
-        cox, tests = multivariable_cox(data, ep)
-        cox.to_csv(out / f"{ep}_multivariable_cox.csv", index=False)
-        ep_summary["multivariable_cox"] = {
-            "landmark_months": RESPONSE_LANDMARK_MONTHS,
-            **tests,
-            "coefficients": cox.set_index("feature").to_dict(orient="index"),
-        }
-        parts.append(_table_html(cox, f"{name}: multivariable Cox (3-month landmark; Efron ties)"))
-        left_out = (
-            f" {tests['missing_response']} patients without a recorded response are left out."
-            if tests["missing_response"]
-            else ""
-        )
-        parts.append(
-            f"<p>Wald χ² {tests['wald_chi2']:.3f} (p {tests['wald_p']:.4f}); likelihood-ratio χ² "
-            f"{tests['lr_chi2']:.3f} (p {tests['lr_p']:.4f}); {tests['events']} events in "
-            f"{tests['patients']} patients: {tests['events_per_variable']:.1f} events per variable.{left_out}</p>"
-        )
-        ph = ph_checks(data, ep)
-        ph.to_csv(out / f"{ep}_ph_checks.csv", index=False)
-        ep_summary["ph_global_p"] = float(ph.loc[ph["covariate"] == "GLOBAL", "p"].iloc[0])
-        parts.append(_table_html(ph, f"{name}: proportional hazards (Schoenfeld residuals, rank time)"))
+        parts += _endpoint_section(data, ep, cutoffs, out, summary["endpoints"].setdefault(ep, {}))
     if "lc" in chosen:
         table, fig = competing_risks(data), _competing_figure(data)
         table.to_csv(out / "lc_competing_risks.csv", index=False)
@@ -220,7 +163,12 @@ def _write_report(
         parts.append(_table_html(cmp, "Published figures beside this cohort (unlandmarked, as the study did)"))
         about = html.escape(years_only(published_targets()["_about"]))  # reports show years only
         parts.append(f"<p class='note'>Source of the published figures: {about}</p>")
-    page = (
+    (root / "report.html").write_text(_page(parts), encoding="utf-8")
+    (root / "summary.json").write_text(json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
+
+
+def _page(parts: list[str]) -> str:
+    return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>riskmodel report</title><style>"
         "body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}td,th{padding:.2em .6em;"
@@ -229,8 +177,71 @@ def _write_report(
         + "\n".join(parts)
         + "</body></html>\n"
     )
-    (root / "report.html").write_text(page, encoding="utf-8")
-    (root / "summary.json").write_text(json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
+
+
+def _endpoint_section(
+    data: pd.DataFrame, ep: Endpoint, cutoffs: dict[str, float] | None, out: Path, ep_summary: dict[str, Any]
+) -> list[str]:
+    """KM curve and table, univariate analysis, subgroup curves and the multivariable model of one endpoint."""
+    name = ENDPOINT_LABELS[ep]
+    t, e = data[f"{ep}_months"].to_numpy(float), data[f"{ep}_event"].to_numpy(bool)
+    parts = [f"<h2>{name}</h2>"]
+    parts.append(
+        figure_html(_km_plot({"all patients": (t, e)}, f"{name}: Kaplan-Meier, 95% CI"), f"{name} Kaplan-Meier curve")
+    )
+    overall = km_overall(t, e)
+    overall.to_csv(out / f"{ep}_km_overall.csv", index=False)
+    ep_summary["events"] = int(e.sum())
+    ep_summary["km"] = overall.set_index("figure").to_dict(orient="index")
+    parts.append(_table_html(overall, f"{name}: median and landmark rates (95% CI)"))
+    uni = univariate_table(data, ep, cutoffs)
+    uni.to_csv(out / f"{ep}_univariate.csv", index=False)
+    ep_summary["log_rank"] = {
+        f: {"chi2": float(g["log-rank χ²"].iloc[0]), "p": float(g["p"].iloc[0])} for f, g in uni.groupby("factor")
+    }
+    parts.append(_table_html(uni, f"{name}: univariate analysis (log-rank)"))
+    for factor in uni.loc[(uni["p"] < 0.05) & ~uni["factor"].str.endswith(AS_PUBLISHED), "factor"].unique():
+        base = factor.removesuffix(LANDMARKED)
+        known = data[FACTOR_COLUMNS[base]].notna().to_numpy()
+        labels = np.asarray(groupings(cutoffs)[base](data)).astype(str)
+        groups = {lvl: (t[known & (labels == lvl)], e[known & (labels == lvl)]) for lvl in sorted(set(labels[known]))}
+        parts.append(
+            figure_html(_km_plot(groups, f"{name} by {base} (from implant, as published)"), f"{name} by {base}")
+        )
+    return parts + _multivariable_section(data, ep, out, ep_summary)
+
+
+def _multivariable_section(data: pd.DataFrame, ep: Endpoint, out: Path, ep_summary: dict[str, Any]) -> list[str]:
+    """The study's multivariable Cox model and its proportional-hazards tests, from the 3-month landmark."""
+    name = ENDPOINT_LABELS[ep]
+    if "response_3mo" not in data.columns or data["response_3mo"].isna().all():
+        return [
+            "<p class='note'>No 3-month response in this cohort: the multivariable model "
+            "(D90 ≥ 110 Gy and CR+PR) and its proportional-hazards checks are left out.</p>"
+        ]
+    cox, tests = multivariable_cox(data, ep)
+    cox.to_csv(out / f"{ep}_multivariable_cox.csv", index=False)
+    ep_summary["multivariable_cox"] = {
+        "landmark_months": RESPONSE_LANDMARK_MONTHS,
+        **tests,
+        "coefficients": cox.set_index("feature").to_dict(orient="index"),
+    }
+    left_out = (
+        f" {tests['missing_response']} patients without a recorded response are left out."
+        if tests["missing_response"]
+        else ""
+    )
+    parts = [
+        _table_html(cox, f"{name}: multivariable Cox (3-month landmark; Efron ties)"),
+        f"<p>Wald χ² {tests['wald_chi2']:.3f} (p {tests['wald_p']:.4f}); likelihood-ratio χ² "
+        f"{tests['lr_chi2']:.3f} (p {tests['lr_p']:.4f}); {tests['events']} events in "
+        f"{tests['patients']} patients: {tests['events_per_variable']:.1f} events per variable.{left_out}</p>",
+    ]
+    ph = ph_checks(data, ep)
+    ph.to_csv(out / f"{ep}_ph_checks.csv", index=False)
+    ep_summary["ph_global_p"] = float(ph.loc[ph["covariate"] == "GLOBAL", "p"].iloc[0])
+    parts.append(_table_html(ph, f"{name}: proportional hazards (Schoenfeld residuals, rank time)"))
+    return parts
 
 
 def _finite(value: Any) -> Any:

@@ -6,9 +6,10 @@ A model directory holds:
   other file. Loading refuses a missing or changed file, and any file the manifest does not list.
 - ``model.json``: endpoint, family, landmark, horizons, feature pipeline state, training ranges
   and risk-group cut-offs (no patient rows).
-- the estimator: ``cox.json`` (coefficients and Breslow baseline); ``booster.ubj`` (xgboost's
-  own format) with ``gbm.json``; or ``estimator.skops`` for scikit-survival forests and boosting,
-  loaded with an allow-list of types written here, never read from the file.
+- the estimator's files, written and read by its family (``save_state`` / ``load_state`` in
+  :mod:`riskmodel.models`): ``cox.json`` (coefficients and Breslow baseline); ``booster.ubj``
+  (xgboost's own format) with ``gbm.json``; or ``estimator.skops`` for scikit-survival forests and
+  boosting, loaded with an allow-list of types kept in the family's code, never read from the file.
 """
 
 from __future__ import annotations
@@ -21,44 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from riskmodel.core.files import staged_folder
-from riskmodel.errors import RiskModelError, RiskModelWarning, UserInputError
+from riskmodel.errors import ModelFileError, RiskModelError, RiskModelWarning
 from riskmodel.features import ClinicalFeatures, resolve_blocks
-from riskmodel.models import CoxPH, GradientBoostingSurvival, SurvivalEstimator, SurvivalForest
+from riskmodel.models.base import SurvivalEstimator, write_json
+from riskmodel.models.registry import SPECS, family_names
 
 __all__ = ["FORMAT", "ModelFileError", "read_model_dir", "write_model_dir"]
 
 FORMAT = "riskmodel-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-# The only types a skops file may contain beyond what skops itself trusts (numpy, builtins, sklearn).
-SKOPS_ALLOWED = {
-    "rsf": frozenset(
-        {
-            "sklearn.tree._tree.Tree",
-            "sksurv.ensemble.forest.RandomSurvivalForest",
-            "sksurv.tree.tree.SurvivalTree",
-        }
-    ),
-    "gbm": frozenset(
-        {
-            "sklearn.tree._tree.Tree",
-            "sksurv.ensemble.boosting.GradientBoostingSurvivalAnalysis",
-            "sksurv.ensemble.survival_loss.CoxPH",
-            "sksurv.functions.StepFunction",
-            "sksurv.linear_model.coxph.BreslowEstimator",
-        }
-    ),
-}
-# every file name riskmodel writes into a model folder (besides the manifest)
-KNOWN_FILES = frozenset({"model.json", "cox.json", "booster.ubj", "gbm.json", "estimator.skops", "estimator.json"})
+# every file name riskmodel writes into a model folder (besides the manifest): its own, and each family's
+KNOWN_FILES = frozenset({"model.json"}).union(*(s.estimator.FILES for s in SPECS.values()))
 _VERSIONED = ("riskmodel", "numpy", "pandas", "scikit-learn", "scikit-survival", "xgboost", "xgboost-cpu", "skops")
-
-
-class ModelFileError(UserInputError):
-    """A model directory is missing, tampered with, or not a riskmodel model."""
 
 
 def _sha256(path: Path) -> str:
@@ -80,115 +58,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=1, default=_json_default, allow_nan=True), encoding="utf-8")
-
-
 # --------------------------------------------------------------------------- estimators
-def _save_estimator(estimator: SurvivalEstimator, family: str, folder: Path) -> None:
-    common = {
-        "params": estimator.get_params(),
-        "max_time": estimator.max_time_,
-        "n_events": estimator.n_events_,
-        "n_features_in": estimator.n_features_in_,
-    }
-    if isinstance(estimator, CoxPH):
-        table = estimator.hazard_ratios_
-        _write_json(
-            folder / "cox.json",
-            {
-                **common,
-                "coef": estimator.coef_,
-                "mean": estimator.mean_,
-                "scale": estimator.scale_,
-                "constant": estimator.constant_,
-                "converged": estimator.converged_,
-                "information": estimator.information_,
-                "event_times": estimator.event_times_,
-                "baseline_cumhaz": estimator.baseline_cumhaz_,
-                "feature_names": list(table.index),
-                "hazard_ratios": table.reset_index().to_dict(orient="list"),
-            },
-        )
-    elif isinstance(estimator, GradientBoostingSurvival) and estimator.backend == "xgboost":
-        estimator.booster_.save_model(str(folder / "booster.ubj"))
-        _write_json(
-            folder / "gbm.json",
-            {**common, "event_times": estimator.event_times_, "baseline_cumhaz": estimator.baseline_cumhaz_},
-        )
-    else:
-        import skops.io as sio
-
-        sio.dump(estimator.model_, folder / "estimator.skops")
-        extra: dict[str, Any] = {}
-        if isinstance(estimator, GradientBoostingSurvival):
-            extra = {"event_times": estimator.event_times_, "baseline_cumhaz": estimator.baseline_cumhaz_}
-        elif isinstance(estimator, SurvivalForest):
-            extra = {"bin_edges": estimator.bin_edges_, "time_grid": estimator.time_grid_}
-        _write_json(folder / "estimator.json", {**common, **extra})
-
-
 def _load_estimator(family: str, folder: Path) -> SurvivalEstimator:
-    def read(name: str) -> dict[str, Any]:
-        return dict(json.loads((folder / name).read_text(encoding="utf-8")))
-
-    if (folder / "cox.json").exists():
-        d = read("cox.json")
-        cox = CoxPH(**d["params"])
-        cox.coef_, cox.mean_, cox.scale_ = (np.asarray(d[k], float) for k in ("coef", "mean", "scale"))
-        cox.constant_ = np.asarray(d["constant"], bool)
-        cox.converged_ = bool(d["converged"])
-        if "information" in d:  # absent from model files written before riskmodel 0.1's explain
-            cox.information_ = np.asarray(d["information"], float)
-        cox.event_times_ = np.asarray(d["event_times"], float)
-        cox.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz"], float)
-        cox.feature_names_in_ = np.asarray(d["feature_names"], dtype=object)
-        cox.hazard_ratios_ = pd.DataFrame(d["hazard_ratios"]).set_index("feature")
-        estimator: SurvivalEstimator = cox
-    elif (folder / "booster.ubj").exists():
-        import xgboost as xgb
-
-        d = read("gbm.json")
-        gbm = GradientBoostingSurvival(**d["params"])
-        gbm.booster_ = xgb.Booster()
-        gbm.booster_.load_model(str(folder / "booster.ubj"))
-        gbm.event_times_ = np.asarray(d["event_times"], float)
-        gbm.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz"], float)
-        estimator = gbm
-    else:
-        import skops.io as sio
-
-        d = read("estimator.json")
-        allowed = SKOPS_ALLOWED.get(family)
-        if allowed is None:
-            raise ModelFileError(f"{folder}: family {family!r} has no skops allow-list")
-        found = set(sio.get_untrusted_types(file=folder / "estimator.skops"))
-        refused = sorted(found - allowed)
-        if refused:
-            raise ModelFileError(f"{folder}/estimator.skops holds types outside the allow-list: {', '.join(refused)}")
-        inner = sio.load(folder / "estimator.skops", trusted=sorted(found))
-        estimator = SurvivalForest(**d["params"]) if family == "rsf" else GradientBoostingSurvival(**d["params"])
-        estimator.model_ = inner
-        if isinstance(estimator, GradientBoostingSurvival):
-            estimator.event_times_ = np.asarray(d["event_times"], float)
-            estimator.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz"], float)
-        elif isinstance(estimator, SurvivalForest):
-            edges = d.get("bin_edges")
-            estimator.bin_edges_ = None if edges is None else [None if e is None else np.asarray(e) for e in edges]
-            grid = d.get("time_grid")
-            estimator.time_grid_ = None if grid is None else np.asarray(grid, float)
-    estimator.max_time_ = float(d["max_time"])
-    estimator.n_events_ = int(d["n_events"])
-    estimator.n_features_in_ = int(d["n_features_in"])
-    return estimator
+    if family not in SPECS:
+        raise ModelFileError(f"{folder}: unknown model family {family!r}; this riskmodel knows {family_names()}")
+    return SPECS[family].estimator.load_state(folder)
 
 
 # --------------------------------------------------------------------------- features
@@ -221,11 +95,11 @@ def write_model_dir(
     # built under a temporary name and renamed when complete: a killed process never leaves a
     # half-written model folder under the real name (and without its manifest none would load)
     with staged_folder(folder) as tmp:
-        _write_json(tmp / "model.json", {**meta, "features": _features_state(features)})
-        _save_estimator(estimator, meta["family"], tmp)
+        write_json(tmp / "model.json", {**meta, "features": _features_state(features)})
+        estimator.save_state(tmp)
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST}
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": _versions(), "files": files}
-        _write_json(tmp / MANIFEST, manifest)
+        write_json(tmp / MANIFEST, manifest)
     return folder
 
 

@@ -16,12 +16,14 @@ from typing import Any
 
 import pandas as pd
 
+from riskmodel.cohort.endpoints import Endpoint
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.errors import UserInputError
 from riskmodel.privacy import PhiGuard
+from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import Tracker
-from riskmodel.workflow.develop import develop_family
-from riskmodel.workflow.prepare import load_cohort, override, prepare_endpoints, sample_size
+from riskmodel.workflow.develop import Developed, develop_family
+from riskmodel.workflow.prepare import PreparedEndpoint, load_cohort, override, prepare_endpoints, sample_size
 from riskmodel.workflow.record import RunContext, record_run
 
 __all__ = ["Progress", "RunResult", "TrainResult", "train"]
@@ -43,6 +45,23 @@ class RunResult:
     n_parameters: int
     horizons: list[float]
     hazard_ratios: pd.DataFrame | None = None  # Cox only: the unpenalised HR table
+
+    @classmethod
+    def of(cls, prepared: PreparedEndpoint, dev: Developed, run_id: str, model_uri: str) -> RunResult:
+        """The result of one developed and recorded (endpoint, family)."""
+        y = prepared.data.y
+        return cls(
+            prepared.endpoint,
+            dev.family,
+            run_id,
+            model_uri,
+            dev.metrics,
+            len(y),
+            int(y["event"].sum()),
+            dev.n_parameters,
+            prepared.horizons,
+            dev.model.hazard_ratios,
+        )
 
 
 @dataclass
@@ -135,26 +154,9 @@ def train(
     config = override(config, data=data, endpoints=endpoints, models=models)
     cohort = load_cohort(config)
     prepared = prepare_endpoints(config, cohort)
-    sizes = {ep: sample_size(config, p) for ep, p in prepared.items()}
-    short = {ep: s for ep, s in sizes.items() if not s.adequate}
-    if strict and short:
-        raise UserInputError(
-            "--strict: the cohort is below Riley et al.'s minimum sample size for "
-            + "; ".join(f"{ep.upper()} ({s.summary()})" for ep, s in short.items())
-        )
+    sizes = _sample_sizes(config, prepared, strict)
     families = config.models.enabled()
-    ev = config.evaluation
-    total, done = len(prepared) * len(families) * (ev.n_splits * ev.n_repeats + ev.bootstrap + 1), 0
-
-    def tick(label: str) -> Callable[[], None]:
-        def step() -> None:
-            nonlocal done
-            done += 1
-            if progress:
-                progress(done, total, label)
-
-        return step
-
+    counter = _Progress(progress, len(prepared) * len(families) * config.evaluation.fits_per_model)
     tracker = Tracker(config.name, tracking_uri, guard=PhiGuard.for_cohort(cohort))
     ctx = RunContext.create(config, cohort)
     result = TrainResult(config.name, "", tracker.uri)
@@ -171,28 +173,42 @@ def train(
             if not size.adequate:
                 result.notes.append(_exploratory_warning(endpoint, size.epv, size.expected_shrinkage))
             for family, params in families.items():
-                dev = develop_family(
-                    config, prep, family, params.model_dump(), size, tick(f"{endpoint.upper()} {family}")
-                )
+                step = counter.step(f"{endpoint.upper()} {family}")
+                dev = develop_family(config, prep, family, params.model_dump(), size, step)
                 result.notes += dev.notes
                 run_id, uri = record_run(tracker, ctx, prep, size, dev)
-                n_events = int(prep.data.y["event"].sum())
-                result.runs.append(
-                    RunResult(
-                        endpoint,
-                        family,
-                        run_id,
-                        uri,
-                        dev.metrics,
-                        len(prep.data.y),
-                        n_events,
-                        dev.n_parameters,
-                        prep.horizons,
-                        dev.model.hazard_ratios,
-                    )
-                )
+                result.runs.append(RunResult.of(prep, dev, run_id, uri))
         tracker.log(tags={"children": str(len(result.runs))})
     return result
+
+
+class _Progress:
+    """Counts the fits of a whole ``train`` for the progress bar."""
+
+    def __init__(self, report: Progress | None, total: int) -> None:
+        self.report, self.total, self.done = report, total, 0
+
+    def step(self, label: str) -> Callable[[], None]:
+        def advance() -> None:
+            self.done += 1
+            if self.report:
+                self.report(self.done, self.total, label)
+
+        return advance
+
+
+def _sample_sizes(
+    config: ExperimentConfig, prepared: dict[Endpoint, PreparedEndpoint], strict: bool
+) -> dict[Endpoint, SampleSize]:
+    """Riley et al.'s assessment per endpoint; with ``strict``, a refusal below the minimum."""
+    sizes = {ep: sample_size(config, p) for ep, p in prepared.items()}
+    short = {ep: s for ep, s in sizes.items() if not s.adequate}
+    if strict and short:
+        raise UserInputError(
+            "--strict: the cohort is below Riley et al.'s minimum sample size for "
+            + "; ".join(f"{ep.upper()} ({s.summary()})" for ep, s in short.items())
+        )
+    return sizes
 
 
 def _exploratory_warning(endpoint: str, epv: float, shrinkage: float) -> str:
