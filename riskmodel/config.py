@@ -16,6 +16,7 @@ from riskmodel.core.strict import StrictModel
 from riskmodel.core.yamlio import read_yaml_mapping, validation_lines
 from riskmodel.errors import UserInputError
 from riskmodel.features import FEATURE_BLOCKS, resolve_blocks
+from riskmodel.metrics import MIN_AT_RISK
 from riskmodel.models.registry import SPECS, BoostingConfig, CoxConfig, ForestConfig, ParamSpace, family_names
 
 __all__ = [
@@ -82,9 +83,15 @@ class EvaluationConfig(StrictModel):
     """Repeated K-fold cross-validation, stratified on the event indicator."""
 
     n_splits: int = Field(3, ge=2, description="Folds; 3 keeps a few events in each test fold at n=36.")
-    n_repeats: int = Field(10, ge=1, description="Repeats; metrics are mean and SD over repeats.")
+    n_repeats: int = Field(10, ge=1, description="Repeats; metrics are mean and SD over all folds.")
     bootstrap: int = Field(
         200, ge=0, description="Bootstrap resamples for Harrell's optimism correction of the whole pipeline; 0 = off."
+    )
+    min_at_risk: int = Field(
+        MIN_AT_RISK,
+        ge=1,
+        description="A horizon with fewer patients still followed shows no metric, calibration or decision curve, "
+        "and predictions there are flagged.",
     )
 
     @property

@@ -16,6 +16,7 @@ import pandas as pd
 from riskmodel.core.pseudonyms import pseudonym
 
 __all__ = [
+    "NUMERICAL_FAILURES",
     "CohortFileError",
     "CohortValidationError",
     "FeatureError",
@@ -25,6 +26,7 @@ __all__ = [
     "RiskModelError",
     "RiskModelWarning",
     "UserInputError",
+    "is_own_error",
     "require_writable",
 ]
 
@@ -61,6 +63,20 @@ class FeatureError(UserInputError):
 
 class GuaranteeTimeBiasError(UserInputError):
     """A feature measured after time zero was requested without the matching landmark."""
+
+
+# What a fit or a metric may raise on one fold's or resample's data: it fails that fold, not the run.
+NUMERICAL_FAILURES: tuple[type[Exception], ...] = (ValueError, np.linalg.LinAlgError, ArithmeticError)
+
+
+def is_own_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is riskmodel's own error about the user's input (a bad parameter, a bad
+    config), which must stop the work rather than count as a failed fold.
+
+    A :class:`FeatureError` in one fold (a category its training part never saw) is about that
+    fold's data, so it is not.
+    """
+    return isinstance(exc, RiskModelError) and not isinstance(exc, FeatureError)
 
 
 def _show(value: object) -> str:

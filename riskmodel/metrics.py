@@ -23,19 +23,24 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from riskmodel.errors import UserInputError
 from riskmodel.stats import check_survival_target, kaplan_meier, step_values
 
 __all__ = [
+    "IBS_POINTS",
+    "MIN_AT_RISK",
     "Concordance",
+    "EvaluationWindow",
+    "as_window",
     "concordance",
     "defined_or_nan",
     "harrell_c",
-    "horizons_within",
     "integrated_brier",
     "metric_names",
     "survival_metrics",
@@ -214,13 +219,91 @@ def integrated_brier(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarr
     return float(np.trapezoid(scores, times) / (times[-1] - times[0]))
 
 
-def horizons_within(horizons: Sequence[float], follow_up: float) -> list[float]:
-    """The horizons a model fitted on ``follow_up`` months can speak for (the rest is extrapolation).
+MIN_AT_RISK = 10  # a horizon with fewer patients still followed shows no metric and no unflagged prediction
+IBS_POINTS = 25
 
-    >>> horizons_within([6.0, 12.0, 24.0], 14.0)
-    [6.0, 12.0]
+
+@dataclass(frozen=True)
+class EvaluationWindow:
+    """Where one endpoint is evaluated, fixed once from the whole development data.
+
+    ``horizons``: the clinical horizons with at least ``min_at_risk`` patients still followed
+    (time ≥ h); td-AUC, calibration and decision curves are computed there, and nowhere else.
+    ``tau``: the largest of them, where Uno's C is truncated. ``grid``: the time points of the
+    integrated Brier score, from the first observed time to ``tau``. Every cross-validation fold,
+    bootstrap resample and tuning trial uses this same window, so their figures measure the same
+    thing; a test set that cannot reach ``tau`` gives NaN for the IBS, never a shorter window.
+    ``left_out``: the other horizons, with the number of patients followed to each.
+    ``reliable_until``: the time up to which at least ``min_at_risk`` patients were followed;
+    a prediction beyond it is flagged.
     """
-    return [float(h) for h in horizons if h <= follow_up]
+
+    horizons: tuple[float, ...]
+    tau: float
+    grid: tuple[float, ...]
+    min_at_risk: int = MIN_AT_RISK
+    left_out: dict[float, int] = field(default_factory=dict)
+    reliable_until: float = math.inf
+
+    @classmethod
+    def from_data(
+        cls, y: Any, horizons: Sequence[float], *, min_at_risk: int = MIN_AT_RISK, points: int = IBS_POINTS
+    ) -> EvaluationWindow:
+        """The window of development data ``y`` for the clinical ``horizons`` (months).
+
+        When no horizon has ``min_at_risk`` patients followed, there is no horizon metric at all,
+        and τ is the longest time that many patients are followed.
+
+        >>> from riskmodel.stats import survival_array
+        >>> y = survival_array([1, 0, 1, 0], [2.0, 5.0, 7.0, 9.0])
+        >>> w = EvaluationWindow.from_data(y, [3.0, 6.0, 12.0], min_at_risk=2, points=3)
+        >>> w.horizons, w.tau, w.grid, w.left_out, w.reliable_until
+        ((3.0, 6.0), 6.0, (2.0, 4.0, 6.0), {12.0: 0}, 7.0)
+        >>> EvaluationWindow.from_data(y, [12.0], min_at_risk=2, points=3).tau
+        7.0
+        """
+        time = np.sort(np.asarray(y["time"], dtype=float))
+        if min_at_risk < 1:
+            raise UserInputError(f"evaluation.min_at_risk must be at least 1, got {min_at_risk}")
+        if time.size < min_at_risk:
+            raise UserInputError(
+                f"{time.size} patients: fewer than evaluation.min_at_risk = {min_at_risk}, so no time point has "
+                "enough patients followed to evaluate a model"
+            )
+        at_risk = {float(h): int(time.size - np.searchsorted(time, h, side="left")) for h in horizons}
+        kept = tuple(h for h, n in at_risk.items() if n >= min_at_risk)
+        reliable = float(time[-min_at_risk])
+        tau = max(kept) if kept else reliable
+        lower = float(time[0]) if time[0] < tau else tau / points
+        grid = tuple(float(t) for t in np.linspace(lower, tau, points))
+        return cls(kept, tau, grid, min_at_risk, {h: n for h, n in at_risk.items() if h not in kept}, reliable)
+
+    def describe(self) -> str:
+        """One line for notes and reports (counts and times only)."""
+        where = ", ".join(f"{h:g}" for h in self.horizons)
+        text = (
+            f"Uno's C truncated at τ = {self.tau:.3g} months; IBS over {self.grid[0]:.3g} to {self.tau:.3g} months "
+            f"({len(self.grid)} points); "
+            + (f"td-AUC and calibration at {where} months" if where else "no horizon for td-AUC or calibration")
+        )
+        if self.left_out:
+            gone = ", ".join(f"{h:g} ({n} followed)" for h, n in self.left_out.items())
+            text += f"; left out (fewer than {self.min_at_risk} patients followed): {gone} months"
+        return text
+
+    def params(self) -> dict[str, str]:
+        """The window as MLflow params."""
+        return {
+            "evaluation.tau": f"{self.tau:.6g}",
+            "evaluation.ibs_grid": f"{self.grid[0]:.6g}:{self.tau:.6g}:{len(self.grid)}",
+            "evaluation.horizons_used": ",".join(f"{h:g}" for h in self.horizons),
+            "evaluation.min_at_risk": str(self.min_at_risk),
+        }
+
+
+def as_window(window: EvaluationWindow | Sequence[float], y: Any) -> EvaluationWindow:
+    """``window`` itself, or the window of ``y`` for a plain list of horizons."""
+    return window if isinstance(window, EvaluationWindow) else EvaluationWindow.from_data(y, window)
 
 
 def td_auc(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, horizon: float) -> float:
@@ -251,27 +334,26 @@ def survival_metrics(
     y_test: np.ndarray,
     risk: np.ndarray,
     survival: Callable[[np.ndarray], np.ndarray],
-    horizons: Sequence[float],
+    window: EvaluationWindow | Sequence[float],
 ) -> dict[str, float]:
-    """All metrics for one test set. ``survival(times)`` returns S(t) for the test patients.
+    """All metrics for one test set, in the evaluation ``window`` (or its horizons' window on
+    ``y_train``). ``survival(times)`` returns S(t) for the test patients.
 
-    Keys: ``harrell_c``, ``uno_c``, ``td_auc_<h>`` per horizon, ``ibs``, ``ibs_km``. Uno's C is
-    truncated at the largest horizon; the IBS integrates over the horizons' span that the test
-    follow-up and the censoring KM support. A metric undefined on this test set is NaN.
+    Keys: ``harrell_c``, ``uno_c`` (truncated at τ), ``td_auc_<h>`` per horizon, ``ibs`` and
+    ``ibs_km`` (the Kaplan-Meier null model) over the window's grid. A metric this test set cannot
+    give (no event before a horizon; follow-up or censoring weights not reaching τ) is NaN.
     """
+    w = as_window(window, y_train)
     event_tr, time_tr = check_survival_target(y_train)
     event_te, time_te = np.asarray(y_test["event"], bool), np.asarray(y_test["time"], float)
     out: dict[str, float] = {"harrell_c": defined_or_nan(lambda: harrell_c(event_te, time_te, risk))}
-    hs = np.asarray(horizons, float)
-    out["uno_c"] = defined_or_nan(partial(uno_c, y_train, y_test, risk, min(hs.max(), time_tr.max())))
-    for h in hs:
+    out["uno_c"] = defined_or_nan(partial(uno_c, y_train, y_test, risk, w.tau)) if w.tau <= time_tr.max() else math.nan
+    for h in w.horizons:
         ok = h < time_te.max() and ((time_te <= h) & event_te).any() and (time_te > h).any()
         out[f"td_auc_{h:g}"] = defined_or_nan(partial(td_auc, y_train, y_test, risk, float(h))) if ok else math.nan
-    upper = min(hs.max(), np.nextafter(time_te.max(), 0), time_tr.max())
-    lower = max(float(time_te.min()), 1e-9)
     out["ibs"] = out["ibs_km"] = math.nan
-    if upper > lower:
-        grid = np.linspace(lower, upper, 25)[:-1]
+    grid = np.asarray(w.grid)
+    if grid[-1] < time_te.max() and grid[-1] <= time_tr.max():
         km_t, km_s = kaplan_meier(time_tr, event_tr)
         null = np.tile(step_values(km_t, km_s, grid, before=1.0), (len(time_te), 1))
         out["ibs"] = defined_or_nan(partial(integrated_brier, y_train, y_test, survival(grid), grid))

@@ -58,6 +58,9 @@ def test_shap_speed_smoke_run_reports_the_comparison(run_all, tmp_path: Path) ->
     detail = case["detail"]
     assert detail["local_accuracy_treeshap"] < 1e-6
     assert detail["local_accuracy_permutation"] < 1e-6
-    assert detail["max_abs_diff_treeshap_vs_permutation"] >= 0
+    # shap's permutation explainer estimates the same interventional values riskmodel enumerates exactly
+    assert detail["max_abs_diff_permutation_vs_exact_interventional"] < 0.1 * detail["risk_scale_sd"]
+    # path-dependent TreeSHAP answers another question (its own value function), but not a wild one
+    assert detail["max_abs_diff_treeshap_vs_permutation"] < detail["risk_scale_sd"]
     assert case["baseline"]["name"].startswith("shap PermutationExplainer")
     assert "shap_forest_1000" in (tmp_path / "RESULTS.md").read_text()

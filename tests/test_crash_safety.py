@@ -68,8 +68,13 @@ def test_train_killed_at_five_random_points_then_rerun_leaves_a_consistent_store
     cmd, uri, env = _train_command(tmp_path)
     rng = random.Random(20261126)
     for _ in range(5):
+        started = len(_runs_or_empty(uri))
         proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(2.0, 9.0))
+        deadline = time.monotonic() + 180
+        # kill only once this process has opened its first run: a loaded machine may take long to start
+        while len(_runs_or_empty(uri)) <= started and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(rng.uniform(0.0, 5.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     before = _runs(uri)

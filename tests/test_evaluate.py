@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 
-from riskmodel.metrics import harrell_c, survival_metrics
+from riskmodel.metrics import EvaluationWindow, harrell_c, survival_metrics
 from riskmodel.stats import kaplan_meier
+from riskmodel.validation import cross_validate
 
 
 def survival_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,8 +104,8 @@ def test_uno_c_td_auc_and_ibs_match_the_formulas() -> None:
     assert got["uno_c"] == pytest.approx(uno_c_loop(y_train, y_test, risk, tau=8.0), abs=1e-6)
     for h in horizons:
         assert got[f"td_auc_{h:g}"] == pytest.approx(td_auc_loop(y_train, y_test, risk, h), abs=1e-6)
-    lower = max(float(y_test["time"].min()), 1e-9)
-    grid = np.linspace(lower, 8.0, 25)[:-1]
+    grid = np.asarray(EvaluationWindow.from_data(y_train, horizons).grid)  # the window's grid, up to τ = 8
+    assert grid[-1] == 8.0
     briers = [brier_loop(y_train, y_test, surv([t])[:, 0], t) for t in grid]
     ibs = np.trapezoid(briers, grid) / (grid[-1] - grid[0])
     assert got["ibs"] == pytest.approx(ibs, abs=1e-6)
@@ -113,8 +115,11 @@ def test_uno_c_td_auc_and_ibs_match_the_formulas() -> None:
 def test_undefined_metrics_are_nan_not_errors() -> None:
     y_train, _, _ = survival_set(100, 6)
     y_test, risk, _ = survival_set(10, 7)
-    got = survival_metrics(y_train, y_test, risk, lambda g: np.ones((10, len(g))), [1000.0])
-    assert math.isnan(got["td_auc_1000"])
+    beyond = float(y_test["time"].max()) + 1.0  # no test patient is followed this long
+    window = EvaluationWindow((beyond,), beyond, tuple(np.linspace(0.1, beyond, 5)))
+    got = survival_metrics(y_train, y_test, risk, lambda g: np.ones((10, len(g))), window)
+    assert math.isnan(got[f"td_auc_{beyond:g}"])
+    assert math.isnan(got["ibs"])  # the window's τ, not a shorter one: undefined on this test set
     assert math.isfinite(got["harrell_c"])
 
 
@@ -157,3 +162,69 @@ def test_cross_validation_folds_follow_the_events() -> None:
     with pytest.raises(UserInputError, match="needs at least 2 events and 2 censored patients"):
         cross_validate(pipe, X, y_few, [4.0], n_splits=3, n_repeats=1)
     assert cross_validate(pipe, X, y, [4.0], n_splits=3, n_repeats=2).n_splits == 3
+
+
+def _lc() -> tuple[pd.DataFrame, np.ndarray]:
+    from riskmodel.cohort import load_bundled, survival_data
+
+    data = survival_data(load_bundled(), "lc", landmark_months=3, feature_columns=["response_3mo"])
+    return data.X, data.y
+
+
+def _spy_on_tau(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[tuple[float, ...]]]:
+    """Record the τ of every Uno's C and the grid of every IBS that riskmodel computes."""
+    import riskmodel.metrics as metrics
+
+    taus: list[float] = []
+    grids: list[tuple[float, ...]] = []
+    uno, brier = metrics.uno_c, metrics.integrated_brier
+
+    def uno_spy(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, tau: float | None = None) -> float:
+        taus.append(float(tau))  # type: ignore[arg-type]
+        return uno(y_train, y_test, risk, tau)
+
+    def brier_spy(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarray, grid: np.ndarray) -> float:
+        grids.append(tuple(np.round(grid, 12)))
+        return brier(y_train, y_test, survival, grid)
+
+    monkeypatch.setattr(metrics, "uno_c", uno_spy)
+    monkeypatch.setattr(metrics, "integrated_brier", brier_spy)
+    return taus, grids
+
+
+def test_one_tau_and_one_ibs_grid_in_every_fold_and_resample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: LC folds used τ = 12 or 6 depending on the fold's training follow-up."""
+    from sklearn.pipeline import Pipeline
+
+    from riskmodel.features import ClinicalFeatures
+    from riskmodel.models import CoxPH
+    from riskmodel.validation import validate
+
+    X, y = _lc()
+    pipe = Pipeline([("features", ClinicalFeatures("study", landmark_months=3)), ("model", CoxPH())])
+    window = EvaluationWindow.from_data(y, [6, 12, 24], min_at_risk=5)  # 7 LC patients followed at 6 months
+    taus, grids = _spy_on_tau(monkeypatch)
+    cross_validate(pipe, X, y, window, n_splits=3, n_repeats=5, seed=1)
+    validate(pipe, X, y, window, n_resamples=20, seed=1)
+    assert len(taus) > 30
+    assert set(taus) == {window.tau} == {6.0}
+    assert grids
+    assert set(grids) == {tuple(np.round(window.grid, 12))}
+
+
+def test_a_bad_parameter_stops_cross_validation_and_the_bootstrap() -> None:
+    """Before: CoxPH(penalty=-1) gave "6 of 6 failed fits" and NaN metrics."""
+    from sklearn.pipeline import Pipeline
+
+    from riskmodel.errors import UserInputError
+    from riskmodel.features import ClinicalFeatures
+    from riskmodel.models import CoxPH
+    from riskmodel.validation import validate
+
+    X, y = _lc()
+    pipe = Pipeline([("features", ClinicalFeatures("study", landmark_months=3)), ("model", CoxPH(penalty=-1))])
+    with pytest.raises(UserInputError, match="penalty must be a number"):
+        cross_validate(pipe, X, y, [6], n_splits=3, n_repeats=2)
+    fitted = Pipeline([("features", ClinicalFeatures("study", landmark_months=3)), ("model", CoxPH())]).fit(X, y)
+    with pytest.raises(UserInputError, match="penalty must be a number"):
+        validate(pipe, X, y, [6], n_resamples=4, fitted=fitted)  # each resample refits the bad pipeline

@@ -96,7 +96,7 @@ def test_each_fact_brings_its_own_limitation() -> None:
     for expected in (
         "EPV 2.5 (10 events, 4 candidate parameters): severe overfitting risk",
         "36 patients against 120 required; expected shrinkage 0.60",
-        "calibration slope 0.55 (95% CI 0.25 to 0.85)",
+        "calibration slope 0.55 (approx. 95% interval 0.25 to 0.85)",
         "interval runs from 0.45 to 0.80",
         "30 of 200 bootstrap resamples failed",
         "under-corrects tree ensembles",

@@ -57,14 +57,15 @@ def test_six_child_runs_with_metrics_tags_and_models(trained: TrainResult, store
     assert set(zip(children["tags.riskmodel.endpoint"], children["tags.riskmodel.family"], strict=True)) == {
         (e, f) for e in ("lc", "os") for f in ("cox", "rsf", "gbm")
     }
-    for col in (
-        "metrics.harrell_c_mean",
-        "metrics.uno_c_mean",
-        "metrics.ibs_mean",
-        "metrics.ibs_km_mean",
-        "metrics.td_auc_6_mean",
-    ):
+    for col in ("metrics.harrell_c_mean", "metrics.uno_c_mean", "metrics.ibs_mean", "metrics.ibs_km_mean"):
         assert children[col].notna().all(), col
+    # After the 3-month landmark, 7 LC patients are still followed at 6 months and 7 OS patients at
+    # 12 (counted from the bundled CSV in test_no_horizon_with_few_patients_followed_shows_a_metric):
+    # a horizon metric exists only where at least 10 are followed.
+    is_os = children["tags.riskmodel.endpoint"] == "os"
+    assert children.loc[is_os, "metrics.td_auc_6_mean"].notna().all()
+    assert children.loc[~is_os, "metrics.td_auc_6_mean"].isna().all()
+    assert not any(c.startswith(("metrics.td_auc_12", "metrics.td_auc_24")) for c in children.columns)
     for tag in ("git_commit", "riskmodel_version", "data_digest", "n_patients", "n_events"):
         assert children[f"tags.riskmodel.{tag}"].notna().all(), tag
     assert (children["params.feature_names"].str.contains("d90_gy")).all()
@@ -126,7 +127,10 @@ def test_out_of_range_d90_is_flagged_and_far_horizons_refused(
     model = load_model(trained.runs[-1].model_uri, tracking_uri=f"sqlite:///{store}/mlflow.db")
     records = model.score(read_patients(new_patients))
     assert any("d90_gy 190 is above the training range" in f for f in records[1]["flags"])
-    assert records[0]["flags"] == []
+    # OS: 7 patients followed at 12 months and 1 at 24, fewer than 10: those predictions are flagged
+    assert [f.split(":")[0] for f in records[0]["flags"]] == ["S(12)", "S(24)"]
+    assert "fewer than 10 training patients were followed to 24 months" in records[0]["flags"][1]
+    assert model.score(read_patients(new_patients), [6])[0]["flags"] == []
     assert records[0]["risk_group"] in ("low", "intermediate", "high")
     with pytest.raises(UserInputError, match="beyond the training follow-up"):
         model.score(read_patients(new_patients), [model.max_time + 1])
@@ -353,15 +357,18 @@ def test_every_run_carries_optimism_corrected_metrics_and_the_sample_size_verdic
     mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
     runs = mlflow.search_runs(search_all_experiments=True)
     children = runs[runs["tags.mlflow.parentRunId"] == trained.parent_run_id]
-    for col in ("harrell_c_corrected", "harrell_c_corrected_ci_low", "calibration_slope_6_corrected"):
+    for col in ("harrell_c_corrected", "harrell_c_corrected_ci_low", "calibration_slope_corrected"):
         assert children[f"metrics.{col}"].notna().all(), col
+    is_os = children["tags.riskmodel.endpoint"] == "os"
+    assert children.loc[is_os, "metrics.calibration_slope_6_corrected"].notna().all()
+    assert children.loc[~is_os, "metrics.calibration_slope_6_corrected"].isna().all()  # 7 LC patients at 6
     assert (children["metrics.validation_resamples"] == 10).all()
     assert (children["metrics.harrell_c_corrected"] <= children["metrics.harrell_c_apparent"]).all()
     # 36 patients with 7 parameters are far below Riley et al.'s minimum: flagged, never silently fine
     assert (children["tags.riskmodel.riley_adequate"] == "false").all()
     assert (children["metrics.riley_expected_shrinkage"] < 0.9).all()
     assert any(n.startswith("WARNING OS: EXPLORATORY ONLY") for n in trained.notes)
-    assert "C corrected (95% CI)" in trained.table().columns
+    assert "C corrected (≈95% interval)" in trained.table().columns
 
 
 def test_strict_refuses_a_cohort_below_the_minimum_sample_size(tmp_path: Path) -> None:
@@ -380,12 +387,24 @@ def test_strict_refuses_a_cohort_below_the_minimum_sample_size(tmp_path: Path) -
 def test_apparent_calibration_and_decision_curves_are_logged_as_aggregates(trained: TrainResult, store: Path) -> None:
     import mlflow
 
-    client = mlflow.tracking.MlflowClient(f"sqlite:///{store}/mlflow.db")
+    from riskmodel.cohort import load_bundled, survival_data
+    from riskmodel.validation import smooth_calibration
+
+    uri = f"sqlite:///{store}/mlflow.db"
+    client = mlflow.tracking.MlflowClient(uri)
     for run in trained.runs:
-        assert 0 <= run.metrics["calibration_ici_6_apparent"] <= 1
-        assert 0 <= run.metrics["d_calibration_p_apparent"] <= 1
         names = {a.path for a in client.list_artifacts(run.run_id)}
-        assert {"calibration_6.csv", "decision_curve_6.csv"} <= names
+        expected = {f"{kind}_{h:g}.csv" for h in run.horizons for kind in ("calibration", "decision_curve")}
+        assert {n for n in names if n.startswith(("calibration_", "decision_curve_"))} - {
+            f"calibration_smooth_{h:g}.csv" for h in run.horizons
+        } == expected  # only at horizons with enough patients followed (none for LC)
+        if run.endpoint == "lc":
+            assert not any(k.startswith("calibration_ici_") for k in run.metrics)
+            continue
+        # the logged ICI is the saved model's, on the patients it was trained on
+        data = survival_data(load_bundled(), "os", landmark_months=3, feature_columns=["response_3mo"])
+        s6 = load_model(run.model_uri, tracking_uri=uri).predict_survival(data.X, [6]).to_numpy()[:, 0]
+        assert run.metrics["calibration_ici_6_apparent"] == pytest.approx(smooth_calibration(data.y, s6, 6).ici)
         curve = pd.read_csv(client.download_artifacts(run.run_id, "decision_curve_6.csv"))
         assert list(curve.columns) == ["threshold", "model", "treat_all", "treat_none"]
         groups = pd.read_csv(client.download_artifacts(run.run_id, "calibration_6.csv"))
@@ -427,11 +446,18 @@ def test_every_run_logs_global_explanations_as_aggregates(trained: TrainResult, 
         features = client.get_run(run.run_id).data.params["feature_names"].split(",")
         shap_means = {k.removeprefix("shap_mean_abs_"): v for k, v in run.metrics.items() if k.startswith("shap_")}
         assert set(shap_means) == set(features)
-        assert all(v >= 0 for v in shap_means.values())
+        if run.family == "cox":  # linear SHAP: mean |SHAP_j| = |coef_j| · mean |x_j − mean_j| on the cohort
+            model = load_model(run.model_uri, tracking_uri=f"sqlite:///{store}/mlflow.db")
+            Z = model.features.transform(model.validate_patients(_training_rows(run.endpoint)))
+            expected = np.abs(model.estimator.coef_) * np.abs(Z - Z.mean(axis=0)).mean(axis=0)
+            got = np.array([shap_means[f] for f in features])
+            np.testing.assert_allclose(got, expected, rtol=1e-9)
         importance = pd.read_csv(client.download_artifacts(run.run_id, "permutation_importance.csv"))
         assert sorted(importance["feature"]) == sorted(features)  # one row per feature, never per patient
-        assert (importance["ci_low"] <= importance["c_drop"]).all()
-        assert (importance["c_drop"] <= importance["ci_high"]).all()
+        assert (importance["repeats"] == 20).all()
+        # shuffling the feature the model leans on most (largest mean |SHAP|) costs it concordance
+        top = max(shap_means, key=shap_means.__getitem__)
+        assert importance.set_index("feature").at[top, "c_drop"] > 0
 
 
 def test_score_report_writes_one_pseudonymous_page_per_patient(
@@ -465,3 +491,22 @@ def test_score_report_writes_one_pseudonymous_page_per_patient(
         loaded, total = rendered_images(pages[0], tmp_path)
         assert total == 1 + 4 + 1  # curves, two waterfalls per model, the what-if curve
         assert loaded == total
+
+
+def _training_rows(endpoint: str) -> pd.DataFrame:
+    from riskmodel.cohort import load_bundled, survival_data
+
+    return survival_data(load_bundled(), endpoint, landmark_months=3, feature_columns=["response_3mo"]).X
+
+
+def test_no_horizon_with_few_patients_followed_shows_a_metric(trained: TrainResult) -> None:
+    """Counted from the bundled CSV with pandas alone: patients still followed after the landmark."""
+    raw = pd.read_csv(REPO / "data" / "reconstructed_cohort.csv")
+    for run in trained.runs:
+        time = raw[f"{run.endpoint}_months"]
+        after = time[time > 3] - 3
+        followed = {h: int((after >= h).sum()) for h in (6.0, 12.0, 24.0)}
+        assert run.horizons == [h for h, n in followed.items() if n >= 10]
+        for h, n in followed.items():
+            shown = [k for k in run.metrics if k.endswith((f"_{h:g}_mean", f"_{h:g}_corrected", f"_{h:g}_apparent"))]
+            assert bool(shown) == (n >= 10), (run.endpoint, h, n, shown)

@@ -265,6 +265,8 @@ def test_tuned_models_are_at_least_as_good_as_the_defaults_on_held_out_public_da
 
 
 def test_nested_validation_tunes_inside_every_outer_fold_and_plugs_into_the_bootstrap(tmp_path: Path) -> None:
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
     from sklearn.pipeline import Pipeline
 
     from riskmodel.cohort import load_bundled, survival_data
@@ -280,7 +282,10 @@ def test_nested_validation_tunes_inside_every_outer_fold_and_plugs_into_the_boot
     assert result.exit_code == 0, result.output
     assert "nested CV of the whole tuning (3 outer folds)" in result.output
     parent = next(r for r in _mlflow_runs(uri) if "mlflow.parentRunId" not in r.data.tags)
-    assert 0 < parent.data.metrics["nested_harrell_c_mean"] < 1
+    folds = pd.read_csv(MlflowClient(uri).download_artifacts(parent.info.run_id, "nested_cv.csv", str(tmp_path)))
+    assert len(folds) == 3
+    assert folds["harrell_c"].nunique() == 3
+    assert parent.data.metrics["nested_harrell_c_mean"] == pytest.approx(folds["harrell_c"].mean())
     data = survival_data(load_bundled(), "os", landmark_months=3, feature_columns=["response_3mo"])
     pipe = Pipeline([("features", ClinicalFeatures("study", landmark_months=3)), ("model", TunedSurvival(n_trials=2))])
     checked = validate(pipe, data.X, data.y, [6], n_resamples=2, seed=0)
@@ -323,3 +328,43 @@ def test_a_cohort_without_censoring_is_tuned_on_the_same_folds_as_cross_validati
         np.testing.assert_array_equal(b, d)
     x = rng.normal(size=(30, 2))
     assert TunedSurvival("cox", n_trials=2).fit(x, y).best_params_
+
+
+def test_two_identical_tune_runs_give_identical_trials(tmp_path: Path) -> None:
+    """Before: TPESampler(seed=None) picked different parameters on every run."""
+    config = ExperimentConfig.model_validate(yaml.safe_load(SMALL))
+    params = []
+    for store in ("a", "b"):
+        result = tune(config, trials=5, family="cox", tracking_uri=f"sqlite:///{tmp_path}/{store}/mlflow.db")
+        assert result.finished == 5
+        study = _study(f"sqlite:///{tmp_path}/{store}/optuna.db")
+        params.append([(t.params, t.value) for t in study.trials])
+    assert params[0] == params[1]
+    assert len({str(p) for p, _ in params[0]}) == 5  # and the trials are not all the same
+
+
+def test_every_trial_uses_the_same_tau(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the objective fell back to the first horizon in every LC fold."""
+    from tests.test_evaluate import _spy_on_tau
+
+    raw = yaml.safe_load(SMALL)
+    raw["endpoints"] = ["lc"]
+    raw["evaluation"]["min_at_risk"] = 5
+    config = ExperimentConfig.model_validate(raw)
+    taus, _ = _spy_on_tau(monkeypatch)
+    tune(config, trials=3, family="cox", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert len(taus) >= 9
+    assert set(taus) == {6.0}
+
+
+def test_a_bad_search_space_stops_the_study_with_a_user_error(tmp_path: Path) -> None:
+    """Before: a penalty range below 0 gave a study of FAILed trials."""
+    raw = yaml.safe_load(SMALL)
+    raw["tune"]["space"] = {"cox": {"penalty": {"low": -2.0, "high": -1.0}}}
+    config = ExperimentConfig.model_validate(raw)
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    with pytest.raises(UserInputError, match="penalty must be a number"):
+        tune(config, trials=3, family="cox", tracking_uri=uri)
+    statuses = {r.data.tags.get("mlflow.runName", ""): r.info.status for r in _mlflow_runs(uri)}
+    assert "RUNNING" not in statuses.values()
+    assert statuses["tune-tunetest-os-cox"] == "FAILED"

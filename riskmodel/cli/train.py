@@ -47,7 +47,7 @@ def train_command(
     """Train every model family for every endpoint, cross-validate, bootstrap-validate, and track each run.
 
     Prints the cohort's sample-size assessment (Riley et al. 2019), a table of cross-validated
-    metrics (mean ± SD over repeats) beside the bootstrap optimism-corrected Harrell C and calibration
+    metrics (mean ± SD over folds) beside the bootstrap optimism-corrected Harrell C and calibration
     slope (with 95% intervals), and the run IDs. Compare runs with `riskmodel ui`; score new patients
     with `riskmodel score --model runs:/<run_id>/model`.
     """
@@ -90,7 +90,7 @@ def train_command(
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(
-        f"\nExperiment {result.experiment!r}: cross-validated metrics, mean ± SD over repeats "
+        f"\nExperiment {result.experiment!r}: cross-validated metrics, mean ± SD over folds "
         "(EXPLORATORY: small cohort; EPV = events per model parameter)"
     )
     typer.echo(result.table().to_string(index=False))

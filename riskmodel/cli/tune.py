@@ -42,6 +42,14 @@ def tune_command(
         ),
     ] = 0,
     data: Annotated[Path | None, typer.Option(help="Cohort file replacing the experiment's data.")] = None,
+    worker_index: Annotated[
+        int,
+        typer.Option(
+            help="With several workers on one study, give each its own index: the sampler is seeded with the "
+            "experiment's seed + 1000 × index (logged), so the same command repeats the same trials and "
+            "workers do not propose the same parameters."
+        ),
+    ] = 0,
     tracking_uri: Annotated[
         str | None,
         typer.Option(help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db."),
@@ -82,6 +90,7 @@ def tune_command(
         tracking_uri=tracking_uri,
         data=data,
         progress=progress,
+        worker=worker_index,
     )
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)

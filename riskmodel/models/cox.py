@@ -32,7 +32,7 @@ from riskmodel.models.base import (
 )
 from riskmodel.stats import step_values
 
-__all__ = ["CoxPH", "converges_like_rms", "newton_fit"]
+__all__ = ["CoxPH", "converges_like_rms", "newton_fit", "rms_fit_failure"]
 
 _SMOOTH_L1_EPS = 1e-8
 # A standardised coefficient beyond this (HR e^10 ≈ 22,000 per SD) means separation, not an estimate.
@@ -104,38 +104,90 @@ def _efron_terms(Z: np.ndarray, rs: _RiskSets, eta: np.ndarray, shift: float) ->
     return loglik, grad, info
 
 
-def converges_like_rms(X: Any, y: Any, max_iter: int = 10, eps: float = 1e-4) -> bool:
-    """Whether R's ``rms::cph`` would call an unpenalised Cox fit of (X, y) converged.
+def _cholesky2(matrix: np.ndarray, toler: float) -> tuple[np.ndarray, np.ndarray]:
+    """survival's ``cholesky2``: C = F D F' in place of a copy; a pivot below ``toler`` times the
+    largest diagonal marks its column redundant (its D is set to 0). Returns (factor, singular)."""
+    m = np.array(matrix, dtype=float)
+    n = len(m)
+    largest = max((m[i, i] for i in range(n) if m[i, i] > 0), default=0.0)
+    eps = toler if largest == 0 else largest * toler
+    singular = np.zeros(n, dtype=bool)
+    for i in range(n):
+        pivot = m[i, i]
+        if not np.isfinite(pivot) or pivot < eps:
+            m[i, i] = 0.0
+            singular[i] = True
+            continue
+        for j in range(i + 1, n):
+            temp = m[j, i] / pivot
+            m[j, i] = temp
+            m[j, j] -= temp * temp * pivot
+            m[j + 1 :, j] -= temp * m[j + 1 :, i]
+    return m, singular
 
-    Its rule (``rms:::coxphFit`` over ``survival::coxph.fit``, defaults ``iter.max=10``,
-    ``eps=1e-4``): Newton-Raphson from β = 0, halving a step that lowers the log partial
-    likelihood, converged once the relative change in the log likelihood is at most ``eps``;
-    reaching ``max_iter`` steps is a failure. Under separation the likelihood has no maximum and
-    this usually fails. :func:`riskmodel.evaluate.validate` uses it to exclude the resamples
-    rms::validate excludes.
+
+def _chsolve2(factor: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """survival's ``chsolve2``: solve with a ``_cholesky2`` factor; redundant components are 0."""
+    n = len(y)
+    b = np.array(y, dtype=float)
+    for i in range(n):
+        b[i] -= b[:i] @ factor[i, :i]
+    for i in range(n - 1, -1, -1):
+        b[i] = 0.0 if factor[i, i] == 0 else b[i] / factor[i, i] - b[i + 1 :] @ factor[i + 1 :, i]
+    return b
+
+
+def rms_fit_failure(X: Any, y: Any, iter_max: int = 10, eps: float = 1e-4, toler: float = 1e-9) -> str | None:
+    """Why R's ``rms`` would reject an unpenalised Cox fit of (X, y), or None when it accepts it.
+
+    ``rms::validate`` leaves a bootstrap resample out when its refit fails by ``rms:::coxphFit``'s
+    rule (``iter.max = 10``, ``eps = 1e-4``, ``toler.chol = 1e-9``) over survival's ``coxfit6``:
+
+    * Newton-Raphson from β = 0 on centred covariates scaled by their mean absolute deviation;
+      a step that lowers the log partial likelihood is halved, and a halving uses an iteration;
+    * converged once the relative change of the log likelihood is at most ``eps``;
+    * rejected when the fit took ``iter.max`` iterations or more (so also when it ran out), or
+      when a coefficient is NA: the information matrix at the end has a Cholesky pivot below
+      ``toler`` times its largest diagonal (a redundant or constant covariate).
+
+    Under separation the likelihood has no maximum and the fit usually runs out of iterations.
     """
     event = np.asarray(y["event"], bool)
     time = np.asarray(y["time"], float)
     Xa = np.asarray(X, dtype=float)
+    centred = Xa - Xa.mean(axis=0)
+    spread = np.abs(centred).sum(axis=0)
+    Z = centred * np.where(spread > 0, len(Xa) / np.where(spread > 0, spread, 1.0), 1.0)
     rs = _risk_sets(time, event)
-    Zs = (Xa - Xa.mean(axis=0))[rs.order]
-    beta = np.zeros(Xa.shape[1])
-    loglik, grad, info = _efron(Zs, rs, beta)
-    for _ in range(max_iter):
-        try:
-            candidate = beta + np.linalg.solve(info, grad)
-        except np.linalg.LinAlgError:
-            return False
-        new_ll, new_grad, new_info = _efron(Zs, rs, candidate)
-        for _half in range(60):
-            if np.isfinite(new_ll) and new_ll >= loglik:
-                break
-            candidate = (candidate + beta) / 2
-            new_ll, new_grad, new_info = _efron(Zs, rs, candidate)
-        if abs(new_ll - loglik) <= eps * abs(new_ll):
-            return True
-        beta, loglik, grad, info = candidate, new_ll, new_grad, new_info
-    return False
+    Zs = Z[rs.order]
+    beta = np.zeros(Z.shape[1])
+    best, u, imat = _efron(Zs, rs, beta)
+    factor, singular = _cholesky2(imat, toler)
+    new = beta + _chsolve2(factor, u)
+    halving = 0
+    for iteration in range(1, iter_max + 1):
+        new_ll, u, imat = _efron(Zs, rs, new)
+        factor, singular = _cholesky2(imat, toler)
+        finite = np.isfinite(new_ll) and np.isfinite(u).all() and np.isfinite(imat).all()
+        if finite and abs(1 - best / new_ll) <= eps:
+            if iteration >= iter_max:
+                return f"converged only at iteration {iteration} of {iter_max} (rms's rule rejects that)"
+            if singular.any():
+                return "singular: a coefficient is not estimable (NA) in the resample"
+            return None
+        if not finite or new_ll < best:
+            halving += 1  # as coxfit6: each halving pulls harder towards the last good beta
+            new = (new + halving * beta) / (halving + 1.0)
+        else:
+            halving = 0
+            best = new_ll
+            beta, new = new, new + _chsolve2(factor, u)
+    return f"did not converge in {iter_max} iterations (rms's rule): a feature separates the events"
+
+
+def converges_like_rms(X: Any, y: Any, max_iter: int = 10, eps: float = 1e-4) -> bool:
+    """Whether R's ``rms`` would accept an unpenalised Cox fit of (X, y): :func:`rms_fit_failure`."""
+    return rms_fit_failure(X, y, iter_max=max_iter, eps=eps) is None
 
 
 def newton_fit(

@@ -44,7 +44,7 @@ AUTHORS_ONLY = (
 
 @dataclass
 class ModelFacts:
-    """Everything the report states, gathered by :func:`riskmodel.training.train` (aggregates only)."""
+    """Everything the report states, gathered by :func:`riskmodel.workflow.train` (aggregates only)."""
 
     experiment: str
     endpoint: str
@@ -77,6 +77,7 @@ class ModelFacts:
     baseline_survival: dict[float, float] = field(default_factory=dict)  # S0(t) at the mean covariates
     reconstructed: bool = False
     notes: list[str] = field(default_factory=list)
+    min_at_risk: int = 10  # fewer patients followed at a horizon: no metric there, predictions flagged
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -100,8 +101,11 @@ def limitations(f: ModelFacts) -> list[str]:
         )
     out += _bootstrap_limitations(f)
     for h, n in sorted(f.at_risk.items()):
-        if n < 10:
-            out.append(f"Only {n} patients are still followed at {h:g} months: predictions there are unstable.")
+        if n < f.min_at_risk:
+            out.append(
+                f"Only {n} patients are still followed at {h:g} months (fewer than {f.min_at_risk}): no performance "
+                "figure is reported there, and predictions there are flagged as unstable."
+            )
     if f.left_out_horizons:
         out.append(
             "Horizon(s) " + ", ".join(f"{h:g}" for h in f.left_out_horizons) + " months lie beyond the follow-up and "
@@ -142,8 +146,9 @@ def _bootstrap_limitations(f: ModelFacts) -> list[str]:
     slope = {k: float(x) for k, x in v.table.loc["calibration_slope"].items()}
     if math.isfinite(slope["corrected"]) and slope["corrected"] < 0.9:
         out.append(
-            f"Optimism-corrected calibration slope {slope['corrected']:.2f} (95% CI {_fmt(slope['ci_low'], 2)} to "
-            f"{_fmt(slope['ci_high'], 2)}): predictions are too extreme for new patients and should be shrunk."
+            f"Optimism-corrected calibration slope {slope['corrected']:.2f} (approx. 95% interval "
+            f"{_fmt(slope['ci_low'], 2)} to {_fmt(slope['ci_high'], 2)}): predictions are too extreme for new "
+            "patients and should be shrunk."
         )
     c = {k: float(x) for k, x in v.table.loc["harrell_c"].items()}
     if math.isfinite(c["ci_low"]) and c["ci_high"] - c["ci_low"] > 0.2:
@@ -182,7 +187,9 @@ def _validation_table(v: Validation) -> pd.DataFrame:
             "apparent": t["apparent"],
             "optimism": t["optimism"],
             "corrected": t["corrected"],
-            "95% CI": [f"{_fmt(a, 3)} to {_fmt(b, 3)}" for a, b in zip(t["ci_low"], t["ci_high"], strict=True)],
+            "approx. 95% interval": [
+                f"{_fmt(a, 3)} to {_fmt(b, 3)}" for a, b in zip(t["ci_low"], t["ci_high"], strict=True)
+            ],
             "resamples": t["resamples"].astype(int),
         }
     )
@@ -311,7 +318,8 @@ def _validation_sections(f: ModelFacts) -> list[str]:
             f"<p>Bootstrap optimism correction (Harrell; as R's rms::validate): the whole pipeline, feature "
             f"derivation included, refitted on each of {v.n_resamples} resamples and scored on the resample and on "
             f"the original data. {v.failed} resample(s) failed and are excluded (reasons in "
-            "validation_failures.txt). Intervals: 95% percentiles of apparent − optimism over resamples.</p>"
+            "validation_failures.txt). Intervals: the 2.5th and 97.5th percentiles of apparent − optimism over "
+            "resamples, an approximate 95% interval without documented coverage (it can be too narrow).</p>"
             + _table(_validation_table(v))
         )
     if f.calibration:

@@ -134,8 +134,13 @@ def _inputs_table(model: RiskModel, row: pd.Series) -> pd.DataFrame:
 
 
 def _horizon(model: RiskModel) -> float:
-    """12 months, or the model's last horizon when its follow-up is shorter."""
-    return EXPLAIN_HORIZON if model.max_time >= EXPLAIN_HORIZON else max(model.horizons)
+    """12 months, or the model's last horizon when its follow-up is shorter; never a horizon with
+    too few training patients followed (then the longest time that had enough)."""
+    limit = min(model.max_time, model.reliable_until if model.reliable_until is not None else model.max_time)
+    if limit >= EXPLAIN_HORIZON:
+        return EXPLAIN_HORIZON
+    within = [h for h in model.horizons if h <= limit]
+    return max(within) if within else limit
 
 
 def _page(pid: str, sections: list[str]) -> str:
@@ -198,7 +203,10 @@ def write_patient_reports(models: Sequence[RiskModel], patients: pd.DataFrame, o
                     {
                         "model": f"{m.endpoint.upper()} ({m.family}, {m.experiment})",
                         "risk group": m.risk_group(risk),
-                        **{f"S({h:g})": f"{s:.2f}" for h, s in zip(m.horizons, surv, strict=True)},
+                        **{
+                            f"S({h:g})": f"{s:.2f}" + (" (unstable: few followed)" if m.unstable_horizons([h]) else "")
+                            for h, s in zip(m.horizons, surv, strict=True)
+                        },
                     }
                 )
             sections.append(pd.DataFrame(summary).to_html(index=False, border=0, escape=True, na_rep="–"))

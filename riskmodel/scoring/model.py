@@ -49,6 +49,10 @@ class RiskModel:
     hazard_ratios: pd.DataFrame | None = None
     # the training mean of each model feature: the reference patient of interventional explanations
     feature_means: list[float] = field(default_factory=list)
+    # the time up to which at least min_at_risk training patients were followed; a prediction beyond
+    # it is flagged (None for a model saved before riskmodel recorded it)
+    reliable_until: float | None = None
+    min_at_risk: int | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -64,6 +68,8 @@ class RiskModel:
         estimator: SurvivalEstimator,
         X: pd.DataFrame,
         risk_cutoffs: Sequence[float] | None = None,
+        reliable_until: float | None = None,
+        min_at_risk: int | None = None,
     ) -> RiskModel:
         """Record the training ranges and risk cut-offs (tertiles unless given) of fitted parts."""
         used = features.input_columns()
@@ -91,7 +97,23 @@ class RiskModel:
             cats,
             cutoffs,
             feature_means=[float(v) for v in np.asarray(design, dtype=float).mean(axis=0)],
+            reliable_until=reliable_until,
+            min_at_risk=min_at_risk,
         )
+
+    def unstable_horizons(self, times: Iterable[float]) -> list[float]:
+        """The ``times`` beyond which fewer than ``min_at_risk`` training patients were followed."""
+        if self.reliable_until is None:
+            return []
+        return [float(t) for t in times if t > self.reliable_until]
+
+    def horizon_flags(self, times: Iterable[float]) -> list[str]:
+        """One flag per unstable horizon, for every scored patient."""
+        return [
+            f"S({t:g}): fewer than {self.min_at_risk} training patients were followed to {t:g} months "
+            f"(to {self.reliable_until:.3g} months at most); this prediction is unstable"
+            for t in self.unstable_horizons(times)
+        ]
 
     @property
     def time_origin(self) -> str:
@@ -177,6 +199,7 @@ class RiskModel:
             risk = self.estimator.predict_risk(Z)
             surv = self.estimator.predict_survival(Z, t).to_numpy()
             flags = self._flags(data)
+            unstable = self.horizon_flags(t)
             for i, row in enumerate(data.index):
                 records[row] = {
                     "patient_id": str(data.at[row, "patient_id"]),
@@ -187,7 +210,7 @@ class RiskModel:
                     "risk_score": float(risk[i]),
                     "risk_group": self.risk_group(float(risk[i])),
                     "survival": {f"{h:g}": float(s) for h, s in zip(t, surv[i], strict=True)},
-                    "flags": flags.get(row, []),
+                    "flags": [*flags.get(row, []), *unstable],
                 }
         return [records[row] for row in sorted(records, key=_sort_key)]
 
@@ -252,7 +275,7 @@ class RiskModel:
 
     # ------------------------------------------------------------------ files
     def save(self, folder: str | Path) -> Path:
-        """Write a pickle-free model directory (see :mod:`riskmodel.modelfile`)."""
+        """Write a pickle-free model directory (see :mod:`riskmodel.scoring.files`)."""
         meta = {
             "endpoint": self.endpoint,
             "family": self.family,
@@ -263,6 +286,8 @@ class RiskModel:
             "categories": self.categories,
             "risk_cutoffs": self.risk_cutoffs,
             "feature_means": self.feature_means,
+            "reliable_until": self.reliable_until,
+            "min_at_risk": self.min_at_risk,
             "hazard_ratios": None
             if self.hazard_ratios is None
             else {
@@ -293,6 +318,8 @@ class RiskModel:
             [float(c) for c in meta["risk_cutoffs"]],
             table,
             [float(v) for v in meta.get("feature_means", [])],
+            None if meta.get("reliable_until") is None else float(meta["reliable_until"]),
+            None if meta.get("min_at_risk") is None else int(meta["min_at_risk"]),
         )
 
 

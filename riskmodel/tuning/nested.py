@@ -7,7 +7,6 @@ optimism validation, so the tuning itself is validated.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.config import ExperimentConfig
+from riskmodel.metrics import EvaluationWindow
 from riskmodel.models.base import SurvivalEstimator
 from riskmodel.models.registry import ParamSpace, build_estimator, spec
-from riskmodel.tuning.objective import direction, optuna_module, run_folds, splits
+from riskmodel.tuning.objective import NoFoldValue, direction, optuna_module, run_folds, splits
 from riskmodel.tuning.selection import select_trial
 from riskmodel.validation import cross_validate
 from riskmodel.workflow.prepare import PreparedEndpoint, make_pipeline
@@ -42,7 +42,7 @@ class TunedSurvival(SurvivalEstimator):
         horizon: float = 12.0,
         random_state: int = 0,
         n_repeats: int = 2,
-        span: float = math.inf,
+        window: EvaluationWindow | None = None,
     ) -> None:
         self.family = family
         self.space = space
@@ -53,7 +53,7 @@ class TunedSurvival(SurvivalEstimator):
         self.horizon = horizon
         self.random_state = random_state
         self.n_repeats = n_repeats
-        self.span = span
+        self.window = window
 
     def fit(self, X: Any, y: Any) -> TunedSurvival:
         """Tune on (X, y) with inner cross-validation, then fit the best parameters on all of it."""
@@ -63,6 +63,8 @@ class TunedSurvival(SurvivalEstimator):
         fixed = dict(self.fixed or {})
         Xa = np.asarray(X, dtype=float)
         folds = splits(y, self.n_splits, self.n_repeats, self.random_state)
+        # the window the tuning is scored in: the caller's (nested CV passes the outer one), else its own data's
+        window = self.window or EvaluationWindow.from_data(y, [self.horizon])
 
         def make(params: dict[str, Any]) -> Any:
             return build_estimator(self.family, {**fixed, **params}, self.random_state)
@@ -73,9 +75,9 @@ class TunedSurvival(SurvivalEstimator):
         if fixed:
             study.enqueue_trial({k: fixed[k] for k in space if k in fixed}, user_attrs={"experiment_defaults": True})
         study.optimize(
-            lambda t: run_folds(t, make, Xa, y, folds, self.metric, self.horizon, self.span, space)[0],
+            lambda t: run_folds(t, make, Xa, y, folds, self.metric, window, self.horizon, space)[0],
             n_trials=self.n_trials,
-            catch=(ValueError,),
+            catch=(NoFoldValue,),
         )
         chosen, self.selection_note_ = select_trial(study)
         self.best_params_ = dict(chosen.params)
@@ -101,14 +103,13 @@ def nested_cv(
     inner_trials: int,
     metric: str,
     horizon: float,
-    span: float,
 ) -> pd.DataFrame:
-    """Outer stratified K-fold around the whole tuning: one row of held-out metrics per outer fold."""
+    """Outer stratified K-fold around the whole tuning: one row of held-out metrics per outer fold,
+    every fold and every inner trial in the endpoint's one evaluation window."""
+    window = prepared.window
     tuned = TunedSurvival(
-        family, space, fixed, inner_trials, config.tune.n_splits, metric, horizon, config.seed, span=span
+        family, space, fixed, inner_trials, config.tune.n_splits, metric, horizon, config.seed, window=window
     )
     sd = prepared.data
-    cv = cross_validate(
-        make_pipeline(config, tuned), sd.X, sd.y, prepared.horizons, n_splits=outer, n_repeats=1, seed=config.seed
-    )
+    cv = cross_validate(make_pipeline(config, tuned), sd.X, sd.y, window, n_splits=outer, n_repeats=1, seed=config.seed)
     return cv.folds

@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from riskmodel.errors import RiskModelWarning, UserInputError
-from riskmodel.metrics import survival_metrics
+from riskmodel.errors import NUMERICAL_FAILURES, RiskModelWarning, UserInputError, is_own_error
+from riskmodel.metrics import EvaluationWindow, survival_metrics
 from riskmodel.models.registry import ParamSpace
 from riskmodel.tuning.spaces import suggest
 from riskmodel.validation import stratified_splitter
 
-__all__ = ["Surplus", "direction", "fold_score", "optuna_module", "run_folds", "splits"]
+__all__ = ["NoFoldValue", "Surplus", "direction", "fold_score", "optuna_module", "run_folds", "splits"]
 
 
 def optuna_module() -> Any:
@@ -38,6 +38,10 @@ class Surplus(Exception):
     """The study already has its trials: this one is not run."""
 
 
+class NoFoldValue(ValueError):
+    """No fold of a trial gave a value of the objective (every fit failed numerically)."""
+
+
 def direction(metric: str) -> str:
     """``minimize`` for the IBS, ``maximize`` for the C-indices and AUC."""
     return "minimize" if metric == "ibs" else "maximize"
@@ -50,11 +54,19 @@ def splits(y: np.ndarray, n_splits: int, n_repeats: int, seed: int) -> list[tupl
 
 
 def fold_score(
-    model: Any, X: Any, y: np.ndarray, train: np.ndarray, test: np.ndarray, metric: str, h: float, span: float
+    model: Any,
+    X: Any,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    metric: str,
+    window: EvaluationWindow,
+    h: float,
 ) -> float:
     """The objective on one held-out fold (NaN when the fold cannot give it).
 
-    Uno's C and the IBS cover follow-up up to ``span`` months (``inf``: all of it); td-AUC is at ``h``.
+    Uno's C and the IBS are measured in the study's one evaluation ``window`` (τ and grid fixed
+    for every fold of every trial); td-AUC is at ``h``, one of the window's horizons.
     """
 
     def pick(A: Any, idx: np.ndarray) -> Any:
@@ -68,15 +80,14 @@ def fold_score(
                 Z, estimator = fitted[:-1].transform(pick(X, test)), fitted[-1]
             else:
                 Z, estimator = pick(X, test), fitted
-            horizons = [t for t in sorted({h, span}) if t <= estimator.max_time_] or [estimator.max_time_]
-            if metric == "td_auc" and h > estimator.max_time_:
-                return math.nan
 
             def survival(grid: np.ndarray) -> np.ndarray:
                 return np.asarray(estimator.predict_survival(Z, grid).to_numpy())
 
-            values = survival_metrics(y[train], y[test], estimator.predict_risk(Z), survival, horizons)
-    except (ValueError, np.linalg.LinAlgError, ArithmeticError):
+            values = survival_metrics(y[train], y[test], estimator.predict_risk(Z), survival, window)
+    except NUMERICAL_FAILURES as exc:
+        if is_own_error(exc):
+            raise
         return math.nan
     key = f"td_auc_{h:g}" if metric == "td_auc" else metric
     return float(values.get(key, math.nan))
@@ -89,8 +100,8 @@ def run_folds(
     y: np.ndarray,
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
     metric: str,
+    window: EvaluationWindow,
     horizon: float,
-    span: float,
     space: Mapping[str, ParamSpace],
     on_fold: Callable[[int, float], None] | None = None,
 ) -> tuple[float, list[float]]:
@@ -99,7 +110,7 @@ def run_folds(
     params = {name: suggest(trial, name, s) for name, s in space.items()}
     scores: list[float] = []
     for k, (train, test) in enumerate(folds):
-        value = fold_score(make(params), X, y, train, test, metric, horizon, span)
+        value = fold_score(make(params), X, y, train, test, metric, window, horizon)
         scores.append(value)
         if on_fold:
             on_fold(k, value)
@@ -108,6 +119,6 @@ def run_folds(
             if trial.should_prune():
                 raise optuna.TrialPruned()
     if not np.isfinite(scores).any():
-        raise ValueError(f"no fold gave a value of {metric}")
+        raise NoFoldValue(f"no fold gave a value of {metric}")
     trial.set_user_attr("fold_scores", [None if not math.isfinite(v) else v for v in scores])
     return float(np.nanmean(scores)), scores

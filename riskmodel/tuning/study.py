@@ -40,13 +40,13 @@ import yaml
 
 from riskmodel.cohort.endpoints import ENDPOINTS
 from riskmodel.config import ExperimentConfig, load_experiment
-from riskmodel.errors import RiskModelWarning, UserInputError
+from riskmodel.errors import RiskModelError, RiskModelWarning, UserInputError
 from riskmodel.models.registry import ParamSpace, build_estimator, spec
 from riskmodel.privacy import PhiGuard
 from riskmodel.scoring import RiskModel
 from riskmodel.tracking import Tracker, resolve_tracking_uri
 from riskmodel.tuning.nested import nested_cv
-from riskmodel.tuning.objective import Surplus, direction, optuna_module, run_folds, splits
+from riskmodel.tuning.objective import NoFoldValue, Surplus, direction, optuna_module, run_folds, splits
 from riskmodel.tuning.recovery import FINISHED, abandon_own_trials, count, fail_dead_trials
 from riskmodel.tuning.selection import select_trial
 from riskmodel.tuning.spaces import check_space, search_space
@@ -60,7 +60,9 @@ from riskmodel.workflow.prepare import (
     shareable_config,
 )
 
-__all__ = ["TuneResult", "tune"]
+__all__ = ["SEED_STRIDE", "TuneResult", "tune"]
+
+SEED_STRIDE = 1000  # worker k seeds its sampler with the experiment's seed + 1000 k
 
 
 @dataclass
@@ -96,8 +98,7 @@ class _Setup:
     fixed: dict[str, Any]
     prepared: PreparedEndpoint
     metric: str
-    horizon: float  # td-AUC's
-    span: float  # Uno's C and the IBS: up to the longest clinical horizon
+    horizon: float  # td-AUC's; one of the window's horizons
 
     def make(self, params: dict[str, Any]) -> Any:
         """The pipeline of one trial's parameters."""
@@ -120,17 +121,15 @@ def _setup(
     cohort = load_cohort(config)
     prepared = prepare_endpoints(config, cohort, [endpoint])[endpoint]
     metric = config.tune.metric
-    setup = _Setup(
-        config,
-        family,
-        endpoint,
-        space,
-        fixed,
-        prepared,
-        metric,
-        config.tune.horizon or config.horizons[0],
-        max(config.horizons),
-    )
+    window = prepared.window
+    horizon = config.tune.horizon or (window.horizons[0] if window.horizons else config.horizons[0])
+    if metric == "td_auc" and horizon not in window.horizons:
+        raise UserInputError(
+            f"tune.horizon: td-AUC at {horizon:g} months needs {window.min_at_risk} patients still followed there; "
+            f"{endpoint.upper()} has enough at {', '.join(f'{h:g}' for h in window.horizons) or 'no horizon'} "
+            "(choose one of those, or the metric uno_c)"
+        )
+    setup = _Setup(config, family, endpoint, space, fixed, prepared, metric, horizon)
     return setup, cohort
 
 
@@ -149,8 +148,14 @@ def tune(
     tracking_uri: str | None = None,
     data: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    worker: int = 0,
 ) -> TuneResult:
-    """Run (or resume) the study until it holds ``trials`` finished trials; see the module docstring."""
+    """Run (or resume) the study until it holds ``trials`` finished trials; see the module docstring.
+
+    The sampler is seeded with the experiment's seed plus ``SEED_STRIDE × worker``: the same
+    command gives the same trials, and workers sharing a study (each its own ``worker`` index)
+    do not all propose the same parameters.
+    """
     optuna = optuna_module()
     if not isinstance(config, ExperimentConfig):
         config = load_experiment(config)
@@ -158,6 +163,8 @@ def tune(
         raise UserInputError(f"--trials must be at least 1, got {trials}")
     if n_jobs < 1:
         raise UserInputError(f"--n-jobs must be at least 1, got {n_jobs}")
+    if not 0 <= worker < SEED_STRIDE:
+        raise UserInputError(f"--worker-index must be between 0 and {SEED_STRIDE - 1}, got {worker}")
     s, cohort = _setup(config, family, endpoint, data)
     uri = resolve_tracking_uri(tracking_uri)
     storage_url = storage or default_storage(uri)
@@ -166,7 +173,7 @@ def tune(
         study_name=name,
         storage=open_storage(storage_url),
         direction=direction(s.metric),
-        sampler=optuna.samplers.TPESampler(seed=None),
+        sampler=optuna.samplers.TPESampler(seed=s.config.seed + SEED_STRIDE * worker),
         pruner=optuna.pruners.MedianPruner(n_warmup_steps=1)
         if s.config.tune.pruner == "median"
         else optuna.pruners.NopPruner(),
@@ -188,6 +195,8 @@ def tune(
         "family": s.family,
         "metric": s.metric,
         "exploratory": "true",
+        f"sampler_seed_worker_{worker}": str(s.config.seed + SEED_STRIDE * worker),
+        **{k.replace("evaluation.", "evaluation_"): v for k, v in s.prepared.window.params().items()},
     }
     result.parent_run_id = parent_run(study, tracker, f"tune-{name}", tags)
     # tags, not params: a resumed study may ask for more trials, and MLflow params never change
@@ -253,7 +262,9 @@ def _optimize(
             tracker.log_to(run_id, metrics={f"fold_{s.metric}": value}, step=k)
 
         try:
-            value, scores = run_folds(trial, s.make, X, y, folds, s.metric, s.horizon, s.span, s.space, on_fold)
+            value, scores = run_folds(
+                trial, s.make, X, y, folds, s.metric, s.prepared.window, s.horizon, s.space, on_fold
+            )
             tracker.log_to(
                 run_id,
                 params=trial.params,
@@ -280,30 +291,48 @@ def _optimize(
         if finished >= trials:
             study.stop()
 
-    deadline = None if timeout is None else time.monotonic() + timeout
-    idle_rounds = 0
     try:
-        # failed trials (a fit error) use up optimize's n_trials without finishing: go round again
-        while not stop.is_set() and idle_rounds < 3:
-            claimed = count(study, (*FINISHED, "RUNNING", "WAITING"))
-            left = None if deadline is None else deadline - time.monotonic()
-            if claimed >= trials or (left is not None and left <= 0):
-                break
-            finished_before = count(study, FINISHED)
-            study.optimize(
-                objective,
-                n_trials=trials - claimed,
-                timeout=left,
-                n_jobs=n_jobs,
-                catch=(Surplus, ValueError),
-                callbacks=[after],
-                gc_after_trial=False,
-            )
-            idle_rounds = idle_rounds + 1 if count(study, FINISHED) == finished_before else 0
+        _rounds(study, objective, after, stop, trials, timeout, n_jobs)
     except KeyboardInterrupt:
         abandon_own_trials(study, tracker, me)
         tracker.close_run(parent_id, "KILLED")
         raise
+    except RiskModelError:
+        abandon_own_trials(study, tracker, me)
+        tracker.close_run(parent_id, "FAILED")
+        raise
+
+
+def _rounds(
+    study: Any,
+    objective: Callable[[Any], float],
+    after: Callable[[Any, Any], None],
+    stop: threading.Event,
+    trials: int,
+    timeout: float | None,
+    n_jobs: int,
+) -> None:
+    """Call Optuna until the study holds ``trials`` claimed trials, the timeout passes, or three
+    rounds in a row finish nothing: failed trials (a fit error) use up optimize's ``n_trials``
+    without finishing, so it is called again."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    idle_rounds = 0
+    while not stop.is_set() and idle_rounds < 3:
+        claimed = count(study, (*FINISHED, "RUNNING", "WAITING"))
+        left = None if deadline is None else deadline - time.monotonic()
+        if claimed >= trials or (left is not None and left <= 0):
+            return
+        finished_before = count(study, FINISHED)
+        study.optimize(
+            objective,
+            n_trials=trials - claimed,
+            timeout=left,
+            n_jobs=n_jobs,
+            catch=(Surplus, NoFoldValue),  # a failed fit fails its trial; a user error stops the study
+            callbacks=[after],
+            gc_after_trial=False,
+        )
+        idle_rounds = idle_rounds + 1 if count(study, FINISHED) == finished_before else 0
 
 
 def _conclude(study: Any, s: _Setup, tracker: Tracker, result: TuneResult, register: str | None) -> None:
@@ -350,9 +379,7 @@ def _refit(s: _Setup, params: dict[str, Any]) -> RiskModel:
 def _nested(s: _Setup, tracker: Tracker, result: TuneResult, trials: int, outer: int) -> None:
     """Nested CV of the whole tuning, logged on the study's parent run."""
     inner = max(trials // 2, 5)
-    result.nested = nested_cv(
-        s.config, s.family, s.prepared, s.space, s.fixed, outer, inner, s.metric, s.horizon, s.span
-    )
+    result.nested = nested_cv(s.config, s.family, s.prepared, s.space, s.fixed, outer, inner, s.metric, s.horizon)
     folds = result.nested[["harrell_c", "uno_c"]].astype(float)
     nested_metrics = {f"nested_{m}_mean": float(np.nanmean(folds[m].to_numpy())) for m in folds}
     nested_metrics.update({f"nested_{m}_sd": float(np.nanstd(folds[m].to_numpy(), ddof=1)) for m in folds})

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from riskmodel.errors import RiskModelWarning, UserInputError
-from riskmodel.metrics import defined_or_nan, survival_metrics
-from riskmodel.models.cox import CoxPH, converges_like_rms
+from riskmodel.errors import NUMERICAL_FAILURES, RiskModelWarning, UserInputError, is_own_error
+from riskmodel.metrics import EvaluationWindow, as_window, defined_or_nan, survival_metrics
+from riskmodel.models.cox import CoxPH, rms_fit_failure
 from riskmodel.validation.calibration import calibration_in_the_large, calibration_slope, calibration_slope_at
 from riskmodel.validation.crossval import survival_matrix
 
@@ -32,8 +32,10 @@ class Validation:
 
     ``table`` has one row per metric: ``apparent`` (fit on all data, scored on it), ``optimism``
     (mean over resamples of the score on the resample minus the score on the original data),
-    ``corrected`` = apparent − optimism, a 95 % percentile interval of apparent − optimism_b over
-    resamples (``ci_low``, ``ci_high``; clipped to [0, 1] for C, AUC and IBS), and ``resamples``
+    ``corrected`` = apparent − optimism, an *approximate* 95 % interval: the 2.5th and 97.5th
+    percentiles of apparent − optimism_b over resamples (``ci_low``, ``ci_high``; clipped to [0, 1]
+    for C, AUC and IBS). It has no documented coverage (it can cover the true value less often
+    than 95 %), so it is labelled approximate wherever it is shown. ``resamples``
     (how many gave the metric a value: a slope is undefined in a resample with no event before its
     horizon, or where the fit separates).
     """
@@ -49,20 +51,23 @@ class Validation:
         return float(self.table.at[metric, "corrected"])  # type: ignore[arg-type]
 
 
-def validation_metrics(model: Any, X: pd.DataFrame, y: np.ndarray, horizons: Sequence[float]) -> dict[str, float]:
-    """Discrimination, IBS and calibration slopes of a fitted pipeline on (X, y).
+def validation_metrics(
+    model: Any, X: pd.DataFrame, y: np.ndarray, window: EvaluationWindow | Sequence[float]
+) -> dict[str, float]:
+    """Discrimination, IBS and calibration of a fitted pipeline on (X, y), in the evaluation window.
 
     The censoring distribution for Uno's C, td-AUC and the IBS is estimated on (X, y) itself.
+    ``calibration_slope`` is the Cox coefficient of the linear predictor refitted on (X, y)
+    (rms's ``Slope``); ``calibration_slope_<h>`` and ``calibration_large_<h>`` are at each horizon.
     """
+    w = as_window(window, y)
     Z = model[:-1].transform(X)
     estimator = model[-1]
     risk = estimator.predict_risk(Z)
-    reachable = [h for h in horizons if h <= estimator.max_time_] or [estimator.max_time_]
-    out = survival_metrics(y, y, risk, partial(survival_matrix, estimator, Z), reachable)
+    out = survival_metrics(y, y, risk, partial(survival_matrix, estimator, Z), w)
     out.pop("ibs_km", None)
-    log_hazard = risk if getattr(estimator, "risk_is_log_hazard", False) else np.log(np.maximum(risk, 1e-300))
-    out["calibration_slope"] = defined_or_nan(lambda: calibration_slope(y, log_hazard))
-    for h in horizons:
+    out["calibration_slope"] = defined_or_nan(lambda: calibration_slope(y, _linear_predictor(estimator, risk)))
+    for h in w.horizons:
         key = f"calibration_slope_{h:g}"
         if h > estimator.max_time_:
             out[key] = out[f"calibration_large_{h:g}"] = math.nan
@@ -70,13 +75,21 @@ def validation_metrics(model: Any, X: pd.DataFrame, y: np.ndarray, horizons: Seq
         surv = survival_matrix(estimator, Z, np.array([h]))[:, 0]
         out[key] = defined_or_nan(partial(calibration_slope_at, y, surv, h))
         out[f"calibration_large_{h:g}"] = defined_or_nan(partial(calibration_in_the_large, y, surv, h))
-    for h in horizons:
-        out.setdefault(f"td_auc_{h:g}", math.nan)
     return out
 
 
+def _linear_predictor(estimator: Any, risk: np.ndarray) -> np.ndarray:
+    return risk if getattr(estimator, "risk_is_log_hazard", False) else np.log(np.maximum(risk, 1e-300))
+
+
+def _fits_by_maximum_likelihood(estimator: Any) -> bool:
+    """An unpenalised Cox model: its linear predictor maximises the partial likelihood of its own
+    training data, so its calibration slope there is exactly 1 (rms defines it so)."""
+    return isinstance(estimator, CoxPH) and estimator.penalty == 0
+
+
 def _one_resample(
-    pipeline: Any, X: pd.DataFrame, y: np.ndarray, horizons: Sequence[float], seed: np.random.SeedSequence
+    pipeline: Any, X: pd.DataFrame, y: np.ndarray, window: EvaluationWindow, seed: np.random.SeedSequence
 ) -> tuple[dict[str, float] | None, str | None]:
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(y), len(y))
@@ -87,20 +100,28 @@ def _one_resample(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RiskModelWarning)
             fitted.fit(X.iloc[idx], y[idx])
-            constant = getattr(fitted[-1], "constant_", None)
-            if constant is not None and constant.any():
-                # a linear model cannot estimate a coefficient for a feature with one value in the
-                # resample; R's coxph returns NA there and rms::validate excludes the resample
-                return None, "singular: a feature has a single value in the resample"
-            # separation leaves the unpenalised likelihood without a maximum; rms::validate drops
-            # resamples whose cph fit fails to converge, and this is its rule
-            unpenalised = isinstance(fitted[-1], CoxPH) and fitted[-1].penalty == 0
-            if unpenalised and not converges_like_rms(fitted[:-1].transform(X.iloc[idx]), y[idx]):
-                return None, "did not converge (rms's rule): a feature separates the events in the resample"
-            boot = validation_metrics(fitted, X.iloc[idx], y[idx], horizons)
-            orig = validation_metrics(fitted, X, y, horizons)
-    except (ValueError, np.linalg.LinAlgError, ArithmeticError) as exc:
+            if _fits_by_maximum_likelihood(fitted[-1]):
+                # rms::validate leaves out the resamples whose cph refit fails: separation (no
+                # maximum in 10 iterations) or a coefficient that is not estimable
+                why = rms_fit_failure(fitted[:-1].transform(X.iloc[idx]), y[idx])
+                if why is not None:
+                    return None, why
+            boot = validation_metrics(fitted, X.iloc[idx], y[idx], window)
+            orig = validation_metrics(fitted, X, y, window)
+    except NUMERICAL_FAILURES as exc:
+        if is_own_error(exc):
+            raise
         return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if _fits_by_maximum_likelihood(fitted[-1]):
+        boot["calibration_slope"] = 1.0
+    for name, value in (
+        ("in the resample", boot["calibration_slope"]),
+        ("on the original data", orig["calibration_slope"]),
+    ):
+        if not math.isfinite(value):
+            # the most overfitted resamples are the ones whose slope refit diverges; dropping them
+            # from the slope alone would bias it, so they leave every metric, counted
+            return None, f"the calibration slope cannot be estimated {name} (its Cox refit does not converge)"
     return {k: boot[k] - orig.get(k, math.nan) for k in boot}, None
 
 
@@ -108,7 +129,7 @@ def validate(
     pipeline: Any,
     X: pd.DataFrame,
     y: np.ndarray,
-    horizons: Sequence[float],
+    window: EvaluationWindow | Sequence[float],
     *,
     n_resamples: int = 200,
     seed: int = 0,
@@ -120,8 +141,13 @@ def validate(
 
     Each of ``n_resamples`` bootstrap samples refits a clone of the complete pipeline (feature
     derivation, model, and any tuning inside it), scores it on its own sample and on the original
-    data, and records the difference (the optimism). Resamples that fail (no event, a singular
-    fit) are counted in ``failed`` with their reasons and excluded, never dropped silently.
+    data, and records the difference (the optimism), every metric in the same evaluation
+    ``window`` (τ, IBS grid and horizons fixed from the whole of ``y``; a list of horizons gives
+    that window). Resamples that fail are counted in ``failed`` with their reasons and left out of
+    every metric, never dropped silently: no event; for an unpenalised Cox model, the resamples
+    ``rms::validate`` leaves out (:func:`riskmodel.models.cox.rms_fit_failure`); a calibration
+    slope that cannot be estimated. As in rms, an unpenalised Cox model's slope on its own
+    training data is 1 by definition.
     Reproducible from ``seed`` whatever ``n_jobs`` is (each resample has its own seed).
     ``fitted``: the pipeline already fitted on all of (X, y), when the caller has it (not refitted).
     """
@@ -129,12 +155,13 @@ def validate(
 
     if n_resamples < 1:
         raise UserInputError(f"n_resamples must be at least 1, got {n_resamples}")
+    w = as_window(window, y)
     full = fitted if fitted is not None else clone(pipeline).fit(X, y)
-    apparent = validation_metrics(full, X, y, horizons)
+    apparent = validation_metrics(full, X, y, w)
+    if _fits_by_maximum_likelihood(full[-1]):
+        apparent["calibration_slope"] = 1.0
     seeds = np.random.SeedSequence(seed).spawn(n_resamples)
-    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_one_resample)(pipeline, X, y, horizons, s) for s in seeds
-    )
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_one_resample)(pipeline, X, y, w, s) for s in seeds)
     rows: list[dict[str, float]] = []
     failures: list[str] = []
     for i, (optimism, failure) in enumerate(jobs):

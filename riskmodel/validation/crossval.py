@@ -19,15 +19,15 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import RepeatedStratifiedKFold
 
-from riskmodel.errors import RiskModelWarning, UserInputError
-from riskmodel.metrics import metric_names, survival_metrics
+from riskmodel.errors import NUMERICAL_FAILURES, RiskModelWarning, UserInputError, is_own_error
+from riskmodel.metrics import EvaluationWindow, as_window, metric_names, survival_metrics
 
 __all__ = ["CrossValidation", "cross_validate", "stratified_splitter", "survival_matrix"]
 
 
 @dataclass
 class CrossValidation:
-    """Per-fold metrics and their summary over repeats."""
+    """Per-fold metrics and their summary over folds."""
 
     folds: pd.DataFrame  # one row per (repeat, fold), one column per metric
     n_splits: int  # the folds actually used (fewer than asked when events are fewer)
@@ -36,10 +36,12 @@ class CrossValidation:
     fold_warnings: list[str] = field(default_factory=list)  # e.g. a Cox fit that did not converge
 
     def summary(self) -> pd.DataFrame:
-        """Mean and SD over repeats (each repeat averages its folds), and how many folds had a value."""
-        per_repeat = self.folds.groupby("repeat").mean(numeric_only=True).drop(columns="fold", errors="ignore")
-        valid = self.folds.drop(columns=["repeat", "fold"]).notna().sum()
-        return pd.DataFrame({"mean": per_repeat.mean(), "sd": per_repeat.std(ddof=1), "folds_with_value": valid})
+        """Mean and SD over every fold of every repeat (a fold without a value is left out of both),
+        and how many folds had a value. The SD is the spread of single held-out folds, the honest
+        picture of how much one small test set's figure varies (the SD of repeat means is far
+        smaller and says little)."""
+        folds = self.folds.drop(columns=["repeat", "fold"])
+        return pd.DataFrame({"mean": folds.mean(), "sd": folds.std(ddof=1), "folds_with_value": folds.notna().sum()})
 
 
 def stratified_splitter(event: np.ndarray, n_splits: int, n_repeats: int, seed: int) -> RepeatedStratifiedKFold:
@@ -62,7 +64,7 @@ def cross_validate(
     pipeline: Any,
     X: pd.DataFrame,
     y: np.ndarray,
-    horizons: Sequence[float],
+    window: EvaluationWindow | Sequence[float],
     *,
     n_splits: int = 3,
     n_repeats: int = 10,
@@ -72,8 +74,12 @@ def cross_validate(
     """Repeated K-fold, stratified on the event indicator, refitting the whole ``pipeline`` per fold.
 
     ``pipeline`` is a scikit-learn Pipeline whose last step is a riskmodel survival family.
-    A fold whose fit fails is counted in ``failed_fits`` (with its reason), not dropped silently.
+    ``window``: the :class:`~riskmodel.metrics.EvaluationWindow` every fold is scored in (a list of
+    horizons gives the window of the whole of ``y``). A fold whose fit fails numerically is counted
+    in ``failed_fits`` (with its reason), not dropped silently; riskmodel's own errors (a bad
+    parameter) stop the run.
     """
+    w = as_window(window, y)
     event = np.asarray(y["event"], bool)
     splitter = stratified_splitter(event, n_splits, n_repeats, seed)
     rows: list[dict[str, float]] = []
@@ -90,21 +96,18 @@ def cross_validate(
                 fitted.fit(X.iloc[train], y[train])
                 Z = fitted[:-1].transform(X.iloc[test])
                 model = fitted[-1]
-                reachable = [h for h in horizons if h <= model.max_time_]
                 metrics = survival_metrics(
-                    y[train],
-                    y[test],
-                    model.predict_risk(Z),
-                    partial(survival_matrix, model, Z),
-                    reachable or [model.max_time_],
+                    y[train], y[test], model.predict_risk(Z), partial(survival_matrix, model, Z), w
                 )
             noted += [
                 f"repeat {repeat}, fold {fold}: {w.message}" for w in caught if issubclass(w.category, RiskModelWarning)
             ]
-            metrics = {k: metrics.get(k, math.nan) for k in metric_names(horizons)}
-        except (ValueError, np.linalg.LinAlgError, ArithmeticError) as exc:
+            metrics = {k: metrics.get(k, math.nan) for k in metric_names(w.horizons)}
+        except NUMERICAL_FAILURES as exc:
+            if is_own_error(exc):
+                raise
             failures.append(f"repeat {repeat}, fold {fold}: {exc}")
-            metrics = dict.fromkeys(metric_names(horizons), math.nan)
+            metrics = dict.fromkeys(metric_names(w.horizons), math.nan)
         rows.append({"repeat": repeat, "fold": fold, **metrics})
         if progress:
             progress()

@@ -84,12 +84,12 @@ def develop_family(
     tick: Callable[[], None],
 ) -> Developed:
     """Cross-validate, fit on all patients, bootstrap-validate, calibrate and explain one family."""
-    sd, horizons, label = prepared.data, prepared.horizons, f"{prepared.endpoint.upper()} {family}"
+    sd, window, label = prepared.data, prepared.window, f"{prepared.endpoint.upper()} {family}"
     ev = config.evaluation
     pipe = make_pipeline(config, build_estimator(family, params, config.seed))
     notes = []
     cv = cross_validate(
-        pipe, sd.X, sd.y, horizons, n_splits=ev.n_splits, n_repeats=ev.n_repeats, seed=config.seed, progress=tick
+        pipe, sd.X, sd.y, window, n_splits=ev.n_splits, n_repeats=ev.n_repeats, seed=config.seed, progress=tick
     )
     if cv.n_splits < ev.n_splits:
         notes.append(
@@ -104,7 +104,7 @@ def develop_family(
             pipe,
             sd.X,
             sd.y,
-            horizons,
+            window,
             n_resamples=ev.bootstrap,
             seed=config.seed,
             n_jobs=-1 if ev.bootstrap >= 20 else 1,
@@ -123,15 +123,17 @@ def develop_family(
         family=family,
         experiment=config.name,
         landmark_months=config.landmark_months,
-        horizons=horizons,
+        horizons=prepared.prediction_horizons,
         features=features,
         estimator=fitted.named_steps["model"],
         X=sd.X,
         risk_cutoffs=config.risk_group_cutoffs,
+        reliable_until=window.reliable_until,
+        min_at_risk=window.min_at_risk,
     )
     if isinstance(model.estimator, CoxPH):
         model.hazard_ratios = unpenalised_table(features, sd.X, sd.y)
-    in_sample = in_sample_calibration(fitted, sd.X, sd.y, horizons, config.seed)
+    in_sample = in_sample_calibration(fitted, sd.X, sd.y, window.horizons, config.seed)
     explained = global_explanation(fitted, sd.X, sd.y, label, config.seed)
     metrics = {
         **cv_metrics(cv),

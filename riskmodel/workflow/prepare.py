@@ -22,7 +22,7 @@ from riskmodel.cohort.endpoints import ENDPOINTS, Endpoint, SurvivalData
 from riskmodel.config import ExperimentConfig
 from riskmodel.errors import RiskModelWarning, UserInputError
 from riskmodel.features import FEATURE_BLOCKS, ClinicalFeatures, resolve_blocks
-from riskmodel.metrics import horizons_within
+from riskmodel.metrics import EvaluationWindow
 from riskmodel.models import CoxPH, SurvivalEstimator
 from riskmodel.models.registry import SPECS, family_names
 from riskmodel.stats.samplesize import SampleSize, anticipated_r2, riley_survival
@@ -46,24 +46,42 @@ MIN_PATIENTS = 10
 
 @dataclass(frozen=True)
 class PreparedEndpoint:
-    """One endpoint ready for modelling: its data after the landmark and the horizons it reaches."""
+    """One endpoint ready for modelling: its data after the landmark and its evaluation window."""
 
     endpoint: Endpoint
     data: SurvivalData
-    horizons: list[float]  # the experiment's horizons within the follow-up after time zero
-    left_out: list[float]  # the experiment's horizons beyond it
+    window: EvaluationWindow  # τ, the IBS grid and the horizons with enough patients followed
+
+    @property
+    def horizons(self) -> list[float]:
+        """The experiment's horizons that enough patients reach (the model's horizons)."""
+        return list(self.window.horizons)
+
+    @property
+    def left_out(self) -> list[float]:
+        """The experiment's other horizons."""
+        return list(self.window.left_out)
+
+    @property
+    def prediction_horizons(self) -> list[float]:
+        """The experiment's horizons within the follow-up: a saved model predicts at these, and flags
+        those beyond :attr:`EvaluationWindow.reliable_until`."""
+        followed = [h for h, n in self.window.left_out.items() if n > 0]
+        return sorted({*self.window.horizons, *followed})
 
     def notes(self) -> list[str]:
         """What the user should know about this endpoint's data (counts only)."""
         out = []
         if self.left_out:
-            left = ", ".join(f"{h:g}" for h in self.left_out)
+            left = ", ".join(f"{h:g} ({n} followed)" for h, n in self.window.left_out.items())
             out.append(
-                f"{self.endpoint.upper()}: horizon(s) {left} months lie beyond the follow-up after "
-                f"time zero ({self.data.y['time'].max():.1f} months) and were left out"
+                f"{self.endpoint.upper()}: horizon(s) {left} months have fewer than {self.window.min_at_risk} "
+                f"patients still followed after time zero (longest follow-up {self.data.y['time'].max():.1f} "
+                "months): no metric, curve or unflagged prediction is given there"
             )
         if self.data.landmark_months:
             out.append(self.data.describe())
+        out.append(f"{self.endpoint.upper()} evaluation window: {self.window.describe()}")
         return out
 
 
@@ -98,17 +116,19 @@ def prepare_endpoints(
 ) -> dict[Endpoint, PreparedEndpoint]:
     """Every endpoint of the experiment (or ``endpoints``) from its landmark, checked trainable."""
     used = feature_columns(config)
-    prepared: dict[Endpoint, PreparedEndpoint] = {}
+    prepared: dict[Endpoint, SurvivalData] = {}
     for ep in endpoints or config.endpoints:
         sd = survival_data(cohort, ep, landmark_months=config.landmark_months, feature_columns=used)
-        kept = horizons_within(config.horizons, float(sd.y["time"].max()))
-        left_out = [h for h in config.horizons if h not in kept]
-        prepared[ep] = PreparedEndpoint(ep, sd, kept, left_out)
-    check_trainable(cohort, {ep: p.data for ep, p in prepared.items()}, used)
-    for ep, p in prepared.items():
-        if not p.horizons:
-            raise UserInputError(f"{ep.upper()}: every horizon lies beyond the follow-up")
-    return prepared
+        prepared[ep] = sd
+    check_trainable(cohort, prepared, used)
+    out: dict[Endpoint, PreparedEndpoint] = {}
+    for ep, sd in prepared.items():
+        try:
+            window = EvaluationWindow.from_data(sd.y, config.horizons, min_at_risk=config.evaluation.min_at_risk)
+        except UserInputError as exc:
+            raise UserInputError(f"{cohort.source}, {ep.upper()}: {exc}") from None
+        out[ep] = PreparedEndpoint(ep, sd, window)
+    return out
 
 
 def check_trainable(cohort: Cohort, prepared: dict[Endpoint, SurvivalData], used: Sequence[str]) -> None:
@@ -161,7 +181,7 @@ def sample_size(config: ExperimentConfig, prepared: PreparedEndpoint) -> SampleS
         r2_cs=r2,
         rate=rate,
         mean_follow_up=follow_up,
-        horizon=max(prepared.horizons),
+        horizon=max(prepared.prediction_horizons),
         n=len(time),
         events=events,
     )

@@ -96,6 +96,7 @@ def record_run(
         tracker.log(
             params={
                 **ctx.flat_config,
+                **prepared.window.params(),
                 "feature_names": ",".join(dev.features.get_feature_names_out()),
                 **{f"model.{k}": v for k, v in model.estimator.get_params().items()},
             },
@@ -139,7 +140,7 @@ def record_run(
 
 def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, dev: Developed) -> ModelFacts:
     """The aggregated facts of one run, for its TRIPOD+AI report."""
-    config, cohort, sd, horizons = ctx.config, ctx.cohort, prepared.data, prepared.horizons
+    config, cohort, sd, horizons = ctx.config, ctx.cohort, prepared.data, prepared.prediction_horizons
     estimator = dev.model.estimator
     names = [str(n) for n in dev.features.get_feature_names_out()]
     time = sd.y["time"]
@@ -167,7 +168,8 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
         landmark_note=sd.describe() if config.landmark_months else None,
         time_origin=dev.model.time_origin,
         horizons=list(horizons),
-        left_out_horizons=list(prepared.left_out),
+        left_out_horizons=[h for h, n in prepared.window.left_out.items() if n == 0],
+        min_at_risk=prepared.window.min_at_risk,
         feature_set=str(config.features.set),
         inputs=feature_columns(config),
         features=names,
@@ -176,7 +178,8 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
         cv=dev.cv.summary()[["mean", "sd", "folds_with_value"]],
         cv_description=(
             f"Stratified (on the event) {dev.cv.n_splits}-fold cross-validation repeated "
-            f"{config.evaluation.n_repeats} times; mean ± SD over folds; every fold refits the whole pipeline."
+            f"{config.evaluation.n_repeats} times; mean and SD over all folds; every fold refits the whole "
+            f"pipeline. Evaluation window, the same in every fold and resample: {prepared.window.describe()}."
         ),
         validation=dev.validation,
         calibration=dict(dev.in_sample.curves),

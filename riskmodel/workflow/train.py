@@ -110,8 +110,8 @@ class TrainResult:
             row.update({f"AUC({h:g})": _mean_sd(r.metrics, f"td_auc_{h:g}") for h in horizons})
             row.update({"IBS": _mean_sd(r.metrics, "ibs"), "IBS (KM)": _mean_sd(r.metrics, "ibs_km")})
             if "harrell_c_corrected" in r.metrics:
-                row["C corrected (95% CI)"] = _with_ci(r.metrics, "harrell_c")
-                row["slope corrected (95% CI)"] = _with_ci(r.metrics, "calibration_slope")
+                row["C corrected (≈95% interval)"] = _with_ci(r.metrics, "harrell_c")
+                row["slope corrected (≈95% interval)"] = _with_ci(r.metrics, "calibration_slope")
             rows.append(row)
         return pd.DataFrame(rows)
 
