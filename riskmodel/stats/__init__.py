@@ -1,5 +1,6 @@
 """Classical survival statistics on plain arrays: survival targets, Kaplan-Meier, the log-rank
-test, Aalen-Johansen and Riley et al.'s sample size. Nothing here fits a model or reads a cohort.
+test, Aalen-Johansen, Riley et al.'s sample size and restricted cubic splines. Nothing here fits a
+model or reads a cohort.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from riskmodel.stats.competing import aalen_johansen
 from riskmodel.stats.kaplan_meier import kaplan_meier, km_at, km_summary
 from riskmodel.stats.logrank import logrank_chi2
+from riskmodel.stats.splines import restricted_cubic_spline
 from riskmodel.stats.target import SURVIVAL_DTYPE, check_survival_target, step_values, survival_array
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "km_at",
     "km_summary",
     "logrank_chi2",
+    "restricted_cubic_spline",
     "step_values",
     "survival_array",
 ]
