@@ -8,7 +8,7 @@ from __future__ import annotations
 from riskmodel.stats.competing import aalen_johansen
 from riskmodel.stats.kaplan_meier import kaplan_meier, km_at, km_summary
 from riskmodel.stats.logrank import logrank_chi2
-from riskmodel.stats.ph import TRANSFORMS, PHSmooth, PHTest, ph_smooth, ph_test, transformed_time
+from riskmodel.stats.ph import TRANSFORMS, PHSmooth, PHTest, Transform, ph_smooth, ph_test, transformed_time
 from riskmodel.stats.splines import restricted_cubic_spline
 from riskmodel.stats.target import SURVIVAL_DTYPE, check_survival_target, step_values, survival_array
 
@@ -17,6 +17,7 @@ __all__ = [
     "TRANSFORMS",
     "PHSmooth",
     "PHTest",
+    "Transform",
     "aalen_johansen",
     "check_survival_target",
     "kaplan_meier",

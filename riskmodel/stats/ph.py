@@ -31,7 +31,7 @@ from scipy import stats
 from riskmodel.stats.kaplan_meier import kaplan_meier
 from riskmodel.stats.splines import restricted_cubic_spline
 
-__all__ = ["TRANSFORMS", "PHSmooth", "PHTest", "ph_smooth", "ph_test", "transformed_time"]
+__all__ = ["TRANSFORMS", "PHSmooth", "PHTest", "Transform", "ph_smooth", "ph_test", "transformed_time"]
 
 Transform = Literal["km", "rank", "identity"]
 TRANSFORMS: tuple[Transform, ...] = ("km", "rank", "identity")
@@ -41,14 +41,15 @@ TRANSFORMS: tuple[Transform, ...] = ("km", "rank", "identity")
 class PHTest:
     """The score tests of proportional hazards and the scaled Schoenfeld residuals behind them.
 
-    Per covariate: ``chisq`` and ``p`` (1 df each); ``global_chisq`` and ``global_p`` on
-    ``global_df`` df. NaN for a constant covariate (R drops it). Per death, in time order:
+    Per covariate: ``coef`` (β̂, as given), ``chisq`` and ``p`` (1 df each); ``global_chisq`` and
+    ``global_p`` on ``global_df`` df. NaN for a constant covariate (R drops it). Per death, in time order:
     ``event_time``, ``transformed_time`` (g before centring, R's ``x``) and the rows of
     ``scaled_residuals`` (R's ``y``); ``residual_variance`` is R's ``var``, the variance of one
     scaled residual, which the smoother's band uses.
     """
 
     transform: Transform
+    coef: np.ndarray
     chisq: np.ndarray
     p: np.ndarray
     global_chisq: float
@@ -125,6 +126,7 @@ def ph_test(
     deaths = order[event[order]]
     return PHTest(
         transform=transform,
+        coef=np.where(used, beta, np.nan),
         chisq=chisq,
         p=stats.chi2.sf(chisq, 1),
         global_chisq=global_chisq,
