@@ -39,6 +39,7 @@ def test_every_section_and_figure(report: Path) -> None:
         "univariate analysis",
         "multivariable Cox",
         "proportional hazards",
+        "scaled Schoenfeld residuals",
         "competing risk",
         "Published figures",
     ):
@@ -211,14 +212,36 @@ def test_ph_checks_show_r_cox_zph_with_km_and_rank_time(bundled: Cohort, endpoin
         assert table.loc["response_cr_pr", "verdict"].startswith("no evidence")
 
 
-def test_report_shows_both_transforms(report: Path) -> None:
+def test_report_shows_both_transforms_and_the_residual_plot(report: Path) -> None:
     text = report.read_text(encoding="utf-8")
     assert "km time, R&#x27;s default, which the verdict reads; rank time beside it" in text  # the caption, escaped
+    assert text.count('alt="Local control scaled Schoenfeld residuals"') == 1
+    assert text.count('alt="Overall survival scaled Schoenfeld residuals"') == 1
     table = pd.read_csv(report.parent / "tables" / "lc_ph_checks.csv")
     assert {"χ² (km)", "p (km)", "χ² (rank)", "p (rank)"} <= set(table.columns)
     summary = json.loads((report.parent / "summary.json").read_text())
     assert summary["endpoints"]["lc"]["ph_global_p"] == pytest.approx(0.177780857223, rel=1e-6)  # R's, km
     assert summary["endpoints"]["lc"]["ph_global_p_rank"] == pytest.approx(0.0244723710241, rel=1e-6)
+
+
+def test_schoenfeld_plot_draws_each_covariate_with_its_smooth_band_and_beta(bundled: Cohort) -> None:
+    from riskmodel.reporting.plots import pyplot, schoenfeld_plot
+    from riskmodel.reporting.survival_tables import ph_residuals
+    from riskmodel.stats import ph_smooth
+
+    residuals = ph_residuals(bundled.data, "lc")
+    fig = schoenfeld_plot(residuals, ["d90_ge_110gy", "response_cr_pr"], "LC")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 2
+    for j, ax in enumerate(panels):
+        smooth = ph_smooth(residuals, j)
+        assert smooth is not None
+        np.testing.assert_allclose(ax.lines[0].get_ydata(), smooth.fit)
+        assert ax.lines[1].get_ydata()[0] == pytest.approx(residuals.coef[j])  # the constant β̂
+        points, band = ax.collections
+        assert len(points.get_offsets()) == 13  # one point per LC death after the landmark
+        assert band.get_paths()  # the filled 95% band
+    pyplot().close(fig)
 
 
 def test_schoenfeld_tests_of_one_covariate_give_the_same_global_test(bundled: Cohort) -> None:

@@ -5,7 +5,7 @@ ticks, numbers at risk, median and landmark rates with CIs); univariate tables i
 the study's Tables 1 and 2 (n, median, landmark rates, log-rank χ² and p); subgroup KM plots of the
 significant factors; the multivariable Cox model (D90 ≥ 110 Gy and CR+PR; Efron ties; Wald and
 likelihood-ratio tests; events per variable); proportional-hazards tests as R's cox.zph computes
-them (survival ≥ 3.0 score test, km and rank time);
+them (survival ≥ 3.0 score test, km and rank time) with the scaled Schoenfeld residual plot;
 local control with death as a competing risk (Aalen-Johansen beside 1 − KM); and, for the bundled
 cohort, the published figures beside these results.
 
@@ -36,7 +36,7 @@ from riskmodel.cohort.reconstruction.study import FACTOR_COLUMNS, groupings, pub
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import UserInputError, require_writable
 from riskmodel.privacy import PhiGuard, years_only
-from riskmodel.reporting.plots import figure_html, pyplot
+from riskmodel.reporting.plots import figure_html, pyplot, schoenfeld_plot
 from riskmodel.reporting.survival_tables import (
     AS_PUBLISHED,
     LANDMARKED,
@@ -45,6 +45,7 @@ from riskmodel.reporting.survival_tables import (
     km_overall,
     multivariable_cox,
     ph_checks,
+    ph_residuals,
     univariate_table,
 )
 from riskmodel.stats import aalen_johansen, kaplan_meier
@@ -248,6 +249,14 @@ def _multivariable_section(data: pd.DataFrame, ep: Endpoint, out: Path, ep_summa
             ph,
             f"{name}: proportional hazards (score test as R's cox.zph, survival ≥ 3.0; "
             "km time, R's default, which the verdict reads; rank time beside it)",
+        )
+    )
+    residuals = ph_residuals(data, ep)
+    covariates = [c for c in ph["covariate"] if c != "GLOBAL"]
+    parts.append(
+        figure_html(
+            schoenfeld_plot(residuals, covariates, f"{name}: scaled Schoenfeld residuals, β(t) (3-month landmark)"),
+            f"{name} scaled Schoenfeld residuals",
         )
     )
     return parts
