@@ -39,6 +39,7 @@ def test_every_section_and_figure(report: Path) -> None:
         "univariate analysis",
         "multivariable Cox",
         "proportional hazards",
+        "scaled Schoenfeld residuals",
         "competing risk",
         "Published figures",
     ):
@@ -179,17 +180,73 @@ def test_cutoffs_are_configurable(bundled: Cohort, tmp_path: Path) -> None:
     assert result.exit_code == 2
 
 
-def test_global_schoenfeld_test(bundled: Cohort) -> None:
-    from lifelines import CoxPHFitter
-    from lifelines.statistics import proportional_hazard_test
+# R 4.2.2, survival 3.5.3, on the published design of each endpoint (tests/data/published_<endpoint>.csv):
+#   cox.zph(coxph(Surv(time, event) ~ ., data = df, ties = "efron"), transform = t)$table[, "chisq"]
+R_ZPH = {
+    "lc": {
+        "km": [0.0032898880488, 3.38460768301, 3.45440725272],
+        "rank": [0.0655260042509, 7.04327070767, 7.42042102216],
+    },
+    "os": {
+        "km": [0.731406007264, 0.00869509116323, 0.731587603806],
+        "rank": [0.552612918709, 0.0361073269641, 0.566697194794],
+    },
+}
 
-    from riskmodel.reporting.survival_tables import ph_checks, schoenfeld_tests
 
-    table = ph_checks(bundled.data, "os")
-    assert list(table["covariate"]) == ["d90_ge_110gy", "response_cr_pr", "GLOBAL"]
-    assert table.loc[2, "df"] == 2
-    assert 0 <= table.loc[2, "p"] <= 1
-    # with a single covariate the global test is the per-covariate test, which is lifelines'
+@pytest.mark.parametrize("endpoint", ["lc", "os"])
+def test_ph_checks_show_r_cox_zph_with_km_and_rank_time(bundled: Cohort, endpoint: str) -> None:
+    """survival ≥ 3.0's score test; before it, the report's approximation put LC CR+PR at χ² 0.33."""
+    from riskmodel.reporting.survival_tables import ph_checks
+
+    table = ph_checks(bundled.data, endpoint).set_index("covariate")  # type: ignore[arg-type]
+    assert list(table.index) == ["d90_ge_110gy", "response_cr_pr", "GLOBAL"]
+    assert list(table["df"]) == [1, 1, 2]
+    for transform in ("km", "rank"):
+        np.testing.assert_allclose(table[f"χ² ({transform})"], R_ZPH[endpoint][transform], rtol=1e-8)
+    if endpoint == "lc":
+        assert table.loc["response_cr_pr", "χ² (km)"] == pytest.approx(3.3846, abs=1e-4)
+        assert table.loc["response_cr_pr", "χ² (rank)"] == pytest.approx(7.0433, abs=1e-4)
+        # the verdict reads km (p 0.066), R's default, though rank alone gives p 0.008
+        assert table.loc["response_cr_pr", "p (rank)"] < 0.01
+        assert table.loc["response_cr_pr", "verdict"].startswith("no evidence")
+
+
+def test_report_shows_both_transforms_and_the_residual_plot(report: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+    assert "km time, R&#x27;s default, which the verdict reads; rank time beside it" in text  # the caption, escaped
+    assert text.count('alt="Local control scaled Schoenfeld residuals"') == 1
+    assert text.count('alt="Overall survival scaled Schoenfeld residuals"') == 1
+    table = pd.read_csv(report.parent / "tables" / "lc_ph_checks.csv")
+    assert {"χ² (km)", "p (km)", "χ² (rank)", "p (rank)"} <= set(table.columns)
+    summary = json.loads((report.parent / "summary.json").read_text())
+    assert summary["endpoints"]["lc"]["ph_global_p"] == pytest.approx(0.177780857223, rel=1e-6)  # R's, km
+    assert summary["endpoints"]["lc"]["ph_global_p_rank"] == pytest.approx(0.0244723710241, rel=1e-6)
+
+
+def test_schoenfeld_plot_draws_each_covariate_with_its_smooth_band_and_beta(bundled: Cohort) -> None:
+    from riskmodel.reporting.plots import pyplot, schoenfeld_plot
+    from riskmodel.reporting.survival_tables import ph_residuals
+    from riskmodel.stats import ph_smooth
+
+    residuals = ph_residuals(bundled.data, "lc")
+    fig = schoenfeld_plot(residuals, ["d90_ge_110gy", "response_cr_pr"], "LC")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 2
+    for j, ax in enumerate(panels):
+        smooth = ph_smooth(residuals, j)
+        assert smooth is not None
+        np.testing.assert_allclose(ax.lines[0].get_ydata(), smooth.fit)
+        assert ax.lines[1].get_ydata()[0] == pytest.approx(residuals.coef[j])  # the constant β̂
+        points, band = ax.collections
+        assert len(points.get_offsets()) == 13  # one point per LC death after the landmark
+        assert band.get_paths()  # the filled 95% band
+    pyplot().close(fig)
+
+
+def test_schoenfeld_tests_of_one_covariate_give_the_same_global_test(bundled: Cohort) -> None:
+    from riskmodel.reporting.survival_tables import schoenfeld_tests
+
     d = bundled.data
     design = pd.DataFrame(
         {
@@ -199,11 +256,8 @@ def test_global_schoenfeld_test(bundled: Cohort) -> None:
         }
     )
     one = schoenfeld_tests(design)
-    assert one.loc[1, "χ²"] == pytest.approx(one.loc[0, "χ²"], rel=1e-10)
-    ref = CoxPHFitter().fit(design, "T", "E", fit_options={"precision": 1e-12})
-    assert one.loc[0, "χ²"] == pytest.approx(
-        proportional_hazard_test(ref, design, time_transform="rank").summary["test_statistic"].iloc[0], rel=1e-6
-    )
+    for transform in ("km", "rank"):
+        assert one.loc[1, f"χ² ({transform})"] == pytest.approx(one.loc[0, f"χ² ({transform})"], rel=1e-10)
 
 
 def test_optional_columns_absent_or_partly_missing(bundled: Cohort, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 Every function takes aggregated tables (never per-patient rows) and returns a matplotlib figure;
 :func:`figure_png` and :func:`figure_html` turn one into PNG bytes or a self-contained ``<img>``.
+The exceptions draw one unlabelled point per patient or death, as the standard plots do (SHAP's
+beeswarm, the scaled Schoenfeld residuals); no identifier reaches them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import html
 import io
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from riskmodel.stats import PHTest, ph_smooth
 
 __all__ = [
     "calibration_plot",
@@ -21,6 +26,7 @@ __all__ = [
     "forest_plot",
     "importance_plot",
     "pyplot",
+    "schoenfeld_plot",
     "shap_bar",
     "shap_beeswarm",
     "shap_dependence",
@@ -192,3 +198,52 @@ def forest_plot(table: pd.DataFrame, title: str) -> Any:
     ax.set_xlabel("hazard ratio per unit (95% CI, log scale)")
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def schoenfeld_plot(test: PHTest, names: list[str], title: str, *, level: float = 0.95) -> Any:
+    """β(t) per covariate: scaled Schoenfeld residuals against transformed time, as R's ``plot.cox.zph``.
+
+    Each panel shows the residuals, their natural-spline smooth (4 df) with its pointwise ``level``
+    band (R draws ± 2 se), and β̂, the constant effect the model assumes; a smooth that leaves the
+    line of β̂ is an effect changing over time. The axis is spaced by the test's transform and
+    labelled in months.
+    """
+    plt = pyplot()
+    cols = min(len(names), 2)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.4 * cols, 3.6 * rows), squeeze=False)
+    x = test.transformed_time
+    ticks = _month_ticks(test)
+    for j, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
+        y = test.scaled_residuals[:, j]
+        ax.scatter(x, y, s=14, color="0.35", alpha=0.7, lw=0, label="scaled Schoenfeld residual")
+        smooth = ph_smooth(test, j, level=level)
+        if smooth is not None:
+            ax.fill_between(
+                smooth.grid, smooth.lower, smooth.upper, color="C0", alpha=0.2, lw=0, label=f"{level:.0%} band"
+            )
+            ax.plot(smooth.grid, smooth.fit, color="C0", lw=1.8, label="spline smooth (4 df)")
+        ax.axhline(float(test.coef[j]), color="C3", ls="--", lw=1, label="β̂ (constant effect)")
+        if ticks is not None:
+            ax.set_xticks(*ticks)
+        ax.set_xlabel(f"months ({test.transform} scale)" if test.transform != "identity" else "months")
+        ax.set_ylabel(f"β(t) for {name}")
+        ax.set_title(f"{name}: χ² {test.chisq[j]:.2f}, p {test.p[j]:.3g}", fontsize=9)
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _month_ticks(test: PHTest, count: int = 6) -> tuple[np.ndarray, list[str]] | None:
+    """Ticks on a transformed axis at round times in months, as R's plot does; None on a month axis."""
+    x, t = test.transformed_time, test.event_time
+    if test.transform == "identity" or np.ptp(x) == 0:
+        return None
+    first = np.unique(x, return_index=True)[1]
+    months = np.interp(np.linspace(x.min(), x.max(), count), x[first], t[first])
+    months = np.unique([float(f"{m:.2g}") for m in months])
+    months = months[(months >= t.min()) & (months <= t.max())]  # rounding can step past the last death
+    return np.interp(months, t[first], x[first]), [f"{m:g}" for m in months]

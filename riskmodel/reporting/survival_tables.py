@@ -10,7 +10,6 @@ its response rows are shown beside the landmarked ones for reference.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -23,16 +22,27 @@ from riskmodel.cohort.reconstruction.study import FACTOR_COLUMNS, LANDMARKS, gro
 from riskmodel.errors import UserInputError
 from riskmodel.features import ClinicalFeatures
 from riskmodel.models import CoxPH
-from riskmodel.stats import aalen_johansen, km_summary, logrank_chi2, step_values
+from riskmodel.stats import (
+    PHTest,
+    Transform,
+    aalen_johansen,
+    km_summary,
+    logrank_chi2,
+    ph_test,
+    step_values,
+    survival_array,
+)
 
 __all__ = [
     "AS_PUBLISHED",
     "LANDMARKED",
+    "PH_TRANSFORMS",
     "characteristics",
     "competing_risks",
     "km_overall",
     "multivariable_cox",
     "ph_checks",
+    "ph_residuals",
     "schoenfeld_tests",
     "univariate_table",
 ]
@@ -199,38 +209,37 @@ def multivariable_cox(data: pd.DataFrame, endpoint: Endpoint) -> tuple[pd.DataFr
     return table, tests
 
 
+PH_TRANSFORMS: tuple[Transform, ...] = ("km", "rank")
+PH_VERDICT_TRANSFORM: Transform = "km"  # R's default; the rank columns are shown beside it
+
+
+def _ph_fit(design: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Covariate names, X, time, event and riskmodel's unpenalised Cox (Efron) coefficients."""
+    names = [c for c in design.columns if c not in ("T", "E")]
+    time = design["T"].to_numpy(float)
+    event = design["E"].to_numpy(bool)
+    beta = CoxPH(penalty=0).fit(design[names], survival_array(event, time)).coef_
+    return names, design[names].to_numpy(float), time, event, beta
+
+
 def schoenfeld_tests(design: pd.DataFrame) -> pd.DataFrame:
-    """Per-covariate and global tests of proportional hazards on scaled Schoenfeld residuals.
+    """Per-covariate and global tests of proportional hazards, as R's ``cox.zph`` (survival ≥ 3.0).
 
-    ``design`` holds the covariates and columns ``T`` and ``E``. Time is rank-transformed. The
-    per-covariate statistics are lifelines' ``proportional_hazard_test``; the global one is the
-    multivariate form of the same approximation (Grambsch & Therneau 1994):
-    T = (Σ g·r)ᵀ V⁻¹ (Σ g·r) / (d · Σ g²) on p degrees of freedom, with g the centred transformed
-    event times, r the scaled residuals, V the coefficients' covariance and d the events. With one
-    covariate it equals the per-covariate test. (R's survival ≥ 3.0 uses an exact score test.)
+    ``design`` holds the covariates and columns ``T`` and ``E``. The score test for adding β·g(t)
+    terms (:func:`riskmodel.stats.ph_test`) with g the KM transform (``χ² (km)``, R's default,
+    which the verdict reads) and the rank transform (``χ² (rank)``) side by side: with few events
+    they can disagree, and a reader should see both.
     """
-    from lifelines import CoxPHFitter
-    from lifelines.statistics import TimeTransformers, proportional_hazard_test
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cph = CoxPHFitter().fit(design, "T", "E", fit_options={"precision": 1e-12, "max_steps": 500})
-        per = proportional_hazard_test(cph, design, time_transform="rank").summary
-        resid = cph.compute_residuals(design, kind="scaled_schoenfeld").to_numpy()
-    events = cph.event_observed.to_numpy(bool)
-    times = TimeTransformers().get("rank")(cph.durations, cph.event_observed, cph.weights)[events].to_numpy()
-    g = times - times.mean()
-    score = (g[:, None] * resid).sum(0)
-    global_chi2 = float(score @ np.linalg.solve(cph.variance_matrix_.to_numpy(), score) / (events.sum() * (g @ g)))
-    out = per[["test_statistic", "p"]].reset_index().rename(columns={"index": "covariate", "test_statistic": "χ²"})
-    out["df"] = 1
-    k = resid.shape[1]
-    glob = pd.DataFrame(
-        [{"covariate": "GLOBAL", "χ²": global_chi2, "p": float(stats.chi2.sf(global_chi2, k)), "df": k}]
-    )
-    table: pd.DataFrame = pd.concat([out, glob], ignore_index=True)
+    names, X, time, event, beta = _ph_fit(design)
+    columns: dict[str, Any] = {"covariate": [*names, "GLOBAL"]}
+    for transform in PH_TRANSFORMS:
+        result = ph_test(X, time, event, beta, transform=transform)
+        columns["df"] = [*([1] * len(names)), result.global_df]
+        columns[f"χ² ({transform})"] = [*result.chisq, result.global_chisq]
+        columns[f"p ({transform})"] = [*result.p, result.global_p]
+    table = pd.DataFrame(columns)
     table["verdict"] = np.where(
-        table["p"] < 0.05,
+        table[f"p ({PH_VERDICT_TRANSFORM})"] < 0.05,
         "evidence the effect changes over time: read the HR as an average",
         "no evidence against proportional hazards (the test has little power at this n)",
     )
@@ -241,6 +250,16 @@ def ph_checks(data: pd.DataFrame, endpoint: Endpoint) -> pd.DataFrame:
     """Schoenfeld tests (per covariate and global) for the multivariable model, from the 3-month landmark."""
     X, y, _ = _study_design(data, endpoint)
     return schoenfeld_tests(X.assign(T=y["time"], E=y["event"]))
+
+
+def ph_residuals(data: pd.DataFrame, endpoint: Endpoint, transform: Transform = PH_VERDICT_TRANSFORM) -> PHTest:
+    """The multivariable model's PH test with its scaled Schoenfeld residuals, for the β(t) plot.
+
+    The covariates are in the order of :func:`ph_checks`' rows.
+    """
+    X, y, _ = _study_design(data, endpoint)
+    _, matrix, time, event, beta = _ph_fit(X.assign(T=y["time"], E=y["event"]))
+    return ph_test(matrix, time, event, beta, transform=transform)
 
 
 def competing_risks(data: pd.DataFrame) -> pd.DataFrame:

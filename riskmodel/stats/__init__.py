@@ -1,5 +1,6 @@
 """Classical survival statistics on plain arrays: survival targets, Kaplan-Meier, the log-rank
-test, Aalen-Johansen and Riley et al.'s sample size. Nothing here fits a model or reads a cohort.
+test, proportional-hazards tests (survival 3.x's cox.zph), Aalen-Johansen, Riley et al.'s sample
+size and restricted cubic splines. Nothing here fits a model or reads a cohort.
 """
 
 from __future__ import annotations
@@ -7,16 +8,26 @@ from __future__ import annotations
 from riskmodel.stats.competing import aalen_johansen
 from riskmodel.stats.kaplan_meier import kaplan_meier, km_at, km_summary
 from riskmodel.stats.logrank import logrank_chi2
+from riskmodel.stats.ph import TRANSFORMS, PHSmooth, PHTest, Transform, ph_smooth, ph_test, transformed_time
+from riskmodel.stats.splines import restricted_cubic_spline
 from riskmodel.stats.target import SURVIVAL_DTYPE, check_survival_target, step_values, survival_array
 
 __all__ = [
     "SURVIVAL_DTYPE",
+    "TRANSFORMS",
+    "PHSmooth",
+    "PHTest",
+    "Transform",
     "aalen_johansen",
     "check_survival_target",
     "kaplan_meier",
     "km_at",
     "km_summary",
     "logrank_chi2",
+    "ph_smooth",
+    "ph_test",
+    "restricted_cubic_spline",
     "step_values",
     "survival_array",
+    "transformed_time",
 ]

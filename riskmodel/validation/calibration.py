@@ -27,7 +27,7 @@ import pandas as pd
 
 from riskmodel.errors import RiskModelWarning
 from riskmodel.models.cox import CoxPH
-from riskmodel.stats import kaplan_meier, km_at, survival_array
+from riskmodel.stats import kaplan_meier, km_at, restricted_cubic_spline, survival_array
 
 __all__ = [
     "CalibrationCurve",
@@ -85,21 +85,6 @@ def calibration_in_the_large(y: Any, survival: Any, horizon: float) -> float:
 
 
 # --------------------------------------------------------------------------- smoothed calibration
-def _rcs(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
-    """Harrell's restricted cubic spline basis: x and k − 2 nonlinear terms, linear beyond the knots."""
-    k = knots
-    scale = (k[-1] - k[0]) ** 2
-    cols = [x]
-    for j in range(len(k) - 2):
-        term = (
-            np.maximum(x - k[j], 0) ** 3
-            - np.maximum(x - k[-2], 0) ** 3 * (k[-1] - k[j]) / (k[-1] - k[-2])
-            + np.maximum(x - k[-1], 0) ** 3 * (k[-2] - k[j]) / (k[-1] - k[-2])
-        )
-        cols.append(term / scale)
-    return np.column_stack(cols)
-
-
 @dataclass
 class SmoothCalibration:
     """Predicted against smoothed observed risk by a horizon (Austin, Harrell & van Klaveren 2020)."""
@@ -137,11 +122,13 @@ def _smooth_fit(x: np.ndarray, y: Any, horizon: float, knot_values: np.ndarray) 
     target = survival_array(y["event"], y["time"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RiskModelWarning)
-        fit = CoxPH(penalty=0.0).fit(_rcs(x, knot_values) if len(knot_values) >= 3 else x[:, None], target)
+        fit = CoxPH(penalty=0.0).fit(
+            restricted_cubic_spline(x, knot_values) if len(knot_values) >= 3 else x[:, None], target
+        )
     at = min(horizon, fit.max_time_)
 
     def observed(new_x: np.ndarray) -> np.ndarray:
-        basis = _rcs(new_x, knot_values) if len(knot_values) >= 3 else new_x[:, None]
+        basis = restricted_cubic_spline(new_x, knot_values) if len(knot_values) >= 3 else new_x[:, None]
         return 1 - np.asarray(fit.predict_survival(basis, [at]).to_numpy()[:, 0])
 
     return observed
