@@ -6,7 +6,9 @@ and carry exit code 2; the CLI prints their message and never a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +29,7 @@ __all__ = [
     "RiskModelWarning",
     "UserInputError",
     "is_own_error",
+    "own_warnings_silenced",
     "require_writable",
 ]
 
@@ -35,6 +38,15 @@ Severity = Literal["error", "warning"]
 
 class RiskModelWarning(UserWarning):
     """A warning raised by riskmodel itself (the test suite turns these into errors)."""
+
+
+@contextmanager
+def own_warnings_silenced() -> Iterator[None]:
+    """Silence riskmodel's own warnings inside the block: for a fit whose non-convergence is
+    counted or reported elsewhere (a fold, a resample, a slope refit), not printed each time."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RiskModelWarning)
+        yield
 
 
 class RiskModelError(Exception):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from riskmodel.cli.common import app, user_errors
-from riskmodel.errors import CohortValidationError, RiskModelWarning
+from riskmodel.errors import CohortValidationError, own_warnings_silenced
 
 
 @app.command("validate-data")
@@ -51,8 +50,7 @@ def validate_data(
         raise typer.BadParameter("must be 'recist' or 'volume'", param_hint="--response-rule")
     path = file or bundled_cohort_path()
     typer.echo(f"Validating {path}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RiskModelWarning)  # shown below, once, in the report
+    with own_warnings_silenced():  # shown below, once, in the report
         try:
             cohort = load(
                 path,

@@ -7,7 +7,6 @@ After each fold the running mean is reported, so a pruner can stop a poor trial 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -15,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from riskmodel.errors import NUMERICAL_FAILURES, RiskModelWarning, UserInputError, is_own_error
+from riskmodel.errors import NUMERICAL_FAILURES, UserInputError, is_own_error, own_warnings_silenced
 from riskmodel.metrics import EvaluationWindow, survival_metrics
 from riskmodel.models.registry import ParamSpace
 from riskmodel.tuning.spaces import suggest
@@ -73,8 +72,7 @@ def fold_score(
         return A.iloc[idx] if isinstance(A, pd.DataFrame) else A[idx]
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RiskModelWarning)
+        with own_warnings_silenced():
             fitted = model.fit(pick(X, train), y[train])
             if isinstance(fitted, Pipeline):
                 Z, estimator = fitted[:-1].transform(pick(X, test)), fitted[-1]

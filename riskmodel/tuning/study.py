@@ -28,7 +28,6 @@ import os
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ import yaml
 
 from riskmodel.cohort.endpoints import ENDPOINTS
 from riskmodel.config import ExperimentConfig, load_experiment
-from riskmodel.errors import RiskModelError, RiskModelWarning, UserInputError
+from riskmodel.errors import RiskModelError, UserInputError, own_warnings_silenced
 from riskmodel.models.registry import ParamSpace, build_estimator, spec
 from riskmodel.privacy import PhiGuard
 from riskmodel.scoring import RiskModel
@@ -360,8 +359,7 @@ def _conclude(study: Any, s: _Setup, tracker: Tracker, result: TuneResult, regis
 def _refit(s: _Setup, params: dict[str, Any]) -> RiskModel:
     """The chosen parameters refitted on every patient, as a RiskModel."""
     sd = s.prepared.data
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RiskModelWarning)
+    with own_warnings_silenced():
         fitted = s.make(params).fit(sd.X, sd.y)
     return RiskModel.from_training(
         endpoint=s.endpoint,

@@ -7,7 +7,6 @@ calibration slopes and calibration-in-the-large (:mod:`riskmodel.validation.cali
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from riskmodel.errors import NUMERICAL_FAILURES, RiskModelWarning, UserInputError, is_own_error
+from riskmodel.errors import NUMERICAL_FAILURES, UserInputError, is_own_error, own_warnings_silenced
 from riskmodel.metrics import EvaluationWindow, as_window, defined_or_nan, survival_metrics
 from riskmodel.models.cox import CoxPH, rms_fit_failure
 from riskmodel.validation.calibration import calibration_in_the_large, calibration_slope, calibration_slope_at
@@ -97,8 +96,7 @@ def _one_resample(
         return None, "no event in the resample"
     fitted = clone(pipeline)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RiskModelWarning)
+        with own_warnings_silenced():
             fitted.fit(X.iloc[idx], y[idx])
             if _fits_by_maximum_likelihood(fitted[-1]):
                 # rms::validate leaves out the resamples whose cph refit fails: separation (no

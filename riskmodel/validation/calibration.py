@@ -18,14 +18,13 @@ undefined: no event before t, or a constant prediction.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from riskmodel.errors import RiskModelWarning
+from riskmodel.errors import own_warnings_silenced
 from riskmodel.models.cox import CoxPH
 from riskmodel.stats import kaplan_meier, km_at, restricted_cubic_spline, survival_array
 
@@ -46,8 +45,7 @@ def _cox_slope(x: np.ndarray, event: np.ndarray, time: np.ndarray) -> float:
     if not event.any() or not np.isfinite(x).all() or np.ptp(x) == 0:
         return math.nan
     y = survival_array(event, time)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RiskModelWarning)
+    with own_warnings_silenced():
         fit = CoxPH(penalty=0.0).fit(x.reshape(-1, 1), y)
     return float(fit.coef_[0]) if fit.converged_ else math.nan
 
@@ -120,8 +118,7 @@ def smooth_calibration(y: Any, survival: Any, horizon: float, knots: int = 3) ->
 def _smooth_fit(x: np.ndarray, y: Any, horizon: float, knot_values: np.ndarray) -> Any:
     """The Cox smoother of the outcome on an RCS of x; returns a function of new x → observed risk."""
     target = survival_array(y["event"], y["time"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RiskModelWarning)
+    with own_warnings_silenced():
         fit = CoxPH(penalty=0.0).fit(
             restricted_cubic_spline(x, knot_values) if len(knot_values) >= 3 else x[:, None], target
         )

@@ -8,7 +8,6 @@ so a check made here can never be skipped by one of them.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from riskmodel.cohort import Cohort, bundled_cohort_path, load, survival_data
 from riskmodel.cohort.contract import column
 from riskmodel.cohort.endpoints import ENDPOINTS, Endpoint, SurvivalData
 from riskmodel.config import ExperimentConfig
-from riskmodel.errors import RiskModelWarning, UserInputError
+from riskmodel.errors import UserInputError, own_warnings_silenced
 from riskmodel.features import FEATURE_BLOCKS, ClinicalFeatures, resolve_blocks
 from riskmodel.metrics import EvaluationWindow
 from riskmodel.models import CoxPH, SurvivalEstimator
@@ -171,8 +170,7 @@ def sample_size(config: ExperimentConfig, prepared: PreparedEndpoint) -> SampleS
     parameters = design.shape[1]
     rate = events / float(time.sum())
     follow_up = float(time.mean())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RiskModelWarning)
+    with own_warnings_silenced():
         cox = CoxPH(penalty=0.0).fit(design, sd.y)
     lr = max(2 * (cox.log_likelihood_ - cox.log_likelihood_null_), 0.0)
     r2, how = anticipated_r2(lr, len(time), parameters, rate, follow_up)
