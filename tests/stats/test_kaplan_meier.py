@@ -20,7 +20,7 @@ import pytest
 
 from riskmodel.cohort import Cohort, survival_data
 from riskmodel.cohort.reconstruction.study import STUDY_GROUPINGS
-from riskmodel.reporting.survival_tables import AS_PUBLISHED, LANDMARKED, univariate_table
+from riskmodel.reporting.survival_tables import AS_PUBLISHED, LANDMARKED, km_overall, univariate_table
 from riskmodel.stats import km_at, km_median, km_summary
 from tests.conftest import REPO
 
@@ -148,3 +148,31 @@ for (i in unique(d$curve)) {{
     to_end = sum(f[8] == "TRUE" for f in lines)
     assert plateaus >= 50  # the rule under test was exercised, also where S stays at 0.5 to the end
     assert to_end >= 8
+
+
+@needs_r
+def test_overall_table_matches_r(bundled: Cohort, tmp_path: Path) -> None:
+    """The report's overall median (log interval) and landmark rates (log-log intervals) are survfit's."""
+    d = bundled.data
+    d[["lc_months", "lc_event", "os_months", "os_event"]].to_csv(tmp_path / "cohort.csv", index=False)
+    script = tmp_path / "overall.R"
+    script.write_text(f"""
+suppressMessages(library(survival))
+d <- read.csv("{tmp_path / "cohort.csv"}")
+g <- function(x) ifelse(is.na(x), "NA", sprintf("%.17g", x))
+for (ep in c("lc", "os")) {{
+  f <- as.formula(paste0("Surv(", ep, "_months, ", ep, "_event) ~ 1"))
+  q <- quantile(survfit(f, data = d), 0.5)
+  s <- summary(survfit(f, data = d, conf.type = "log-log"), times = c(6, 12, 18, 24), extend = TRUE)
+  cat(ep, g(q$quantile), g(q$lower), g(q$upper), g(100 * s$surv), g(100 * s$lower), g(100 * s$upper), "\\n")
+}}
+""")
+    out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True, timeout=120, check=True).stdout
+    for line in out.splitlines():
+        ep, *values = line.split()
+        r = np.array([np.nan if v == "NA" else float(v) for v in values])
+        table = km_overall(d[f"{ep}_months"].to_numpy(float), d[f"{ep}_event"].to_numpy(bool))
+        np.testing.assert_allclose(table.iloc[0, 1:].to_numpy(float), r[:3], atol=TOL, rtol=0)
+        ours = table.iloc[1:, 1:].to_numpy(float)  # rows S(6)..S(24); columns estimate, lower, upper
+        np.testing.assert_allclose(ours, r[3:].reshape(3, 4).T, atol=1e-7, rtol=0)
+    assert out.count("\n") == 2
