@@ -278,10 +278,20 @@ def _data_sections(f: ModelFacts) -> list[str]:
                 ("anticipated R²cs (max)", f"{s.r2_cs:.3f} ({s.max_r2_cs:.3f})"),
                 ("Riley et al. (2019) minimum n", f"{s.minimum_n} ({'met' if s.adequate else 'NOT met'})"),
                 *((f"  criterion: {k}", str(v)) for k, v in s.required_n.items()),
+                *_overall_risk_row(s),
                 ("expected shrinkage at this n", f"{s.expected_shrinkage:.2f} (target ≥ 0.90)"),
             ]
         ),
     ]
+
+
+def _overall_risk_row(s: SampleSize) -> list[tuple[str, str]]:
+    """Riley et al.'s criterion 3, a precision reported at the minimum n rather than a size."""
+    if s.overall_risk is None:
+        return []
+    risk, low, high = s.overall_risk
+    wide = "" if s.overall_risk_precise else ", a margin of error above 0.05"
+    return [("  criterion: overall risk", f"{risk:.3f} (95% CI {low:.3f} to {high:.3f}) at that n{wide}")]
 
 
 def _specification(f: ModelFacts) -> list[str]:

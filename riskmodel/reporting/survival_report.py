@@ -12,9 +12,11 @@ cohort, the published figures beside these results.
 Guarantee-time rule: wherever the 3-month response is involved (its univariate rows, the
 multivariable model) the analysis starts at the 3-month landmark, and the report says so. The
 study itself did not, so its response rows are shown beside the landmarked ones for reference.
-Kaplan-Meier confidence intervals and numbers at risk come from lifelines; log-rank tests, Cox
-models, the proportional-hazards tests and the Aalen-Johansen estimator (exact with tied times,
-which lifelines jitters) are riskmodel's own and are tested against lifelines and R.
+lifelines draws the Kaplan-Meier curves (with log-log bands and numbers at risk). Every
+Kaplan-Meier number in the tables (medians with R's survfit rule and interval, landmark rates), the
+log-rank tests, Cox models, the proportional-hazards tests (R's cox.zph score test) and the
+Aalen-Johansen estimator (exact with tied times, which lifelines jitters) are riskmodel's own and are
+tested against lifelines and R.
 """
 
 from __future__ import annotations

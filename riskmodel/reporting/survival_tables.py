@@ -3,6 +3,10 @@ Kaplan-Meier medians and landmark rates, univariate log-rank tables in the layou
 Tables 1 and 2, the multivariable Cox model, proportional-hazards tests, and local failure with
 death as a competing risk.
 
+Every Kaplan-Meier figure is riskmodel's own (:mod:`riskmodel.stats.kaplan_meier`): medians by R's
+survfit rule (an exact 0.5 plateau gives its midpoint) with survfit's default log-type interval,
+landmark rates with log-log Greenwood intervals.
+
 Guarantee-time rule: wherever the 3-month response is involved (its univariate rows, the
 multivariable model) the analysis starts at the 3-month landmark. The study itself did not, so
 its response rows are shown beside the landmarked ones for reference.
@@ -26,6 +30,8 @@ from riskmodel.stats import (
     PHTest,
     Transform,
     aalen_johansen,
+    km_at,
+    km_median,
     km_summary,
     logrank_chi2,
     ph_test,
@@ -90,25 +96,11 @@ def characteristics(data: pd.DataFrame) -> pd.DataFrame:
 
 
 def km_overall(time: np.ndarray, event: np.ndarray) -> pd.DataFrame:
-    """Median with its 95% CI and landmark rates with 95% CIs (lifelines' log-log Greenwood bands)."""
-    from lifelines import KaplanMeierFitter
-    from lifelines.utils import median_survival_times
-
-    km = KaplanMeierFitter().fit(time, event)
-    ci = median_survival_times(km.confidence_interval_)
-    rows = [
-        {
-            "figure": "median (months)",
-            "estimate": km.median_survival_time_,
-            "lower 95%": float(ci.iloc[0, 0]),
-            "upper 95%": float(ci.iloc[0, 1]),
-        }
-    ]
+    """Median with its 95% CI, as R's survfit gives it, and landmark rates with 95% log-log Greenwood CIs."""
+    median, low, high = km_median(time, event)
+    rows = [{"figure": "median (months)", "estimate": median, "lower 95%": low, "upper 95%": high}]
     for m in LANDMARKS:
-        s = float(km.survival_function_at_times(m).iloc[0])
-        band = km.confidence_interval_survival_function_
-        idx = band.index.searchsorted(m, side="right") - 1
-        lo, hi = band.iloc[idx].to_numpy() if idx >= 0 else (1.0, 1.0)
+        s, lo, hi = km_at(time, event, m)
         rows.append({"figure": f"S({m:g}) %", "estimate": 100 * s, "lower 95%": 100 * lo, "upper 95%": 100 * hi})
     return pd.DataFrame(rows)
 
@@ -264,15 +256,13 @@ def ph_residuals(data: pd.DataFrame, endpoint: Endpoint, transform: Transform = 
 
 def competing_risks(data: pd.DataFrame) -> pd.DataFrame:
     """Aalen-Johansen cumulative incidence of local failure beside 1 − KM at the landmarks."""
-    from lifelines import KaplanMeierFitter
-
     cr = local_failure_competing(data)
     aj_t, aj_cif = aalen_johansen(cr["time"].to_numpy(), cr["event_type"].to_numpy(), cause=1)
-    km = KaplanMeierFitter().fit(data["lc_months"], data["lc_event"])
+    km, _ = km_summary(data["lc_months"].to_numpy(float), data["lc_event"].to_numpy(bool), LANDMARKS)
     rows = []
-    for m in LANDMARKS:
+    for m, surv in zip(LANDMARKS, km, strict=True):
         c = float(step_values(aj_t, aj_cif, np.array([m]))[0])
-        one_minus_km = 1 - float(km.survival_function_at_times(m).iloc[0])
+        one_minus_km = 1 - float(surv)
         rows.append(
             {
                 "month": m,

@@ -6,7 +6,7 @@ size and restricted cubic splines. Nothing here fits a model or reads a cohort.
 from __future__ import annotations
 
 from riskmodel.stats.competing import aalen_johansen
-from riskmodel.stats.kaplan_meier import kaplan_meier, km_at, km_summary
+from riskmodel.stats.kaplan_meier import kaplan_meier, km_at, km_median, km_summary
 from riskmodel.stats.logrank import logrank_chi2
 from riskmodel.stats.ph import TRANSFORMS, PHSmooth, PHTest, Transform, ph_smooth, ph_test, transformed_time
 from riskmodel.stats.splines import restricted_cubic_spline
@@ -22,6 +22,7 @@ __all__ = [
     "check_survival_target",
     "kaplan_meier",
     "km_at",
+    "km_median",
     "km_summary",
     "logrank_chi2",
     "ph_smooth",

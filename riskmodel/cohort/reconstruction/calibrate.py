@@ -16,6 +16,10 @@ Table 1 volume row down-weighted as unreliable; hinge penalties that push each u
 log-rank χ² to the published side of p = 0.05 (with a margin); hinge penalties that make D90
 ≥ 110 Gy and CR+PR protective and significant in both multivariable Cox models; and realism
 penalties (larger lesions get lower D90; responders have higher D90 and smaller lesions).
+
+Medians differ by use. The objective takes the first time S ≤ 0.5 (``OBJECTIVE_MEDIAN``), the rule the
+bundled cohort was annealed with; the comparison and the report use R's survfit rule, like the rest of
+riskmodel, so a group whose curve stays at exactly 0.5 over an interval is reported at its midpoint.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from scipy import stats
 from riskmodel.cohort.reconstruction.study import LANDMARKS, STUDY_GROUPINGS, published_targets
 from riskmodel.models.cox import CoxPH, newton_fit
 from riskmodel.stats import km_summary, logrank_chi2, survival_array
+from riskmodel.stats.kaplan_meier import MedianRule
 
 __all__ = [
     "BLOCKS",
@@ -82,6 +87,9 @@ REALISM_WEIGHT = 300.0
 DEATHS = 25
 DEATH_WINDOW = (3.0, 26.0)
 MAX_FOLLOW_UP = 29.0
+# The objective's medians take the first time S ≤ 0.5, the rule the bundled cohort was annealed with:
+# R's midpoint rule (used for every median this module reports) would change the path, and the cohort.
+OBJECTIVE_MEDIAN: MedianRule = "first"
 
 
 @dataclass
@@ -160,7 +168,7 @@ class _Problem:
         for endpoint, factor, code, rates, median, weight in self.cells:
             t, e = data[endpoint]
             mask = self.factor_codes(s, factor) == code
-            got, got_median = km_summary(t[mask], e[mask], LANDMARKS)
+            got, got_median = km_summary(t[mask], e[mask], LANDMARKS, median_rule=OBJECTIVE_MEDIAN)
             err = 100 * got - rates
             cell = float(err @ err) + 20 * float(np.sum(np.clip(np.abs(err) - 12, 0, None) ** 2))
             m_err = (got_median if not math.isnan(got_median) else t[mask].max() + 6) - median
@@ -171,7 +179,8 @@ class _Problem:
             gap = (crit + CHI2_MARGIN - chi2) if significant else (chi2 - crit + CHI2_MARGIN)
             parts["significance"] += SIGNIFICANCE_WEIGHT * max(gap, 0.0) ** 2
         follow = published_targets()["cohort"]["follow_up_months"]
-        _, reverse_median = km_summary(s.os_t, ~s.os_e, LANDMARKS)  # censoring is the "event" of follow-up
+        # censoring is the "event" of follow-up
+        _, reverse_median = km_summary(s.os_t, ~s.os_e, LANDMARKS, median_rule=OBJECTIVE_MEDIAN)
         reverse_median = s.os_t.max() if math.isnan(reverse_median) else reverse_median
         parts["follow_up"] = (
             (3 * MEDIAN_WEIGHT * (reverse_median - follow["median"])) ** 2
@@ -391,7 +400,9 @@ def markdown_report(frame: pd.DataFrame, *, seed: int, iterations: int) -> str:
         "that their analysis reproduces the study's published figures (`data/published_targets.json`). "
         f"It is rebuilt by `python -m riskmodel.cohort.reconstruction.reconstruct` (seed {seed}, "
         f"{iterations:,} annealing steps; see `riskmodel/cohort/reconstruction/calibrate.py`). Kaplan-Meier "
-        "and log-rank values below are computed by riskmodel and match lifelines (tested).",
+        "and log-rank values below are computed by riskmodel and match R's survival package (tested); a median "
+        "where S is exactly 0.5 over an interval is that interval's midpoint, as in R. (The calibration "
+        "objective took the first time S ≤ 0.5 instead.)",
         "",
         "## Summary",
         "",
