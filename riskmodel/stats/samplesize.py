@@ -22,9 +22,10 @@ unit cannot change the answer):
 
 The minimum n is max(n₁, n₂). Rounding, by ``rounding``:
 
-* ``"current"`` (the default): none, as pmsampsize 1.1.1 and later (1.1.3 is current);
-* ``"legacy"``: max R²cs to 2 decimals and S to 3 before criterion 2, as pmsampsize 1.0.2-1.1.0, which
-  reproduces the BMJ 2020 worked example's n₂ = 1,049 (1,039 without the rounding).
+* ``"bmj2020"`` (the default): max R²cs to 2 decimals and S to 3 before criterion 2, as the BMJ 2020
+  worked example and pmsampsize 1.0.2-1.1.0 do: its n₂ = 1,049, and 2,279 in pmsampsize's own test
+  with R²cs 0.3 and 80 parameters. These are the figures clinicians cite, so they are the default;
+* ``"exact"``: no rounding, as pmsampsize 1.1.1 and later (1.1.3 is current): 1,039 and 2,272.
 
 pmsampsize also rounds the person-time f·n to 0.1 in criterion 3; riskmodel does not, so that the
 interval, like n, is the same in every time unit.
@@ -42,7 +43,7 @@ from typing import Literal
 
 __all__ = ["Rounding", "SampleSize", "anticipated_r2", "max_r2_cs", "riley_survival"]
 
-Rounding = Literal["current", "legacy"]
+Rounding = Literal["bmj2020", "exact"]
 
 SHRINKAGE_TARGET = 0.9
 OPTIMISM_MARGIN = 0.05
@@ -106,14 +107,15 @@ class SampleSize:
         )
 
 
-def max_r2_cs(rate: float, mean_follow_up: float, *, rounding: Rounding = "current") -> float:
+def max_r2_cs(rate: float, mean_follow_up: float, *, rounding: Rounding = "bmj2020") -> float:
     """The largest Cox-Snell R² the outcome allows, 1 − exp(2·lnL₀/N), as pmsampsize computes it.
 
     ``rate`` and ``mean_follow_up`` in one time unit, any. BMJ 2020 example (0.555 to 3 places):
 
-    >>> round(max_r2_cs(0.065, 2.07), 4), round(max_r2_cs(0.065 / 12, 2.07 * 12), 4)
+    >>> exact = {"rounding": "exact"}
+    >>> round(max_r2_cs(0.065, 2.07, **exact), 4), round(max_r2_cs(0.065 / 12, 2.07 * 12, **exact), 4)
     (0.5547, 0.5547)
-    >>> max_r2_cs(0.065, 2.07, rounding="legacy")
+    >>> max_r2_cs(0.065, 2.07)  # rounded to 2 places, as the BMJ example
     0.55
     """
     if not (rate > 0 and mean_follow_up > 0):
@@ -123,7 +125,7 @@ def max_r2_cs(rate: float, mean_follow_up: float, *, rounding: Rounding = "curre
     events = math.ceil(round(rate * mean_follow_up * NOTIONAL_N, 6))
     ln_null = events * math.log(events / NOTIONAL_N) - events
     value = 1 - math.exp(2 * ln_null / NOTIONAL_N)
-    return round(value, 2) if rounding == "legacy" else value
+    return round(value, 2) if rounding == "bmj2020" else value
 
 
 def _n_for_shrinkage(parameters: int, r2_cs: float, shrinkage: float) -> int:
@@ -159,36 +161,36 @@ def riley_survival(
     horizon: float,
     n: int | None = None,
     events: int | None = None,
-    rounding: Rounding = "current",
+    rounding: Rounding = "bmj2020",
 ) -> SampleSize:
     """Riley et al.'s minimum sample size for a time-to-event model, and this cohort against it.
 
     ``rate`` (events per unit of time), ``mean_follow_up`` and ``horizon`` share one time unit, any.
-    ``rounding`` chooses the pmsampsize version matched (see the module): ``"current"``, the default,
-    matches pmsampsize ≥ 1.1.1, and ``"legacy"`` matches 1.0.2-1.1.0 and the BMJ 2020 example.
+    ``rounding`` chooses the pmsampsize version matched (see the module): ``"bmj2020"``, the default,
+    matches the BMJ 2020 example and pmsampsize 1.0.2-1.1.0; ``"exact"`` matches pmsampsize ≥ 1.1.1.
 
     BMJ 2020 example: 30 parameters, R²cs 0.051, 0.065 events a year, 2.07 years' mean follow-up,
     risk by 2 years.
 
-    >>> s = riley_survival(parameters=30, r2_cs=0.051, rate=0.065, mean_follow_up=2.07, horizon=2)
-    >>> round(s.max_r2_cs, 3), s.required_n, s.minimum_n, s.events
-    (0.555, {'shrinkage': 5143, 'optimism': 1039}, 5143, 692)
+    >>> bmj = {"parameters": 30, "r2_cs": 0.051, "rate": 0.065, "mean_follow_up": 2.07, "horizon": 2}
+    >>> s = riley_survival(**bmj)
+    >>> s.max_r2_cs, s.required_n, s.minimum_n, s.events
+    (0.55, {'shrinkage': 5143, 'optimism': 1049}, 5143, 692)
     >>> [round(r, 3) for r in s.overall_risk]  # criterion 3 at n = 5143: precise
     [0.122, 0.113, 0.13]
-    >>> bmj = {"parameters": 30, "r2_cs": 0.051, "rate": 0.065, "mean_follow_up": 2.07, "horizon": 2}
-    >>> legacy = riley_survival(**bmj, rounding="legacy")
-    >>> legacy.max_r2_cs, legacy.required_n["optimism"]
-    (0.55, 1049)
+    >>> exact = riley_survival(**bmj, rounding="exact")
+    >>> round(exact.max_r2_cs, 3), exact.required_n["optimism"]
+    (0.555, 1039)
     """
-    if rounding not in ("current", "legacy"):
-        raise ValueError(f"rounding must be 'current' or 'legacy', got {rounding!r}")
+    if rounding not in ("exact", "bmj2020"):
+        raise ValueError(f"rounding must be 'bmj2020' or 'exact', got {rounding!r}")
     max_r2 = max_r2_cs(rate, mean_follow_up, rounding=rounding)
     if not 0 < r2_cs < max_r2:
         raise ValueError(f"anticipated R²cs must be in (0, {max_r2:.3f}), got {r2_cs}")
     s2 = r2_cs / (r2_cs + OPTIMISM_MARGIN * max_r2)
     required = {
         "shrinkage": _n_for_shrinkage(parameters, r2_cs, SHRINKAGE_TARGET),
-        "optimism": _n_for_shrinkage(parameters, r2_cs, round(s2, 3) if rounding == "legacy" else s2),
+        "optimism": _n_for_shrinkage(parameters, r2_cs, round(s2, 3) if rounding == "bmj2020" else s2),
     }
     minimum = max(required.values())
     size = n if n is not None else minimum
@@ -211,7 +213,7 @@ def anticipated_r2(
     rate: float,
     mean_follow_up: float,
     *,
-    rounding: Rounding = "current",
+    rounding: Rounding = "bmj2020",
 ) -> tuple[float, str]:
     """R²cs to plan with, from an unpenalised fit's likelihood-ratio statistic; and how it was chosen.
 

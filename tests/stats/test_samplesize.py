@@ -14,7 +14,7 @@ import pytest
 
 from riskmodel.stats.samplesize import anticipated_r2, max_r2_cs, riley_survival
 
-# (name, R²cs, parameters, rate, time point, mean follow-up, n1, n2 current, n2 legacy)
+# (name, R²cs, parameters, rate, time point, mean follow-up, n1, n2 exact, n2 bmj2020)
 PMSAMPSIZE_TESTS = [
     ("3.1", 0.051, 25, 0.065, 2, 2.07, 4286, 866, 875),
     ("3.2", 0.065, 25, 0.065, 2, 2.07, 3335, 859, 868),
@@ -31,11 +31,11 @@ BMJ = {"parameters": 30, "r2_cs": 0.051, "rate": 0.065, "mean_follow_up": 2.07, 
 UNITS = {"years": 1.0, "months": 12.0, "weeks": 365.25 / 7, "days": 365.25}
 
 
-@pytest.mark.parametrize(("name", "r2", "p", "rate", "t", "f", "n1", "n2", "n2_legacy"), PMSAMPSIZE_TESTS)
+@pytest.mark.parametrize(("name", "r2", "p", "rate", "t", "f", "n1", "n2", "n2_bmj2020"), PMSAMPSIZE_TESTS)
 def test_criteria_match_pmsampsizes_own_tests(
-    name: str, r2: float, p: int, rate: float, t: float, f: float, n1: int, n2: int, n2_legacy: int
+    name: str, r2: float, p: int, rate: float, t: float, f: float, n1: int, n2: int, n2_bmj2020: int
 ) -> None:
-    for rounding, optimism in (("current", n2), ("legacy", n2_legacy)):
+    for rounding, optimism in (("exact", n2), ("bmj2020", n2_bmj2020)):
         s = riley_survival(parameters=p, r2_cs=r2, rate=rate, mean_follow_up=f, horizon=t, rounding=rounding)
         assert s.required_n == {"shrinkage": n1, "optimism": optimism}, (name, rounding)
         assert s.minimum_n == max(n1, optimism)  # pmsampsize's final n: criterion 3 adds no patients
@@ -43,23 +43,23 @@ def test_criteria_match_pmsampsizes_own_tests(
 
 def test_pmsampsize_test_3_9_is_set_by_criterion_2() -> None:
     inputs = {"parameters": 80, "r2_cs": 0.3, "rate": 0.03, "mean_follow_up": 5.0, "horizon": 1.0}
-    assert riley_survival(**inputs).minimum_n == 2272
-    assert riley_survival(**inputs, rounding="legacy").minimum_n == 2279
+    assert riley_survival(**inputs).minimum_n == 2279
+    assert riley_survival(**inputs, rounding="exact").minimum_n == 2272
 
 
 def test_the_bmj_2020_worked_example() -> None:
-    s = riley_survival(**BMJ, rounding="legacy")
-    assert round(s.max_r2_cs, 2) == 0.55
-    assert round(max_r2_cs(0.065, 2.07), 3) == 0.555
+    s = riley_survival(**BMJ)
+    assert s.max_r2_cs == 0.55
+    assert round(max_r2_cs(0.065, 2.07, rounding="exact"), 3) == 0.555
     assert s.required_n == {"shrinkage": 5143, "optimism": 1049}
     assert s.minimum_n == 5143
-    assert riley_survival(**BMJ).required_n == {"shrinkage": 5143, "optimism": 1039}
+    assert riley_survival(**BMJ, rounding="exact").required_n == {"shrinkage": 5143, "optimism": 1039}
     risk, low, high = s.overall_risk or (0.0, 0.0, 0.0)
     assert (round(risk, 3), round(low, 3), round(high, 3)) == (0.122, 0.113, 0.130)
     assert s.overall_risk_precise
 
 
-@pytest.mark.parametrize("rounding", ["current", "legacy"])
+@pytest.mark.parametrize("rounding", ["exact", "bmj2020"])
 def test_the_time_unit_does_not_change_the_answer(rounding: str) -> None:
     results = []
     for per_year in UNITS.values():
@@ -98,9 +98,9 @@ def test_anticipated_r2_is_capped_by_the_same_maximum() -> None:
 
 
 def test_bad_inputs_are_refused() -> None:
-    with pytest.raises(ValueError, match=r"anticipated R²cs must be in \(0, 0.555\), got 0.6"):
+    with pytest.raises(ValueError, match=r"anticipated R²cs must be in \(0, 0.550\), got 0.6"):
         riley_survival(**{**BMJ, "r2_cs": 0.6})
     with pytest.raises(ValueError, match=r"rate and mean follow-up must be positive, got 0 and 2\.07"):
         max_r2_cs(0, 2.07)
-    with pytest.raises(ValueError, match="rounding must be 'current' or 'legacy', got 'r'"):
+    with pytest.raises(ValueError, match="rounding must be 'bmj2020' or 'exact', got 'r'"):
         riley_survival(**BMJ, rounding="r")  # type: ignore[arg-type]
