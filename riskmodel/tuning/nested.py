@@ -58,10 +58,9 @@ class TunedSurvival(SurvivalEstimator):
     def fit(self, X: Any, y: Any) -> TunedSurvival:
         """Tune on (X, y) with inner cross-validation, then fit the best parameters on all of it."""
         optuna = optuna_module()
-        self._fit_target(y)
-        space = dict(self.space or spec(self.family).space)
+        Xa, _, _ = self._begin_fit(X, y)
         fixed = dict(self.fixed or {})
-        Xa = np.asarray(X, dtype=float)
+        space = dict(self.space or spec(self.family).space)
         folds = splits(y, self.n_splits, self.n_repeats, self.random_state)
 
         def make(params: dict[str, Any]) -> Any:
@@ -80,7 +79,6 @@ class TunedSurvival(SurvivalEstimator):
         chosen, self.selection_note_ = select_trial(study)
         self.best_params_ = dict(chosen.params)
         self.best_estimator_ = make(self.best_params_).fit(Xa, y)
-        self.n_features_in_ = Xa.shape[1]
         return self
 
     def predict_risk(self, X: Any) -> np.ndarray:
