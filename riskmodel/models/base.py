@@ -9,7 +9,7 @@ horizon. Horizons beyond the training follow-up are refused, never extrapolated.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -135,6 +135,14 @@ class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
     # private attributes derived from a fit; forgotten with the fitted ones when fit starts again
     _CACHES: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def ignored_params(cls, params: Mapping[str, Any]) -> dict[str, str]:
+        """The parameters that ``params`` (e.g. a backend) leave unused, each with the reason.
+
+        ``fit`` refuses a non-default value of one of them, and tuning does not search them.
+        """
+        return {}
+
     def _begin_fit(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Forget any earlier fit, check the target, and record the shared fitted attributes.
 
@@ -143,6 +151,11 @@ class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
         fitted = [k for k in vars(self) if (k.endswith("_") and not k.startswith("__")) or k in self._CACHES]
         for name in fitted:
             delattr(self, name)
+        defaults = type(self)().get_params()
+        for name, why in self.ignored_params(self.get_params()).items():
+            value = getattr(self, name)
+            if value != defaults[name]:
+                raise UserInputError(f"{name}={value!r} {why}; leave it at its default ({defaults[name]!r})")
         event, time = self._fit_target(y)
         names = _feature_names(X)
         if names is not None:

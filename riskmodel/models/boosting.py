@@ -7,12 +7,19 @@ a risk, and S(0) = 1 exactly.
 xgboost predicts in float32. riskmodel adds the trees' leaf values in float64 instead (the same
 leaves, found by xgboost), so that the margin and its TreeSHAP explanation (:mod:`riskmodel.explain`)
 agree to 1e-12 rather than to float32's ~1e-6.
+
+scikit-survival's ``GradientBoostingSurvivalAnalysis`` has no equivalent of ``min_child_weight``
+(xgboost's minimum sum of second derivatives of the Cox loss in a leaf: not a patient count, so
+not ``min_samples_leaf``), of the leaf-weight penalties ``reg_lambda`` and ``reg_alpha`` (its
+leaves are the unpenalised mean gradient), or of ``n_jobs`` (it fits on one core). With
+``backend="sksurv"``, ``fit`` refuses a non-default value of any of them rather than ignore it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +37,10 @@ from riskmodel.models.base import (
 )
 from riskmodel.stats import step_values
 
-__all__ = ["GradientBoostingSurvival"]
+__all__ = ["XGBOOST_ONLY", "GradientBoostingSurvival"]
+
+# the parameters scikit-survival's boosting has no equivalent for (module docstring)
+XGBOOST_ONLY = ("min_child_weight", "reg_lambda", "reg_alpha", "n_jobs")
 
 
 class GradientBoostingSurvival(SurvivalEstimator):
@@ -77,6 +87,14 @@ class GradientBoostingSurvival(SurvivalEstimator):
         self.reg_alpha = reg_alpha
         self.n_jobs = n_jobs
         self.random_state = random_state
+
+    @classmethod
+    def ignored_params(cls, params: Mapping[str, Any]) -> dict[str, str]:
+        """xgboost's parameters, under ``backend="sksurv"`` (module docstring)."""
+        if params.get("backend") != "sksurv":
+            return {}
+        why = "has no equivalent in scikit-survival's gradient boosting (backend 'sksurv')"
+        return dict.fromkeys(XGBOOST_ONLY, why)
 
     def fit(self, X: Any, y: Any) -> GradientBoostingSurvival:
         """Fit the boosted model and its Breslow baseline; returns ``self``."""

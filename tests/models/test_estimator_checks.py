@@ -23,6 +23,7 @@ import pytest
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import estimator_checks
 
+from riskmodel.errors import UserInputError
 from riskmodel.models import SPECS, FamilySpec, SurvivalEstimator
 from riskmodel.models.registry import ParamSpace
 from tests.models.conftest import VARIANTS
@@ -131,17 +132,34 @@ def test_set_params_then_fit_equals_a_fresh_fit_with_those_params(name: str, syn
     model = VARIANTS[name]().fit(X, y)
     model.predict_risk(X)
     current = model.get_params()
-    params = {p: other_value(s, current[p]) for p, s in family(model).space.items()}
+    unused = type(model).ignored_params(current)
+    params = {p: other_value(s, current[p]) for p, s in family(model).space.items() if p not in unused}
     assert params, "the family's search space gives something to set"
     fresh = type(model)(**{**current, **params}).fit(X, y)
     assert_same_fit(model.set_params(**params).fit(X, y), fresh, X)
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_searched_parameter_changes_the_model_or_is_refused(name: str, synthetic_design: tuple) -> None:
+    X, y = synthetic_design
+    default = VARIANTS[name]()
+    baseline = default.fit(X, y).predict_survival(X, HORIZONS)
+    for param, space in family(default).space.items():
+        value = other_value(space, default.get_params()[param], far=True)
+        model = VARIANTS[name]().set_params(**{param: value})
+        if param in type(model).ignored_params(model.get_params()):
+            with pytest.raises(UserInputError, match=f"{param}="):
+                model.fit(X, y)
+            continue
+        changed = model.fit(X, y).predict_survival(X, HORIZONS)
+        assert not changed.equals(baseline), f"{param}={value!r} left {name} unchanged"
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
 def test_predicting_changes_no_fitted_state(name: str, synthetic_design: tuple, tmp_path: Path) -> None:
     X, y = synthetic_design
     model = VARIANTS[name]()
-    if "n_jobs" in model.get_params():
+    if "n_jobs" in model.get_params() and "n_jobs" not in type(model).ignored_params(model.get_params()):
         model.set_params(n_jobs=2)  # unlike the one core a small batch is predicted on
     model.fit(X, y)
     model.save_state(tmp_path)
