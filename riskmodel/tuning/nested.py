@@ -16,9 +16,10 @@ import pandas as pd
 
 from riskmodel.config import ExperimentConfig
 from riskmodel.models.base import SurvivalEstimator
-from riskmodel.models.registry import ParamSpace, build_estimator, spec
+from riskmodel.models.registry import ParamSpace, build_estimator
 from riskmodel.tuning.objective import direction, optuna_module, run_folds, splits
 from riskmodel.tuning.selection import select_trial
+from riskmodel.tuning.spaces import default_space
 from riskmodel.validation import cross_validate
 from riskmodel.workflow.prepare import PreparedEndpoint, make_pipeline
 
@@ -60,7 +61,7 @@ class TunedSurvival(SurvivalEstimator):
         optuna = optuna_module()
         Xa, _, _ = self._begin_fit(X, y)
         fixed = dict(self.fixed or {})
-        space = dict(self.space or spec(self.family).space)
+        space = dict(self.space or default_space(self.family, fixed))
         folds = splits(y, self.n_splits, self.n_repeats, self.random_state)
 
         def make(params: dict[str, Any]) -> Any:
