@@ -198,6 +198,8 @@ def integrated_brier(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarr
 
     One matrix expression instead of a loop over times; the definition (Graf et al. 1999) and the
     trapezoidal integration over the grid's span are scikit-survival's ``integrated_brier_score``.
+    Like it, refuses (ValueError) times outside the test follow-up [first; last); unlike it, also
+    a time where the censoring survival G(t) is 0, whose controls would get weight 1/0.
     """
     from sksurv.nonparametric import CensoringDistributionEstimator
 
@@ -209,8 +211,12 @@ def integrated_brier(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarr
     time = np.asarray(y_test["time"], dtype=float)
     if est.shape != (time.size, times.size):
         raise ValueError(f"survival has shape {est.shape}, expected {(time.size, times.size)}")
+    if times.min() < time.min() or times.max() >= time.max():
+        raise ValueError(f"time points must lie within the test follow-up [{time.min():g}; {time.max():g})")
     cens = CensoringDistributionEstimator().fit(y_train)
     g_t = cens.predict_proba(times)
+    if (g_t == 0).any():
+        raise ValueError(f"the censoring survival G(t) is 0 at {times[g_t == 0][0]:g}: the IBS is undefined there")
     g_y = cens.predict_proba(time)
     g_y[g_y == 0] = np.inf
     case = (time[:, None] <= times[None, :]) & event[:, None]

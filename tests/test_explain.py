@@ -15,16 +15,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import shap
+from sklearn.pipeline import Pipeline
 
 from riskmodel.cohort import load_bundled, survival_data
 from riskmodel.cohort.synthetic import generate
 from riskmodel.config import load_experiment
 from riskmodel.errors import UserInputError
 from riskmodel.explain import explain, model_output
+from riskmodel.features import ClinicalFeatures
 from riskmodel.models import CoxPH, GradientBoostingSurvival, SurvivalForest, build_estimator
 from riskmodel.scoring import RiskModel
 from riskmodel.workflow import make_pipeline
 from tests.conftest import REPO
+from tests.models.conftest import VARIANTS
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,35 @@ def test_local_accuracy_on_the_bundled_cohort(
     np.testing.assert_allclose(e.base_values + e.values.sum(axis=1), expected, rtol=0, atol=1e-6)
     assert e.method.startswith("exact")
     assert isinstance(e, shap.Explanation)
+
+
+@pytest.fixture(scope="module")
+def synthetic_cohort() -> tuple[pd.DataFrame, np.ndarray]:
+    data = survival_data(generate(400, seed=21), "os", landmark_months=3, feature_columns=["response_3mo"])
+    return data.X, data.y
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("output", ["risk", ("survival", 12.0)], ids=["risk", "S12"])
+@pytest.mark.parametrize("form", ["pipeline", "estimator"])
+def test_a_patients_shap_values_do_not_depend_on_who_else_is_explained(
+    synthetic_cohort: tuple[pd.DataFrame, np.ndarray], name: str, output: object, form: str
+) -> None:
+    cohort, y = synthetic_cohort
+    features = ClinicalFeatures("study", landmark_months=3)
+    if form == "pipeline":
+        model, X = Pipeline([("features", features), ("model", VARIANTS[name]())]).fit(cohort, y), cohort
+    else:
+        X = features.set_output(transform="pandas").fit_transform(cohort)
+        model = VARIANTS[name]().fit(X, y)
+    batch = explain(model, X.iloc[:30], output=output)
+    for i in (0, 7, 29):
+        alone = explain(model, X.iloc[[i]], output=output)
+        np.testing.assert_allclose(alone.values[0], batch.values[i], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(alone.base_values[0], batch.base_values[i], rtol=0, atol=1e-12)
+    if form == "estimator":  # the documented reference: the training mean of each model feature
+        mean = explain(model, X.iloc[:30], output=output, background=X.mean().to_frame().T)
+        np.testing.assert_allclose(batch.values, mean.values, rtol=0, atol=1e-12)
 
 
 def _path_dependent_value(tree: object, x: np.ndarray, coalition: set[int], leaf: np.ndarray) -> float:

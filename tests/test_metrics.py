@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lifelines.utils import concordance_index as lifelines_c
 from sksurv.metrics import concordance_index_censored, concordance_index_ipcw, integrated_brier_score
+from sksurv.nonparametric import CensoringDistributionEstimator
 
 from riskmodel.metrics import concordance, harrell_c, integrated_brier, uno_c
 
@@ -147,3 +148,32 @@ def test_integrated_brier_checks_the_shape() -> None:
     y = target(np.array([True, False]), np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="shape"):
         integrated_brier(y, y, np.ones((2, 3)), [0.5, 1.0])
+
+
+@pytest.mark.parametrize(
+    "grid", [[2.0, 9.0], [2.0, 8.0], [0.5, 4.0]], ids=["beyond", "at-the-last", "before-the-first"]
+)
+def test_integrated_brier_refuses_times_outside_the_test_follow_up_like_scikit_survival(grid: list[float]) -> None:
+    y_train = target(np.array([True, False, True, True, False]), np.array([1.0, 3.0, 4.0, 6.0, 12.0]))
+    y_test = target(np.array([True, False, True]), np.array([1.0, 5.0, 8.0]))  # follow-up [1, 8)
+    surv = np.full((3, 2), 0.5)
+    with pytest.raises(ValueError, match="within follow-up time of test data"):
+        integrated_brier_score(y_train, y_test, surv, grid)
+    with pytest.raises(ValueError, match=r"test follow-up \[1; 8\)"):
+        integrated_brier(y_train, y_test, surv, grid)
+
+
+def test_integrated_brier_refuses_a_time_where_the_censoring_survival_is_zero() -> None:
+    # the last training patient is censored, so the censoring KM G(t) is 0 from 6 months on
+    y_train = target(np.array([True, True, False, True, False]), np.array([1.0, 2.0, 3.0, 4.0, 6.0]))
+    y_test = target(np.array([True, False, True, False]), np.array([1.0, 2.5, 7.0, 9.0]))
+    grid = np.array([2.0, 4.0, 6.5])
+    g = CensoringDistributionEstimator().fit(y_train).predict_proba(grid)
+    assert g[-1] == 0.0  # scikit-survival's own estimate of G
+    assert (g[:-1] > 0).all()
+    # (scikit-survival's integrated_brier_score weights those controls by 1/inf = 0 and answers)
+    with pytest.raises(ValueError, match=r"censoring survival G\(t\) is 0 at 6\.5"):
+        integrated_brier(y_train, y_test, np.full((4, 3), 0.5), grid)
+    assert integrated_brier(y_train, y_test, np.full((4, 2), 0.5), grid[:2]) == pytest.approx(
+        integrated_brier_score(y_train, y_test, np.full((4, 2), 0.5), grid[:2]), abs=1e-12
+    )

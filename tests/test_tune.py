@@ -96,6 +96,16 @@ def test_configuration_errors_are_user_errors(tmp_path: Path) -> None:
     assert "--storage" in result.output
 
 
+def test_a_sksurv_boosting_space_leaves_out_what_that_backend_ignores() -> None:
+    raw = yaml.safe_load(SMALL)
+    raw["models"] = {"gbm": {"backend": "sksurv"}}
+    space = search_space(ExperimentConfig.model_validate(raw), "gbm")
+    assert set(space) == {"learning_rate", "max_depth", "n_estimators", "subsample"}
+    raw["tune"]["space"] = {"gbm": {"reg_lambda": {"low": 0.1, "high": 1}}}
+    with pytest.raises(UserInputError, match=r"reg_lambda .*\(backend 'sksurv'\)"):
+        search_space(ExperimentConfig.model_validate(raw), "gbm")
+
+
 def _tune_command(tmp_path: Path, trials: int, storage: str | None = None) -> tuple[list[str], dict[str, str]]:
     exp = tmp_path / "tune.yaml"
     exp.write_text(SMALL)

@@ -94,24 +94,21 @@ def _resolve(model: Any, X: Any, background: Any) -> tuple[Any, np.ndarray, list
     if isinstance(model, Pipeline):
         names = [str(n) for n in model[:-1].get_feature_names_out()]
         Z = np.asarray(model[:-1].transform(X), dtype=float)
-        ref = np.asarray(model[:-1].transform(background), dtype=float) if background is not None else _sample(Z)
+        ref = np.asarray(model[:-1].transform(background), dtype=float) if background is not None else None
         return model[-1], Z, names, _reference(model[-1], ref, len(names))
     if isinstance(model, SurvivalEstimator):
         Z = np.asarray(X, dtype=float)
         names = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else [f"x{i}" for i in range(Z.shape[1])]
-        ref = np.asarray(background, dtype=float) if background is not None else _sample(Z)
+        ref = np.asarray(background, dtype=float) if background is not None else None
         return model, Z, names, _reference(model, ref, Z.shape[1])
     raise UserInputError(f"cannot explain a {type(model).__name__}: pass a RiskModel, a fitted pipeline or estimator")
 
 
-def _sample(Z: np.ndarray, k: int = 100) -> np.ndarray:
-    """At most ``k`` evenly spaced rows of Z (the default background of a bare pipeline)."""
-    return Z if len(Z) <= k else Z[np.linspace(0, len(Z) - 1, k).astype(int)]
-
-
 def _reference(estimator: Any, ref: np.ndarray | None, p: int) -> np.ndarray:
+    """The reference rows: ``ref``, else the training mean the estimator kept (never the batch
+    explained, so that a patient's values do not depend on who else is explained with them)."""
     if ref is None:
-        mean = getattr(estimator, "mean_", None)  # Cox keeps its training mean
+        mean = getattr(estimator, "feature_means_", None)
         ref = np.asarray(mean, dtype=float)[None, :] if mean is not None else np.full((1, p), np.nan)
     if ref.ndim != 2 or ref.shape[1] != p:
         raise UserInputError(f"background must have the model's {p} features")
@@ -131,9 +128,9 @@ def explain(model: Any, X: Any, *, output: Output = "risk", background: Any = No
     ``model``: a :class:`~riskmodel.scoring.RiskModel` (``X`` is a cohort table), a fitted
     features+model pipeline (``X`` its input), or a fitted estimator (``X`` model features).
     ``output``: ``"risk"`` or ``("survival", t)`` with t in months after the model's time zero.
-    ``background``: reference patients (same form as ``X``) for the interventional paths; by
-    default, for a RiskModel or a Cox model, the training mean of each feature, and otherwise up
-    to 100 of the explained patients. Tree paths use the training covers instead.
+    ``background``: reference patients (same form as ``X``) for the linear and interventional
+    paths; by default the training mean of each model feature (one "average patient"), so a
+    patient's values do not depend on who else is in ``X``. Tree paths use the training covers.
     """
     shap = _shap()
     horizon = _parse_output(output)

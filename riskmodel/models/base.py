@@ -9,7 +9,7 @@ horizon. Horizons beyond the training follow-up are refused, never extrapolated.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -83,6 +83,14 @@ def proportional_survival(log_hazard: np.ndarray, cumhaz: np.ndarray) -> np.ndar
         return np.asarray(np.exp(-np.exp(np.add.outer(log_hazard, np.log(cumhaz)))), dtype=float)
 
 
+def _feature_names(X: Any) -> np.ndarray | None:
+    """A DataFrame's column names when all are strings (scikit-learn's rule), else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not all(isinstance(c, str) for c in columns):
+        return None
+    return np.asarray(columns, dtype=object)
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """A model file's JSON: numpy arrays as lists."""
 
@@ -114,23 +122,85 @@ def load_skops(path: Path, allowed: frozenset[str]) -> Any:
 
 class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
     """Shared behaviour: horizon checks, the DataFrame of S(t), Harrell's C as ``score``, and the
-    family's files in a pickle-free model folder (:meth:`save_state`, :meth:`load_state`)."""
+    family's files in a pickle-free model folder (:meth:`save_state`, :meth:`load_state`).
+
+    Every family's ``fit`` starts with :meth:`_begin_fit`, which forgets the previous fit and sets
+    what all families share: ``max_time_``, ``n_events_``, ``n_features_in_``,
+    ``feature_names_in_`` (DataFrame input only, as in scikit-learn) and ``feature_means_`` (the
+    training mean of each feature: the reference patient of :func:`riskmodel.explain.explain`).
+    """
 
     risk_is_log_hazard = False  # True where predict_risk is a log hazard ratio (Cox, boosted Cox)
     FILES: ClassVar[frozenset[str]] = frozenset()  # the file names this family writes into a model folder
+    # private attributes derived from a fit; forgotten with the fitted ones when fit starts again
+    _CACHES: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def ignored_params(cls, params: Mapping[str, Any]) -> dict[str, str]:
+        """The parameters that ``params`` (e.g. a backend) leave unused, each with the reason.
+
+        ``fit`` refuses a non-default value of one of them, and tuning does not search them.
+        """
+        return {}
+
+    def _begin_fit(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Forget any earlier fit, check the target, and record the shared fitted attributes.
+
+        Returns ``(X as a float matrix, event, time)``.
+        """
+        fitted = [k for k in vars(self) if (k.endswith("_") and not k.startswith("__")) or k in self._CACHES]
+        for name in fitted:
+            delattr(self, name)
+        defaults = type(self)().get_params()
+        for name, why in self.ignored_params(self.get_params()).items():
+            value = getattr(self, name)
+            if value != defaults[name]:
+                raise UserInputError(f"{name}={value!r} {why}; leave it at its default ({defaults[name]!r})")
+        event, time = self._fit_target(y)
+        names = _feature_names(X)
+        if names is not None:
+            self.feature_names_in_ = names
+        Xa = np.asarray(X, dtype=float)
+        if Xa.ndim != 2 or len(Xa) != len(time):
+            raise UserInputError(f"X must be a 2-D matrix with one row per patient ({len(time)}), got {Xa.shape}")
+        self.n_features_in_ = Xa.shape[1]
+        self.feature_means_ = Xa.mean(axis=0)
+        return Xa, event, time
+
+    def _check_features(self, X: Any) -> np.ndarray:
+        """X as a float matrix, refused unless its features are the ones seen in fit (count, and
+        names when both have them: the same columns in another order would give wrong risks)."""
+        fitted = getattr(self, "feature_names_in_", None)
+        names = _feature_names(X)
+        if fitted is not None and names is not None and list(names) != list(fitted):
+            raise UserInputError(
+                f"X has feature names {list(names)}, but the model was fitted with {list(fitted)} (in that order)"
+            )
+        Xa = np.asarray(X, dtype=float)
+        if Xa.ndim != 2 or Xa.shape[1] != self.n_features_in_:
+            got = Xa.shape[1] if Xa.ndim == 2 else f"a {Xa.ndim}-D array"
+            raise UserInputError(f"expected {self.n_features_in_} features, got {got}")
+        return Xa
 
     def _common_state(self) -> dict[str, Any]:
+        names = getattr(self, "feature_names_in_", None)
         return {
             "params": self.get_params(),
             "max_time": self.max_time_,
             "n_events": self.n_events_,
             "n_features_in": self.n_features_in_,
+            "feature_names_in": None if names is None else [str(n) for n in names],
+            "feature_means": self.feature_means_,
         }
 
     def _restore_common(self, state: dict[str, Any]) -> None:
         self.max_time_ = float(state["max_time"])
         self.n_events_ = int(state["n_events"])
         self.n_features_in_ = int(state["n_features_in"])
+        if state.get("feature_names_in") is not None:
+            self.feature_names_in_ = np.asarray(state["feature_names_in"], dtype=object)
+        if state.get("feature_means") is not None:  # absent from older model files
+            self.feature_means_ = np.asarray(state["feature_means"], dtype=float)
 
     def save_state(self, folder: Path) -> None:  # pragma: no cover - every family overrides
         """Write the fitted state into ``folder`` as data files named in :attr:`FILES` (no pickle)."""

@@ -7,12 +7,19 @@ a risk, and S(0) = 1 exactly.
 xgboost predicts in float32. riskmodel adds the trees' leaf values in float64 instead (the same
 leaves, found by xgboost), so that the margin and its TreeSHAP explanation (:mod:`riskmodel.explain`)
 agree to 1e-12 rather than to float32's ~1e-6.
+
+scikit-survival's ``GradientBoostingSurvivalAnalysis`` has no equivalent of ``min_child_weight``
+(xgboost's minimum sum of second derivatives of the Cox loss in a leaf: not a patient count, so
+not ``min_samples_leaf``), of the leaf-weight penalties ``reg_lambda`` and ``reg_alpha`` (its
+leaves are the unpenalised mean gradient), or of ``n_jobs`` (it fits on one core). With
+``backend="sksurv"``, ``fit`` refuses a non-default value of any of them rather than ignore it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +37,10 @@ from riskmodel.models.base import (
 )
 from riskmodel.stats import step_values
 
-__all__ = ["GradientBoostingSurvival"]
+__all__ = ["XGBOOST_ONLY", "GradientBoostingSurvival"]
+
+# the parameters scikit-survival's boosting has no equivalent for (module docstring)
+XGBOOST_ONLY = ("min_child_weight", "reg_lambda", "reg_alpha", "n_jobs")
 
 
 class GradientBoostingSurvival(SurvivalEstimator):
@@ -51,6 +61,8 @@ class GradientBoostingSurvival(SurvivalEstimator):
             "sksurv.linear_model.coxph.BreslowEstimator",
         }
     )
+    # (booster, leaf table, offset): tied to the booster it was read from, so it cannot outlive it
+    _CACHES = ("_leaf_cache",)
 
     def __init__(
         self,
@@ -76,11 +88,19 @@ class GradientBoostingSurvival(SurvivalEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    @classmethod
+    def ignored_params(cls, params: Mapping[str, Any]) -> dict[str, str]:
+        """xgboost's parameters, under ``backend="sksurv"`` (module docstring)."""
+        if params.get("backend") != "sksurv":
+            return {}
+        why = "has no equivalent in scikit-survival's gradient boosting (backend 'sksurv')"
+        return dict.fromkeys(XGBOOST_ONLY, why)
+
     def fit(self, X: Any, y: Any) -> GradientBoostingSurvival:
-        """Fit the boosted model (and, for xgboost, the Breslow baseline); returns ``self``."""
-        event, time = self._fit_target(y)
-        Xa = np.asarray(X, dtype=float)
-        self.n_features_in_ = Xa.shape[1]
+        """Fit the boosted model and its Breslow baseline; returns ``self``."""
+        if self.backend not in ("xgboost", "sksurv"):
+            raise UserInputError(f"backend must be 'xgboost' or 'sksurv', got {self.backend!r}")
+        Xa, event, time = self._begin_fit(X, y)
         if self.backend == "xgboost":
             import xgboost as xgb
 
@@ -102,7 +122,7 @@ class GradientBoostingSurvival(SurvivalEstimator):
             }
             # QuantileDMatrix: the hist method's binned copy only, not a second full float matrix
             self.booster_ = xgb.train(params, xgb.QuantileDMatrix(Xa, label=label), num_boost_round=self.n_estimators)
-        elif self.backend == "sksurv":
+        else:
             from sksurv.ensemble import GradientBoostingSurvivalAnalysis
 
             self.model_ = GradientBoostingSurvivalAnalysis(
@@ -113,25 +133,26 @@ class GradientBoostingSurvival(SurvivalEstimator):
                 subsample=self.subsample,
                 random_state=self.random_state,
             ).fit(Xa, y)
-        else:
-            raise UserInputError(f"backend must be 'xgboost' or 'sksurv', got {self.backend!r}")
-        self.event_times_, self.baseline_cumhaz_ = breslow_cumulative_hazard(time, event, self.predict_risk(Xa))
+        self.event_times_, self.baseline_cumhaz_ = breslow_cumulative_hazard(time, event, self._margin(Xa))
         return self
 
     def leaf_values(self) -> tuple[np.ndarray, float]:
-        """xgboost only: (leaf value per tree and node id, in float64; the margin's base offset)."""
+        """xgboost only: (leaf value per tree and node id, in float64; the margin's base offset).
+
+        Read from the booster once and kept beside it; a new booster (a refit) is read afresh.
+        """
         check_is_fitted(self, "booster_")
         cached = getattr(self, "_leaf_cache", None)
-        if cached is None:
+        if cached is None or cached[0] is not self.booster_:
             frame = self.trees_frame()
             leaves = frame[frame["Feature"] == "Leaf"]
             table = np.zeros((int(frame["Tree"].max()) + 1, int(frame["Node"].max()) + 1))
             table[leaves["Tree"].to_numpy(int), leaves["Node"].to_numpy(int)] = leaves["Gain"].to_numpy(float)
             config = json.loads(self.booster_.save_config())
             base_score = float(config["learner"]["learner_model_param"]["base_score"].strip("[]"))
-            cached = (table, math.log(base_score))  # survival:cox keeps its base on the hazard scale
-            self._leaf_cache = cached
-        return cached
+            # survival:cox keeps its base on the hazard scale
+            cached = self._leaf_cache = (self.booster_, table, math.log(base_score))
+        return cached[1], cached[2]
 
     def trees_frame(self) -> Any:
         """xgboost's trees as a table (one row per node: split, children, cover, leaf value)."""
@@ -139,7 +160,10 @@ class GradientBoostingSurvival(SurvivalEstimator):
 
     def predict_risk(self, X: Any) -> np.ndarray:
         """The boosted log hazard ratio (margin), its leaves summed in float64."""
-        Xa = np.asarray(X, dtype=float)
+        check_is_fitted(self, "event_times_")
+        return self._margin(self._check_features(X))
+
+    def _margin(self, Xa: np.ndarray) -> np.ndarray:
         if self.backend == "xgboost":
             import xgboost as xgb
 
@@ -151,7 +175,6 @@ class GradientBoostingSurvival(SurvivalEstimator):
                 leaf = self.booster_.predict(xgb.DMatrix(part), pred_leaf=True).astype(np.int64).reshape(len(part), -1)
                 out[start : start + len(part)] = offset + table[rows[None, :], leaf].sum(axis=1)
             return out
-        check_is_fitted(self, "model_")
         return np.asarray(self.model_.predict(Xa), dtype=float)
 
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
@@ -181,6 +204,7 @@ class GradientBoostingSurvival(SurvivalEstimator):
             gbm = cls(**d["params"])
             gbm.booster_ = xgb.Booster()
             gbm.booster_.load_model(str(folder / "booster.ubj"))
+            gbm.leaf_values()  # read now, as fit does, so that predicting changes nothing
         else:
             d = read_json(folder / "estimator.json")
             gbm = cls(**d["params"])

@@ -104,6 +104,12 @@ def _efron_terms(Z: np.ndarray, rs: _RiskSets, eta: np.ndarray, shift: float) ->
     return loglik, grad, info
 
 
+def _check_finite(X: np.ndarray) -> np.ndarray:
+    if not np.isfinite(X).all():
+        raise UserInputError("Cox needs a finite 2-D feature matrix")
+    return X
+
+
 def _cholesky2(matrix: np.ndarray, toler: float) -> tuple[np.ndarray, np.ndarray]:
     """survival's ``cholesky2``: C = F D F' in place of a copy; a pivot below ``toler`` times the
     largest diagonal marks its column redundant (its D is set to 0). Returns (factor, singular)."""
@@ -243,9 +249,9 @@ class CoxPH(SurvivalEstimator):
             raise UserInputError(f"l1_ratio must be between 0 and 1, got {self.l1_ratio!r}")
         if self.ties not in ("efron", "breslow"):
             raise UserInputError(f"ties must be 'efron' or 'breslow', got {self.ties!r}")
-        event, time = self._fit_target(y)
-        Xa = self._matrix(X, fitting=True)
-        self.mean_ = Xa.mean(axis=0)
+        Xa, event, time = self._begin_fit(X, y)
+        _check_finite(Xa)
+        self.mean_ = self.feature_means_
         scale = Xa.std(axis=0)
         self.constant_ = scale == 0
         self.scale_ = np.where(self.constant_, 1.0, scale)
@@ -271,18 +277,6 @@ class CoxPH(SurvivalEstimator):
         )
         self.hazard_ratios_ = self._hazard_table(info if self.penalty == 0 and converged else None)
         return self
-
-    def _matrix(self, X: Any, fitting: bool = False) -> np.ndarray:
-        if isinstance(X, pd.DataFrame) and fitting:
-            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        arr = np.asarray(X, dtype=float)
-        if arr.ndim != 2 or not np.isfinite(arr).all():
-            raise UserInputError("Cox needs a finite 2-D feature matrix")
-        if fitting:
-            self.n_features_in_ = arr.shape[1]
-        elif arr.shape[1] != self.n_features_in_:
-            raise UserInputError(f"expected {self.n_features_in_} features, got {arr.shape[1]}")
-        return arr
 
     def _penalty_terms(self, beta: np.ndarray, penalty: float, n: int) -> tuple[float, np.ndarray, np.ndarray]:
         r = self.l1_ratio
@@ -354,7 +348,7 @@ class CoxPH(SurvivalEstimator):
     def predict_risk(self, X: Any) -> np.ndarray:
         """The linear predictor (log hazard ratio against the training mean)."""
         check_is_fitted(self, "coef_")
-        return np.asarray((self._matrix(X) - self.mean_) @ self.coef_, dtype=float)
+        return np.asarray((_check_finite(self._check_features(X)) - self.mean_) @ self.coef_, dtype=float)
 
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         cumhaz = step_values(self.event_times_, self.baseline_cumhaz_, times)
@@ -392,7 +386,11 @@ class CoxPH(SurvivalEstimator):
             cox.information_ = np.asarray(d["information"], float)
         cox.event_times_ = np.asarray(d["event_times"], float)
         cox.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz"], float)
-        cox.feature_names_in_ = np.asarray(d["feature_names"], dtype=object)
         cox.hazard_ratios_ = pd.DataFrame(d["hazard_ratios"]).set_index("feature")
         cox._restore_common(d)
+        if "feature_means" not in d:  # an older file: Cox's own means; the HR table's names unless placeholders
+            cox.feature_means_ = cox.mean_
+            names = [str(n) for n in d["feature_names"]]
+            if names != [f"x{i}" for i in range(len(names))]:
+                cox.feature_names_in_ = np.asarray(names, dtype=object)
         return cox

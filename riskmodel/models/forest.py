@@ -22,6 +22,7 @@ scikit-survival on the same data.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -152,8 +153,7 @@ class SurvivalForest(SurvivalEstimator):
         """Fit the forest; returns ``self``."""
         from sksurv.ensemble import RandomSurvivalForest
 
-        event, time = self._fit_target(y)
-        Xa = np.asarray(X, dtype=float)
+        Xa, event, time = self._begin_fit(X, y)
         grid, samples, bins, jobs = self._settings(len(time))
         self.bin_edges_ = bin_edges(Xa, bins) if bins is not None else None
         target = y
@@ -172,7 +172,6 @@ class SurvivalForest(SurvivalEstimator):
             n_jobs=jobs,
             random_state=self.random_state,
         ).fit(self._binned(Xa), target)
-        self.n_features_in_ = self.model_.n_features_in_
         return self
 
     def _binned(self, X: Any) -> np.ndarray:
@@ -187,21 +186,28 @@ class SurvivalForest(SurvivalEstimator):
                 out[:, j] = e[np.minimum(np.searchsorted(e, Xa[:, j], side="left"), e.size - 1)]
         return out
 
-    def _predicting(self, X: Any) -> np.ndarray:
-        """Binned features, with the forest set to use every core for large batches."""
-        Xb = self._binned(X)
-        self.model_.n_jobs = -1 if len(Xb) > 10 * LARGE_COHORT else 1
-        return Xb
+    def _predictor(self, X: Any) -> tuple[Any, np.ndarray]:
+        """(the forest set to use every core for a large batch, one core otherwise; binned features).
+
+        The forest is a shallow copy that shares the fitted trees: predicting never changes the
+        fitted ``model_``, and threads predicting at once (tune's trials) each set their own copy.
+        """
+        check_is_fitted(self, "model_")
+        Xb = self._binned(self._check_features(X))
+        forest = copy.copy(self.model_)
+        forest.n_jobs = -1 if len(Xb) > 10 * LARGE_COHORT else 1
+        return forest, Xb
 
     def predict_risk(self, X: Any) -> np.ndarray:
         """Sum of the ensemble cumulative hazard over the training event times (higher = worse)."""
-        check_is_fitted(self, "model_")
-        return np.asarray(self.model_.predict(self._predicting(X)), dtype=float)
+        forest, Xb = self._predictor(X)
+        return np.asarray(forest.predict(Xb), dtype=float)
 
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         if self.model_.low_memory:
             raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
-        surv = self.model_.predict_survival_function(self._predicting(X), return_array=True)
+        forest, Xb = self._predictor(X)
+        surv = forest.predict_survival_function(Xb, return_array=True)
         idx = np.searchsorted(self.model_.unique_times_, times, side="right") - 1
         return np.where(idx[None, :] >= 0, surv[:, np.clip(idx, 0, None)], 1.0)
 

@@ -98,6 +98,16 @@ class BoostingConfig(StrictModel):
     reg_lambda: float = Field(1.0, ge=0)
     reg_alpha: float = Field(0.0, ge=0)
 
+    @model_validator(mode="after")
+    def _used_by_the_backend(self) -> BoostingConfig:
+        """Refuse when loading the experiment what ``fit`` would refuse after preparing the data."""
+        ignored = GradientBoostingSurvival.ignored_params(self.model_dump())
+        fields = type(self).model_fields
+        changed = [name for name in ignored if name in fields and getattr(self, name) != fields[name].default]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} {ignored[changed[0]]}")
+        return self
+
 
 @dataclass(frozen=True)
 class FamilySpec:

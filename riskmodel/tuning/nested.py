@@ -16,9 +16,10 @@ import pandas as pd
 from riskmodel.config import ExperimentConfig
 from riskmodel.metrics import EvaluationWindow
 from riskmodel.models.base import SurvivalEstimator
-from riskmodel.models.registry import ParamSpace, build_estimator, spec
+from riskmodel.models.registry import ParamSpace, build_estimator
 from riskmodel.tuning.objective import NoFoldValue, direction, optuna_module, run_folds, splits
 from riskmodel.tuning.selection import select_trial
+from riskmodel.tuning.spaces import default_space
 from riskmodel.validation import cross_validate
 from riskmodel.workflow.prepare import PreparedEndpoint, make_pipeline
 
@@ -58,10 +59,9 @@ class TunedSurvival(SurvivalEstimator):
     def fit(self, X: Any, y: Any) -> TunedSurvival:
         """Tune on (X, y) with inner cross-validation, then fit the best parameters on all of it."""
         optuna = optuna_module()
-        self._fit_target(y)
-        space = dict(self.space or spec(self.family).space)
+        Xa, _, _ = self._begin_fit(X, y)
         fixed = dict(self.fixed or {})
-        Xa = np.asarray(X, dtype=float)
+        space = dict(self.space or default_space(self.family, fixed))
         folds = splits(y, self.n_splits, self.n_repeats, self.random_state)
         # the window the tuning is scored in: the caller's (nested CV passes the outer one), else its own data's
         window = self.window or EvaluationWindow.from_data(y, [self.horizon])
@@ -82,7 +82,6 @@ class TunedSurvival(SurvivalEstimator):
         chosen, self.selection_note_ = select_trial(study)
         self.best_params_ = dict(chosen.params)
         self.best_estimator_ = make(self.best_params_).fit(Xa, y)
-        self.n_features_in_ = Xa.shape[1]
         return self
 
     def predict_risk(self, X: Any) -> np.ndarray:

@@ -3,20 +3,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from riskmodel.config import ExperimentConfig
 from riskmodel.errors import UserInputError
 from riskmodel.models.registry import SPECS, ParamSpace, spec
 
-__all__ = ["DEFAULT_SPACES", "check_space", "search_space", "suggest"]
+__all__ = ["DEFAULT_SPACES", "check_space", "default_space", "fixed_params", "search_space", "suggest"]
 
 DEFAULT_SPACES: dict[str, dict[str, ParamSpace]] = {name: dict(s.space) for name, s in SPECS.items()}
 
 
+def fixed_params(config: ExperimentConfig, family: str) -> dict[str, Any]:
+    """The family's settings in the experiment (its defaults when the family is switched off)."""
+    return (config.models.enabled().get(family) or spec(family).config()).model_dump()
+
+
+def default_space(family: str, fixed: Mapping[str, Any]) -> dict[str, ParamSpace]:
+    """The family's default space without the parameters ``fixed`` leaves unused (e.g. xgboost's
+    under ``backend: sksurv``): searching them would only repeat one model."""
+    s = spec(family)
+    ignored = s.estimator.ignored_params(fixed)
+    return {name: space for name, space in s.space.items() if name not in ignored}
+
+
 def search_space(config: ExperimentConfig, family: str) -> dict[str, ParamSpace]:
-    """The family's default space with the experiment's ``tune.space.<family>`` entries applied."""
-    return {**spec(family).space, **config.tune.space.get(family, {})}
+    """The family's default space with the experiment's ``tune.space.<family>`` entries applied.
+
+    An entry the family's settings leave unused is refused (a user error naming it).
+    """
+    fixed = fixed_params(config, family)
+    chosen = config.tune.space.get(family, {})
+    ignored = spec(family).estimator.ignored_params(fixed)
+    refused = [name for name in chosen if name in ignored]
+    if refused:
+        raise UserInputError(f"tune.space.{family}: {', '.join(refused)} {ignored[refused[0]]}; remove it")
+    return {**default_space(family, fixed), **chosen}
 
 
 def check_space(space: dict[str, ParamSpace], fixed: dict[str, Any], family: str) -> None:

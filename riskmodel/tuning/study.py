@@ -48,7 +48,7 @@ from riskmodel.tuning.nested import nested_cv
 from riskmodel.tuning.objective import NoFoldValue, Surplus, direction, optuna_module, run_folds, splits
 from riskmodel.tuning.recovery import FINISHED, abandon_own_trials, count, fail_dead_trials
 from riskmodel.tuning.selection import select_trial
-from riskmodel.tuning.spaces import check_space, search_space
+from riskmodel.tuning.spaces import check_space, fixed_params, search_space
 from riskmodel.tuning.storage import default_storage, open_storage, parent_run, shareable_storage
 from riskmodel.workflow.prepare import (
     PreparedEndpoint,
@@ -114,7 +114,7 @@ def _setup(
     if endpoint not in ENDPOINTS:
         raise UserInputError(f"--endpoint: unknown {endpoint!r}; choose from {', '.join(ENDPOINTS)}")
     space = search_space(config, family)
-    fixed = (enabled.get(family) or spec(family).config()).model_dump()
+    fixed = fixed_params(config, family)
     check_space(space, fixed, family)
     config = override(config, data=data, endpoints=None, models=None)
     cohort = load_cohort(config)
