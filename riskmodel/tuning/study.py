@@ -302,6 +302,17 @@ def _optimize(
         raise
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a Ctrl-C or SIGTERM (a KeyboardInterrupt) is behind ``exc``: an interrupt landing
+    while Optuna records a trial makes its ``finally`` block raise an AssertionError instead."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _rounds(
     study: Any,
     objective: Callable[[Any], float],
@@ -322,15 +333,20 @@ def _rounds(
         if claimed >= trials or (left is not None and left <= 0):
             return
         finished_before = count(study, FINISHED)
-        study.optimize(
-            objective,
-            n_trials=trials - claimed,
-            timeout=left,
-            n_jobs=n_jobs,
-            catch=(Surplus, NoFoldValue),  # a failed fit fails its trial; a user error stops the study
-            callbacks=[after],
-            gc_after_trial=False,
-        )
+        try:
+            study.optimize(
+                objective,
+                n_trials=trials - claimed,
+                timeout=left,
+                n_jobs=n_jobs,
+                catch=(Surplus, NoFoldValue),  # a failed fit fails its trial; a user error stops the study
+                callbacks=[after],
+                gc_after_trial=False,
+            )
+        except Exception as exc:
+            if _interrupted(exc):  # Optuna's bookkeeping turned an interrupt into another error
+                raise KeyboardInterrupt from None
+            raise
         idle_rounds = idle_rounds + 1 if count(study, FINISHED) == finished_before else 0
 
 
