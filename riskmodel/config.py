@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
-from riskmodel.cohort.endpoints import ENDPOINTS, RESPONSE_LANDMARK_MONTHS, Endpoint, check_guarantee_time
+from riskmodel.cohort.declaration import CohortDeclaration
+from riskmodel.cohort.endpoints import ENDPOINTS, RESPONSE_LANDMARK_MONTHS, check_guarantee_time
 from riskmodel.core.strict import StrictModel
 from riskmodel.core.yamlio import read_yaml_mapping, validation_lines
 from riskmodel.errors import UserInputError
@@ -27,6 +28,7 @@ __all__ = [
     "ExperimentConfig",
     "FeaturesConfig",
     "ForestConfig",
+    "ImputationConfig",
     "ModelsConfig",
     "ParamSpace",
     "TuneConfig",
@@ -44,9 +46,14 @@ class DataConfig(StrictModel):
 
 
 class FeaturesConfig(StrictModel):
-    """Arguments of riskmodel.features.ClinicalFeatures."""
+    """The model features: the bundled study's feature blocks, or a declared cohort's covariates."""
 
-    set: str | list[str] = Field("study", description="A named feature set or a list of feature blocks.")
+    set: str | list[str] = Field(
+        "study", description="The bundled study: a named feature set or a list of feature blocks."
+    )
+    covariates: list[str] | None = Field(
+        None, description="A declared cohort: the covariates the models use, by name (default: every one)."
+    )
     response_coding: Literal["binary", "ordinal"] = "binary"
     stage_coding: Literal["ordinal", "onehot"] = "ordinal"
     d90_threshold_gy: float = Field(110.0, gt=0)
@@ -100,6 +107,13 @@ class EvaluationConfig(StrictModel):
         return self.n_splits * self.n_repeats + self.bootstrap + 1
 
 
+class ImputationConfig(StrictModel):
+    """Multiple imputation of the covariates declared ``missing: impute``."""
+
+    n_imputations: int = Field(10, ge=1, le=100, description="m, the completed copies (and fitted models).")
+    n_iter: int = Field(10, ge=1, le=100, description="Chained-equations cycles per imputation.")
+
+
 class TuneConfig(StrictModel):
     """``riskmodel tune``: the objective, its cross-validation, and the search spaces.
 
@@ -128,8 +142,14 @@ class ExperimentConfig(StrictModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     data: DataConfig = DataConfig()
-    endpoints: list[Endpoint] = Field(list(ENDPOINTS), min_length=1)
+    cohort: CohortDeclaration | None = Field(
+        None, description="The data file's identifiers, covariates and endpoints; null = the bundled study's contract."
+    )
+    endpoints: list[str] = Field(
+        list(ENDPOINTS), min_length=1, description="The endpoints to model (default: every declared one)."
+    )
     features: FeaturesConfig = FeaturesConfig()
+    imputation: ImputationConfig = ImputationConfig()
     landmark_months: float = Field(
         0.0,
         ge=0,
@@ -144,6 +164,27 @@ class ExperimentConfig(StrictModel):
         None, description="Risk-score cut-offs for risk groups; null = tertiles of the training risk."
     )
     seed: int = 2013
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declared_defaults(cls, data: Any) -> Any:
+        """With a declared cohort: every declared endpoint, and a landmark at the latest measurement."""
+        if not isinstance(data, dict) or not isinstance(data.get("cohort"), dict):
+            return data
+        cohort = data["cohort"]
+        out = dict(data)
+        endpoints = cohort.get("endpoints")
+        if "endpoints" not in out and isinstance(endpoints, list):
+            out["endpoints"] = [e.get("name") for e in endpoints if isinstance(e, dict)]
+        covariates = [c for c in cohort.get("covariates") or [] if isinstance(c, dict)]
+        features = out.get("features") if isinstance(out.get("features"), dict) else {}
+        chosen = features.get("covariates") if isinstance(features, dict) else None
+        if out.get("landmark_months") is None:
+            times = [
+                c.get("measured_at_months", 0) or 0 for c in covariates if chosen is None or c.get("name") in chosen
+            ]
+            out["landmark_months"] = float(max([0, *[t for t in times if isinstance(t, int | float)]]))
+        return out
 
     @model_validator(mode="before")
     @classmethod
@@ -168,9 +209,59 @@ class ExperimentConfig(StrictModel):
             raise ValueError("at least one model family must be enabled")
         if self.risk_group_cutoffs is not None and sorted(self.risk_group_cutoffs) != self.risk_group_cutoffs:
             raise ValueError("risk_group_cutoffs must be increasing")
+        if self.cohort is not None:
+            self._check_declared(self.cohort)
+            return self
+        unknown = sorted(set(self.endpoints) - set(ENDPOINTS))
+        if unknown:
+            raise ValueError(
+                f"endpoints: {', '.join(unknown)} is not an endpoint of the bundled study ({', '.join(ENDPOINTS)}); "
+                "declare your cohort's endpoints under cohort.endpoints"
+            )
+        if self.features.covariates is not None:
+            raise ValueError("features.covariates selects declared covariates; declare the cohort under cohort:")
         columns = {c for b in resolve_blocks(self.features.set) for c in FEATURE_BLOCKS[b]}
         check_guarantee_time(columns, self.landmark_months)
         return self
+
+    def _check_declared(self, cohort: CohortDeclaration) -> None:
+        unknown = sorted(set(self.endpoints) - set(cohort.endpoint_names))
+        if unknown:
+            raise ValueError(
+                f"endpoints: {', '.join(unknown)} is not declared under cohort.endpoints "
+                f"({', '.join(cohort.endpoint_names)})"
+            )
+        if self.features.set != "study":
+            raise ValueError(
+                "features.set chooses the bundled study's feature blocks; with a declared cohort, choose "
+                "features.covariates (or leave it out to use every declared covariate)"
+            )
+        names = [c.name for c in cohort.covariates]
+        unknown = sorted(set(self.features.covariates or []) - set(names))
+        if unknown:
+            raise ValueError(
+                f"features.covariates: {', '.join(unknown)} is not declared (declared: {', '.join(names)})"
+            )
+        for i, c in enumerate(cohort.covariates):
+            used = self.features.covariates is None or c.name in self.features.covariates
+            if used and c.measured_at_months > self.landmark_months:
+                raise ValueError(
+                    f"cohort.covariates[{i}].measured_at_months: {c.name} is measured at {c.measured_at_months:g} "
+                    f"months, after the landmark of {self.landmark_months:g} months. A value measured after time "
+                    "zero is known only for patients still event-free then (guarantee-time bias): raise "
+                    "landmark_months, or leave the covariate out"
+                )
+
+    @property
+    def covariates(self) -> list[str]:
+        """A declared cohort's covariates the models use (empty for the bundled study)."""
+        if self.cohort is None:
+            return []
+        return [
+            c.name
+            for c in self.cohort.covariates
+            if self.features.covariates is None or c.name in self.features.covariates
+        ]
 
     @property
     def uses_response(self) -> bool:

@@ -23,6 +23,7 @@ __all__ = [
     "Endpoint",
     "SurvivalData",
     "check_guarantee_time",
+    "check_measurement_times",
     "local_failure_competing",
     "survival_data",
     "survival_target",
@@ -69,16 +70,38 @@ def _frame(data: Cohort | pd.DataFrame) -> pd.DataFrame:
     return data.data if isinstance(data, Cohort) else data
 
 
-def _columns(endpoint: str) -> tuple[str, str]:
-    if endpoint not in ENDPOINTS:
-        raise UserInputError(f"unknown endpoint {endpoint!r}; choose one of {', '.join(ENDPOINTS)}")
+def _columns(endpoint: str, known: Collection[str] = ENDPOINTS) -> tuple[str, str]:
+    if endpoint not in known:
+        raise UserInputError(f"unknown endpoint {endpoint!r}; choose one of {', '.join(known)}")
     return f"{endpoint}_months", f"{endpoint}_event"
 
 
-def survival_target(data: Cohort | pd.DataFrame, endpoint: Endpoint) -> np.ndarray:
+def _known_endpoints(data: Cohort | pd.DataFrame) -> Collection[str]:
+    if isinstance(data, Cohort) and data.declaration is not None:
+        return data.declaration.endpoint_names
+    return ENDPOINTS
+
+
+def check_measurement_times(data: Cohort | pd.DataFrame, columns: Collection[str], landmark_months: float) -> None:
+    """Refuse a covariate measured after time zero without a landmark at least that late: the
+    built-in contract's 3-month response, or a declared covariate's ``measured_at_months``."""
+    if not (isinstance(data, Cohort) and data.declaration is not None):
+        check_guarantee_time(columns, landmark_months)
+        return
+    late = [c for c in data.declaration.covariates if c.name in set(columns) and c.measured_at_months > landmark_months]
+    if late:
+        shown = ", ".join(f"{c.name} (measured at {c.measured_at_months:g} months)" for c in late)
+        raise GuaranteeTimeBiasError(
+            f"{shown} needs a landmark at least that late; landmark_months is {landmark_months:g}. A value measured "
+            "after time zero is known only for patients still event-free then (guarantee-time bias): set "
+            "landmark_months to that time, or leave the covariate out"
+        )
+
+
+def survival_target(data: Cohort | pd.DataFrame, endpoint: Endpoint | str) -> np.ndarray:
     """The endpoint as a structured array with fields ``event`` (bool) and ``time`` (months)."""
     df = _frame(data)
-    time_col, event_col = _columns(endpoint)
+    time_col, event_col = _columns(endpoint, _known_endpoints(data))
     missing = [c for c in (time_col, event_col) if c not in df.columns]
     if missing:
         raise UserInputError(f"endpoint {endpoint} needs the columns {', '.join(missing)}")
@@ -91,7 +114,7 @@ class SurvivalData:
 
     X: pd.DataFrame
     y: np.ndarray
-    endpoint: Endpoint
+    endpoint: str
     landmark_months: float
     excluded_events: int
     excluded_censored: int
@@ -110,7 +133,7 @@ class SurvivalData:
 
 def survival_data(
     data: Cohort | pd.DataFrame,
-    endpoint: Endpoint,
+    endpoint: Endpoint | str,
     *,
     landmark_months: float = 0.0,
     feature_columns: Collection[str] = (),
@@ -124,14 +147,15 @@ def survival_data(
     """
     if not np.isfinite(landmark_months) or landmark_months < 0:
         raise UserInputError(f"landmark_months must be a finite number ≥ 0, got {landmark_months!r}")
-    check_guarantee_time(feature_columns, landmark_months)
+    check_measurement_times(data, feature_columns, landmark_months)
     df = _frame(data)
-    y = survival_target(df, endpoint)
+    y = survival_target(data, endpoint)
     keep = y["time"] > landmark_months if landmark_months > 0 else np.ones(len(y), dtype=bool)
     dropped = y[~keep]
     y = y[keep].copy()
     y["time"] -= landmark_months
-    X = df.loc[keep, [c for c in df.columns if c not in OUTCOME_COLUMNS]]
+    outcomes = set(data.outcomes if isinstance(data, Cohort) else OUTCOME_COLUMNS)
+    X = df.loc[keep, [c for c in df.columns if c not in outcomes]]
     if len(y) == 0:
         raise UserInputError(
             f"no patient is still at risk for {endpoint.upper()} after the landmark of {landmark_months:g} months"

@@ -17,7 +17,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from riskmodel.cohort._cells import Reporter, blank_mask
-from riskmodel.cohort.contract import COLUMNS, ENDPOINTS
+from riskmodel.cohort.contract import COLUMNS, ENDPOINTS, OUTCOME_COLUMNS
+from riskmodel.cohort.declaration import CohortDeclaration
 from riskmodel.cohort.derive import RAW_COLUMNS, ResponseRule, derive_missing
 from riskmodel.cohort.validate import validate_frame
 from riskmodel.core.yamlio import read_yaml_mapping, validation_lines
@@ -32,6 +33,7 @@ __all__ = [
     "load_mapping",
     "read_table",
     "rename_columns",
+    "sensitive_values",
     "write_csv",
 ]
 
@@ -155,6 +157,15 @@ class Cohort:
     sensitive: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     # first and last implant year, when the input had implant dates: the only date facts shared
     implant_years: tuple[int, int] | None = field(default=None, compare=False)
+    # the cohort's declaration (None: the built-in brachytherapy contract), and its outcome columns
+    declaration: CohortDeclaration | None = field(default=None, compare=False)
+    outcomes: tuple[str, ...] = OUTCOME_COLUMNS
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The endpoints this cohort has outcomes for."""
+        names = self.declaration.endpoint_names if self.declaration is not None else list(ENDPOINTS)
+        return [ep for ep in names if f"{ep}_event" in self.data.columns]
 
     def __len__(self) -> int:
         return len(self.data)
@@ -162,10 +173,9 @@ class Cohort:
     def summary(self) -> str:
         """A short, shareable summary: counts only, no patient-level values."""
         d = self.data
-        parts = [f"{len(d)} patients, {d.shape[1]} canonical columns"]
-        for ep in ENDPOINTS:
-            if f"{ep}_event" in d:
-                parts.append(f"{ep.upper()} events {int(d[f'{ep}_event'].sum())}")
+        parts = [f"{len(d)} patients, {d.shape[1]} {'declared' if self.declaration else 'canonical'} columns"]
+        for ep in self.endpoints:
+            parts.append(f"{ep.upper()} events {int(d[f'{ep}_event'].sum())}")
         return "; ".join(parts)
 
 
@@ -311,7 +321,7 @@ def from_frame(
             raw = raw.loc[~all_blank]
     original = raw
     raw, ignored = rename_columns(raw, mapping, source)
-    sensitive = _sensitive_values(original, ignored, raw)
+    sensitive = sensitive_values(original, ignored, raw)
     rep = Reporter(source)
     derived_frame, derived = derive_missing(
         raw, rep, response_rule=response_rule or mapping.response_rule, date_format=mapping.date_format
@@ -342,7 +352,7 @@ def _implant_years(renamed: pd.DataFrame, mapping: ColumnMapping) -> tuple[int, 
     return (int(dates.min().year), int(dates.max().year)) if len(dates) else None
 
 
-def _sensitive_values(original: pd.DataFrame, ignored: list[str], renamed: pd.DataFrame) -> frozenset[str]:
+def sensitive_values(original: pd.DataFrame, ignored: list[str], renamed: pd.DataFrame) -> frozenset[str]:
     """Text of raw date cells, and of unused columns that look like identifiers or free text.
 
     An unused column counts when most of its values are distinct (names, MRNs, notes); a

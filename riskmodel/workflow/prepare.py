@@ -17,12 +17,22 @@ from sklearn.pipeline import Pipeline
 
 from riskmodel.cohort import Cohort, bundled_cohort_path, load, survival_data
 from riskmodel.cohort.contract import column
-from riskmodel.cohort.endpoints import ENDPOINTS, Endpoint, SurvivalData
+from riskmodel.cohort.declaration import CohortDeclaration
+from riskmodel.cohort.declared import load_declared
+from riskmodel.cohort.endpoints import ENDPOINTS, SurvivalData
 from riskmodel.config import ExperimentConfig
 from riskmodel.errors import UserInputError, own_warnings_silenced
-from riskmodel.features import FEATURE_BLOCKS, ClinicalFeatures, resolve_blocks
+from riskmodel.features import (
+    FEATURE_BLOCKS,
+    ClinicalFeatures,
+    DeclaredEncoding,
+    DeclaredFeatures,
+    DeclaredInputs,
+    resolve_blocks,
+)
 from riskmodel.metrics import EvaluationWindow
 from riskmodel.models import CoxPH, SurvivalEstimator
+from riskmodel.models.imputation import MultipleImputationSurvival
 from riskmodel.models.registry import SPECS, family_names
 from riskmodel.stats.samplesize import SampleSize, anticipated_r2, riley_survival
 
@@ -30,6 +40,7 @@ __all__ = [
     "MIN_PATIENTS",
     "PreparedEndpoint",
     "check_trainable",
+    "drop_uninformative",
     "feature_columns",
     "flat_params",
     "load_cohort",
@@ -47,7 +58,7 @@ MIN_PATIENTS = 10
 class PreparedEndpoint:
     """One endpoint ready for modelling: its data after the landmark and its evaluation window."""
 
-    endpoint: Endpoint
+    endpoint: str
     data: SurvivalData
     window: EvaluationWindow  # τ, the IBS grid and the horizons with enough patients followed
 
@@ -85,7 +96,11 @@ class PreparedEndpoint:
 
 
 def load_cohort(config: ExperimentConfig) -> Cohort:
-    """The experiment's cohort: its data file, or the bundled cohort."""
+    """The experiment's cohort: its data file read through its declaration, or the bundled cohort."""
+    if config.cohort is not None:
+        if not config.data.path:
+            raise UserInputError("data.path (or --data): a declared cohort needs its data file")
+        return load_declared(config.data.path, config.cohort, covariates=config.covariates)
     return load(
         config.data.path or bundled_cohort_path(), mapping=config.data.mapping, response_rule=config.data.response_rule
     )
@@ -93,11 +108,45 @@ def load_cohort(config: ExperimentConfig) -> Cohort:
 
 def feature_columns(config: ExperimentConfig) -> list[str]:
     """The cohort columns the experiment's features read."""
+    if config.cohort is not None:
+        return config.covariates
     return sorted({c for b in resolve_blocks(config.features.set) for c in FEATURE_BLOCKS[b]})
 
 
+def drop_uninformative(config: ExperimentConfig, cohort: Cohort) -> tuple[ExperimentConfig, list[str]]:
+    """A declared cohort without its constant or all-missing covariates, and a note naming each.
+
+    No model can learn from such a column, and an unpenalised Cox fit would lose its whole
+    hazard-ratio table to the singular column; it is left out with a warning instead.
+    """
+    if config.cohort is None:
+        return config, []
+    notes, kept = [], []
+    for name in config.covariates:
+        values = cohort.data[name].dropna()
+        if values.empty:
+            notes.append(f"covariate {name} is missing for every patient: left out of the models")
+        elif values.nunique() == 1:
+            notes.append(f"covariate {name} has the same value for every patient: left out of the models")
+        else:
+            kept.append(name)
+    if not kept:
+        raise UserInputError(f"{cohort.source}: no declared covariate varies; no model can be fitted")
+    if not notes:
+        return config, []
+    features = config.features.model_copy(update={"covariates": kept})
+    return config.model_copy(update={"features": features}), notes
+
+
 def make_pipeline(config: ExperimentConfig, estimator: SurvivalEstimator) -> Pipeline:
-    """The experiment's features followed by ``estimator``: the unit that is validated and saved."""
+    """The experiment's features followed by ``estimator``: the unit that is validated and saved.
+
+    A declared cohort with covariates declared ``missing: impute`` gets multiple imputation inside
+    the pipeline (:class:`riskmodel.models.imputation.MultipleImputationSurvival`): it is fitted on
+    the training part of every fold and resample only.
+    """
+    if config.cohort is not None:
+        return _declared_pipeline(config, config.cohort, estimator)
     f = config.features
     features = ClinicalFeatures(
         f.set,
@@ -110,17 +159,37 @@ def make_pipeline(config: ExperimentConfig, estimator: SurvivalEstimator) -> Pip
     return Pipeline([("features", features), ("model", estimator)])
 
 
+def _declared_pipeline(config: ExperimentConfig, cohort: CohortDeclaration, estimator: SurvivalEstimator) -> Pipeline:
+    declaration = cohort.model_dump(mode="json")
+    used = config.covariates
+    imputed = [c for c in cohort.covariates if c.name in used and c.missing == "impute"]
+    if not imputed:
+        return Pipeline([("features", DeclaredFeatures(declaration, used)), ("model", estimator)])
+    codes = {c.name: (2 if c.kind == "binary" else len(c.code_levels)) for c in imputed if c.kind != "numeric"}
+    imputation = MultipleImputationSurvival(
+        DeclaredEncoding(declaration),
+        estimator,
+        impute=[c.name for c in imputed],
+        codes=codes,
+        n_imputations=config.imputation.n_imputations,
+        n_iter=config.imputation.n_iter,
+        random_state=config.seed,
+    )
+    inputs = DeclaredInputs(declaration, used).set_output(transform="pandas")
+    return Pipeline([("features", inputs), ("model", imputation)])
+
+
 def prepare_endpoints(
-    config: ExperimentConfig, cohort: Cohort, endpoints: Sequence[Endpoint] | None = None
-) -> dict[Endpoint, PreparedEndpoint]:
+    config: ExperimentConfig, cohort: Cohort, endpoints: Sequence[str] | None = None
+) -> dict[str, PreparedEndpoint]:
     """Every endpoint of the experiment (or ``endpoints``) from its landmark, checked trainable."""
     used = feature_columns(config)
-    prepared: dict[Endpoint, SurvivalData] = {}
+    prepared: dict[str, SurvivalData] = {}
     for ep in endpoints or config.endpoints:
         sd = survival_data(cohort, ep, landmark_months=config.landmark_months, feature_columns=used)
         prepared[ep] = sd
     check_trainable(cohort, prepared, used)
-    out: dict[Endpoint, PreparedEndpoint] = {}
+    out: dict[str, PreparedEndpoint] = {}
     for ep, sd in prepared.items():
         try:
             window = EvaluationWindow.from_data(sd.y, config.horizons, min_at_risk=config.evaluation.min_at_risk)
@@ -130,7 +199,7 @@ def prepare_endpoints(
     return out
 
 
-def check_trainable(cohort: Cohort, prepared: dict[Endpoint, SurvivalData], used: Sequence[str]) -> None:
+def check_trainable(cohort: Cohort, prepared: dict[str, SurvivalData], used: Sequence[str]) -> None:
     """Refuse, before any run starts, data no model can learn from; name the column and the rule."""
     source = cohort.source
     for endpoint, sd in prepared.items():
@@ -150,7 +219,7 @@ def check_trainable(cohort: Cohort, prepared: dict[Endpoint, SurvivalData], used
                 f"{source}, column {endpoint}_event: a single {endpoint.upper()} event among {len(sd.y)} patients; "
                 "a survival model needs at least 2 events to fit and cross-validate"
             )
-    for name in used:
+    for name in used if cohort.declaration is None else ():  # declared: drop_uninformative leaves them out
         if column(name).kind not in ("float", "int") or name not in cohort.data.columns:
             continue
         values = cohort.data[name].dropna()
@@ -197,9 +266,10 @@ def override(
             raise UserInputError(f"--data: file not found: {data}")
         raw["data"]["path"] = str(data)
     if endpoints:
-        unknown = sorted(set(endpoints) - set(ENDPOINTS))
+        known = config.cohort.endpoint_names if config.cohort is not None else list(ENDPOINTS)
+        unknown = sorted(set(endpoints) - set(known))
         if unknown:
-            raise UserInputError(f"--endpoints: unknown {', '.join(unknown)}; choose from {', '.join(ENDPOINTS)}")
+            raise UserInputError(f"--endpoints: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
         raw["endpoints"] = list(dict.fromkeys(endpoints))
     if models:
         unknown = sorted(set(models) - set(SPECS))

@@ -16,14 +16,20 @@ from typing import Any
 
 import pandas as pd
 
-from riskmodel.cohort.endpoints import Endpoint
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.errors import UserInputError
 from riskmodel.privacy import PhiGuard
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import Tracker
 from riskmodel.workflow.develop import Developed, develop_family
-from riskmodel.workflow.prepare import PreparedEndpoint, load_cohort, override, prepare_endpoints, sample_size
+from riskmodel.workflow.prepare import (
+    PreparedEndpoint,
+    drop_uninformative,
+    load_cohort,
+    override,
+    prepare_endpoints,
+    sample_size,
+)
 from riskmodel.workflow.record import RunContext, record_run
 
 __all__ = ["Progress", "RunResult", "TrainResult", "train"]
@@ -153,13 +159,14 @@ def train(
         config = load_experiment(config)
     config = override(config, data=data, endpoints=endpoints, models=models)
     cohort = load_cohort(config)
+    config, dropped = drop_uninformative(config, cohort)
     prepared = prepare_endpoints(config, cohort)
     sizes = _sample_sizes(config, prepared, strict)
     families = config.models.enabled()
     counter = _Progress(progress, len(prepared) * len(families) * config.evaluation.fits_per_model)
     tracker = Tracker(config.name, tracking_uri, guard=PhiGuard.for_cohort(cohort))
     ctx = RunContext.create(config, cohort)
-    result = TrainResult(config.name, "", tracker.uri)
+    result = TrainResult(config.name, "", tracker.uri, notes=list(dropped))
     if tracker.stale_runs:
         n = len(tracker.stale_runs)
         result.notes.append(f"closed {n} run{'s' if n > 1 else ''} left RUNNING by an ended process (now KILLED)")
@@ -198,8 +205,8 @@ class _Progress:
 
 
 def _sample_sizes(
-    config: ExperimentConfig, prepared: dict[Endpoint, PreparedEndpoint], strict: bool
-) -> dict[Endpoint, SampleSize]:
+    config: ExperimentConfig, prepared: dict[str, PreparedEndpoint], strict: bool
+) -> dict[str, SampleSize]:
     """Riley et al.'s assessment per endpoint; with ``strict``, a refusal below the minimum."""
     sizes = {ep: sample_size(config, p) for ep, p in prepared.items()}
     short = {ep: s for ep, s in sizes.items() if not s.adequate}

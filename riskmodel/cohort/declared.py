@@ -1,0 +1,260 @@
+"""Reading a clinical export through its declaration: one typed row per patient, every problem found.
+
+The result is a :class:`~riskmodel.cohort.load.Cohort` whose columns are the declaration's names:
+
+* ``patient_id`` (text) and, when declared, ``centre``;
+* one column per covariate: a number for numeric ones; 0/1 for binary; the level's code (0, 1,
+  …, in the declared order) for ordinal ones; the level's text for categorical ones. A missing
+  value is NaN (the covariate's ``missing`` policy says what happens to it next);
+* per endpoint ``<name>_months`` (the time converted to months), ``<name>_event`` (1 for the
+  event of interest, else 0) and ``<name>_event_type`` (0 censored, 1 event, 2 competing event).
+
+Each problem names the file, the row as a spreadsheet shows it, the column, the value and the
+rule; all are reported at once (:class:`~riskmodel.errors.CohortValidationError`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Collection
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from riskmodel.cohort._cells import Reporter, blank_mask, to_numeric
+from riskmodel.cohort.declaration import CohortDeclaration, CovariateDeclaration, EndpointDeclaration
+from riskmodel.cohort.load import Cohort, normalise_header, read_table, sensitive_values
+from riskmodel.errors import CohortFileError, CohortValidationError, RiskModelWarning
+
+__all__ = ["HALF_DAY_MONTHS", "from_frame_declared", "level_text", "load_declared", "outcome_columns"]
+
+HALF_DAY_MONTHS = 0.5 * 12 / 365.25
+_YES = frozenset({"1", "yes", "y", "true", "t"})
+_NO = frozenset({"0", "no", "n", "false", "f"})
+
+
+def outcome_columns(declaration: CohortDeclaration) -> tuple[str, ...]:
+    """The outcome columns a declared cohort's table holds."""
+    return tuple(f"{e.name}_{part}" for e in declaration.endpoints for part in ("months", "event", "event_type"))
+
+
+def level_text(value: object) -> str:
+    """A cell as level text: stripped, and a whole number without its ``.0`` (Excel writes 1 as 1.0).
+
+    >>> level_text(" 2.0 "), level_text(3), level_text("PD")
+    ('2', '3', 'PD')
+    """
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if math.isfinite(number) and number == int(number) else text
+
+
+def _find_columns(frame: pd.DataFrame, wanted: Collection[str]) -> dict[str, str]:
+    """Declared header → the file's header: exact, else equal after normalising (case, spaces, units)."""
+    headers = [str(h) for h in frame.columns]
+    by_norm: dict[str, str] = {}
+    for h in headers:
+        by_norm.setdefault(normalise_header(h), h)
+    found = {}
+    for w in wanted:
+        if w in headers:
+            found[w] = w
+        elif normalise_header(w) in by_norm:
+            found[w] = by_norm[normalise_header(w)]
+    return found
+
+
+def _covariate(c: CovariateDeclaration, raw: pd.Series, rep: Reporter) -> pd.Series:
+    """One covariate's cells, typed and checked (NaN where missing)."""
+    blank = blank_mask(raw)
+    if c.missing == "refuse":
+        rep.add_rows(
+            blank,
+            f"{c.name} is missing; the declaration says missing: refuse (choose complete_case, indicator or impute)",
+            c.column,
+            raw,
+        )
+    if c.kind == "numeric":
+        num = to_numeric(raw, c.column, rep, f"{c.name} is declared numeric: must be a number (no units)")
+        if c.range is not None:
+            low, high = c.range
+            rep.add_rows(
+                (num < low) | (num > high), f"must be within {low:g} to {high:g} {c.unit}".rstrip(), c.column, raw
+            )
+            num = num.where((num >= low) & (num <= high))
+        if c.plausible is not None:
+            low, high = c.plausible
+            rule = f"outside the plausible {low:g} to {high:g} {c.unit}".rstrip() + "; check the value and unit"
+            rep.add_rows((num < low) | (num > high), rule, c.column, raw, "warning")
+        if c.encoding == "log":
+            rep.add_rows(num <= 0, f"{c.name} has a log encoding: must be above 0", c.column, raw)
+            num = num.where(num > 0)
+        return num
+    texts = raw.where(~blank).map(level_text, na_action="ignore")
+    if c.kind == "binary" and not c.levels:
+        codes = texts.str.lower().map(lambda v: 1.0 if v in _YES else (0.0 if v in _NO else math.nan))
+        rep.add_rows(codes.isna() & ~blank, f"{c.name} is binary: must be 0/1 or yes/no", c.column, raw)
+        return codes.astype(float)
+    levels = c.code_levels
+    unknown = ~texts.isin(levels) & ~blank
+    rep.add_rows(unknown, f"must be one of the declared levels: {', '.join(levels)}", c.column, raw)
+    if c.kind == "categorical":
+        return texts.where(~unknown)
+    return texts.map({lvl: float(i) for i, lvl in enumerate(levels)}).astype(float)
+
+
+def _endpoint(e: EndpointDeclaration, frame: pd.DataFrame, found: dict[str, str], rep: Reporter) -> pd.DataFrame:
+    """One endpoint's time in months, event and event type."""
+    t_raw, e_raw = frame[found[e.time]], frame[found[e.event]]
+    time = to_numeric(t_raw, e.time, rep, f"{e.name} time must be a number of {e.time_unit}")
+    rep.add_rows(blank_mask(t_raw), f"{e.name} time is missing", e.time, t_raw)
+    rep.add_rows(time < 0, f"{e.name} time must be 0 or more", e.time, t_raw)
+    kinds = {level_text(c): 1 for c in e.event_codes}
+    kinds.update({level_text(c): 2 for c in e.competing_codes})
+    kinds.update({level_text(c): 0 for c in e.censored_codes})
+    event_type = e_raw.map(level_text, na_action="ignore").map(kinds)
+    shown = f"event {e.event_codes}" + (f", competing {e.competing_codes}" if e.competing_codes else "")
+    rep.add_rows(
+        event_type.isna(), f"must be one of the declared codes ({shown}, censored {e.censored_codes})", e.event, e_raw
+    )
+    months = time * e.months_per_unit
+    zero = months == 0
+    if e.zero_time == "refuse":
+        rule = f"{e.name} time is 0: an event or censoring at time zero (set zero_time: half_day to move it)"
+        rep.add_rows(zero, rule, e.time, t_raw)
+    else:
+        months = months.where(~zero, HALF_DAY_MONTHS)
+    return pd.DataFrame(
+        {
+            f"{e.name}_months": months,
+            f"{e.name}_event": (event_type == 1).astype(int),
+            f"{e.name}_event_type": event_type.fillna(0).astype(int),
+        }
+    )
+
+
+def from_frame_declared(
+    frame: pd.DataFrame,
+    declaration: CohortDeclaration,
+    *,
+    source: str = "<DataFrame>",
+    require_outcomes: bool = True,
+    first_row: int | None = None,
+    covariates: Collection[str] | None = None,
+) -> Cohort:
+    """Type and check a table by its declaration; raise ``CohortValidationError`` listing every problem.
+
+    ``covariates``: only these declared covariates are read (a model needs only its own);
+    ``require_outcomes=False`` reads new patients for scoring.
+    """
+    raw = frame.copy()
+    if first_row is not None:
+        raw.index = pd.RangeIndex(first_row, first_row + len(raw), name="row")
+    chosen = [c for c in declaration.covariates if covariates is None or c.name in covariates]
+    endpoints = declaration.endpoints if require_outcomes else []
+    wanted = [declaration.id, *([declaration.centre] if declaration.centre else [])]
+    wanted += [c.column for c in chosen] + [col for e in endpoints for col in (e.time, e.event)]
+    found = _find_columns(raw, wanted)
+    missing = [w for w in dict.fromkeys(wanted) if w not in found]
+    if missing:
+        keys = _key_paths(declaration, missing)
+        listed = ", ".join(repr(str(h)) for h in raw.columns[:20]) + (" …" if raw.shape[1] > 20 else "")
+        raise CohortFileError(
+            "\n".join(f"{source}: {keys[m]}: no column {m!r} in the file (its columns: {listed})" for m in missing)
+        )
+    rep = Reporter(source)
+    out = pd.DataFrame(index=raw.index)
+    ids = raw[found[declaration.id]]
+    rep.add_rows(blank_mask(ids), "a patient identifier is required", declaration.id, ids)
+    out["patient_id"] = ids.map(lambda v: str(v).strip(), na_action="ignore")
+    duplicated = out["patient_id"].duplicated(keep=False) & out["patient_id"].notna()
+    rep.add_rows(duplicated, "the patient identifier repeats; each patient needs one row", declaration.id, ids)
+    if declaration.centre:
+        out["centre"] = raw[found[declaration.centre]].map(lambda v: str(v).strip(), na_action="ignore")
+    for c in chosen:
+        out[c.name] = _covariate(c, raw[found[c.column]], rep)
+    for e in endpoints:
+        out = out.join(_endpoint(e, raw, found, rep))
+    problems = rep.finish()
+    if any(p.severity == "error" for p in problems):
+        raise CohortValidationError(problems, source)
+    dropped = [c.name for c in chosen if c.missing == "complete_case" and out[c.name].isna().any()]
+    if dropped:
+        complete = out[[c for c in dropped]].notna().all(axis=1)
+        rep.add(
+            f"{int((~complete).sum())} patients left out for a missing {', '.join(dropped)} "
+            "(declared missing: complete_case)",
+            severity="warning",
+        )
+        out = out.loc[complete]
+    found_warnings = tuple(p for p in rep.finish() if p.severity == "warning")
+    if found_warnings:
+        n = len(found_warnings)
+        warnings.warn(
+            f"{source}: {n} warning{'s' if n > 1 else ''} (kept in Cohort.warnings)\n"
+            + "\n".join(map(str, found_warnings)),
+            RiskModelWarning,
+            stacklevel=2,
+        )
+    ignored = [str(h) for h in raw.columns if str(h) not in set(found.values())]
+    sensitive = sensitive_values(raw, ignored, out[["patient_id"]].rename(columns={"patient_id": "id"}))
+    sensitive |= frozenset(out["patient_id"].dropna())
+    return Cohort(
+        out,
+        source,
+        found_warnings,
+        (),
+        tuple(ignored),
+        sensitive,
+        None,
+        declaration=declaration,
+        outcomes=outcome_columns(declaration) if require_outcomes else (),
+    )
+
+
+def _key_paths(declaration: CohortDeclaration, columns: Collection[str]) -> dict[str, str]:
+    """The declaration key naming each column, for messages."""
+    keys: dict[str, str] = {declaration.id: "cohort.id"}
+    if declaration.centre:
+        keys[declaration.centre] = "cohort.centre"
+    for i, c in enumerate(declaration.covariates):
+        keys.setdefault(c.column, f"cohort.covariates[{i}].column ({c.name})")
+    for i, e in enumerate(declaration.endpoints):
+        keys.setdefault(e.time, f"cohort.endpoints[{i}].time ({e.name})")
+        keys.setdefault(e.event, f"cohort.endpoints[{i}].event ({e.name})")
+    return {c: keys.get(c, "cohort") for c in columns}
+
+
+def load_declared(
+    path: str | Path,
+    declaration: CohortDeclaration,
+    *,
+    require_outcomes: bool = True,
+    covariates: Collection[str] | None = None,
+) -> Cohort:
+    """Read a cohort file (CSV, Excel or Parquet) through its declaration; see the module docstring."""
+    frame, first_row = read_table(path)
+    return from_frame_declared(
+        frame,
+        declaration,
+        source=Path(path).name,
+        require_outcomes=require_outcomes,
+        first_row=first_row,
+        covariates=covariates,
+    )
+
+
+def numeric_summary(values: pd.Series) -> tuple[float, float, float]:
+    """(share missing, 5th smallest, 5th largest) of a numeric column: a range that describes at
+    least five patients, never one patient's exact extreme value."""
+    v = np.sort(values.dropna().to_numpy(float))
+    share = float(values.isna().mean()) if len(values) else 0.0
+    if v.size == 0:
+        return share, math.nan, math.nan
+    k = min(4, v.size - 1)
+    return share, float(v[k]), float(v[-1 - k])

@@ -1,0 +1,304 @@
+"""Model features of a declared cohort: each covariate as the experiment declares it.
+
+Two steps, so that multiple imputation can sit between them:
+
+* :class:`DeclaredInputs`: one column per numeric, binary or ordinal covariate (its value, on
+  the log scale when its encoding is log; 0/1 or the level code; NaN where missing and declared
+  ``indicator`` or ``impute``), and for a
+  categorical covariate one 0/1 column per level seen in training other than the reference
+  (plus ``<name>_missing`` under ``indicator``);
+* :class:`DeclaredEncoding`: each numeric covariate's encoding (linear; log, already taken; a restricted cubic
+  spline with knots at Harrell's quantiles of the training values; a threshold flag), and under
+  ``indicator`` a constant fill (the training median) with a ``<name>_missing`` flag.
+
+:class:`DeclaredFeatures` is both in one transformer, for models without imputation. All three
+are plain scikit-learn estimators whose parameters are JSON data (the declaration as a dict), so
+they clone, tune and save like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from riskmodel.cohort.declaration import SPLINE_KNOTS, CohortDeclaration, CovariateDeclaration
+from riskmodel.errors import FeatureError, Problem
+from riskmodel.stats.splines import restricted_cubic_spline
+
+__all__ = ["DeclaredEncoding", "DeclaredFeatures", "DeclaredInputs", "declaration_of"]
+
+_MAX_LISTED = 10
+
+
+def declaration_of(value: CohortDeclaration | dict[str, Any]) -> CohortDeclaration:
+    """The declaration from its dict form (as stored in an estimator's parameters)."""
+    return value if isinstance(value, CohortDeclaration) else CohortDeclaration.model_validate(value, strict=False)
+
+
+def _chosen(decl: CohortDeclaration, covariates: Sequence[str] | None) -> list[CovariateDeclaration]:
+    if covariates is None:
+        return list(decl.covariates)
+    unknown = sorted(set(covariates) - {c.name for c in decl.covariates})
+    if unknown:
+        raise FeatureError(f"covariates {', '.join(unknown)} are not declared in the cohort")
+    return [c for c in decl.covariates if c.name in set(covariates)]
+
+
+class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Declared covariates as numbers: values, 0/1, level codes, and one-hot categorical levels.
+
+    Parameters
+    ----------
+    declaration
+        The cohort declaration (:class:`~riskmodel.cohort.declaration.CohortDeclaration` as a dict).
+    covariates
+        The declared covariates to use (default: all of them), by name.
+    """
+
+    def __init__(self, declaration: dict[str, Any] | None = None, covariates: Sequence[str] | None = None) -> None:
+        self.declaration = declaration
+        self.covariates = covariates
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> DeclaredInputs:
+        """Learn the categorical levels seen in training. Returns ``self``."""
+        if self.declaration is None:
+            raise FeatureError("DeclaredInputs needs the cohort declaration")
+        decl = declaration_of(self.declaration)
+        chosen = _chosen(decl, self.covariates)
+        self._check_frame(X, chosen)
+        self.levels_: dict[str, list[str]] = {}
+        for c in chosen:
+            if c.kind == "categorical":
+                seen = set(X[c.name].dropna().astype(str))
+                reference = c.reference if c.reference is not None else c.code_levels[0]
+                self.levels_[c.name] = [lvl for lvl in c.code_levels if lvl in seen and lvl != reference]
+        self.feature_names_in_ = np.asarray([c.name for c in chosen], dtype=object)
+        self.n_features_in_ = len(chosen)
+        self.feature_names_out_ = np.asarray(self._names(chosen), dtype=object)
+        return self
+
+    def _names(self, chosen: list[CovariateDeclaration]) -> list[str]:
+        names: list[str] = []
+        for c in chosen:
+            if c.kind == "categorical":
+                names += [f"{c.name}_{lvl}" for lvl in self.levels_[c.name]]
+                if c.missing == "indicator":
+                    names.append(f"{c.name}_missing")
+            else:
+                names.append(c.name)
+        return names
+
+    def _check_frame(self, X: Any, chosen: list[CovariateDeclaration]) -> None:
+        if not isinstance(X, pd.DataFrame):
+            raise FeatureError("declared features need the declared cohort table (a pandas DataFrame)")
+        missing = [c.name for c in chosen if c.name not in X.columns]
+        if missing:
+            raise FeatureError(f"the cohort lacks the declared covariates {', '.join(missing)}")
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """The input matrix (float64; NaN where a value is missing and may be)."""
+        check_is_fitted(self, "feature_names_out_")
+        chosen = _chosen(declaration_of(self.declaration), self.covariates)  # type: ignore[arg-type]
+        self._check_frame(X, chosen)
+        parts: list[np.ndarray] = []
+        for c in chosen:
+            values = X[c.name]
+            if c.kind == "categorical":
+                text = values.astype(object)
+                unseen = text.notna() & ~text.astype(str).isin([*self.levels_[c.name], c.reference or c.code_levels[0]])
+                if unseen.any():
+                    _fail(X, c.name, unseen, f"was not seen in training (seen: {', '.join(self._seen(c))})")
+                if c.missing == "refuse" or c.missing == "complete_case":
+                    _refuse_missing(X, c.name, text.isna())
+                parts += [(text == lvl).to_numpy(dtype=float) for lvl in self.levels_[c.name]]
+                if c.missing == "indicator":
+                    parts.append(text.isna().to_numpy(dtype=float))
+            else:
+                number = pd.to_numeric(values, errors="coerce")
+                if c.missing in ("refuse", "complete_case"):
+                    _refuse_missing(X, c.name, number.isna())
+                if c.encoding == "log":  # on the log scale from here on: imputation draws there too
+                    number = np.log(number.where(number > 0))
+                parts.append(number.to_numpy(dtype=float))
+        return np.column_stack(parts) if parts else np.empty((len(X), 0))
+
+    def input_columns(self) -> list[str]:
+        """The cohort columns (declared covariate names) read."""
+        check_is_fitted(self, "feature_names_out_")
+        return [str(n) for n in self.feature_names_in_]
+
+    def _seen(self, c: CovariateDeclaration) -> list[str]:
+        return [c.reference or c.code_levels[0], *self.levels_[c.name]]
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns, in order."""
+        check_is_fitted(self, "feature_names_out_")
+        return self.feature_names_out_.copy()
+
+
+def _refuse_missing(X: pd.DataFrame, name: str, missing: pd.Series) -> None:
+    if missing.any():
+        _fail(X, name, missing, "is missing, and its declared policy does not allow a missing value")
+
+
+def _fail(X: pd.DataFrame, col: str, bad: pd.Series, rule: str) -> None:
+    rows = list(X.index[bad.to_numpy()])
+    lines = [str(Problem(rule, row=r, column=col, value=X.at[r, col])) for r in rows[:_MAX_LISTED]]
+    if len(rows) > _MAX_LISTED:
+        lines.append(f"... and {len(rows) - _MAX_LISTED} more rows in column {col}")
+    raise FeatureError("\n".join(lines))
+
+
+class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Each covariate's declared encoding, on the output of :class:`DeclaredInputs`.
+
+    Learns, from the training rows: the spline knots (Harrell's quantiles), and under ``indicator``
+    the fill value (the training median; an ordinal or binary covariate's median code). One-hot
+    columns of categorical covariates pass through. (Only numeric covariates have non-linear
+    encodings: the declaration refuses the others.)
+    """
+
+    def __init__(self, declaration: dict[str, Any] | None = None, input_names: Sequence[str] | None = None) -> None:
+        self.declaration = declaration
+        self.input_names = input_names
+
+    def fit(self, X: Any, y: Any = None) -> DeclaredEncoding:
+        """Learn knots and fill values. Returns ``self``."""
+        if self.declaration is None:
+            raise FeatureError("DeclaredEncoding needs the cohort declaration")
+        decl = declaration_of(self.declaration)
+        names = self.input_names if self.input_names is not None else _column_names(X)
+        self.input_names_ = [str(n) for n in names]
+        Z = np.asarray(X, dtype=float)
+        self.knots_: dict[str, list[float]] = {}
+        self.fill_: dict[str, float] = {}
+        for j, name in enumerate(self.input_names_):
+            c = _covariate_of(decl, name)
+            if c is None:
+                continue
+            observed = Z[~np.isnan(Z[:, j]), j]
+            if c.missing == "indicator":
+                self.fill_[name] = float(np.median(observed)) if observed.size else 0.0
+            if c.encoding == "spline":
+                knots = np.unique(np.quantile(observed, SPLINE_KNOTS[c.knots])) if observed.size else np.empty(0)
+                if knots.size < 3:
+                    raise FeatureError(
+                        f"{name}: a spline with {c.knots} knots needs at least 3 distinct values at the knot "
+                        f"quantiles; the training data have {np.unique(observed).size} distinct values"
+                    )
+                self.knots_[name] = [float(k) for k in knots]
+        self.n_features_in_ = Z.shape[1]
+        self.feature_names_out_ = np.asarray(self._names(decl), dtype=object)
+        return self
+
+    def _names(self, decl: CohortDeclaration) -> list[str]:
+        names: list[str] = []
+        for name in self.input_names_:
+            c = _covariate_of(decl, name)
+            if c is None:
+                names.append(name)
+                continue
+            if c.encoding == "log":
+                names.append(f"log_{name}")
+            elif c.encoding == "spline":
+                names += [name, *(f"{name}_rcs{i}" for i in range(1, len(self.knots_[name]) - 1))]
+            elif c.encoding == "threshold":
+                names.append(f"{name}_ge_{c.threshold:g}")
+            else:
+                names.append(name)
+            if c.missing == "indicator":
+                names.append(f"{name}_missing")
+        return names
+
+    def transform(self, X: Any) -> np.ndarray:
+        """The encoded design matrix (float64)."""
+        check_is_fitted(self, "feature_names_out_")
+        decl = declaration_of(self.declaration)  # type: ignore[arg-type]
+        Z = np.asarray(X, dtype=float)
+        parts: list[np.ndarray] = []
+        for j, name in enumerate(self.input_names_):
+            x = Z[:, j]
+            c = _covariate_of(decl, name)
+            if c is None:
+                parts.append(x)
+                continue
+            missing = np.isnan(x)
+            if c.missing == "indicator":
+                x = np.where(missing, self.fill_[name], x)
+            elif missing.any():
+                raise FeatureError(
+                    f"{name}: {int(missing.sum())} missing value(s) reached the model; declare missing: indicator "
+                    "or impute (imputation runs before this step)"
+                )
+            if c.encoding == "spline":
+                parts += list(restricted_cubic_spline(x, np.asarray(self.knots_[name])).T)
+            elif c.encoding == "threshold":
+                parts.append((x >= float(c.threshold)).astype(float))  # type: ignore[arg-type]
+            else:
+                parts.append(x)
+            if c.missing == "indicator":
+                parts.append(missing.astype(float))
+        return np.column_stack(parts) if parts else np.empty((len(Z), 0))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns, in order."""
+        check_is_fitted(self, "feature_names_out_")
+        return self.feature_names_out_.copy()
+
+
+def _column_names(X: Any) -> list[str]:
+    if not isinstance(X, pd.DataFrame):
+        raise FeatureError("DeclaredEncoding needs its input names, or a DataFrame of DeclaredInputs' output")
+    return [str(c) for c in X.columns]
+
+
+def _covariate_of(decl: CohortDeclaration, input_name: str) -> CovariateDeclaration | None:
+    """The numeric, binary or ordinal covariate an input column is (None for one-hot columns)."""
+    return next((c for c in decl.covariates if c.name == input_name), None)
+
+
+class DeclaredFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """The declared covariates, each encoded as declared: :class:`DeclaredInputs` then
+    :class:`DeclaredEncoding`, in one transformer (models without imputation).
+
+    Parameters
+    ----------
+    declaration
+        The cohort declaration as a dict.
+    covariates
+        The declared covariates to use (default: all), by name.
+    """
+
+    def __init__(self, declaration: dict[str, Any] | None = None, covariates: Sequence[str] | None = None) -> None:
+        self.declaration = declaration
+        self.covariates = covariates
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> DeclaredFeatures:
+        """Fit both steps. Returns ``self``."""
+        self.inputs_ = DeclaredInputs(self.declaration, self.covariates).fit(X)
+        names = [str(n) for n in self.inputs_.get_feature_names_out()]
+        self.encoding_ = DeclaredEncoding(self.declaration, names).fit(self.inputs_.transform(X))
+        self.feature_names_in_ = self.inputs_.feature_names_in_
+        self.n_features_in_ = self.inputs_.n_features_in_
+        self.feature_names_out_ = self.encoding_.get_feature_names_out()
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """The encoded design matrix."""
+        check_is_fitted(self, "encoding_")
+        return np.asarray(self.encoding_.transform(self.inputs_.transform(X)))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns, in order."""
+        check_is_fitted(self, "feature_names_out_")
+        return np.asarray(self.feature_names_out_).copy()
+
+    def input_columns(self) -> list[str]:
+        """The cohort columns (declared covariate names) read."""
+        check_is_fitted(self, "inputs_")
+        return [str(n) for n in self.inputs_.feature_names_in_]
