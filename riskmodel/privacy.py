@@ -147,6 +147,10 @@ class PhiGuard:
         identifiers = frozenset(v for v in values if _identifier_like(v))
         free_text = tuple(sorted(v for v in values if len(v) >= 8 and not re.fullmatch(r"[\w\-]+", v)))
         columns = frozenset(c.name for c in COLUMNS)
+        declaration = getattr(cohort, "declaration", None)
+        if declaration is not None:  # a declared cohort's own columns, by name and by header
+            columns |= frozenset(str(c).lower() for c in data.columns)
+            columns |= frozenset(c.lower() for c in declaration.source_columns())
         return cls(identifiers, free_text, len(data), columns)
 
     # ------------------------------------------------------------------ checks

@@ -146,18 +146,24 @@ def from_frame_declared(
     require_outcomes: bool = True,
     first_row: int | None = None,
     covariates: Collection[str] | None = None,
+    require_id: bool = True,
 ) -> Cohort:
     """Type and check a table by its declaration; raise ``CohortValidationError`` listing every problem.
 
     ``covariates``: only these declared covariates are read (a model needs only its own);
-    ``require_outcomes=False`` reads new patients for scoring.
+    ``require_outcomes=False`` reads new patients for scoring; ``require_id=False`` accepts a
+    table without the identifier column (a prediction from Python).
     """
     raw = frame.copy()
     if first_row is not None:
         raw.index = pd.RangeIndex(first_row, first_row + len(raw), name="row")
     chosen = [c for c in declaration.covariates if covariates is None or c.name in covariates]
     endpoints = declaration.endpoints if require_outcomes else []
-    wanted = [declaration.id, *([declaration.centre] if declaration.centre else [])]
+    has_id = require_id or bool(_find_columns(raw, [declaration.id]))
+    wanted = [
+        *([declaration.id] if has_id else []),
+        *([declaration.centre] if declaration.centre and require_id else []),
+    ]
     wanted += [c.column for c in chosen] + [col for e in endpoints for col in (e.time, e.event)]
     found = _find_columns(raw, wanted)
     missing = [w for w in dict.fromkeys(wanted) if w not in found]
@@ -169,12 +175,13 @@ def from_frame_declared(
         )
     rep = Reporter(source)
     out = pd.DataFrame(index=raw.index)
-    ids = raw[found[declaration.id]]
-    rep.add_rows(blank_mask(ids), "a patient identifier is required", declaration.id, ids)
-    out["patient_id"] = ids.map(lambda v: str(v).strip(), na_action="ignore")
-    duplicated = out["patient_id"].duplicated(keep=False) & out["patient_id"].notna()
-    rep.add_rows(duplicated, "the patient identifier repeats; each patient needs one row", declaration.id, ids)
-    if declaration.centre:
+    if has_id:
+        ids = raw[found[declaration.id]]
+        rep.add_rows(blank_mask(ids), "a patient identifier is required", declaration.id, ids)
+        out["patient_id"] = ids.map(lambda v: str(v).strip(), na_action="ignore")
+        duplicated = out["patient_id"].duplicated(keep=False) & out["patient_id"].notna()
+        rep.add_rows(duplicated, "the patient identifier repeats; each patient needs one row", declaration.id, ids)
+    if declaration.centre and declaration.centre in found:
         out["centre"] = raw[found[declaration.centre]].map(lambda v: str(v).strip(), na_action="ignore")
     for c in chosen:
         out[c.name] = _covariate(c, raw[found[c.column]], rep)
@@ -202,8 +209,9 @@ def from_frame_declared(
             stacklevel=2,
         )
     ignored = [str(h) for h in raw.columns if str(h) not in set(found.values())]
-    sensitive = sensitive_values(raw, ignored, out[["patient_id"]].rename(columns={"patient_id": "id"}))
-    sensitive |= frozenset(out["patient_id"].dropna())
+    sensitive = sensitive_values(raw, ignored, pd.DataFrame(index=raw.index))
+    if "patient_id" in out.columns:
+        sensitive |= frozenset(out["patient_id"].dropna())
     return Cohort(
         out,
         source,

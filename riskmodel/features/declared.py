@@ -132,6 +132,22 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         check_is_fitted(self, "feature_names_out_")
         return [str(n) for n in self.feature_names_in_]
 
+    def to_state(self) -> dict[str, Any]:
+        """The fitted step as JSON data (for a model folder)."""
+        check_is_fitted(self, "feature_names_out_")
+        return {"kind": "declared_inputs", "params": self.get_params(), "levels": self.levels_}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> DeclaredInputs:
+        """The fitted step from :meth:`to_state`'s data."""
+        step = cls(**state["params"])
+        step.levels_ = {k: [str(v) for v in values] for k, values in state["levels"].items()}
+        chosen = _chosen(declaration_of(step.declaration), step.covariates)  # type: ignore[arg-type]
+        step.feature_names_in_ = np.asarray([c.name for c in chosen], dtype=object)
+        step.n_features_in_ = len(chosen)
+        step.feature_names_out_ = np.asarray(step._names(chosen), dtype=object)
+        return step
+
     def _seen(self, c: CovariateDeclaration) -> list[str]:
         return [c.reference or c.code_levels[0], *self.levels_[c.name]]
 
@@ -214,6 +230,28 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             if c.missing == "indicator":
                 names.append(f"{name}_missing")
         return names
+
+    def to_state(self) -> dict[str, Any]:
+        """The fitted step as JSON data (for a model folder)."""
+        check_is_fitted(self, "feature_names_out_")
+        return {
+            "kind": "declared_encoding",
+            "params": self.get_params(),
+            "input_names": self.input_names_,
+            "knots": self.knots_,
+            "fill": self.fill_,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> DeclaredEncoding:
+        """The fitted step from :meth:`to_state`'s data."""
+        step = cls(**state["params"])
+        step.input_names_ = [str(n) for n in state["input_names"]]
+        step.knots_ = {k: [float(v) for v in values] for k, values in state["knots"].items()}
+        step.fill_ = {k: float(v) for k, v in state["fill"].items()}
+        step.n_features_in_ = len(step.input_names_)
+        step.feature_names_out_ = np.asarray(step._names(declaration_of(step.declaration)), dtype=object)  # type: ignore[arg-type]
+        return step
 
     def transform(self, X: Any) -> np.ndarray:
         """The encoded design matrix (float64)."""
@@ -302,3 +340,20 @@ class DeclaredFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         """The cohort columns (declared covariate names) read."""
         check_is_fitted(self, "inputs_")
         return [str(n) for n in self.inputs_.feature_names_in_]
+
+    def to_state(self) -> dict[str, Any]:
+        """The fitted transformer as JSON data (for a model folder)."""
+        check_is_fitted(self, "encoding_")
+        return {"kind": "declared", "inputs": self.inputs_.to_state(), "encoding": self.encoding_.to_state()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> DeclaredFeatures:
+        """The fitted transformer from :meth:`to_state`'s data."""
+        inputs = DeclaredInputs.from_state(state["inputs"])
+        features = cls(inputs.declaration, inputs.covariates)
+        features.inputs_ = inputs
+        features.encoding_ = DeclaredEncoding.from_state(state["encoding"])
+        features.feature_names_in_ = inputs.feature_names_in_
+        features.n_features_in_ = inputs.n_features_in_
+        features.feature_names_out_ = features.encoding_.get_feature_names_out()
+        return features

@@ -23,15 +23,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.base import clone
 
 from riskmodel.errors import UserInputError
-from riskmodel.models.base import SurvivalEstimator
+from riskmodel.features import DeclaredEncoding
+from riskmodel.models.base import SurvivalEstimator, read_json, write_json
 
-__all__ = ["ChainedEquations", "MultipleImputationSurvival", "nelson_aalen_at"]
+__all__ = ["IMPUTATION_FILE", "ChainedEquations", "MultipleImputationSurvival", "nelson_aalen_at"]
+
+IMPUTATION_FILE = "imputation.json"
 
 _RIDGE = 1e-6  # keeps X'X invertible when a predictor is nearly constant in a small training part
 
@@ -161,6 +165,8 @@ class MultipleImputationSurvival(SurvivalEstimator):
         Seed of the imputation draws.
     """
 
+    FILES = frozenset({IMPUTATION_FILE})
+
     def __init__(
         self,
         encoding: Any = None,
@@ -245,3 +251,54 @@ class MultipleImputationSurvival(SurvivalEstimator):
             for m, e, Z in zip(self.models_, self.encodings_, self.completed(X), strict=True)
         ]
         return np.asarray(np.mean(curves, axis=0), dtype=float)
+
+    # ------------------------------------------------------------------ model folder
+    def save_state(self, folder: Path) -> None:
+        """``imputation.json`` (the imputation models, the encodings) and each imputation's model
+        in ``imputation_<i>/``, in its family's own files."""
+        for i, model in enumerate(self.models_):
+            sub = folder / f"imputation_{i}"
+            sub.mkdir()
+            model.save_state(sub)
+        params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("encoding", "estimator")}
+        names = getattr(self, "feature_names_in_", None)
+        write_json(
+            folder / IMPUTATION_FILE,
+            {
+                "params": {**params, "impute": list(self.impute), "codes": dict(self.codes or {})},
+                "max_time": self.max_time_,
+                "n_events": self.n_events_,
+                "n_features_in": self.n_features_in_,
+                "feature_names_in": None if names is None else [str(n) for n in names],
+                "encodings": [e.to_state() for e in self.encodings_],
+                "scoring": self.scoring_,
+                "impute_index": self.impute_,
+                "codes_by_column": self.codes_,
+                "start": self.start_,
+                "bounds": self.bounds_,
+            },
+        )
+
+    @classmethod
+    def load_imputed(cls, folder: Path, family: type[SurvivalEstimator]) -> MultipleImputationSurvival:
+        """The fitted model from its folder; ``family``: the estimator class of each imputation's model."""
+        d = read_json(folder / IMPUTATION_FILE)
+        models = [family.load_state(folder / f"imputation_{i}") for i in range(len(d["encodings"]))]
+        encodings = [DeclaredEncoding.from_state(e) for e in d["encodings"]]
+        mi = cls(encodings[0].__class__(**encodings[0].get_params()), models[0].__class__(**models[0].get_params()))
+        mi.set_params(**d["params"])
+        mi.models_, mi.encodings_ = models, encodings
+        mi.scoring_ = [[[float(b) for b in beta] for beta in model] for model in d["scoring"]]
+        mi.impute_ = [int(j) for j in d["impute_index"]]
+        mi.codes_ = [None if k is None else int(k) for k in d["codes_by_column"]]
+        mi.start_ = np.asarray(d["start"], float)
+        mi.bounds_ = np.asarray(d["bounds"], float)
+        mi.max_time_, mi.n_events_, mi.n_features_in_ = (
+            float(d["max_time"]),
+            int(d["n_events"]),
+            int(d["n_features_in"]),
+        )
+        mi.feature_means_ = mi.start_
+        if d.get("feature_names_in") is not None:
+            mi.feature_names_in_ = np.asarray(d["feature_names_in"], dtype=object)
+        return mi

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -25,8 +26,9 @@ import numpy as np
 
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import ModelFileError, RiskModelError, RiskModelWarning
-from riskmodel.features import ClinicalFeatures, resolve_blocks
+from riskmodel.features import ClinicalFeatures, DeclaredFeatures, DeclaredInputs, resolve_blocks
 from riskmodel.models.base import SurvivalEstimator, write_json
+from riskmodel.models.imputation import IMPUTATION_FILE, MultipleImputationSurvival
 from riskmodel.models.registry import SPECS, family_names
 
 __all__ = ["FORMAT", "ModelFileError", "read_model_dir", "write_model_dir"]
@@ -35,7 +37,8 @@ FORMAT = "riskmodel-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # every file name riskmodel writes into a model folder (besides the manifest): its own, and each family's
-KNOWN_FILES = frozenset({"model.json"}).union(*(s.estimator.FILES for s in SPECS.values()))
+FAMILY_FILES = frozenset().union(*(s.estimator.FILES for s in SPECS.values()))
+KNOWN_FILES = frozenset({"model.json", IMPUTATION_FILE}) | FAMILY_FILES
 _VERSIONED = ("riskmodel", "numpy", "pandas", "scikit-learn", "scikit-survival", "xgboost", "xgboost-cpu", "skops")
 
 
@@ -62,18 +65,38 @@ def _versions() -> dict[str, str]:
 def _load_estimator(family: str, folder: Path) -> SurvivalEstimator:
     if family not in SPECS:
         raise ModelFileError(f"{folder}: unknown model family {family!r}; this riskmodel knows {family_names()}")
+    if (folder / IMPUTATION_FILE).exists():
+        return MultipleImputationSurvival.load_imputed(folder, SPECS[family].estimator)
     return SPECS[family].estimator.load_state(folder)
 
 
+_IMPUTATION_DIR = re.compile(r"imputation_\d{1,3}")
+
+
+def _known_file(name: str) -> bool:
+    """A file name riskmodel writes: its own, a family's, or a family's inside one imputation's folder."""
+    parts = name.split("/")
+    if len(parts) == 1:
+        return name in KNOWN_FILES
+    return len(parts) == 2 and bool(_IMPUTATION_DIR.fullmatch(parts[0])) and parts[1] in FAMILY_FILES
+
+
 # --------------------------------------------------------------------------- features
-def _features_state(features: ClinicalFeatures) -> dict[str, Any]:
+def _features_state(features: Any) -> dict[str, Any]:
+    if isinstance(features, DeclaredFeatures | DeclaredInputs):
+        return features.to_state()
     params = features.get_params()
     if not isinstance(params["feature_set"], str):
         params["feature_set"] = list(params["feature_set"])
     return {"params": params, "stage_levels": features.stage_levels_}
 
 
-def _features_from_state(state: dict[str, Any]) -> ClinicalFeatures:
+def _features_from_state(state: dict[str, Any]) -> Any:
+    kind = state.get("kind", "clinical")
+    if kind == "declared":
+        return DeclaredFeatures.from_state(state)
+    if kind == "declared_inputs":
+        return DeclaredInputs.from_state(state)
     features = ClinicalFeatures(**state["params"])
     features.blocks_ = resolve_blocks(features.feature_set)
     features.stage_levels_ = {k: list(v) for k, v in state["stage_levels"].items()}
@@ -85,9 +108,7 @@ def _features_from_state(state: dict[str, Any]) -> ClinicalFeatures:
 
 
 # --------------------------------------------------------------------------- directories
-def write_model_dir(
-    folder: Path, *, meta: dict[str, Any], features: ClinicalFeatures, estimator: SurvivalEstimator
-) -> Path:
+def write_model_dir(folder: Path, *, meta: dict[str, Any], features: Any, estimator: SurvivalEstimator) -> Path:
     """Write a model directory (it must not exist yet, so nothing is ever overwritten)."""
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
@@ -97,13 +118,14 @@ def write_model_dir(
     with staged_folder(folder) as tmp:
         write_json(tmp / "model.json", {**meta, "features": _features_state(features)})
         estimator.save_state(tmp)
-        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.name != MANIFEST}
+        files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files.pop(MANIFEST, None)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": _versions(), "files": files}
         write_json(tmp / MANIFEST, manifest)
     return folder
 
 
-def read_model_dir(folder: str | Path) -> tuple[dict[str, Any], ClinicalFeatures, SurvivalEstimator]:
+def read_model_dir(folder: str | Path) -> tuple[dict[str, Any], Any, SurvivalEstimator]:
     """Verify the manifest, then load metadata, the feature pipeline and the estimator."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST
@@ -118,10 +140,13 @@ def read_model_dir(folder: str | Path) -> tuple[dict[str, Any], ClinicalFeatures
             f"{folder}: unsupported model format {manifest.get('format')!r} version {manifest.get('format_version')!r}"
         )
     listed: dict[str, str] = manifest.get("files", {})
-    foreign = sorted(set(listed) - KNOWN_FILES)
+    foreign = sorted(name for name in listed if not _known_file(name))
     if foreign:  # a manifest can be rewritten by whoever edits the folder; the file names cannot
         raise ModelFileError(f"{folder}: files riskmodel never writes: {', '.join(foreign)}; refusing to load")
-    present = {p.name for p in folder.iterdir() if p.name != MANIFEST}
+    links = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_symlink())
+    if links:
+        raise ModelFileError(f"{folder}: symbolic links in a model folder: {', '.join(links)}; refusing to load")
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {MANIFEST}
     unexpected = sorted(present - set(listed))
     if unexpected:
         raise ModelFileError(f"{folder}: unexpected files not in the manifest: {', '.join(unexpected)}")

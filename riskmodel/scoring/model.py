@@ -19,6 +19,8 @@ import pandas as pd
 
 from riskmodel.cohort import from_frame
 from riskmodel.cohort.contract import column
+from riskmodel.cohort.declaration import CohortDeclaration
+from riskmodel.cohort.declared import from_frame_declared
 from riskmodel.errors import CohortValidationError, FeatureError, Problem, UserInputError
 from riskmodel.explain import explain, what_if
 from riskmodel.features import ClinicalFeatures
@@ -53,6 +55,8 @@ class RiskModel:
     # it is flagged (None for a model saved before riskmodel recorded it)
     reliable_until: float | None = None
     min_at_risk: int | None = None
+    # the cohort declaration the model was trained on (None: the built-in brachytherapy contract)
+    declaration: CohortDeclaration | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -64,21 +68,23 @@ class RiskModel:
         experiment: str,
         landmark_months: float,
         horizons: Sequence[float],
-        features: ClinicalFeatures,
+        features: Any,
         estimator: SurvivalEstimator,
         X: pd.DataFrame,
         risk_cutoffs: Sequence[float] | None = None,
         reliable_until: float | None = None,
         min_at_risk: int | None = None,
+        declaration: CohortDeclaration | None = None,
     ) -> RiskModel:
         """Record the training ranges and risk cut-offs (tertiles unless given) of fitted parts."""
         used = features.input_columns()
         ranges, cats = {}, {}
         for name in used:
-            if column(name).kind in ("float", "int"):
+            kind = _kind(declaration, name)
+            if kind == "numeric":
                 values = pd.to_numeric(X[name], errors="coerce")
                 ranges[name] = (float(values.min()), float(values.max()))
-            else:
+            elif kind == "categorical":
                 cats[name] = sorted(str(v) for v in pd.unique(X[name].dropna()))
         design = features.transform(X)
         risk = estimator.predict_risk(design)
@@ -96,9 +102,10 @@ class RiskModel:
             ranges,
             cats,
             cutoffs,
-            feature_means=[float(v) for v in np.asarray(design, dtype=float).mean(axis=0)],
+            feature_means=[float(v) for v in np.nanmean(np.asarray(design, dtype=float), axis=0)],
             reliable_until=reliable_until,
             min_at_risk=min_at_risk,
+            declaration=declaration,
         )
 
     def unstable_horizons(self, times: Iterable[float]) -> list[float]:
@@ -133,6 +140,15 @@ class RiskModel:
 
     def validate_patients(self, df: pd.DataFrame, *, with_id: bool = False) -> pd.DataFrame:
         """``df`` checked against the cohort contract for the columns this model reads (raises)."""
+        if self.declaration is not None:
+            return from_frame_declared(
+                df,
+                self.declaration,
+                source="patients",
+                require_outcomes=False,
+                covariates=self.input_columns,
+                require_id=with_id,
+            ).data
         required = [*self.input_columns, *(["patient_id"] if with_id else [])]
         return from_frame(df, source="patients", require_outcomes=False, required=required).data
 
@@ -253,7 +269,7 @@ class RiskModel:
         flags: dict[Any, list[str]] = {}
         for name, (lo, hi) in self.numeric_ranges.items():
             values = pd.to_numeric(data[name], errors="coerce")
-            unit = f" {column(name).unit}" if column(name).unit else ""
+            unit = _unit(self.declaration, name)
             for row, v in values[(values < lo) | (values > hi)].items():
                 side = "below" if v < lo else "above"
                 flags.setdefault(row, []).append(f"{name} {v:g} is {side} the training range {lo:g}-{hi:g}{unit}")
@@ -286,6 +302,7 @@ class RiskModel:
             "categories": self.categories,
             "risk_cutoffs": self.risk_cutoffs,
             "feature_means": self.feature_means,
+            "declaration": None if self.declaration is None else self.declaration.model_dump(mode="json"),
             "reliable_until": self.reliable_until,
             "min_at_risk": self.min_at_risk,
             "hazard_ratios": None
@@ -320,7 +337,22 @@ class RiskModel:
             [float(v) for v in meta.get("feature_means", [])],
             None if meta.get("reliable_until") is None else float(meta["reliable_until"]),
             None if meta.get("min_at_risk") is None else int(meta["min_at_risk"]),
+            None
+            if meta.get("declaration") is None
+            else CohortDeclaration.model_validate(meta["declaration"], strict=False),
         )
+
+
+def _kind(declaration: CohortDeclaration | None, name: str) -> str:
+    """A model input's kind: numeric, binary, ordinal or categorical."""
+    if declaration is not None:
+        return declaration.covariate(name).kind
+    return "numeric" if column(name).kind in ("float", "int") else "categorical"
+
+
+def _unit(declaration: CohortDeclaration | None, name: str) -> str:
+    unit = declaration.covariate(name).unit if declaration is not None else column(name).unit
+    return f" {unit}" if unit else ""
 
 
 def _plain(value: Any) -> Any:

@@ -22,6 +22,10 @@ def input_columns(model: RiskModel) -> list[tuple[str, bool]]:
     """The model signature's input columns: every contract column but the outcomes, and whether
     the model requires it."""
     used = set(model.input_columns)
+    if model.declaration is not None:  # the export's own headers, as the declaration reads them
+        return [
+            (c.column, c.missing in ("refuse", "complete_case")) for c in model.declaration.covariates if c.name in used
+        ]
     return [(c.name, c.name in used) for c in COLUMNS if c.role != "outcome"]
 
 

@@ -130,6 +130,7 @@ def develop_family(
         risk_cutoffs=config.risk_group_cutoffs,
         reliable_until=window.reliable_until,
         min_at_risk=window.min_at_risk,
+        declaration=config.cohort,
     )
     if isinstance(model.estimator, CoxPH):
         model.hazard_ratios = unpenalised_table(features, sd.X, sd.y)

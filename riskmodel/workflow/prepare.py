@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sklearn.pipeline import Pipeline
 
 from riskmodel.cohort import Cohort, bundled_cohort_path, load, survival_data
@@ -233,14 +234,13 @@ def check_trainable(cohort: Cohort, prepared: dict[str, SurvivalData], used: Seq
 def sample_size(config: ExperimentConfig, prepared: PreparedEndpoint) -> SampleSize:
     """Riley et al.'s assessment for one endpoint, with R²cs anticipated from the unpenalised Cox fit."""
     sd = prepared.data
-    features = make_pipeline(config, CoxPH())[0].fit(sd.X, sd.y)
-    design = features.transform(sd.X)
     time, events = sd.y["time"], int(sd.y["event"].sum())
-    parameters = design.shape[1]
     rate = events / float(time.sum())
     follow_up = float(time.mean())
+    design, y = _complete_design(config, sd)
+    parameters = design.shape[1]
     with own_warnings_silenced():
-        cox = CoxPH(penalty=0.0).fit(design, sd.y)
+        cox = CoxPH(penalty=0.0).fit(design, y)
     lr = max(2 * (cox.log_likelihood_ - cox.log_likelihood_null_), 0.0)
     r2, how = anticipated_r2(lr, len(time), parameters, rate, follow_up)
     size = riley_survival(
@@ -254,6 +254,18 @@ def sample_size(config: ExperimentConfig, prepared: PreparedEndpoint) -> SampleS
     )
     size.notes.append(how)
     return size
+
+
+def _complete_design(config: ExperimentConfig, sd: SurvivalData) -> tuple[Any, Any]:
+    """The model matrix (every encoded column: Riley's parameters) on the patients with no missing
+    covariate, where R²cs is anticipated from (with imputation, the complete cases)."""
+    features = make_pipeline(config, CoxPH())[0].fit(sd.X, sd.y)
+    design = features.transform(sd.X)
+    if config.cohort is None or not np.isnan(np.asarray(design, dtype=float)).any():
+        return design, sd.y
+    complete = ~np.isnan(np.asarray(design, dtype=float)).any(axis=1)
+    encoded = DeclaredFeatures(config.cohort.model_dump(mode="json"), config.covariates).fit(sd.X[complete])
+    return encoded.transform(sd.X[complete]), sd.y[complete]
 
 
 def override(
