@@ -17,6 +17,10 @@ default above :data:`LARGE_COHORT` patients and exact (plain scikit-survival) be
   The quantiles are those of the observed values, and a missing value (NaN) stays missing.
 * **Both cores** (``n_jobs=None`` means all cores above :data:`LARGE_COHORT`, one below).
 
+Missing values (NaN) are handled by scikit-survival's trees (≥ 0.28, splitter "best"): a split
+sends them to the child that gives the larger log-rank statistic and stores that side for
+prediction; a split on a feature complete in its node stores the side with more patients.
+
 ``benchmarks/run_all.py`` measures the speed-up and the cost in held-out C against plain
 scikit-survival on the same data.
 """
@@ -140,6 +144,12 @@ class SurvivalForest(SurvivalEstimator):
         self.low_memory = low_memory
         self.n_jobs = n_jobs
         self.random_state = random_state
+
+    @property
+    def handles_missing(self) -> bool:
+        """True: scikit-survival's trees (splitter "best") send the missing values of a split to the
+        child that gives the better log-rank statistic, and store that side for prediction."""
+        return True
 
     def _settings(self, n: int) -> tuple[int | None, int | float | None, int | None, int]:
         """(time grid points, patients per tree, bins, jobs) for a cohort of n patients."""
