@@ -16,6 +16,7 @@ from sklearn.utils import get_tags
 from sksurv.tree import SurvivalTree
 
 from riskmodel.errors import UserInputError
+from riskmodel.explain import explain
 from riskmodel.models import SurvivalEstimator
 from riskmodel.stats import survival_array
 from riskmodel.stats.logrank import logrank_chi2
@@ -98,6 +99,25 @@ def test_a_model_with_missing_values_survives_its_files(
     )
 
 
+@pytest.mark.parametrize("output", ["risk", ("survival", 6.0)], ids=["risk", "S6"])
+def test_a_family_that_handles_missing_values_explains_them_with_local_accuracy(
+    fitted_with_missing: SurvivalEstimator, missing: tuple, output: object
+) -> None:
+    X, _ = missing
+    rows = X.head(20)  # the first three miss x0
+    e = explain(fitted_with_missing, rows, output=output)
+    f = (
+        fitted_with_missing.predict_risk(rows)
+        if output == "risk"
+        else fitted_with_missing.predict_survival(rows, [6.0]).to_numpy()[:, 0]
+    )
+    assert e.method.startswith("exact")
+    np.testing.assert_allclose(e.base_values + e.values.sum(axis=1), f, rtol=0, atol=1e-9)
+    # reference patients with missing values of their own are reference patients too
+    e = explain(fitted_with_missing, rows, output=output, background=X.iloc[20:40])
+    np.testing.assert_allclose(e.base_values + e.values.sum(axis=1), f, rtol=0, atol=1e-9)
+
+
 @pytest.mark.parametrize("name", REFUSING)
 def test_a_family_that_does_not_handle_missing_values_refuses_them_by_name(name: str, missing: tuple) -> None:
     X, y = missing
@@ -111,6 +131,10 @@ def test_a_family_that_does_not_handle_missing_values_refuses_them_by_name(name:
         model.predict_risk(X)
     with pytest.raises(UserInputError, match=message):
         model.predict_survival(X, [6.0])
+    with pytest.raises(UserInputError, match=name_first):
+        explain(model, X.head(5))
+    with pytest.raises(UserInputError, match=name_first):
+        explain(model, X.fillna(0.0).head(5), output=("survival", 6.0), background=X.head(20))
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
