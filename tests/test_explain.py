@@ -106,7 +106,10 @@ def _path_dependent_value(tree: object, x: np.ndarray, coalition: set[int], leaf
             return float(leaf[node])
         left, right = t.children_left[node], t.children_right[node]
         if t.feature[node] in coalition:
-            return walk(left if np.float32(x[t.feature[node]]) <= t.threshold[node] else right)
+            value = x[t.feature[node]]
+            if np.isnan(value):  # a missing value takes the side the tree stored for it
+                return walk(left if t.missing_go_to_left[node] else right)
+            return walk(left if np.float32(value) <= t.threshold[node] else right)
         w_left, w_right = t.weighted_n_node_samples[left], t.weighted_n_node_samples[right]
         return (w_left * walk(left) + w_right * walk(right)) / (w_left + w_right)
 
@@ -125,11 +128,16 @@ def _enumerated_shapley(value: object, p: int) -> np.ndarray:
     return phi
 
 
+@pytest.mark.parametrize("missing", [False, True], ids=["complete", "missing"])
 @pytest.mark.parametrize("output", ["risk", ("survival", 12.0)])
-def test_forest_treeshap_equals_enumerated_path_dependent_shapley_values(output: object) -> None:
+def test_forest_treeshap_equals_enumerated_path_dependent_shapley_values(output: object, missing: bool) -> None:
     frame = generate(400, seed=4)
     data = survival_data(frame, "os", landmark_months=0)
     X = data.X[["d90_gy", "recurrence_interval_months", "lesion_volume_cm3", "age_years", "kps"]].astype(float)
+    if missing:  # a fifth of D90 and of the volumes missing, among them the first patients explained
+        lost = np.random.default_rng(0).random((len(X), 2)) < 0.2
+        lost[:3] = [True, False], [False, True], [True, True]
+        X[["d90_gy", "lesion_volume_cm3"]] = X[["d90_gy", "lesion_volume_cm3"]].mask(lost)
     forest = SurvivalForest(n_estimators=5, min_samples_leaf=10, max_depth=5, random_state=1).fit(X, data.y)
     rsf = forest.model_
     if output == "risk":
@@ -149,11 +157,14 @@ def test_forest_treeshap_equals_enumerated_path_dependent_shapley_values(output:
         assert e.base_values[i] == pytest.approx(value(set()), abs=1e-9)
 
 
-def test_xgboost_explanation_matches_its_native_contributions() -> None:
+@pytest.mark.parametrize("missing", [False, True], ids=["complete", "missing"])
+def test_xgboost_explanation_matches_its_native_contributions(missing: bool) -> None:
     import xgboost as xgb
 
     data = survival_data(generate(1500, seed=2), "os", landmark_months=0)
     X = data.X[["d90_gy", "recurrence_interval_months", "lesion_volume_cm3", "age_years"]].astype(float)
+    if missing:  # xgboost's default direction at each split is the tree dicts' children_default
+        X = X.mask(np.random.default_rng(1).random(X.shape) < 0.15)
     model = GradientBoostingSurvival(n_estimators=60, max_depth=3).fit(X, data.y)
     e = explain(model, X)
     native = model.booster_.predict(xgb.DMatrix(X.to_numpy()), pred_contribs=True)

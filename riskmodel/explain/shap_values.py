@@ -27,6 +27,10 @@ features explained are the model's own (``ClinicalFeatures`` output: ``d90_gy``,
 
 Every result carries ``method`` (what was computed) and ``output`` (what is explained). Local
 accuracy holds on the exact paths: ``base_values + values.sum(1)`` equals the model's output.
+
+A missing value (NaN) is explained where the family handles them (``handles_missing``): in the
+tree paths it takes the side its tree sends it to (the side scikit-survival stored, xgboost's
+default direction). The other families refuse NaN here, as their predictions do.
 """
 
 from __future__ import annotations
@@ -135,6 +139,10 @@ def explain(model: Any, X: Any, *, output: Output = "risk", background: Any = No
     shap = _shap()
     horizon = _parse_output(output)
     estimator, Z, names, ref = _resolve(model, X, background)
+    # NaN is a missing value to a family that handles them; the others refuse it, as predicting does
+    estimator.check_values(Z, names)
+    if background is not None:
+        estimator.check_values(ref, names)
     if horizon is not None and horizon > estimator.max_time_:
         raise UserInputError(
             f"horizon {horizon:g} months lies beyond the training follow-up ({estimator.max_time_:.1f} months)"
@@ -153,7 +161,7 @@ def explain(model: Any, X: Any, *, output: Output = "risk", background: Any = No
         base = base + offset
         method = "exact: path-dependent TreeSHAP of xgboost's margin (log hazard ratio), in float64"
     else:
-        if np.isnan(ref).any():
+        if np.isnan(ref).all():  # the stand-in for no stored mean; a NaN here and there is a missing value
             raise UserInputError("this model stores no training mean; pass background= (reference patients)")
         values, base, method = _interventional(lambda A: model_output(estimator, A, horizon), Z, ref)
     explanation = shap.Explanation(

@@ -38,12 +38,14 @@ def forest_tree_dicts(forest: Any, horizon: float | None) -> list[dict[str, np.n
             leaf = value[:, 0, 0] if rsf.low_memory else value[:, event_times, 0].sum(axis=1)
         else:
             leaf = value[:, col, 1] if col >= 0 else np.ones(t.node_count)
-        left = np.asarray(t.children_left)
+        left, right = np.asarray(t.children_left), np.asarray(t.children_right)
+        # where the tree sends a missing value: the side it learned, or stored for a feature seen complete
+        default = np.where(np.asarray(t.missing_go_to_left, dtype=bool), left, right)
         out.append(
             _shap_tree(
                 left,
-                np.asarray(t.children_right),
-                left,
+                right,
+                default,
                 np.asarray(t.feature),
                 np.asarray(t.threshold, dtype=float),
                 leaf / len(trees),

@@ -4,11 +4,15 @@ A family is a scikit-learn estimator (constructor stores parameters; ``fit`` val
 ``self``; fitted attributes end in ``_``) that also offers ``predict_risk`` (higher = worse) and
 ``predict_survival(X, times)``, a DataFrame of S(t) with one row per patient and one column per
 horizon. Horizons beyond the training follow-up are refused, never extrapolated.
+
+A family whose ``handles_missing`` is True takes NaN in X as a missing value, in ``fit`` and in
+every prediction; the others refuse it, naming the family, rather than impute it silently.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -91,6 +95,14 @@ def _feature_names(X: Any) -> np.ndarray | None:
     return np.asarray(columns, dtype=object)
 
 
+def _where(bad: np.ndarray, names: Iterable[str] | None) -> str:
+    """'3 patient(s), in age_years, d90_gy': who holds the values ``bad`` marks, for a message."""
+    labels = [str(n) for n in names] if names is not None else [f"column {j}" for j in range(bad.shape[1])]
+    columns = [labels[j] for j in np.flatnonzero(bad.any(axis=0))]
+    shown = ", ".join(columns[:5]) + (f" and {len(columns) - 5} more" if len(columns) > 5 else "")
+    return f"{int(bad.any(axis=1).sum())} patient(s), in {shown}"
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """A model file's JSON: numpy arrays as lists."""
 
@@ -163,9 +175,39 @@ class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
         Xa = np.asarray(X, dtype=float)
         if Xa.ndim != 2 or len(Xa) != len(time):
             raise UserInputError(f"X must be a 2-D matrix with one row per patient ({len(time)}), got {Xa.shape}")
+        self.check_values(Xa, names)
         self.n_features_in_ = Xa.shape[1]
-        self.feature_means_ = Xa.mean(axis=0)
+        with warnings.catch_warnings():  # a column with no observed value has no mean: NaN, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.feature_means_ = np.nanmean(Xa, axis=0)
         return Xa, event, time
+
+    @property
+    def handles_missing(self) -> bool:
+        """True where ``fit`` and every prediction take NaN in X as a missing value; the others
+        refuse NaN. A property, because it may depend on a parameter (boosting's backend)."""
+        return False
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's tags, with ``allow_nan`` read from :attr:`handles_missing`."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.handles_missing
+        return tags
+
+    def check_values(self, X: Any, names: Iterable[str] | None = None) -> np.ndarray:
+        """``X`` as a float matrix; refused when it holds ±inf, or NaN in a family that does not
+        handle missing values (:attr:`handles_missing`). ``names`` label the columns in the message."""
+        Xa = np.asarray(X, dtype=float)
+        backend = getattr(self, "backend", None)
+        family = type(self).__name__ + (f" (backend {backend!r})" if backend else "")
+        if np.isinf(Xa).any():
+            raise UserInputError(f"{family} needs finite features, but X has ±inf for {_where(np.isinf(Xa), names)}")
+        if not self.handles_missing and np.isnan(Xa).any():
+            raise UserInputError(
+                f"{family} does not handle missing values, but X has NaN for {_where(np.isnan(Xa), names)}; "
+                "impute them or drop those patients first, or use a family that handles missing values"
+            )
+        return Xa
 
     def _check_features(self, X: Any) -> np.ndarray:
         """X as a float matrix, refused unless its features are the ones seen in fit (count, and
@@ -180,7 +222,7 @@ class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
         if Xa.ndim != 2 or Xa.shape[1] != self.n_features_in_:
             got = Xa.shape[1] if Xa.ndim == 2 else f"a {Xa.ndim}-D array"
             raise UserInputError(f"expected {self.n_features_in_} features, got {got}")
-        return Xa
+        return self.check_values(Xa, names if names is not None else fitted)
 
     def _common_state(self) -> dict[str, Any]:
         names = getattr(self, "feature_names_in_", None)

@@ -13,6 +13,10 @@ scikit-survival's ``GradientBoostingSurvivalAnalysis`` has no equivalent of ``mi
 not ``min_samples_leaf``), of the leaf-weight penalties ``reg_lambda`` and ``reg_alpha`` (its
 leaves are the unpenalised mean gradient), or of ``n_jobs`` (it fits on one core). With
 ``backend="sksurv"``, ``fit`` refuses a non-default value of any of them rather than ignore it.
+
+Missing values (NaN): xgboost learns at every split which side they take (its default direction),
+so the xgboost backend handles them; scikit-survival's boosting refuses them, and so does this
+class with ``backend="sksurv"`` (``handles_missing``).
 """
 
 from __future__ import annotations
@@ -87,6 +91,12 @@ class GradientBoostingSurvival(SurvivalEstimator):
         self.reg_alpha = reg_alpha
         self.n_jobs = n_jobs
         self.random_state = random_state
+
+    @property
+    def handles_missing(self) -> bool:
+        """True with xgboost, which learns a direction for missing values at every split; scikit-survival's
+        boosting refuses NaN."""
+        return bool(self.backend == "xgboost")
 
     @classmethod
     def ignored_params(cls, params: Mapping[str, Any]) -> dict[str, str]:

@@ -104,12 +104,6 @@ def _efron_terms(Z: np.ndarray, rs: _RiskSets, eta: np.ndarray, shift: float) ->
     return loglik, grad, info
 
 
-def _check_finite(X: np.ndarray) -> np.ndarray:
-    if not np.isfinite(X).all():
-        raise UserInputError("Cox needs a finite 2-D feature matrix")
-    return X
-
-
 def _cholesky2(matrix: np.ndarray, toler: float) -> tuple[np.ndarray, np.ndarray]:
     """survival's ``cholesky2``: C = F D F' in place of a copy; a pivot below ``toler`` times the
     largest diagonal marks its column redundant (its D is set to 0). Returns (factor, singular)."""
@@ -249,8 +243,7 @@ class CoxPH(SurvivalEstimator):
             raise UserInputError(f"l1_ratio must be between 0 and 1, got {self.l1_ratio!r}")
         if self.ties not in ("efron", "breslow"):
             raise UserInputError(f"ties must be 'efron' or 'breslow', got {self.ties!r}")
-        Xa, event, time = self._begin_fit(X, y)
-        _check_finite(Xa)
+        Xa, event, time = self._begin_fit(X, y)  # refuses NaN and ±inf (handles_missing is False)
         self.mean_ = self.feature_means_
         scale = Xa.std(axis=0)
         self.constant_ = scale == 0
@@ -348,7 +341,7 @@ class CoxPH(SurvivalEstimator):
     def predict_risk(self, X: Any) -> np.ndarray:
         """The linear predictor (log hazard ratio against the training mean)."""
         check_is_fitted(self, "coef_")
-        return np.asarray((_check_finite(self._check_features(X)) - self.mean_) @ self.coef_, dtype=float)
+        return np.asarray((self._check_features(X) - self.mean_) @ self.coef_, dtype=float)
 
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         cumhaz = step_values(self.event_times_, self.baseline_cumhaz_, times)

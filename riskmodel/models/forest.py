@@ -14,7 +14,12 @@ default above :data:`LARGE_COHORT` patients and exact (plain scikit-survival) be
 * **Binned features** (``max_bins``, default 128): a continuous covariate is rounded up to the
   nearest of its training quantiles, so each node evaluates at most 128 split points per feature.
   The same rounding is applied before every prediction, so thresholds keep their original units.
+  The quantiles are those of the observed values, and a missing value (NaN) stays missing.
 * **Both cores** (``n_jobs=None`` means all cores above :data:`LARGE_COHORT`, one below).
+
+Missing values (NaN) are handled by scikit-survival's trees (≥ 0.28, splitter "best"): a split
+sends them to the child that gives the larger log-rank statistic and stores that side for
+prediction; a split on a feature complete in its node stores the side with more patients.
 
 ``benchmarks/run_all.py`` measures the speed-up and the cost in held-out C against plain
 scikit-survival on the same data.
@@ -72,16 +77,22 @@ def snap_times(event: np.ndarray, time: np.ndarray, points: int) -> tuple[np.nda
 def bin_edges(X: np.ndarray, max_bins: int) -> list[np.ndarray | None]:
     """Per column, the quantile edges values are rounded up to, or None when it has few values.
 
+    Edges come from the observed values only: a missing value (NaN) has no rank, and one NaN in
+    ``np.quantile`` would make every edge NaN. A column with no observed value gets None.
+
     >>> bin_edges(np.array([[0.0, 1.0], [1.0, 2.0], [2.0, 3.0], [3.0, 4.0]]), 2)[0].tolist()
+    [1.0, 3.0]
+    >>> bin_edges(np.array([[0.0], [np.nan], [1.0], [2.0], [3.0]]), 2)[0].tolist()
     [1.0, 3.0]
     """
     edges: list[np.ndarray | None] = []
     for column in X.T:
-        if np.unique(column).size <= max_bins:
+        observed = column[~np.isnan(column)]
+        if np.unique(observed).size <= max_bins:
             edges.append(None)
         else:
             q = np.linspace(0.0, 1.0, max_bins + 1)[1:]
-            edges.append(np.unique(np.quantile(column, q, method="inverted_cdf")))
+            edges.append(np.unique(np.quantile(observed, q, method="inverted_cdf")))
     return edges
 
 
@@ -134,6 +145,12 @@ class SurvivalForest(SurvivalEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    @property
+    def handles_missing(self) -> bool:
+        """True: scikit-survival's trees (splitter "best") send the missing values of a split to the
+        child that gives the better log-rank statistic, and store that side for prediction."""
+        return True
+
     def _settings(self, n: int) -> tuple[int | None, int | float | None, int | None, int]:
         """(time grid points, patients per tree, bins, jobs) for a cohort of n patients."""
         large = n > LARGE_COHORT
@@ -175,7 +192,7 @@ class SurvivalForest(SurvivalEstimator):
         return self
 
     def _binned(self, X: Any) -> np.ndarray:
-        """Features rounded up onto the training bin edges (unchanged when binning is off)."""
+        """Features rounded up onto the training bin edges (unchanged when binning is off); NaN stays NaN."""
         Xa = np.asarray(X, dtype=float)
         edges = getattr(self, "bin_edges_", None)
         if not edges:
@@ -183,7 +200,10 @@ class SurvivalForest(SurvivalEstimator):
         out = Xa.copy()
         for j, e in enumerate(edges):
             if e is not None:
-                out[:, j] = e[np.minimum(np.searchsorted(e, Xa[:, j], side="left"), e.size - 1)]
+                x = Xa[:, j]
+                # searchsorted puts NaN past the last edge; a missing value must stay missing
+                rounded = e[np.minimum(np.searchsorted(e, x, side="left"), e.size - 1)]
+                out[:, j] = np.where(np.isnan(x), np.nan, rounded)
         return out
 
     def _predictor(self, X: Any) -> tuple[Any, np.ndarray]:

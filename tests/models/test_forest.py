@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from riskmodel.metrics import harrell_c
 from riskmodel.models import SurvivalForest
 from riskmodel.models.forest import LARGE_COHORT, bin_edges, snap_times
 from riskmodel.scoring import read_model_dir, write_model_dir
+from riskmodel.stats import survival_array
 
 
 def design(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -49,6 +51,56 @@ def test_bin_edges_leave_few_valued_columns_alone() -> None:
     assert edges[0] is not None
     assert edges[0].size == 64
     assert edges[0][-1] == 999.0
+
+
+def test_bin_edges_come_from_the_observed_values_and_a_missing_value_stays_missing() -> None:
+    X = np.c_[np.r_[np.arange(1024.0), np.nan, np.nan]]
+    forest = SurvivalForest()
+    forest.bin_edges_ = bin_edges(X, 128)
+    # by hand: the k/128 quantile of 0..1023 (inverted CDF) is the 8k-th smallest value, 8k - 1
+    np.testing.assert_array_equal(forest.bin_edges_[0], np.arange(1, 129) * 8.0 - 1)
+    binned = forest._binned(np.c_[[3.0, 7.0, 8.0, 2000.0, np.nan]])[:, 0]
+    np.testing.assert_array_equal(binned, [7.0, 7.0, 15.0, 1023.0, np.nan])
+    assert bin_edges(np.c_[np.full(1024, np.nan)], 128) == [None]  # nothing observed: nothing to bin
+
+
+def one_informative_column(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, y, log hazard): exponential times with log hazard x0, x1 to x3 noise, uniform censoring."""
+    rng = np.random.default_rng(seed)
+    X = np.c_[rng.normal(size=n), rng.normal(size=n), rng.uniform(size=n), rng.integers(0, 2, n)]
+    eta = X[:, 0].copy()
+    t = rng.exponential(12 * np.exp(-eta))
+    c = rng.uniform(0, 36, n)
+    return X, survival_array(t <= c, np.minimum(t, c)), eta
+
+
+@pytest.mark.parametrize("n_missing", [1, 200])
+def test_missing_values_in_a_large_cohort_keep_their_column_informative(n_missing: int) -> None:
+    """A missing value in the informative column must not blind the binned forest to that column.
+
+    2,000 training patients (so binning is on), 2,000 held out; x0 carries the whole log hazard
+    and gets 1 or 200 (10 %) missing values in training, and for 10 % in the held-out patients
+    too. Tolerance: the binned forest's held-out C within 0.02 of the same forest unbinned on the
+    same data, and above 0.5 by at least 80 % of the oracle's margin. Measured (60 trees): oracle
+    0.735; no missing value 0.728; 1 missing 0.728 binned, 0.731 unbinned; 10 % missing 0.712
+    binned, 0.712 unbinned. Before the fix, binned with 1 or 10 % missing: 0.511.
+    """
+    n = 2000
+    X, y, eta = one_informative_column(2 * n, seed=0)
+    rng = np.random.default_rng(1)
+    X[rng.choice(n, n_missing, replace=False), 0] = np.nan
+    if n_missing > 1:
+        X[n + rng.choice(n, n_missing, replace=False), 0] = np.nan
+    train, test = slice(0, n), slice(n, None)
+    e, t = y["event"][test], y["time"][test]
+
+    def held_out_c(max_bins: Literal["auto"] | None) -> float:
+        forest = SurvivalForest(n_estimators=60, max_bins=max_bins, random_state=0).fit(X[train], y[train])
+        return harrell_c(e, t, forest.predict_risk(X[test]))
+
+    binned, unbinned = held_out_c("auto"), held_out_c(None)
+    assert abs(binned - unbinned) < 0.02
+    assert binned - 0.5 > 0.8 * (harrell_c(e, t, eta[test]) - 0.5)
 
 
 def test_small_cohorts_get_plain_scikit_survival_exactly() -> None:
