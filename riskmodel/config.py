@@ -112,6 +112,11 @@ class ImputationConfig(StrictModel):
 
     n_imputations: int = Field(10, ge=1, le=100, description="m, the completed copies (and fitted models).")
     n_iter: int = Field(10, ge=1, le=100, description="Chained-equations cycles per imputation.")
+    native: bool = Field(
+        True,
+        description="Families that handle missing values themselves (the forest, xgboost boosting) get them as "
+        "they are; false imputes for every family.",
+    )
 
 
 class TuneConfig(StrictModel):
@@ -189,8 +194,8 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _default_landmark(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("landmark_months") is not None:
-            return data
+        if not isinstance(data, dict) or data.get("landmark_months") is not None or data.get("cohort") is not None:
+            return data  # a declared cohort's landmark comes from its covariates (_declared_defaults)
         features = data.get("features") or {}
         feature_set = features.get("set", "study") if isinstance(features, dict) else getattr(features, "set", "study")
         try:

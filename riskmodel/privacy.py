@@ -29,6 +29,7 @@ salt kept per installation (``RISKMODEL_SALT``, else the file ``$RISKMODEL_HOME/
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,21 @@ def _without_pixels(text: str) -> str:
 
 
 _TOKEN = re.compile(r"(?<![\w.])[A-Za-z0-9][A-Za-z0-9_\-]*(?!\.\d)(?![\w])")
+
+
+def _numeric_npy(fh: Any) -> bool:
+    """Whether an open ``.npy`` member holds numbers or booleans only (read from its header)."""
+    import numpy as np
+
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            _, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            _, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    except ValueError:
+        return False
+    return dtype.kind in "biuf" and dtype.fields is None
 
 
 class PrivacyError(UserInputError):
@@ -205,12 +221,27 @@ class PhiGuard:
                 )
 
     def check_file(self, path: Path, name: str | None = None) -> None:
-        """Check a file's bytes (text or binary) before it is logged or shared."""
+        """Check a file's bytes (text or binary) before it is logged or shared.
+
+        A zip archive (a skops estimator) is checked member by member: its numeric arrays are
+        numbers, which carry no identifier or date, and are skipped; every other member (the
+        schema, text or object arrays) is checked as text. A forest of 800 patients took 84 s
+        to scan as one block of bytes.
+        """
+        label = name or path.name
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.infolist():
+                    with archive.open(member) as fh:
+                        if member.filename.endswith(".npy") and _numeric_npy(fh):
+                            continue
+                    self.check_text(f"{label}/{member.filename}", archive.read(member).decode("utf-8", "replace"))
+            return
         data = path.read_bytes()
         if data.startswith(_PNG_MAGIC):
-            self.check_text(name or path.name, png_text(data))
+            self.check_text(label, png_text(data))
         else:
-            self.check_text(name or path.name, data.decode("utf-8", errors="replace"))
+            self.check_text(label, data.decode("utf-8", errors="replace"))
 
     def check_tree(self, folder: Path, label: str) -> None:
         """Check every file under ``folder``."""

@@ -89,9 +89,11 @@ def train_command(
         )
     for note in result.notes:
         typer.echo(f"note: {note}")
+    short = ", ".join(e.upper() for e in result.exploratory)
+    caveat = f"EXPLORATORY: below Riley et al.'s minimum sample size for {short}; " if short else ""
     typer.echo(
         f"\nExperiment {result.experiment!r}: cross-validated metrics, mean ± SD over folds "
-        "(EXPLORATORY: small cohort; EPV = events per model parameter)"
+        f"({caveat}EPV = events per model parameter)"
     )
     typer.echo(result.table().to_string(index=False))
     for run in result.runs:

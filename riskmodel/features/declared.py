@@ -179,9 +179,15 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     encodings: the declaration refuses the others.)
     """
 
-    def __init__(self, declaration: dict[str, Any] | None = None, input_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        declaration: dict[str, Any] | None = None,
+        input_names: Sequence[str] | None = None,
+        allow_missing: bool = False,
+    ) -> None:
         self.declaration = declaration
         self.input_names = input_names
+        self.allow_missing = allow_missing
 
     def fit(self, X: Any, y: Any = None) -> DeclaredEncoding:
         """Learn knots and fill values. Returns ``self``."""
@@ -268,7 +274,7 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             missing = np.isnan(x)
             if c.missing == "indicator":
                 x = np.where(missing, self.fill_[name], x)
-            elif missing.any():
+            elif missing.any() and not (self.allow_missing and c.missing == "impute"):
                 raise FeatureError(
                     f"{name}: {int(missing.sum())} missing value(s) reached the model; declare missing: indicator "
                     "or impute (imputation runs before this step)"
@@ -276,7 +282,8 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             if c.encoding == "spline":
                 parts += list(restricted_cubic_spline(x, np.asarray(self.knots_[name])).T)
             elif c.encoding == "threshold":
-                parts.append((x >= float(c.threshold)).astype(float))  # type: ignore[arg-type]
+                flag = (x >= float(c.threshold)).astype(float)  # type: ignore[arg-type]
+                parts.append(np.where(missing, np.nan, flag))
             else:
                 parts.append(x)
             if c.missing == "indicator":
@@ -312,15 +319,22 @@ class DeclaredFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         The declared covariates to use (default: all), by name.
     """
 
-    def __init__(self, declaration: dict[str, Any] | None = None, covariates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        declaration: dict[str, Any] | None = None,
+        covariates: Sequence[str] | None = None,
+        allow_missing: bool = False,
+    ) -> None:
         self.declaration = declaration
         self.covariates = covariates
+        self.allow_missing = allow_missing
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> DeclaredFeatures:
         """Fit both steps. Returns ``self``."""
         self.inputs_ = DeclaredInputs(self.declaration, self.covariates).fit(X)
         names = [str(n) for n in self.inputs_.get_feature_names_out()]
-        self.encoding_ = DeclaredEncoding(self.declaration, names).fit(self.inputs_.transform(X))
+        encoding = DeclaredEncoding(self.declaration, names, self.allow_missing)
+        self.encoding_ = encoding.fit(self.inputs_.transform(X))
         self.feature_names_in_ = self.inputs_.feature_names_in_
         self.n_features_in_ = self.inputs_.n_features_in_
         self.feature_names_out_ = self.encoding_.get_feature_names_out()
@@ -350,9 +364,10 @@ class DeclaredFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def from_state(cls, state: dict[str, Any]) -> DeclaredFeatures:
         """The fitted transformer from :meth:`to_state`'s data."""
         inputs = DeclaredInputs.from_state(state["inputs"])
-        features = cls(inputs.declaration, inputs.covariates)
+        encoding = DeclaredEncoding.from_state(state["encoding"])
+        features = cls(inputs.declaration, inputs.covariates, encoding.allow_missing)
         features.inputs_ = inputs
-        features.encoding_ = DeclaredEncoding.from_state(state["encoding"])
+        features.encoding_ = encoding
         features.feature_names_in_ = inputs.feature_names_in_
         features.n_features_in_ = inputs.n_features_in_
         features.feature_names_out_ = features.encoding_.get_feature_names_out()

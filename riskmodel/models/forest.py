@@ -1,7 +1,9 @@
 """Random survival forest: scikit-survival's ``RandomSurvivalForest`` behind the shared interface.
 
 For large cohorts the forest is made fast the way randomForestSRC and ranger are, each step on by
-default above :data:`LARGE_COHORT` patients and exact (plain scikit-survival) below it:
+default above :data:`LARGE_COHORT` patients and exact (plain scikit-survival) below it (the time
+grid also above 100 distinct event times, where the stored curves would otherwise run to
+gigabytes):
 
 * **Time grid** (``time_grid``, default 100 points). scikit-survival's log-rank split search
   costs O(node size × distinct times) per node, and every node stores a curve over all distinct
@@ -151,10 +153,14 @@ class SurvivalForest(SurvivalEstimator):
         child that gives the better log-rank statistic, and store that side for prediction."""
         return True
 
-    def _settings(self, n: int) -> tuple[int | None, int | float | None, int | None, int]:
-        """(time grid points, patients per tree, bins, jobs) for a cohort of n patients."""
+    def _settings(self, n: int, event_times: int = 0) -> tuple[int | None, int | float | None, int | None, int]:
+        """(time grid points, patients per tree, bins, jobs) for a cohort of n patients with
+        ``event_times`` distinct event times."""
         large = n > LARGE_COHORT
-        grid = (DEFAULT_TIME_GRID if large else None) if self.time_grid == "auto" else self.time_grid
+        # every node stores a curve over all distinct times: beyond a few hundred event times the
+        # forest runs to gigabytes (707 MB at 800 patients), so the grid starts where it would bite
+        gridded = large or event_times > DEFAULT_TIME_GRID
+        grid = (DEFAULT_TIME_GRID if gridded else None) if self.time_grid == "auto" else self.time_grid
         if self.max_samples == "auto":
             samples: int | float | None = min(n, int(SAMPLES_PER_ROOT_N * math.sqrt(n))) if large else None
         else:
@@ -171,7 +177,7 @@ class SurvivalForest(SurvivalEstimator):
         from sksurv.ensemble import RandomSurvivalForest
 
         Xa, event, time = self._begin_fit(X, y)
-        grid, samples, bins, jobs = self._settings(len(time))
+        grid, samples, bins, jobs = self._settings(len(time), int(np.unique(time[event]).size))
         self.bin_edges_ = bin_edges(Xa, bins) if bins is not None else None
         target = y
         self.time_grid_ = None

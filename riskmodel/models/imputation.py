@@ -186,6 +186,11 @@ class MultipleImputationSurvival(SurvivalEstimator):
         self.random_state = random_state
 
     @property
+    def handles_missing(self) -> bool:
+        """True: the covariates it imputes may be missing (the others are checked in ``fit``)."""
+        return True
+
+    @property
     def risk_is_log_hazard(self) -> bool:  # type: ignore[override]
         """As the wrapped family (the mean of log hazard ratios is one)."""
         return bool(getattr(self.estimator, "risk_is_log_hazard", False))

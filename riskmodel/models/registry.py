@@ -76,7 +76,9 @@ class ForestConfig(StrictModel):
     max_features: Literal["sqrt", "log2"] | float | None = "sqrt"
     max_depth: int | None = Field(None, ge=1)
     time_grid: Literal["auto"] | Annotated[int, Field(ge=2)] | None = Field(
-        "auto", description="Event-time quantiles the trees see; auto = 100 above 1,000 patients, exact below."
+        "auto",
+        description="Event-time quantiles the trees see; auto = 100 above 1,000 patients or 100 distinct event "
+        "times, exact below.",
     )
     max_samples: Literal["auto"] | Annotated[int, Field(ge=1)] | Annotated[float, Field(gt=0, le=1)] | None = Field(
         "auto", description="Patients per tree (count or fraction); auto = 30·√n above 1,000 patients."

@@ -56,6 +56,7 @@ from riskmodel.workflow.prepare import (
     make_pipeline,
     override,
     prepare_endpoints,
+    sample_size,
     shareable_config,
 )
 
@@ -193,7 +194,7 @@ def tune(
         "endpoint": s.endpoint,
         "family": s.family,
         "metric": s.metric,
-        "exploratory": "true",
+        "exploratory": str(not sample_size(s.config, s.prepared).adequate).lower(),
         f"sampler_seed_worker_{worker}": str(s.config.seed + SEED_STRIDE * worker),
         **{k.replace("evaluation.", "evaluation_"): v for k, v in s.prepared.window.params().items()},
     }

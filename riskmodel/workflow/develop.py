@@ -71,7 +71,10 @@ class Developed:
 
     @property
     def n_parameters(self) -> int:
-        """Model parameters: one per model feature."""
+        """Model parameters: one per model feature (after the encoding, also under imputation)."""
+        encodings = getattr(self.model.estimator, "encodings_", None)
+        if encodings:
+            return len(encodings[0].get_feature_names_out())
         return len(self.features.get_feature_names_out())
 
 

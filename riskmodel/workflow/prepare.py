@@ -164,8 +164,10 @@ def _declared_pipeline(config: ExperimentConfig, cohort: CohortDeclaration, esti
     declaration = cohort.model_dump(mode="json")
     used = config.covariates
     imputed = [c for c in cohort.covariates if c.name in used and c.missing == "impute"]
-    if not imputed:
-        return Pipeline([("features", DeclaredFeatures(declaration, used)), ("model", estimator)])
+    native = bool(imputed) and config.imputation.native and estimator.handles_missing
+    if not imputed or native:  # a family that handles missing values gets them as NaN
+        features = DeclaredFeatures(declaration, used, allow_missing=native)
+        return Pipeline([("features", features), ("model", estimator)])
     codes = {c.name: (2 if c.kind == "binary" else len(c.code_levels)) for c in imputed if c.kind != "numeric"}
     imputation = MultipleImputationSurvival(
         DeclaredEncoding(declaration),

@@ -65,8 +65,9 @@ class RunContext:
     commit: str
 
     @classmethod
-    def create(cls, config: ExperimentConfig, cohort: Cohort) -> RunContext:
-        """The shared parts of the runs of ``config`` on ``cohort``."""
+    def create(cls, config: ExperimentConfig, cohort: Cohort, *, exploratory: bool = True) -> RunContext:
+        """The shared parts of the runs of ``config`` on ``cohort``; ``exploratory`` when the
+        cohort is below Riley et al.'s minimum sample size for an endpoint."""
         commit = git_commit()
         shared = shareable_config(config)
         tags = {
@@ -76,7 +77,7 @@ class RunContext:
             "data_digest": _digest(cohort),
             "cohort_size": str(len(cohort)),
             "landmark_months": f"{config.landmark_months:g}",
-            "exploratory": "true",
+            "exploratory": str(exploratory).lower(),
         }
         return cls(config, cohort, shared, flat_params("", shared, {}), tags, commit)
 
@@ -110,6 +111,7 @@ def record_run(
                 "events_per_parameter": f"{n_events / dev.n_parameters:.1f}",
                 "time_origin": model.time_origin,
                 "riley_adequate": str(size.adequate).lower(),
+                "exploratory": str(not size.adequate).lower(),
                 "horizons": ",".join(f"{h:g}" for h in prepared.horizons),
             },
         )

@@ -79,6 +79,8 @@ class TrainResult:
     tracking_uri: str
     runs: list[RunResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # the endpoints whose cohort is below Riley et al.'s minimum sample size: exploratory only
+    exploratory: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The ``--summary-json`` payload."""
@@ -165,8 +167,9 @@ def train(
     families = config.models.enabled()
     counter = _Progress(progress, len(prepared) * len(families) * config.evaluation.fits_per_model)
     tracker = Tracker(config.name, tracking_uri, guard=PhiGuard.for_cohort(cohort))
-    ctx = RunContext.create(config, cohort)
-    result = TrainResult(config.name, "", tracker.uri, notes=list(dropped))
+    short = [ep for ep, s in sizes.items() if not s.adequate]
+    ctx = RunContext.create(config, cohort, exploratory=bool(short))
+    result = TrainResult(config.name, "", tracker.uri, notes=list(dropped), exploratory=short)
     if tracker.stale_runs:
         n = len(tracker.stale_runs)
         result.notes.append(f"closed {n} run{'s' if n > 1 else ''} left RUNNING by an ended process (now KILLED)")
