@@ -198,8 +198,11 @@ def integrated_brier(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarr
 
     One matrix expression instead of a loop over times; the definition (Graf et al. 1999) and the
     trapezoidal integration over the grid's span are scikit-survival's ``integrated_brier_score``.
-    Like it, refuses (ValueError) times outside the test follow-up [first; last); unlike it, also
-    a time where the censoring survival G(t) is 0, whose controls would get weight 1/0.
+    Like it, refuses (ValueError) times at or beyond the test follow-up's end, where the test set
+    says nothing, and also (unlike it) a time where the censoring survival G(t) is 0, whose
+    controls would get weight 1/0. Unlike it, it accepts times before the first test time: every
+    test patient is then a control, and the score is well defined. An evaluation window fixed
+    for a whole cohort starts at the cohort's first time, before most test folds' first.
     """
     from sksurv.nonparametric import CensoringDistributionEstimator
 
@@ -211,13 +214,17 @@ def integrated_brier(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarr
     time = np.asarray(y_test["time"], dtype=float)
     if est.shape != (time.size, times.size):
         raise ValueError(f"survival has shape {est.shape}, expected {(time.size, times.size)}")
-    if times.min() < time.min() or times.max() >= time.max():
-        raise ValueError(f"time points must lie within the test follow-up [{time.min():g}; {time.max():g})")
+    if times.min() < 0 or times.max() >= time.max():
+        raise ValueError(f"time points must lie before the end of the test follow-up ({time.max():g}), and not below 0")
     cens = CensoringDistributionEstimator().fit(y_train)
     g_t = cens.predict_proba(times)
     if (g_t == 0).any():
         raise ValueError(f"the censoring survival G(t) is 0 at {times[g_t == 0][0]:g}: the IBS is undefined there")
-    g_y = cens.predict_proba(time)
+    # G at a patient's own time weighs them only as a case (time ≤ t), so only up to the last grid
+    # point: a test time beyond the training follow-up is then no reason to refuse the score
+    g_y = np.full(time.size, np.inf)
+    weighed = time <= times.max()
+    g_y[weighed] = cens.predict_proba(time[weighed])
     g_y[g_y == 0] = np.inf
     case = (time[:, None] <= times[None, :]) & event[:, None]
     control = time[:, None] > times[None, :]
