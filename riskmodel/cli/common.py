@@ -86,11 +86,11 @@ def main(
     """riskmodel: survival models for seed brachytherapy cohorts."""
 
 
-def csv_option(value: str | None, name: str) -> list[str] | None:
-    """A comma-separated option as a list of lower-case names (None when not given)."""
+def csv_option(value: str | None, name: str, *, lower: bool = True) -> list[str] | None:
+    """A comma-separated option as a list (lower-case names unless ``lower=False``; None when not given)."""
     if value is None:
         return None
-    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    items = [v.strip().lower() if lower else v.strip() for v in value.split(",") if v.strip()]
     if not items:
         raise typer.BadParameter("give a comma-separated list", param_hint=name)
     return items

@@ -46,6 +46,7 @@ def score_command(
     Example: riskmodel score --model runs:/<LC run>/model --model runs:/<OS run>/model
     --patients new.csv --report reports/
     """
+    from riskmodel.errors import UserInputError
     from riskmodel.scoring import read_patients, write_scores
     from riskmodel.tracking import load_model
 
@@ -61,7 +62,10 @@ def score_command(
     if report is not None:
         require_writable(report, folder=True, option="--report")
     risk_models = [load_model(m, tracking_uri=tracking_uri) for m in model]
-    table = read_patients(patients, mapping=mapping)
+    declared = {m.declaration is not None for m in risk_models}
+    if len(declared) > 1:
+        raise UserInputError("score models of declared cohorts and of the built-in contract in separate commands")
+    table = read_patients(patients, mapping=mapping, declared=declared.pop())
     records: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     for risk_model in risk_models:

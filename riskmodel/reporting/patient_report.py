@@ -168,14 +168,15 @@ def write_patient_reports(models: Sequence[RiskModel], patients: pd.DataFrame, o
         data, _bad = model.split_valid(patients)
         valid = data.index if valid is None else valid.intersection(data.index)
     assert valid is not None
-    if "patient_id" not in patients.columns or len(valid) == 0:
+    id_column = models[0].id_column
+    if id_column not in patients.columns or len(valid) == 0:
         return []
     chosen = patients.loc[valid]
     explained = {}
     for m in models:
         h = _horizon(m)
         explained[id(m)] = (explain(m, chosen), explain(m, chosen, output=("survival", h)), h)
-    ids = {str(v).strip() for v in patients["patient_id"].dropna()}
+    ids = {str(v).strip() for v in patients[id_column].dropna()}
     # an ID that is also a clinical value on the page (a patient called "N1" beside stage N1) can't
     # be guarded as a token; the pages name patients only by pseudonym anyway
     shown = {str(v).strip() for m in models for c in m.input_columns if c in patients for v in patients[c].dropna()}
@@ -185,7 +186,7 @@ def write_patient_reports(models: Sequence[RiskModel], patients: pd.DataFrame, o
         links = []
         for i, row_label in enumerate(valid):
             raw = chosen.loc[[row_label]]
-            pid = pseudonym(raw["patient_id"].iloc[0])
+            pid = pseudonym(raw[id_column].iloc[0])
             sections = [
                 f"<h1>Patient {html.escape(pid)}</h1>",
                 "<p class='note'><b>Exploratory.</b> Predictions of models trained on a small cohort; read the "

@@ -108,6 +108,11 @@ class RiskModel:
             declaration=declaration,
         )
 
+    @property
+    def id_column(self) -> str:
+        """The patient-identifier column of the files this model scores."""
+        return self.declaration.id if self.declaration is not None else "patient_id"
+
     def unstable_horizons(self, times: Iterable[float]) -> list[float]:
         """The ``times`` beyond which fewer than ``min_at_risk`` training patients were followed."""
         if self.reliable_until is None:
@@ -280,7 +285,7 @@ class RiskModel:
         return flags
 
     def _error_record(self, df: pd.DataFrame, row: Any, message: str) -> dict[str, Any]:
-        pid = df.at[row, "patient_id"] if "patient_id" in df.columns else None
+        pid = df.at[row, self.id_column] if self.id_column in df.columns else None
         return {
             "patient_id": None if pid is None or (isinstance(pid, float) and math.isnan(pid)) else str(pid),
             "row": _plain(row),

@@ -14,10 +14,19 @@ from riskmodel.errors import UserInputError, require_writable
 __all__ = ["read_patients", "write_scores"]
 
 
-def read_patients(path: str | Path, *, mapping: str | Path | None = None) -> pd.DataFrame:
-    """Read a patients file as raw cells (row numbers as in a spreadsheet), with column names mapped."""
+def read_patients(path: str | Path, *, mapping: str | Path | None = None, declared: bool = False) -> pd.DataFrame:
+    """Read a patients file as raw cells (row numbers as in a spreadsheet).
+
+    For the built-in contract its column names are mapped to the canonical ones; for a model of a
+    declared cohort (``declared``) the headers stay as written: the model's declaration reads them.
+    """
     frame, first_row = read_table(path)
     frame.index = pd.RangeIndex(first_row, first_row + len(frame), name="row")
+    if declared:
+        if mapping is not None:
+            raise UserInputError("--mapping applies to the built-in contract; a declared model reads its own headers")
+        frame.columns = [str(c) for c in frame.columns]
+        return frame
     renamed, _ = rename_columns(frame, load_mapping(mapping) if mapping else ColumnMapping(), Path(path).name)
     return renamed
 
