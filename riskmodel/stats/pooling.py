@@ -97,8 +97,8 @@ class PooledEstimates:
 def barnard_rubin_df(m: int, b: Any, t: Any, dfcom: float = math.inf) -> np.ndarray:
     """Barnard & Rubin's (1999) degrees of freedom, exactly as ``mice:::barnard.rubin``.
 
-    >>> float(barnard_rubin_df(5, 1.0, 2.2, math.inf)[0])  # lambda = 1.2/2.2: 4/lambda² = 13.44…
-    13.444444444444445
+    >>> round(float(barnard_rubin_df(5, 1.0, 2.2, math.inf)[0]), 6)  # lambda = 1.2/2.2, so 4/lambda² = 121/9
+    13.444444
     """
     lam = (1 + 1 / m) * np.atleast_1d(np.asarray(b, float)) / np.asarray(t, float)
     lam = np.where(lam < _LAMBDA_FLOOR, _LAMBDA_FLOOR, lam)
@@ -147,9 +147,11 @@ def rubin_pool(estimates: Any, variances: Any, dfcom: float = math.inf, level: f
     level
         Confidence level of ``lower`` and ``upper``.
 
+    By hand: qbar = 0.5, ubar = 0.02, b = (0.1² + 0.1²)/1 = 0.02, t = 0.02 + 1.5·0.02 = 0.05, riv = 1.5.
+
     >>> pooled = rubin_pool([[0.4], [0.6]], [[0.01], [0.03]])
-    >>> float(pooled.estimate[0]), float(pooled.b[0]), round(float(pooled.t[0]), 6)
-    (0.5, 0.02, 0.05)
+    >>> [round(float(x[0]), 12) for x in (pooled.estimate, pooled.ubar, pooled.b, pooled.t, pooled.riv)]
+    [0.5, 0.02, 0.02, 0.05, 1.5]
     """
     q, u = np.asarray(estimates, dtype=float), np.asarray(variances, dtype=float)
     if q.ndim == 1:  # m analyses of one coefficient
