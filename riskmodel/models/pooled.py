@@ -38,6 +38,8 @@ def _covariance(model: CoxPH, which: int) -> np.ndarray:
         problem = "did not converge"
     elif model.constant_.any():
         problem = "has a constant feature, whose coefficient is not estimable"
+    elif getattr(model, "information_", None) is None:
+        problem = "has no information matrix (a model file written before riskmodel 0.1's explain)"
     if problem is None:
         try:
             return np.asarray(np.linalg.inv(model.information_), float)

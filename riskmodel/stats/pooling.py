@@ -167,8 +167,8 @@ def rubin_pool(estimates: Any, variances: Any, dfcom: float = math.inf, level: f
             RiskModelWarning,
             stacklevel=2,
         )
-        nan = np.full(p, np.nan)
-        b, t, df, riv, lam, fmi = nan, ubar, np.full(p, dfcom), nan, nan, nan
+        b, riv, lam, fmi = (np.full(p, np.nan) for _ in range(4))
+        t, df = ubar, np.full(p, dfcom)
     else:
         b = q.var(axis=0, ddof=1)
         t = ubar + (1 + 1 / m) * b

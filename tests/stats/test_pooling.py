@@ -275,6 +275,8 @@ def test_pooling_refuses_penalised_and_mismatched_cox_fits() -> None:
         pool_cox([CoxPH(penalty=0).fit(first[COVARIATES], y), CoxPH(penalty=0.1).fit(first[COVARIATES], y)])
     with pytest.raises(UserInputError, match="model 2 has features"):
         pool_cox([CoxPH(penalty=0).fit(first[COVARIATES], y), CoxPH(penalty=0).fit(first[COVARIATES[::-1]], y)])
+    with pytest.raises(UserInputError, match=r"model 1 .* constant feature"):
+        pool_cox([CoxPH(penalty=0).fit(first[COVARIATES].assign(x2=1.0), y)])
     with pytest.raises(UserInputError, match="at least one"):
         pool_cox([])
 
