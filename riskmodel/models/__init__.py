@@ -10,6 +10,7 @@ from riskmodel.models.base import SurvivalEstimator
 from riskmodel.models.boosting import GradientBoostingSurvival
 from riskmodel.models.cox import CoxPH
 from riskmodel.models.forest import SurvivalForest
+from riskmodel.models.pooled import pool_cox, pooled_hazard_ratios
 from riskmodel.models.registry import FAMILIES, SPECS, FamilySpec, build_estimator
 
 __all__ = [
@@ -21,4 +22,6 @@ __all__ = [
     "SurvivalEstimator",
     "SurvivalForest",
     "build_estimator",
+    "pool_cox",
+    "pooled_hazard_ratios",
 ]

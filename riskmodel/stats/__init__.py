@@ -1,6 +1,7 @@
 """Classical survival statistics on plain arrays: survival targets, Kaplan-Meier, the log-rank
 test, proportional-hazards tests (survival 3.x's cox.zph), Aalen-Johansen, Riley et al.'s sample
-size and restricted cubic splines. Nothing here fits a model or reads a cohort.
+size, restricted cubic splines and Rubin's rules for multiply imputed analyses. Nothing here fits
+a model or reads a cohort.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from riskmodel.stats.competing import aalen_johansen
 from riskmodel.stats.kaplan_meier import kaplan_meier, km_at, km_median, km_summary
 from riskmodel.stats.logrank import logrank_chi2
 from riskmodel.stats.ph import TRANSFORMS, PHSmooth, PHTest, Transform, ph_smooth, ph_test, transformed_time
+from riskmodel.stats.pooling import PooledEstimates, barnard_rubin_df, rubin_pool
 from riskmodel.stats.splines import restricted_cubic_spline
 from riskmodel.stats.target import SURVIVAL_DTYPE, check_survival_target, step_values, survival_array
 
@@ -17,8 +19,10 @@ __all__ = [
     "TRANSFORMS",
     "PHSmooth",
     "PHTest",
+    "PooledEstimates",
     "Transform",
     "aalen_johansen",
+    "barnard_rubin_df",
     "check_survival_target",
     "kaplan_meier",
     "km_at",
@@ -28,6 +32,7 @@ __all__ = [
     "ph_smooth",
     "ph_test",
     "restricted_cubic_spline",
+    "rubin_pool",
     "step_values",
     "survival_array",
     "transformed_time",
