@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import pandas as pd
@@ -12,6 +12,9 @@ import typer
 from riskmodel.cli.common import app, csv_option, stop_if_terminated, user_errors
 from riskmodel.core.files import atomic_write_text
 from riskmodel.errors import require_writable
+
+if TYPE_CHECKING:
+    from riskmodel.workflow.train import RunResult, TrainResult
 
 
 @app.command("train")
@@ -87,8 +90,25 @@ def train_command(
             progress=progress,
             strict=strict,
         )
+    print_result(result)
+    typer.echo(f"\nparent run {result.parent_run_id} in {result.tracking_uri}; models:")
+    for run in result.runs:
+        typer.echo(f"  {run.endpoint.upper()} {run.family:<4} {run.model_uri}")
+    typer.echo("score with: riskmodel score --model <model URI> --patients FILE   (compare runs: riskmodel ui)")
+    if summary_json:
+        atomic_write_text(summary_json, json.dumps(result.summary(), indent=2, allow_nan=False))
+        typer.echo(f"summary written to {summary_json}")
+
+
+def print_result(result: TrainResult) -> None:
+    """The notes, the missing data, the metrics table and the Cox hazard-ratio tables."""
     for note in result.notes:
         typer.echo(f"note: {note}")
+    if result.missing_data is not None:
+        typer.echo("\nMissing values in the cohort file (patients, before any complete-case exclusion):")
+        for row in result.missing_data.itertuples():
+            if row.missing:
+                typer.echo(f"  {row.covariate:<20} {row.missing:>6} ({row.percent:g}%)  {row.policy}: {row.handling}")
     short = ", ".join(e.upper() for e in result.exploratory)
     caveat = f"EXPLORATORY: below Riley et al.'s minimum sample size for {short}; " if short else ""
     typer.echo(
@@ -98,24 +118,24 @@ def train_command(
     typer.echo(result.table().to_string(index=False))
     for run in result.runs:
         if run.hazard_ratios is not None:
-            epv = run.n_events / max(run.n_parameters, 1)
-            caveats = [run.hazard_ratios.attrs.get("note", "")]
-            if epv < 10:
-                caveats.append(f"{epv:.1f} events per parameter (< 10): unstable, exploratory")
-            typer.echo(
-                f"\n{run.endpoint.upper()} Cox hazard ratios, unpenalised fit on the same features "
-                f"({run.n_events} events, {run.n_parameters} parameters)"
-            )
-            for caveat in filter(None, caveats):
-                typer.echo(f"  caution: {caveat}")
-            typer.echo(format_hazard_ratios(run.hazard_ratios))
-    typer.echo(f"\nparent run {result.parent_run_id} in {result.tracking_uri}; models:")
-    for run in result.runs:
-        typer.echo(f"  {run.endpoint.upper()} {run.family:<4} {run.model_uri}")
-    typer.echo("score with: riskmodel score --model <model URI> --patients FILE   (compare runs: riskmodel ui)")
-    if summary_json:
-        atomic_write_text(summary_json, json.dumps(result.summary(), indent=2, allow_nan=False))
-        typer.echo(f"summary written to {summary_json}")
+            print_hazard_ratios(run, run.hazard_ratios)
+
+
+def print_hazard_ratios(run: RunResult, table: pd.DataFrame) -> None:
+    """One Cox run's unpenalised (or pooled) hazard-ratio table, with its cautions."""
+    epv = run.n_events / max(run.n_parameters, 1)
+    caveats = [table.attrs.get("note", "")]
+    if epv < 10:
+        caveats.append(f"{epv:.1f} events per parameter (< 10): unstable, exploratory")
+    typer.echo(
+        f"\n{run.endpoint.upper()} Cox hazard ratios, unpenalised fit on the same features "
+        f"({run.n_events} events, {run.n_parameters} parameters)"
+    )
+    if table.attrs.get("method"):
+        typer.echo(f"  {table.attrs['method']}")
+    for caveat in filter(None, caveats):
+        typer.echo(f"  caution: {caveat}")
+    typer.echo(format_hazard_ratios(table))
 
 
 def format_hazard_ratios(table: pd.DataFrame) -> str:
@@ -128,5 +148,6 @@ def format_hazard_ratios(table: pd.DataFrame) -> str:
             else "(not estimable)"
         )
         p = "n/a" if not np.isfinite(row["p"]) else ("<0.001" if row["p"] < 0.001 else f"{row['p']:.3f}")
-        lines.append(f"  {name:<28} HR {row['hr']:>8.3g} {ci:<22} p {p}")
+        fmi = f"   fmi {row['fmi']:.2f}" if "fmi" in row.index and np.isfinite(row["fmi"]) else ""
+        lines.append(f"  {name:<28} HR {row['hr']:>8.3g} {ci:<22} p {p}{fmi}")
     return "\n".join(lines)

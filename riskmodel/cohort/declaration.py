@@ -182,6 +182,12 @@ class CohortDeclaration(StrictModel):
 
     id: str = Field(min_length=1, description="The patient-identifier column (never logged; pages show a pseudonym).")
     centre: str | None = Field(None, description="The centre (site) column, for reports and validation by centre.")
+    time_origin: str = Field(
+        "start of follow-up",
+        min_length=1,
+        description="What time zero of every endpoint is (e.g. 'diagnosis', 'randomisation', 'start of "
+        "radiotherapy'); reports and patient pages say 'months after' it.",
+    )
     covariates: list[CovariateDeclaration] = Field(min_length=1)
     endpoints: list[EndpointDeclaration] = Field(min_length=1)
 

@@ -190,6 +190,8 @@ def from_frame_declared(
     problems = rep.finish()
     if any(p.severity == "error" for p in problems):
         raise CohortValidationError(problems, source)
+    missing_counts = {c.name: int(out[c.name].isna().sum()) for c in chosen}
+    n_read = len(out)
     dropped = [c.name for c in chosen if c.missing == "complete_case" and out[c.name].isna().any()]
     if dropped:
         complete = out[[c for c in dropped]].notna().all(axis=1)
@@ -222,7 +224,37 @@ def from_frame_declared(
         None,
         declaration=declaration,
         outcomes=outcome_columns(declaration) if require_outcomes else (),
+        missing=missing_counts,
+        n_read=n_read,
     )
+
+
+HANDLING = {
+    "refuse": "refused (a missing value is an error)",
+    "complete_case": "patients with it missing are left out (complete-case)",
+    "indicator": "a <name>_missing flag feature (a numeric value filled with the training median)",
+    "impute": "multiply imputed (chained equations with the outcome), or kept missing for tree families",
+}
+
+
+def missing_data_table(cohort: Cohort) -> pd.DataFrame:
+    """Per declared covariate: patients missing it in the file, their share, the declared policy
+    and what it does. Counts only (shareable)."""
+    if cohort.declaration is None or not cohort.missing:
+        return pd.DataFrame(columns=["covariate", "missing", "percent", "policy", "handling"])
+    n = cohort.n_read or len(cohort)
+    rows = [
+        {
+            "covariate": c.name,
+            "missing": cohort.missing[c.name],
+            "percent": round(100 * cohort.missing[c.name] / max(n, 1), 1),
+            "policy": c.missing,
+            "handling": HANDLING[c.missing] if cohort.missing[c.name] else "none missing",
+        }
+        for c in cohort.declaration.covariates
+        if c.name in cohort.missing
+    ]
+    return pd.DataFrame(rows)
 
 
 def _key_paths(declaration: CohortDeclaration, columns: Collection[str]) -> dict[str, str]:

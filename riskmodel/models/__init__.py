@@ -10,6 +10,7 @@ from riskmodel.models.base import SurvivalEstimator
 from riskmodel.models.boosting import GradientBoostingSurvival
 from riskmodel.models.cox import CoxPH
 from riskmodel.models.forest import SurvivalForest
+from riskmodel.models.imputation import MultipleImputationSurvival
 from riskmodel.models.pooled import pool_cox, pooled_hazard_ratios
 from riskmodel.models.registry import FAMILIES, SPECS, FamilySpec, build_estimator
 
@@ -19,6 +20,7 @@ __all__ = [
     "CoxPH",
     "FamilySpec",
     "GradientBoostingSurvival",
+    "MultipleImputationSurvival",
     "SurvivalEstimator",
     "SurvivalForest",
     "build_estimator",

@@ -22,7 +22,7 @@ imputation's drawn regressions (so a patient's prediction never depends on who e
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from sklearn.base import clone
 from riskmodel.errors import UserInputError
 from riskmodel.features import DeclaredEncoding
 from riskmodel.models.base import SurvivalEstimator, read_json, write_json
+from riskmodel.stats import check_survival_target
 
 __all__ = ["IMPUTATION_FILE", "ChainedEquations", "MultipleImputationSurvival", "nelson_aalen_at"]
 
@@ -211,13 +212,10 @@ class MultipleImputationSurvival(SurvivalEstimator):
         others = [j for j in range(Xa.shape[1]) if j not in set(self.impute_)]
         if np.isnan(Xa[:, others]).any():
             raise UserInputError("a covariate that is not imputed has missing values")
-        aux = np.column_stack([event.astype(float), nelson_aalen_at(time, event)])
         self.bounds_ = np.column_stack([np.nanmin(Xa, axis=0), np.nanmax(Xa, axis=0)])
-        rng = np.random.default_rng(self.random_state)
+        self.codes_ = codes
         self.encodings_, self.models_, self.scoring_ = [], [], []
-        for _ in range(self.n_imputations):
-            chain = ChainedEquations(self.impute_, codes, self.bounds_, self.n_iter, rng)
-            completed = chain.complete(Xa, aux)
+        for chain, completed in self._chains(Xa, event, time):
             encoding = clone(self.encoding).fit(self._frame(completed))
             self.encodings_.append(encoding)
             self.models_.append(clone(self.estimator).fit(encoding.transform(self._frame(completed)), y))
@@ -226,6 +224,30 @@ class MultipleImputationSurvival(SurvivalEstimator):
         self.start_ = np.nanmean(Xa, axis=0)  # where the chained means start for a new patient
         self.feature_means_ = self.start_
         return self
+
+    def _chains(
+        self, Xa: np.ndarray, event: np.ndarray, time: np.ndarray
+    ) -> Iterator[tuple[ChainedEquations, np.ndarray]]:
+        """The m chains and their completed copies of the training covariates, in the order of
+        one seeded stream (so replaying them with the same data gives the same copies)."""
+        aux = np.column_stack([event.astype(float), nelson_aalen_at(time, event)])
+        rng = np.random.default_rng(self.random_state)
+        for _ in range(self.n_imputations):
+            chain = ChainedEquations(self.impute_, self.codes_, self.bounds_, self.n_iter, rng)
+            yield chain, chain.complete(Xa, aux)
+
+    def completed_training(self, X: Any, y: Any) -> list[Any]:
+        """The m completed copies of the training covariates this model was fitted on (the fit's
+        seeded draws replayed; ``X`` and ``y`` must be the training data), for analyses that pool
+        over imputations such as the Cox hazard-ratio table by Rubin's rules."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "models_")
+        Xa = self._check_features(X)
+        event, time = check_survival_target(y)
+        if len(event) != Xa.shape[0]:
+            raise UserInputError(f"{Xa.shape[0]} patients but {len(event)} outcomes")
+        return [self._frame(completed) for _, completed in self._chains(Xa, event, time)]
 
     def completed(self, X: Any) -> list[np.ndarray]:
         """New patients' covariates, imputed under each of the m imputations (rows without a

@@ -78,6 +78,12 @@ class ModelFacts:
     reconstructed: bool = False
     notes: list[str] = field(default_factory=list)
     min_at_risk: int = 10  # fewer patients followed at a horizon: no metric there, predictions flagged
+    missing_data: str = (
+        "no imputation: a missing model input is refused at loading or training, with its row and column "
+        "(complete data by construction)"
+    )
+    missingness: pd.DataFrame | None = None  # per covariate: patients missing it in the file, policy
+    endpoint_definition: str | None = None  # declared cohorts: from the declaration (else the study's)
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -239,7 +245,7 @@ def _data_sections(f: ModelFacts) -> list[str]:
         _rows(
             [
                 ("data file", f.source),
-                ("implant years", f.years or "not recorded in the input"),
+                *([("implant years", f.years or "not recorded in the input")] if f.endpoint_definition is None else []),
                 ("patients analysed", str(f.n_patients)),
                 ("events", str(f.n_events)),
                 ("time origin", f.time_origin),
@@ -249,7 +255,7 @@ def _data_sections(f: ModelFacts) -> list[str]:
             ]
         ),
         "<h2>Outcome</h2>",
-        f"<p>{html.escape(ENDPOINT_DEFINITIONS.get(f.endpoint, f.endpoint))} "  # type: ignore[call-overload]
+        f"<p>{html.escape(f.endpoint_definition or ENDPOINT_DEFINITIONS.get(f.endpoint, f.endpoint))} "  # type: ignore[call-overload]
         f"Time in months from the {html.escape(f.time_origin)}. "
         f"Prediction horizons: {', '.join(f'{h:g}' for h in f.horizons)} months.</p>",
         "<h2>Predictors and missing data</h2>",
@@ -258,11 +264,7 @@ def _data_sections(f: ModelFacts) -> list[str]:
                 ("feature set", f.feature_set),
                 ("cohort columns read", ", ".join(f.inputs)),
                 ("model features", ", ".join(f.features)),
-                (
-                    "missing data",
-                    "no imputation: a missing model input is refused at loading or training, with its row and column "
-                    "(complete data by construction)",
-                ),
+                ("missing data", f.missing_data),
                 (
                     "3-month response",
                     "used only with a landmark of at least 3 months (guarantee-time bias)"
@@ -270,6 +272,14 @@ def _data_sections(f: ModelFacts) -> list[str]:
                     else "not used",
                 ),
             ]
+        ),
+        *(
+            [
+                "<p>Missing values in the file (before any complete-case exclusion):</p>"
+                + _table(f.missingness[["covariate", "missing", "percent", "policy", "handling"]])
+            ]
+            if f.missingness is not None and len(f.missingness)
+            else []
         ),
         "<h2>Sample size</h2>",
         _rows(
@@ -312,8 +322,11 @@ def _specification(f: ModelFacts) -> list[str]:
             "file.</p>"
         )
     if f.cox_unpenalised is not None:
+        method = f.cox_unpenalised.attrs.get("method", "")
         parts.append(
-            "<h3>Unpenalised hazard ratios (classical table, same design)</h3>" + _table(f.cox_unpenalised, index=True)
+            "<h3>Unpenalised hazard ratios (classical table, same design)</h3>"
+            + (f"<p>{html.escape(method)}.</p>" if method else "")
+            + _table(f.cox_unpenalised, index=True)
         )
     return parts
 

@@ -130,7 +130,8 @@ class RiskModel:
     @property
     def time_origin(self) -> str:
         """What time zero is for this model's horizons."""
-        return f"{self.landmark_months:g}-month landmark" if self.landmark_months else "implant"
+        origin = self.declaration.time_origin if self.declaration is not None else "implant"
+        return f"{self.landmark_months:g}-month landmark (after {origin})" if self.landmark_months else origin
 
     @property
     def max_time(self) -> float:
@@ -315,6 +316,7 @@ class RiskModel:
             else {
                 "table": self.hazard_ratios.reset_index().to_dict(orient="list"),
                 "note": self.hazard_ratios.attrs.get("note", ""),
+                "method": self.hazard_ratios.attrs.get("method", ""),
             },
         }
         return write_model_dir(Path(folder), meta=meta, features=self.features, estimator=self.estimator)
@@ -327,6 +329,7 @@ class RiskModel:
         if meta.get("hazard_ratios"):
             table = pd.DataFrame(meta["hazard_ratios"]["table"]).set_index("feature")
             table.attrs["note"] = meta["hazard_ratios"]["note"]
+            table.attrs["method"] = meta["hazard_ratios"].get("method", "")
         return cls(
             meta["endpoint"],
             meta["family"],

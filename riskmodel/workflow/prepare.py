@@ -182,6 +182,41 @@ def _declared_pipeline(config: ExperimentConfig, cohort: CohortDeclaration, esti
     return Pipeline([("features", inputs), ("model", imputation)])
 
 
+def missing_data_handling(config: ExperimentConfig, estimator: SurvivalEstimator) -> str:
+    """One sentence for the model report: how this family met the cohort's missing values."""
+    if config.cohort is None:
+        return (
+            "no imputation: a missing model input is refused at loading or training, with its row and column "
+            "(complete data by construction)"
+        )
+    chosen = [c for c in config.cohort.covariates if c.name in config.covariates]
+    policies = {
+        p: [c.name for c in chosen if c.missing == p] for p in ("refuse", "complete_case", "indicator", "impute")
+    }
+    parts = []
+    if policies["refuse"]:
+        parts.append(f"refused when missing: {', '.join(policies['refuse'])}")
+    if policies["complete_case"]:
+        parts.append(f"complete-case (patients missing them left out): {', '.join(policies['complete_case'])}")
+    if policies["indicator"]:
+        parts.append(
+            f"missing-indicator flag (numeric values filled with the training median): "
+            f"{', '.join(policies['indicator'])}"
+        )
+    if policies["impute"]:
+        names = ", ".join(policies["impute"])
+        if config.imputation.native and estimator.handles_missing:
+            parts.append(f"kept missing and learnt by the trees (each split sends a missing value one way): {names}")
+        else:
+            m = config.imputation.n_imputations
+            parts.append(
+                f"multiply imputed ({m} imputations by chained equations with the event indicator and the "
+                f"Nelson-Aalen cumulative hazard as predictors, refitted inside every fold and resample; "
+                f"predictions averaged over the {m} models): {names}"
+            )
+    return "; ".join(parts)
+
+
 def prepare_endpoints(
     config: ExperimentConfig, cohort: Cohort, endpoints: Sequence[str] | None = None
 ) -> dict[str, PreparedEndpoint]:

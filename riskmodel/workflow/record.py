@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from riskmodel.cohort import Cohort
+from riskmodel.cohort.declared import missing_data_table
 from riskmodel.config import ExperimentConfig
 from riskmodel.core.version import __version__
 from riskmodel.models import CoxPH
@@ -26,7 +27,13 @@ from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, fig
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import Tracker
 from riskmodel.workflow.develop import Developed
-from riskmodel.workflow.prepare import PreparedEndpoint, feature_columns, flat_params, shareable_config
+from riskmodel.workflow.prepare import (
+    PreparedEndpoint,
+    feature_columns,
+    flat_params,
+    missing_data_handling,
+    shareable_config,
+)
 
 __all__ = ["RunContext", "git_commit", "record_run"]
 
@@ -193,7 +200,26 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
         reconstructed=reconstructed,
     )
     facts.cox_unpenalised = dev.model.hazard_ratios
+    facts.missing_data = missing_data_handling(config, dev.model.estimator)
+    facts.endpoint_definition = endpoint_definition(config, prepared.endpoint)
+    table = missing_data_table(cohort)
+    facts.missingness = table[table["covariate"].isin(config.covariates)] if len(table) else None
     return facts
+
+
+def endpoint_definition(config: ExperimentConfig, endpoint: str) -> str | None:
+    """A declared endpoint in words: its event codes, competing codes and censoring (None: the study's)."""
+    if config.cohort is None:
+        return None
+    e = next(e for e in config.cohort.endpoints if e.name == endpoint)
+    codes = ", ".join(map(str, e.event_codes))
+    text = f"{e.label or e.name}: an event is {e.event!r} = {codes}; censored = {', '.join(map(str, e.censored_codes))}"
+    if e.competing_codes:
+        text += (
+            f"; a competing event ({', '.join(map(str, e.competing_codes))}) is censored here (a cause-specific "
+            "model: its risks are not absolute risks in the presence of the competing event)"
+        )
+    return text + "."
 
 
 def figures(facts: ModelFacts) -> dict[str, bytes]:

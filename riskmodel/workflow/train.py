@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from riskmodel.cohort.declared import missing_data_table
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.errors import UserInputError
 from riskmodel.privacy import PhiGuard
@@ -81,6 +82,8 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
     # the endpoints whose cohort is below Riley et al.'s minimum sample size: exploratory only
     exploratory: list[str] = field(default_factory=list)
+    # declared cohorts: per covariate, patients missing it and what was done (counts only)
+    missing_data: pd.DataFrame | None = None
 
     def summary(self) -> dict[str, Any]:
         """The ``--summary-json`` payload."""
@@ -170,6 +173,9 @@ def train(
     short = [ep for ep, s in sizes.items() if not s.adequate]
     ctx = RunContext.create(config, cohort, exploratory=bool(short))
     result = TrainResult(config.name, "", tracker.uri, notes=list(dropped), exploratory=short)
+    missing = missing_data_table(cohort)
+    if len(missing) and missing["missing"].sum() > 0:
+        result.missing_data = missing[missing["covariate"].isin(config.covariates)].reset_index(drop=True)
     if tracker.stale_runs:
         n = len(tracker.stale_runs)
         result.notes.append(f"closed {n} run{'s' if n > 1 else ''} left RUNNING by an ended process (now KILLED)")
@@ -177,6 +183,8 @@ def train(
         result.parent_run_id = parent_id
         tracker.log(params=ctx.flat_config)
         tracker.log_text(ctx.config_yaml(), "config.yaml")
+        if result.missing_data is not None:
+            tracker.log_text(result.missing_data.to_csv(index=False), "missing_data.csv")
         for endpoint, prep in prepared.items():
             size = sizes[endpoint]
             result.notes += [*prep.notes(), f"{endpoint.upper()} sample size: {size.summary()}"]
