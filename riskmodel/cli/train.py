@@ -105,10 +105,13 @@ def print_result(result: TrainResult) -> None:
     for note in result.notes:
         typer.echo(f"note: {note}")
     if result.missing_data is not None:
-        typer.echo("\nMissing values in the cohort file (patients, before any complete-case exclusion):")
-        for row in result.missing_data.itertuples():
-            if row.missing:
-                typer.echo(f"  {row.covariate:<20} {row.missing:>6} ({row.percent:g}%)  {row.policy}: {row.handling}")
+        typer.echo(
+            "\nMissing values in the cohort file (patients before any complete-case exclusion; % by event and centre):"
+        )
+        shown = result.missing_data[result.missing_data["missing"] > 0]
+        typer.echo(shown.drop(columns=["handling"]).to_string(index=False))
+        for row in shown.itertuples():
+            typer.echo(f"  {row.covariate}: {row.handling}")
     short = ", ".join(e.upper() for e in result.exploratory)
     caveat = f"EXPLORATORY: below Riley et al.'s minimum sample size for {short}; " if short else ""
     typer.echo(

@@ -69,9 +69,50 @@ def _find_columns(frame: pd.DataFrame, wanted: Collection[str]) -> dict[str, str
     return found
 
 
-def _covariate(c: CovariateDeclaration, raw: pd.Series, rep: Reporter) -> pd.Series:
-    """One covariate's cells, typed and checked (NaN where missing)."""
+def _contradiction(c: CovariateDeclaration, raw: pd.Series, blank: pd.Series) -> str | None:
+    """What is wrong with the declaration itself when the data contradict its kind or levels
+    wholesale (most values, not a few typos), else None; the few-typos case is per row."""
+    texts = raw[~blank].map(level_text)
+    if texts.empty:
+        return None
+    examples = ", ".join(repr(v) for v in list(dict.fromkeys(texts))[:4])
+    if c.kind == "numeric":
+        bad = pd.to_numeric(texts, errors="coerce").isna()
+        if bad.mean() > 0.5:
+            return (
+                f"kind: declared numeric, but {int(bad.sum())} of {len(texts)} values in {c.column!r} are not "
+                f"numbers (e.g. {examples}): declare it categorical, ordinal or binary with its levels"
+            )
+        return None
+    distinct = list(dict.fromkeys(texts))
+    if c.kind == "binary" and not c.levels and len(distinct) > 2:
+        return (
+            f"kind: declared binary, but {c.column!r} has {len(distinct)} distinct values (e.g. {examples}): "
+            "declare it numeric, ordinal or categorical"
+        )
+    if c.levels:
+        outside = ~texts.isin(c.code_levels)
+        if outside.mean() > 0.5:
+            return (
+                f"levels: {int(outside.sum())} of {len(texts)} values in {c.column!r} are not among the declared "
+                f"levels {c.code_levels} (e.g. {examples}): check the kind and the levels"
+            )
+    if c.kind == "categorical" and c.reference is not None and c.reference not in set(texts):
+        return (
+            f"reference: the reference level {c.reference!r} has no patient in the file (levels seen: "
+            f"{', '.join(sorted(set(texts)))}); choose one that is present, usually the most common"
+        )
+    return None
+
+
+def _covariate(c: CovariateDeclaration, raw: pd.Series, rep: Reporter, key: str) -> pd.Series:
+    """One covariate's cells, typed and checked (NaN where missing); ``key``: its declaration key path."""
     blank = blank_mask(raw)
+    wrong = _contradiction(c, raw, blank)
+    if wrong is not None:
+        field_name, _, reason = wrong.partition(": ")
+        rep.add(f"{key}.{field_name} ({c.name}): {reason}", column=c.column)
+        return pd.Series(math.nan, index=raw.index, dtype=float if c.kind != "categorical" else object)
     if c.missing == "refuse":
         rep.add_rows(
             blank,
@@ -184,13 +225,14 @@ def from_frame_declared(
     if declaration.centre and declaration.centre in found:
         out["centre"] = raw[found[declaration.centre]].map(lambda v: str(v).strip(), na_action="ignore")
     for c in chosen:
-        out[c.name] = _covariate(c, raw[found[c.column]], rep)
+        key = f"cohort.covariates[{declaration.covariates.index(c)}]"
+        out[c.name] = _covariate(c, raw[found[c.column]], rep, key)
     for e in endpoints:
         out = out.join(_endpoint(e, raw, found, rep))
     problems = rep.finish()
     if any(p.severity == "error" for p in problems):
         raise CohortValidationError(problems, source)
-    missing_counts = {c.name: int(out[c.name].isna().sum()) for c in chosen}
+    missing_counts = missing_profile(out, [c.name for c in chosen], [e.name for e in endpoints])
     n_read = len(out)
     dropped = [c.name for c in chosen if c.missing == "complete_case" and out[c.name].isna().any()]
     if dropped:
@@ -237,24 +279,40 @@ HANDLING = {
 }
 
 
+def missing_profile(data: pd.DataFrame, covariates: list[str], endpoints: list[str]) -> pd.DataFrame:
+    """Per covariate: ``missing`` (patients), ``percent``, then the % missing among each endpoint's
+    patients with and without the event (``<ep> event %``, ``<ep> no event %``) and in each centre
+    (``centre <name> %``). A missingness that differs by event status is not completely at random."""
+    table = pd.DataFrame(index=pd.Index(covariates, name="covariate"))
+    if not covariates:
+        return table
+    isna = data[covariates].isna()
+    table["missing"] = isna.sum().astype(int)
+    table["percent"] = (100 * isna.mean()).round(1) if len(data) else 0.0
+    for ep in endpoints:
+        event = data[f"{ep}_event"].astype(bool)
+        for label, rows in ((f"{ep} event %", event), (f"{ep} no event %", ~event)):
+            table[label] = (100 * isna[rows.to_numpy()].mean()).round(1) if rows.any() else math.nan
+    if "centre" in data.columns:
+        for centre, rows in isna.groupby(data["centre"].fillna("(none)").astype(str), sort=True):
+            table[f"centre {centre} %"] = (100 * rows.mean()).round(1)
+    return table
+
+
 def missing_data_table(cohort: Cohort) -> pd.DataFrame:
     """Per declared covariate: patients missing it in the file, their share, the declared policy
-    and what it does. Counts only (shareable)."""
-    if cohort.declaration is None or not cohort.missing:
+    and what it does, then the shares by event status and by centre. Counts only (shareable)."""
+    if cohort.declaration is None or cohort.missing is None or cohort.missing.empty:
         return pd.DataFrame(columns=["covariate", "missing", "percent", "policy", "handling"])
-    n = cohort.n_read or len(cohort)
-    rows = [
-        {
-            "covariate": c.name,
-            "missing": cohort.missing[c.name],
-            "percent": round(100 * cohort.missing[c.name] / max(n, 1), 1),
-            "policy": c.missing,
-            "handling": HANDLING[c.missing] if cohort.missing[c.name] else "none missing",
-        }
-        for c in cohort.declaration.covariates
-        if c.name in cohort.missing
-    ]
-    return pd.DataFrame(rows)
+    policy = {c.name: c.missing for c in cohort.declaration.covariates}
+    table = cohort.missing.reset_index()
+    table.insert(3, "policy", table["covariate"].map(policy))
+    table.insert(
+        4,
+        "handling",
+        [HANDLING[p] if n else "none missing" for p, n in zip(table["policy"], table["missing"], strict=True)],
+    )
+    return table
 
 
 def _key_paths(declaration: CohortDeclaration, columns: Collection[str]) -> dict[str, str]:

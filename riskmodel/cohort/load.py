@@ -160,9 +160,9 @@ class Cohort:
     # the cohort's declaration (None: the built-in brachytherapy contract), and its outcome columns
     declaration: CohortDeclaration | None = field(default=None, compare=False)
     outcomes: tuple[str, ...] = OUTCOME_COLUMNS
-    # declared covariates: how many patients of the file had each one missing, before any
-    # complete-case exclusion, and how many patients the file had
-    missing: dict[str, int] = field(default_factory=dict, compare=False)
+    # declared covariates: per covariate, patients of the file missing it (before any
+    # complete-case exclusion), and the % missing by event status and by centre (counts only)
+    missing: pd.DataFrame | None = field(default=None, compare=False, repr=False)
     n_read: int | None = field(default=None, compare=False)
 
     @property

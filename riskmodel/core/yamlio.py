@@ -29,11 +29,27 @@ def read_yaml_mapping(path: Path, what: str, keys_hint: str, error: type[UserInp
     return raw
 
 
+def key_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """A pydantic location as the YAML key path a person reads: ``cohort.covariates[2].reference``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 def validation_lines(path: Path, exc: ValidationError) -> list[str]:
-    """One line per pydantic error: file, key path, value and rule."""
+    """One line per pydantic error: file, key path, value and rule.
+
+    A rule that names its own key path (the cross-field checks do) is shown as it is; a value
+    that is a whole mapping is named by its key path only, not dumped.
+    """
     out = []
     for e in exc.errors():
-        where = ".".join(str(x) for x in e["loc"])
-        value = "" if e["type"] == "missing" or not where else f", value {e.get('input')!r}"
-        out.append(f"{path}: {where or '(top level)'}{value}: {e['msg']}")
+        where = key_path(e["loc"])
+        message = str(e["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        value = e.get("input")
+        shown = "" if e["type"] == "missing" or not where or isinstance(value, dict | list) else f", value {value!r}"
+        name = value.get("name") if isinstance(value, dict) else None
+        label = f" ({name})" if isinstance(name, str) else ""
+        out.append(f"{path}: {where}{label}{shown}: {message}" if where else f"{path}: {message}")
     return out
