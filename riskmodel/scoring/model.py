@@ -19,12 +19,12 @@ import pandas as pd
 
 from riskmodel.cohort import from_frame
 from riskmodel.cohort.contract import column
-from riskmodel.cohort.declaration import CohortDeclaration
+from riskmodel.cohort.declaration import CohortDeclaration, CovariateDeclaration
 from riskmodel.cohort.declared import from_frame_declared
 from riskmodel.errors import CohortValidationError, FeatureError, Problem, UserInputError
 from riskmodel.explain import explain, what_if
 from riskmodel.features import ClinicalFeatures
-from riskmodel.models import SurvivalEstimator
+from riskmodel.models import MultipleImputationSurvival, SurvivalEstimator
 from riskmodel.models.base import check_horizons
 from riskmodel.scoring.files import read_model_dir, write_model_dir
 
@@ -221,6 +221,9 @@ class RiskModel:
             risk = self.estimator.predict_risk(Z)
             surv = self.estimator.predict_survival(Z, t).to_numpy()
             flags = self._flags(data)
+            imputed = self._missing_flags(data, Z)
+            for row, notes in imputed.items():
+                flags.setdefault(row, []).extend(notes)
             unstable = self.horizon_flags(t)
             for i, row in enumerate(data.index):
                 records[row] = {
@@ -284,6 +287,36 @@ class RiskModel:
             for row, v in values[values.notna() & ~values.astype(str).isin(seen)].items():
                 flags.setdefault(row, []).append(f"{name} {v} was not seen in training (seen: {', '.join(seen)})")
         return flags
+
+    def _missing_flags(self, data: pd.DataFrame, Z: Any) -> dict[Any, list[str]]:
+        """Per row, one flag per missing covariate the model accepted: imputed (with the mean of the
+        m imputed values), routed by the trees, or filled beside a missing flag."""
+        if self.declaration is None:
+            return {}
+        out: dict[Any, list[str]] = {}
+        used = [c for c in self.declaration.covariates if c.name in data.columns and c.missing != "refuse"]
+        completed = None
+        for c in used:
+            rows = data.index[data[c.name].isna().to_numpy()]
+            if not len(rows):
+                continue
+            if c.missing == "indicator":
+                how = "missing: its missing-flag feature is set and the value filled with the training median"
+            elif isinstance(self.estimator, MultipleImputationSurvival):
+                completed = self.estimator.completed(Z) if completed is None else completed
+                values = np.mean([np.asarray(frame[c.name], float) for frame in completed], axis=0)
+                where = {r: i for i, r in enumerate(data.index)}
+                for r in rows:
+                    out.setdefault(r, []).append(
+                        f"{c.name} missing: imputed as {_shown_value(c, values[where[r]])} (mean of "
+                        f"{len(completed)} imputations from the training imputation models)"
+                    )
+                continue
+            else:
+                how = "missing: not imputed; the trees send it down their learnt missing-value branch"
+            for r in rows:
+                out.setdefault(r, []).append(f"{c.name} {how}")
+        return out
 
     def _error_record(self, df: pd.DataFrame, row: Any, message: str) -> dict[str, Any]:
         pid = df.at[row, self.id_column] if self.id_column in df.columns else None
@@ -356,6 +389,17 @@ def _kind(declaration: CohortDeclaration | None, name: str) -> str:
     if declaration is not None:
         return declaration.covariate(name).kind
     return "numeric" if column(name).kind in ("float", "int") else "categorical"
+
+
+def _shown_value(c: CovariateDeclaration, value: float) -> str:
+    """An imputed input as a person reads it: back from the log scale, or as the nearest level."""
+    if c.kind == "numeric":
+        shown = float(np.exp(value)) if c.encoding == "log" else float(value)
+        return f"≈{shown:.3g}{' ' + c.unit if c.unit else ''}"
+    levels = c.code_levels
+    k = int(np.clip(round(value), 0, len(levels) - 1)) if levels else round(value)
+    mean = "" if float(value).is_integer() else f" (mean code {value:.2f})"
+    return f"≈{levels[k] if levels else k}{mean}"
 
 
 def _unit(declaration: CohortDeclaration | None, name: str) -> str:
