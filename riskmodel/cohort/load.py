@@ -381,13 +381,15 @@ def load(
     mapping: ColumnMapping | str | Path | AbcMapping[str, Any] | None = None,
     response_rule: ResponseRule | None = None,
     require_outcomes: bool = True,
+    required: Collection[str] | None = None,
 ) -> Cohort:
     """Load a cohort file (CSV, Excel or Parquet): map aliases, derive, validate.
 
     Every problem is reported at once, each naming file, row, column, value and rule, in a
     :class:`~riskmodel.errors.CohortValidationError`. Warnings are emitted as
     :class:`~riskmodel.errors.RiskModelWarning` and kept in ``Cohort.warnings``. Set
-    ``require_outcomes=False`` to load new patients for scoring.
+    ``require_outcomes=False`` to load new patients for scoring, or ``required`` to the columns
+    an experiment uses (an OS-only experiment needs no LC columns; present columns are checked).
     """
     if isinstance(mapping, (str, Path)):
         mapping = load_mapping(mapping)
@@ -400,6 +402,7 @@ def load(
         mapping=mapping,
         response_rule=response_rule,
         require_outcomes=require_outcomes,
+        required=required,
         first_row=first_row,
     )
 

@@ -102,8 +102,12 @@ def load_cohort(config: ExperimentConfig) -> Cohort:
         if not config.data.path:
             raise UserInputError("data.path (or --data): a declared cohort needs its data file")
         return load_declared(config.data.path, config.cohort, covariates=config.covariates)
+    outcomes = [f"{ep}_{part}" for ep in config.endpoints for part in ("months", "event")]
     return load(
-        config.data.path or bundled_cohort_path(), mapping=config.data.mapping, response_rule=config.data.response_rule
+        config.data.path or bundled_cohort_path(),
+        mapping=config.data.mapping,
+        response_rule=config.data.response_rule,
+        required=sorted({"patient_id", *feature_columns(config), *outcomes}),
     )
 
 
