@@ -148,7 +148,10 @@ class ExperimentConfig(StrictModel):
     description: str = ""
     data: DataConfig = DataConfig()
     cohort: CohortDeclaration | None = Field(
-        None, description="The data file's identifiers, covariates and endpoints; null = the bundled study's contract."
+        None,
+        description="The data file's identifiers, covariates and endpoints (a mapping; or in the YAML file, the "
+        "name of a shipped declaration such as 'brachytherapy', or a path to a YAML file holding one); "
+        "null = the bundled study's contract and feature blocks.",
     )
     endpoints: list[str] = Field(
         list(ENDPOINTS), min_length=1, description="The endpoints to model (default: every declared one)."
@@ -291,11 +294,33 @@ def load_experiment(path: str | Path, **overrides: Any) -> ExperimentConfig:
     p = Path(path)
     raw = read_yaml_mapping(p, "experiment", "name, data, models, ...", UserInputError)
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(raw.get("cohort"), str):
+        raw["cohort"] = _named_declaration(raw["cohort"], p)
     try:
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
         raise UserInputError("\n".join(validation_lines(p, exc))) from None
     return _resolve_paths(config, p.parent)
+
+
+def _named_declaration(name: str, experiment: Path) -> dict[str, Any]:
+    """``cohort: NAME``: a declaration shipped with riskmodel (``brachytherapy``), or a YAML file of
+    one (its path relative to the experiment), so one declaration serves many experiments."""
+    from riskmodel.cohort.builtin import BUILTIN_DECLARATIONS, builtin_declaration
+
+    if name in BUILTIN_DECLARATIONS:
+        return builtin_declaration(name).model_dump(mode="json")
+    path = Path(name) if Path(name).is_absolute() else experiment.parent / name
+    if not path.exists():
+        raise UserInputError(
+            f"{experiment}: cohort: {name!r} is neither a declaration shipped with riskmodel "
+            f"({', '.join(BUILTIN_DECLARATIONS)}) nor a YAML file next to the experiment"
+        )
+    declared = read_yaml_mapping(path, "cohort declaration", "id, covariates, endpoints", UserInputError)
+    inner = declared.get("cohort", declared)
+    if not isinstance(inner, dict):
+        raise UserInputError(f"{path}: cohort: must be a mapping with id, covariates and endpoints")
+    return inner
 
 
 def _resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:

@@ -188,6 +188,7 @@ def from_frame_declared(
     first_row: int | None = None,
     covariates: Collection[str] | None = None,
     require_id: bool = True,
+    endpoints: Collection[str] | None = None,
 ) -> Cohort:
     """Type and check a table by its declaration; raise ``CohortValidationError`` listing every problem.
 
@@ -199,7 +200,12 @@ def from_frame_declared(
     if first_row is not None:
         raw.index = pd.RangeIndex(first_row, first_row + len(raw), name="row")
     chosen = [c for c in declaration.covariates if covariates is None or c.name in covariates]
-    endpoints = declaration.endpoints if require_outcomes else []
+    wanted_endpoints = endpoints
+    endpoints = [
+        e
+        for e in (declaration.endpoints if require_outcomes else [])
+        if wanted_endpoints is None or e.name in wanted_endpoints
+    ]
     has_id = require_id or bool(_find_columns(raw, [declaration.id]))
     wanted = [
         *([declaration.id] if has_id else []),
@@ -265,7 +271,7 @@ def from_frame_declared(
         sensitive,
         None,
         declaration=declaration,
-        outcomes=outcome_columns(declaration) if require_outcomes else (),
+        outcomes=tuple(f"{e.name}_{part}" for e in endpoints for part in ("months", "event", "event_type")),
         missing=missing_counts,
         n_read=n_read,
     )
@@ -334,8 +340,11 @@ def load_declared(
     *,
     require_outcomes: bool = True,
     covariates: Collection[str] | None = None,
+    endpoints: Collection[str] | None = None,
 ) -> Cohort:
-    """Read a cohort file (CSV, Excel or Parquet) through its declaration; see the module docstring."""
+    """Read a cohort file (CSV, Excel or Parquet) through its declaration; see the module docstring.
+
+    ``covariates`` and ``endpoints``: only these are read (an OS-only experiment needs no LC columns)."""
     frame, first_row = read_table(path)
     return from_frame_declared(
         frame,
@@ -344,6 +353,7 @@ def load_declared(
         require_outcomes=require_outcomes,
         first_row=first_row,
         covariates=covariates,
+        endpoints=endpoints,
     )
 
 

@@ -6,10 +6,11 @@ Two steps, so that multiple imputation can sit between them:
   the log scale when its encoding is log; 0/1 or the level code; NaN where missing and declared
   ``indicator`` or ``impute``), and for a
   categorical covariate one 0/1 column per level seen in training other than the reference
-  (plus ``<name>_missing`` under ``indicator``);
+  (plus ``<name>_missing`` under ``indicator`` when a training row lacks it);
 * :class:`DeclaredEncoding`: each numeric covariate's encoding (linear; log, already taken; a restricted cubic
   spline with knots at Harrell's quantiles of the training values; a threshold flag), and under
-  ``indicator`` a constant fill (the training median) with a ``<name>_missing`` flag.
+  ``indicator`` a constant fill (the training median) with a ``<name>_missing`` flag (only when
+  a training row lacks the value: an all-zero flag would be a constant column).
 
 :class:`DeclaredFeatures` is both in one transformer, for models without imputation. All three
 are plain scikit-learn estimators whose parameters are JSON data (the declaration as a dict), so
@@ -72,11 +73,16 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         chosen = _chosen(decl, self.covariates)
         self._check_frame(X, chosen)
         self.levels_: dict[str, list[str]] = {}
+        self.reference_: dict[str, str] = {}
+        self.flagged_: list[str] = []  # categorical indicator covariates missing in training
         for c in chosen:
             if c.kind == "categorical":
-                seen = set(X[c.name].dropna().astype(str))
-                reference = c.reference if c.reference is not None else c.code_levels[0]
-                self.levels_[c.name] = [lvl for lvl in c.code_levels if lvl in seen and lvl != reference]
+                if c.missing == "indicator" and X[c.name].isna().any():
+                    self.flagged_.append(c.name)
+                counts = X[c.name].dropna().astype(str).value_counts()
+                reference = _reference(c, counts)
+                self.reference_[c.name] = reference
+                self.levels_[c.name] = [lvl for lvl in c.code_levels if lvl in counts.index and lvl != reference]
         self.feature_names_in_ = np.asarray([c.name for c in chosen], dtype=object)
         self.n_features_in_ = len(chosen)
         self.feature_names_out_ = np.asarray(self._names(chosen), dtype=object)
@@ -87,7 +93,7 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         for c in chosen:
             if c.kind == "categorical":
                 names += [f"{c.name}_{lvl}" for lvl in self.levels_[c.name]]
-                if c.missing == "indicator":
+                if c.name in self.flagged_:
                     names.append(f"{c.name}_missing")
             else:
                 names.append(c.name)
@@ -110,13 +116,13 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             values = X[c.name]
             if c.kind == "categorical":
                 text = values.astype(object)
-                unseen = text.notna() & ~text.astype(str).isin([*self.levels_[c.name], c.reference or c.code_levels[0]])
+                unseen = text.notna() & ~text.astype(str).isin(self._seen(c))
                 if unseen.any():
                     _fail(X, c.name, unseen, f"was not seen in training (seen: {', '.join(self._seen(c))})")
                 if c.missing == "refuse" or c.missing == "complete_case":
                     _refuse_missing(X, c.name, text.isna())
                 parts += [(text == lvl).to_numpy(dtype=float) for lvl in self.levels_[c.name]]
-                if c.missing == "indicator":
+                if c.name in self.flagged_:
                     parts.append(text.isna().to_numpy(dtype=float))
             else:
                 number = pd.to_numeric(values, errors="coerce")
@@ -135,13 +141,21 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def to_state(self) -> dict[str, Any]:
         """The fitted step as JSON data (for a model folder)."""
         check_is_fitted(self, "feature_names_out_")
-        return {"kind": "declared_inputs", "params": self.get_params(), "levels": self.levels_}
+        return {
+            "kind": "declared_inputs",
+            "params": self.get_params(),
+            "levels": self.levels_,
+            "reference": self.reference_,
+            "flagged": self.flagged_,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> DeclaredInputs:
         """The fitted step from :meth:`to_state`'s data."""
         step = cls(**state["params"])
         step.levels_ = {k: [str(v) for v in values] for k, values in state["levels"].items()}
+        step.reference_ = {str(k): str(v) for k, v in state["reference"].items()}
+        step.flagged_ = [str(n) for n in state["flagged"]]
         chosen = _chosen(declaration_of(step.declaration), step.covariates)  # type: ignore[arg-type]
         step.feature_names_in_ = np.asarray([c.name for c in chosen], dtype=object)
         step.n_features_in_ = len(chosen)
@@ -149,12 +163,24 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return step
 
     def _seen(self, c: CovariateDeclaration) -> list[str]:
-        return [c.reference or c.code_levels[0], *self.levels_[c.name]]
+        return [self.reference_[c.name], *self.levels_[c.name]]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns, in order."""
         check_is_fitted(self, "feature_names_out_")
         return self.feature_names_out_.copy()
+
+
+def _reference(c: CovariateDeclaration, counts: pd.Series) -> str:
+    """The reference level: the declared one when the training rows have it, else the most common
+    training level (ties: the first declared), so the one-hot columns never sum to one (a Cox
+    model has no intercept to absorb them)."""
+    if c.reference is not None and counts.get(c.reference, 0) > 0:
+        return c.reference
+    if counts.empty:
+        return c.reference or c.code_levels[0]
+    top = counts.max()
+    return next(lvl for lvl in c.code_levels if counts.get(lvl, 0) == top)
 
 
 def _refuse_missing(X: pd.DataFrame, name: str, missing: pd.Series) -> None:
@@ -199,6 +225,7 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         Z = np.asarray(X, dtype=float)
         self.knots_: dict[str, list[float]] = {}
         self.fill_: dict[str, float] = {}
+        self.flagged_: list[str] = []  # indicator covariates missing in training: they get a flag column
         for j, name in enumerate(self.input_names_):
             c = _covariate_of(decl, name)
             if c is None:
@@ -206,6 +233,8 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             observed = Z[~np.isnan(Z[:, j]), j]
             if c.missing == "indicator":
                 self.fill_[name] = float(np.median(observed)) if observed.size else 0.0
+                if observed.size < Z.shape[0]:
+                    self.flagged_.append(name)
             if c.encoding == "spline":
                 knots = np.unique(np.quantile(observed, SPLINE_KNOTS[c.knots])) if observed.size else np.empty(0)
                 if knots.size < 3:
@@ -233,7 +262,7 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                 names.append(f"{name}_ge_{c.threshold:g}")
             else:
                 names.append(name)
-            if c.missing == "indicator":
+            if name in self.flagged_:
                 names.append(f"{name}_missing")
         return names
 
@@ -246,6 +275,7 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             "input_names": self.input_names_,
             "knots": self.knots_,
             "fill": self.fill_,
+            "flagged": self.flagged_,
         }
 
     @classmethod
@@ -255,6 +285,7 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         step.input_names_ = [str(n) for n in state["input_names"]]
         step.knots_ = {k: [float(v) for v in values] for k, values in state["knots"].items()}
         step.fill_ = {k: float(v) for k, v in state["fill"].items()}
+        step.flagged_ = [str(n) for n in state["flagged"]]
         step.n_features_in_ = len(step.input_names_)
         step.feature_names_out_ = np.asarray(step._names(declaration_of(step.declaration)), dtype=object)  # type: ignore[arg-type]
         return step
@@ -283,10 +314,10 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                 parts += list(restricted_cubic_spline(x, np.asarray(self.knots_[name])).T)
             elif c.encoding == "threshold":
                 flag = (x >= float(c.threshold)).astype(float)  # type: ignore[arg-type]
-                parts.append(np.where(missing, np.nan, flag))
+                parts.append(np.where(np.isnan(x), np.nan, flag))  # NaN only where it stays missing
             else:
                 parts.append(x)
-            if c.missing == "indicator":
+            if name in self.flagged_:
                 parts.append(missing.astype(float))
         return np.column_stack(parts) if parts else np.empty((len(Z), 0))
 

@@ -301,7 +301,10 @@ class RiskModel:
             if not len(rows):
                 continue
             if c.missing == "indicator":
-                how = "missing: its missing-flag feature is set and the value filled with the training median"
+                how = (
+                    "missing: filled (a number with the training median, a category as the reference level), "
+                    "with its missing flag when the training patients had missing values"
+                )
             elif isinstance(self.estimator, MultipleImputationSurvival):
                 completed = self.estimator.completed(Z) if completed is None else completed
                 values = np.mean([np.asarray(frame[c.name], float) for frame in completed], axis=0)

@@ -180,12 +180,21 @@ def bootstrap_metrics(validation: Validation | None) -> dict[str, float]:
 
 
 def unpenalised_table(features: ClinicalFeatures, X: pd.DataFrame, y: Any) -> pd.DataFrame:
-    """HR, 95% CI and p of the unpenalised Cox model on the same design (the classical table)."""
+    """HR, 95% CI and p of the unpenalised Cox model on the same design (the classical table).
+
+    A feature that is constant in these patients has no estimable coefficient: it is fitted
+    without, and its row says so, so one such column never wipes out the whole table.
+    """
     design = pd.DataFrame(features.transform(X), columns=features.get_feature_names_out(), index=X.index)
+    constant = [c for c in design.columns if design[c].nunique(dropna=False) <= 1]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RiskModelWarning)
-        table = CoxPH(penalty=0).fit(design, y).hazard_ratios_
-    table.attrs["note"] = "the unpenalised fit did not converge (separation?)" if caught else ""
+        table = CoxPH(penalty=0).fit(design.drop(columns=constant), y).hazard_ratios_
+    notes = ["the unpenalised fit did not converge (separation?)"] if caught else []
+    if constant:
+        notes.append(f"constant in these patients, not estimable: {', '.join(map(str, constant))}")
+        table = table.reindex(list(design.columns))
+    table.attrs["note"] = "; ".join(notes)
     return table
 
 

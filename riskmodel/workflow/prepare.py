@@ -101,7 +101,7 @@ def load_cohort(config: ExperimentConfig) -> Cohort:
     if config.cohort is not None:
         if not config.data.path:
             raise UserInputError("data.path (or --data): a declared cohort needs its data file")
-        return load_declared(config.data.path, config.cohort, covariates=config.covariates)
+        return load_declared(config.data.path, config.cohort, covariates=config.covariates, endpoints=config.endpoints)
     outcomes = [f"{ep}_{part}" for ep in config.endpoints for part in ("months", "event")]
     return load(
         config.data.path or bundled_cohort_path(),
