@@ -111,4 +111,9 @@ def tune_command(
             f"nested CV of the whole tuning ({len(folds)} outer folds): Harrell C {folds['harrell_c'].mean():.3f} "
             f"± {folds['harrell_c'].std():.3f}, Uno C {folds['uno_c'].mean():.3f} ± {folds['uno_c'].std():.3f}"
         )
-    typer.echo(f"parent run {result.parent_run_id}; compare the trials with `riskmodel ui`. Exploratory.")
+    caveat = (
+        " Exploratory: the cohort is below Riley et al.'s minimum sample size; the tuned gain may be noise."
+        if result.exploratory
+        else ""
+    )
+    typer.echo(f"parent run {result.parent_run_id}; compare the trials with `riskmodel ui`.{caveat}")

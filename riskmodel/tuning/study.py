@@ -52,6 +52,7 @@ from riskmodel.tuning.spaces import check_space, fixed_params, search_space
 from riskmodel.tuning.storage import default_storage, open_storage, parent_run, shareable_storage
 from riskmodel.workflow.prepare import (
     PreparedEndpoint,
+    drop_uninformative,
     load_cohort,
     make_pipeline,
     override,
@@ -85,6 +86,7 @@ class TuneResult:
     registered: str | None = None
     nested: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    exploratory: bool = False  # the cohort is below Riley et al.'s minimum sample size
 
 
 @dataclass
@@ -112,13 +114,15 @@ def _setup(
     family = family or next(iter(enabled), "cox")
     spec(family, option="--model")
     endpoint = endpoint or config.endpoints[0]
-    if endpoint not in ENDPOINTS:
-        raise UserInputError(f"--endpoint: unknown {endpoint!r}; choose from {', '.join(ENDPOINTS)}")
+    known = config.cohort.endpoint_names if config.cohort is not None else list(ENDPOINTS)
+    if endpoint not in known:
+        raise UserInputError(f"--endpoint: unknown {endpoint!r}; choose from {', '.join(known)}")
     space = search_space(config, family)
     fixed = fixed_params(config, family)
     check_space(space, fixed, family)
-    config = override(config, data=data, endpoints=None, models=None)
+    config = override(config, data=data, endpoints=[endpoint], models=None)
     cohort = load_cohort(config)
+    config, _ = drop_uninformative(config, cohort)
     prepared = prepare_endpoints(config, cohort, [endpoint])[endpoint]
     metric = config.tune.metric
     window = prepared.window
@@ -188,13 +192,14 @@ def tune(
     tracker = Tracker(s.config.name, uri, guard=PhiGuard.for_cohort(cohort))
     if tracker.stale_runs:
         result.notes.append(f"closed {len(tracker.stale_runs)} MLflow run(s) left RUNNING by an ended process")
+    result.exploratory = not sample_size(s.config, s.prepared).adequate
     tags = {
         "optuna_study": name,
         "optuna_storage": result.storage,
         "endpoint": s.endpoint,
         "family": s.family,
         "metric": s.metric,
-        "exploratory": str(not sample_size(s.config, s.prepared).adequate).lower(),
+        "exploratory": str(result.exploratory).lower(),
         f"sampler_seed_worker_{worker}": str(s.config.seed + SEED_STRIDE * worker),
         **{k.replace("evaluation.", "evaluation_"): v for k, v in s.prepared.window.params().items()},
     }
@@ -383,11 +388,14 @@ def _refit(s: _Setup, params: dict[str, Any]) -> RiskModel:
         family=s.family,
         experiment=s.config.name,
         landmark_months=s.config.landmark_months,
-        horizons=s.prepared.horizons,
+        horizons=s.prepared.prediction_horizons,
         features=fitted.named_steps["features"],
         estimator=fitted.named_steps["model"],
         X=sd.X,
         risk_cutoffs=s.config.risk_group_cutoffs,
+        reliable_until=s.prepared.window.reliable_until,
+        min_at_risk=s.prepared.window.min_at_risk,
+        declaration=s.config.cohort,
     )
 
 

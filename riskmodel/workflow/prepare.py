@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from riskmodel.cohort import Cohort, bundled_cohort_path, load, survival_data
+from riskmodel.cohort import Cohort, bundled_cohort_path, from_frame, load, load_mapping, survival_data
 from riskmodel.cohort.contract import column
 from riskmodel.cohort.declaration import CohortDeclaration
-from riskmodel.cohort.declared import load_declared
+from riskmodel.cohort.declared import from_frame_declared, load_declared
 from riskmodel.cohort.endpoints import ENDPOINTS, SurvivalData
 from riskmodel.config import ExperimentConfig
 from riskmodel.errors import UserInputError, own_warnings_silenced
@@ -96,18 +97,29 @@ class PreparedEndpoint:
         return out
 
 
-def load_cohort(config: ExperimentConfig) -> Cohort:
-    """The experiment's cohort: its data file read through its declaration, or the bundled cohort."""
+def load_cohort(config: ExperimentConfig, frame: pd.DataFrame | None = None) -> Cohort:
+    """The experiment's cohort: its data file (or ``frame``, a table already in memory) read
+    through its declaration, or the bundled cohort through the study's contract."""
+    outcomes = [f"{ep}_{part}" for ep in config.endpoints for part in ("months", "event")]
     if config.cohort is not None:
+        if frame is not None:
+            return from_frame_declared(
+                frame, config.cohort, source="<DataFrame>", covariates=config.covariates, endpoints=config.endpoints
+            )
         if not config.data.path:
             raise UserInputError("data.path (or --data): a declared cohort needs its data file")
         return load_declared(config.data.path, config.cohort, covariates=config.covariates, endpoints=config.endpoints)
-    outcomes = [f"{ep}_{part}" for ep in config.endpoints for part in ("months", "event")]
+    required = sorted({"patient_id", *feature_columns(config), *outcomes})
+    if frame is not None:
+        mapping = load_mapping(config.data.mapping) if config.data.mapping else None
+        return from_frame(
+            frame, source="<DataFrame>", mapping=mapping, response_rule=config.data.response_rule, required=required
+        )
     return load(
         config.data.path or bundled_cohort_path(),
         mapping=config.data.mapping,
         response_rule=config.data.response_rule,
-        required=sorted({"patient_id", *feature_columns(config), *outcomes}),
+        required=required,
     )
 
 

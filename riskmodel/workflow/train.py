@@ -145,7 +145,7 @@ def _with_ci(m: dict[str, float], name: str) -> str:
 def train(
     config: ExperimentConfig | str | Path,
     *,
-    data: str | Path | None = None,
+    data: str | Path | pd.DataFrame | None = None,
     endpoints: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
     tracking_uri: str | None = None,
@@ -159,11 +159,15 @@ def train(
     tagged ``riley_adequate=false``; with ``strict`` it is a refusal instead. Each model is then
     cross-validated and, unless ``evaluation.bootstrap`` is 0, validated by the bootstrap
     (:func:`riskmodel.validation.validate`): optimism-corrected metrics with intervals.
+
+    ``data`` replaces the experiment's data: a file, or a pandas DataFrame already in memory
+    (read through the experiment's declaration, or the study's contract, exactly as a file is).
     """
     if not isinstance(config, ExperimentConfig):
         config = load_experiment(config)
-    config = override(config, data=data, endpoints=endpoints, models=models)
-    cohort = load_cohort(config)
+    frame = data if isinstance(data, pd.DataFrame) else None
+    config = override(config, data=None if frame is not None else data, endpoints=endpoints, models=models)
+    cohort = load_cohort(config, frame)
     config, dropped = drop_uninformative(config, cohort)
     prepared = prepare_endpoints(config, cohort)
     sizes = _sample_sizes(config, prepared, strict)
