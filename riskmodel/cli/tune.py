@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from riskmodel.cli.common import app, stop_if_terminated, user_errors
+
+if TYPE_CHECKING:
+    from riskmodel.tuning.study import TuneResult
 
 
 @app.command("tune")
@@ -92,6 +95,11 @@ def tune_command(
         progress=progress,
         worker=worker_index,
     )
+    print_result(result)
+
+
+def print_result(result: TuneResult) -> None:
+    """The study, its best trial and model, the nested CV, and the caveats."""
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(

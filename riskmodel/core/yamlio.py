@@ -41,14 +41,15 @@ def validation_lines(path: Path, exc: ValidationError) -> list[str]:
     """One line per pydantic error: file, key path, value and rule.
 
     A rule that names its own key path (the cross-field checks do) is shown as it is; a value
-    that is a whole mapping is named by its key path only, not dumped.
+    that is a long mapping or list is named by its key path only, not dumped.
     """
     out = []
     for e in exc.errors():
         where = key_path(e["loc"])
         message = str(e["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
         value = e.get("input")
-        shown = "" if e["type"] == "missing" or not where or isinstance(value, dict | list) else f", value {value!r}"
+        long = isinstance(value, dict | list) and len(repr(value)) > 60
+        shown = "" if e["type"] == "missing" or not where or long else f", value {value!r}"
         name = value.get("name") if isinstance(value, dict) else None
         label = f" ({name})" if isinstance(name, str) else ""
         out.append(f"{path}: {where}{label}{shown}: {message}" if where else f"{path}: {message}")
