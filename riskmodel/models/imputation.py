@@ -215,11 +215,11 @@ class MultipleImputationSurvival(SurvivalEstimator):
         self.bounds_ = np.column_stack([np.nanmin(Xa, axis=0), np.nanmax(Xa, axis=0)])
         self.codes_ = codes
         self.encodings_, self.models_, self.scoring_ = [], [], []
-        for chain, completed in self._chains(Xa, event, time):
+        for completed, scoring in self._chains(Xa, event, time):
             encoding = clone(self.encoding).fit(self._frame(completed))
             self.encodings_.append(encoding)
             self.models_.append(clone(self.estimator).fit(encoding.transform(self._frame(completed)), y))
-            self.scoring_.append(chain.scoring_model(completed))
+            self.scoring_.append(scoring)
         self.codes_ = codes
         self.start_ = np.nanmean(Xa, axis=0)  # where the chained means start for a new patient
         self.feature_means_ = self.start_
@@ -227,14 +227,16 @@ class MultipleImputationSurvival(SurvivalEstimator):
 
     def _chains(
         self, Xa: np.ndarray, event: np.ndarray, time: np.ndarray
-    ) -> Iterator[tuple[ChainedEquations, np.ndarray]]:
-        """The m chains and their completed copies of the training covariates, in the order of
-        one seeded stream (so replaying them with the same data gives the same copies)."""
+    ) -> Iterator[tuple[np.ndarray, list[list[float]]]]:
+        """The m completed copies of the training covariates, each with its scoring model, in the
+        order of one seeded stream. Both draw from the stream, so a replay with the same data must
+        draw both to give the same copies (the scoring model's draws come before the next copy's)."""
         aux = np.column_stack([event.astype(float), nelson_aalen_at(time, event)])
         rng = np.random.default_rng(self.random_state)
         for _ in range(self.n_imputations):
             chain = ChainedEquations(self.impute_, self.codes_, self.bounds_, self.n_iter, rng)
-            yield chain, chain.complete(Xa, aux)
+            completed = chain.complete(Xa, aux)
+            yield completed, chain.scoring_model(completed)
 
     def completed_training(self, X: Any, y: Any) -> list[Any]:
         """The m completed copies of the training covariates this model was fitted on (the fit's
@@ -247,7 +249,7 @@ class MultipleImputationSurvival(SurvivalEstimator):
         event, time = check_survival_target(y)
         if len(event) != Xa.shape[0]:
             raise UserInputError(f"{Xa.shape[0]} patients but {len(event)} outcomes")
-        return [self._frame(completed) for _, completed in self._chains(Xa, event, time)]
+        return [self._frame(completed) for completed, _ in self._chains(Xa, event, time)]
 
     def completed(self, X: Any) -> list[np.ndarray]:
         """New patients' covariates, imputed under each of the m imputations (rows without a

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import html
 import json
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from riskmodel.cohort.reconstruction.study import FACTOR_COLUMNS, groupings, pub
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import UserInputError, require_writable
 from riskmodel.privacy import PhiGuard, years_only
+from riskmodel.reporting.page import json_safe, km_plot, page, table_html
 from riskmodel.reporting.plots import figure_html, pyplot, schoenfeld_plot
 from riskmodel.reporting.survival_tables import (
     AS_PUBLISHED,
@@ -53,36 +53,6 @@ from riskmodel.reporting.survival_tables import (
 from riskmodel.stats import aalen_johansen, kaplan_meier
 
 __all__ = ["build_report"]
-
-
-def _table_html(frame: pd.DataFrame, caption: str) -> str:
-    body = frame.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.3g}", border=0, escape=True)
-    return f"<h3>{html.escape(caption)}</h3>{body}"
-
-
-def _km_plot(groups: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from lifelines import KaplanMeierFitter
-    from lifelines.plotting import add_at_risk_counts
-
-    fig, ax = plt.subplots(figsize=(7, 4.6))
-    fitters = []
-    for label, (t, e) in groups.items():
-        km = KaplanMeierFitter(label=f"{label} (n={len(t)})").fit(t, e)
-        km.plot_survival_function(ax=ax, ci_show=True, show_censors=True, censor_styles={"marker": "|", "ms": 7})
-        fitters.append(km)
-    ax.set_xlabel("months")
-    ax.set_ylabel("probability")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(title)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"])
-    fig.tight_layout()
-    return fig
 
 
 def _competing_figure(data: pd.DataFrame) -> Any:
@@ -151,7 +121,7 @@ def _write_report(
     ]
     chars = characteristics(data)
     chars.to_csv(out / "characteristics.csv", index=False)
-    parts.append(_table_html(chars, "Cohort characteristics"))
+    parts.append(table_html(chars, "Cohort characteristics"))
     for ep in chosen:
         parts += _endpoint_section(data, ep, cutoffs, out, summary["endpoints"].setdefault(ep, {}))
     if "lc" in chosen:
@@ -160,27 +130,15 @@ def _write_report(
         summary["lc_competing_risks"] = table.to_dict(orient="records")
         parts.append("<h2>Local failure with death as a competing risk</h2>")
         parts.append(figure_html(fig, "cumulative incidence of local failure"))
-        parts.append(_table_html(table, "Aalen-Johansen cumulative incidence vs 1 − KM"))
+        parts.append(table_html(table, "Aalen-Johansen cumulative incidence vs 1 − KM"))
     if compare_published:
         cmp = compare_to_published(data)
         cmp.to_csv(out / "published_comparison.csv", index=False)
-        parts.append(_table_html(cmp, "Published figures beside this cohort (unlandmarked, as the study did)"))
+        parts.append(table_html(cmp, "Published figures beside this cohort (unlandmarked, as the study did)"))
         about = html.escape(years_only(published_targets()["_about"]))  # reports show years only
         parts.append(f"<p class='note'>Source of the published figures: {about}</p>")
-    (root / "report.html").write_text(_page(parts), encoding="utf-8")
-    (root / "summary.json").write_text(json.dumps(_finite(summary), indent=2, allow_nan=False) + "\n")
-
-
-def _page(parts: list[str]) -> str:
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>riskmodel report</title><style>"
-        "body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}td,th{padding:.2em .6em;"
-        "border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}"
-        "img{max-width:100%}.note{background:#fff8e1;padding:.6em;border-left:4px solid #f0b400}</style></head><body>"
-        + "\n".join(parts)
-        + "</body></html>\n"
-    )
+    (root / "report.html").write_text(page(parts), encoding="utf-8")
+    (root / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
 
 
 def _endpoint_section(
@@ -191,26 +149,26 @@ def _endpoint_section(
     t, e = data[f"{ep}_months"].to_numpy(float), data[f"{ep}_event"].to_numpy(bool)
     parts = [f"<h2>{name}</h2>"]
     parts.append(
-        figure_html(_km_plot({"all patients": (t, e)}, f"{name}: Kaplan-Meier, 95% CI"), f"{name} Kaplan-Meier curve")
+        figure_html(km_plot({"all patients": (t, e)}, f"{name}: Kaplan-Meier, 95% CI"), f"{name} Kaplan-Meier curve")
     )
     overall = km_overall(t, e)
     overall.to_csv(out / f"{ep}_km_overall.csv", index=False)
     ep_summary["events"] = int(e.sum())
     ep_summary["km"] = overall.set_index("figure").to_dict(orient="index")
-    parts.append(_table_html(overall, f"{name}: median and landmark rates (95% CI)"))
+    parts.append(table_html(overall, f"{name}: median and landmark rates (95% CI)"))
     uni = univariate_table(data, ep, cutoffs)
     uni.to_csv(out / f"{ep}_univariate.csv", index=False)
     ep_summary["log_rank"] = {
         f: {"chi2": float(g["log-rank χ²"].iloc[0]), "p": float(g["p"].iloc[0])} for f, g in uni.groupby("factor")
     }
-    parts.append(_table_html(uni, f"{name}: univariate analysis (log-rank)"))
+    parts.append(table_html(uni, f"{name}: univariate analysis (log-rank)"))
     for factor in uni.loc[(uni["p"] < 0.05) & ~uni["factor"].str.endswith(AS_PUBLISHED), "factor"].unique():
         base = factor.removesuffix(LANDMARKED)
         known = data[FACTOR_COLUMNS[base]].notna().to_numpy()
         labels = np.asarray(groupings(cutoffs)[base](data)).astype(str)
         groups = {lvl: (t[known & (labels == lvl)], e[known & (labels == lvl)]) for lvl in sorted(set(labels[known]))}
         parts.append(
-            figure_html(_km_plot(groups, f"{name} by {base} (from implant, as published)"), f"{name} by {base}")
+            figure_html(km_plot(groups, f"{name} by {base} (from implant, as published)"), f"{name} by {base}")
         )
     return parts + _multivariable_section(data, ep, out, ep_summary)
 
@@ -236,7 +194,7 @@ def _multivariable_section(data: pd.DataFrame, ep: Endpoint, out: Path, ep_summa
         else ""
     )
     parts = [
-        _table_html(cox, f"{name}: multivariable Cox (3-month landmark; Efron ties)"),
+        table_html(cox, f"{name}: multivariable Cox (3-month landmark; Efron ties)"),
         f"<p>Wald χ² {tests['wald_chi2']:.3f} (p {tests['wald_p']:.4f}); likelihood-ratio χ² "
         f"{tests['lr_chi2']:.3f} (p {tests['lr_p']:.4f}); {tests['events']} events in "
         f"{tests['patients']} patients: {tests['events_per_variable']:.1f} events per variable.{left_out}</p>",
@@ -247,7 +205,7 @@ def _multivariable_section(data: pd.DataFrame, ep: Endpoint, out: Path, ep_summa
     ep_summary["ph_global_p"] = float(glob["p (km)"])
     ep_summary["ph_global_p_rank"] = float(glob["p (rank)"])
     parts.append(
-        _table_html(
+        table_html(
             ph,
             f"{name}: proportional hazards (score test as R's cox.zph, survival ≥ 3.0; "
             "km time, R's default, which the verdict reads; rank time beside it)",
@@ -262,16 +220,3 @@ def _multivariable_section(data: pd.DataFrame, ep: Endpoint, out: Path, ep_summa
         )
     )
     return parts
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, NaN and infinities (e.g. an open CI) to null."""
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value

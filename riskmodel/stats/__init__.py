@@ -9,7 +9,17 @@ from __future__ import annotations
 from riskmodel.stats.competing import aalen_johansen
 from riskmodel.stats.kaplan_meier import kaplan_meier, km_at, km_median, km_summary
 from riskmodel.stats.logrank import logrank_chi2
-from riskmodel.stats.ph import TRANSFORMS, PHSmooth, PHTest, Transform, ph_smooth, ph_test, transformed_time
+from riskmodel.stats.ph import (
+    TRANSFORMS,
+    PHSmooth,
+    PHTermTests,
+    PHTest,
+    Transform,
+    ph_smooth,
+    ph_term_tests,
+    ph_test,
+    transformed_time,
+)
 from riskmodel.stats.pooling import PooledEstimates, barnard_rubin_df, rubin_pool
 from riskmodel.stats.splines import restricted_cubic_spline
 from riskmodel.stats.target import SURVIVAL_DTYPE, check_survival_target, step_values, survival_array
@@ -18,6 +28,7 @@ __all__ = [
     "SURVIVAL_DTYPE",
     "TRANSFORMS",
     "PHSmooth",
+    "PHTermTests",
     "PHTest",
     "PooledEstimates",
     "Transform",
@@ -30,6 +41,7 @@ __all__ = [
     "km_summary",
     "logrank_chi2",
     "ph_smooth",
+    "ph_term_tests",
     "ph_test",
     "restricted_cubic_spline",
     "rubin_pool",

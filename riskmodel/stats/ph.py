@@ -22,6 +22,7 @@ the inverse of the average information per death, plus β̂.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,7 +32,17 @@ from scipy import stats
 from riskmodel.stats.kaplan_meier import kaplan_meier
 from riskmodel.stats.splines import restricted_cubic_spline
 
-__all__ = ["TRANSFORMS", "PHSmooth", "PHTest", "Transform", "ph_smooth", "ph_test", "transformed_time"]
+__all__ = [
+    "TRANSFORMS",
+    "PHSmooth",
+    "PHTermTests",
+    "PHTest",
+    "Transform",
+    "ph_smooth",
+    "ph_term_tests",
+    "ph_test",
+    "transformed_time",
+]
 
 Transform = Literal["km", "rank", "identity"]
 TRANSFORMS: tuple[Transform, ...] = ("km", "rank", "identity")
@@ -99,23 +110,10 @@ def ph_test(
     ``beta`` must be the maximum partial likelihood estimate with the same ``ties`` (R's
     ``coxph``): the test takes the score of β as 0 there, as R does.
     """
-    X = np.asarray(X, float)
-    time = np.asarray(time, float)
-    event = np.asarray(event, bool)
-    beta = np.asarray(beta, float)
-    if X.ndim != 2 or X.shape[0] != len(time) or len(event) != len(time) or beta.shape != (X.shape[1],):
-        raise ValueError(f"X must be n × p with n = len(time) = len(event) and p = len(beta); got {X.shape}")
-    if not event.any():
-        raise ValueError("all samples are censored: there is no death to test at")
-    if ties not in ("efron", "breslow"):
-        raise ValueError(f"ties must be 'efron' or 'breslow'; got {ties!r}")
+    X, time, event, beta = _checked(X, time, event, beta, ties)
     g = transformed_time(time, event, transform)
     order = np.argsort(time, kind="stable")  # R's order(): tied times keep their row order
-    used = np.ptp(X, axis=0) > 0  # R drops a constant covariate (its coefficient is NA)
-    Z = X[order][:, used]
-    score, info, resid = _score_and_information(
-        Z - Z.mean(axis=0), time[order], event[order], (g - g[event].mean())[order], beta[used], ties == "efron"
-    )
+    used, score, info, resid = _score_test_parts(X, time, event, beta, g, order, ties)
     q = int(used.sum())
     chisq = np.full(X.shape[1], np.nan)
     for out, j in enumerate(np.flatnonzero(used)):
@@ -137,6 +135,89 @@ def ph_test(
         scaled_residuals=scaled,
         residual_variance=variance,
     )
+
+
+def _checked(
+    X: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray, ties: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    X = np.asarray(X, float)
+    time = np.asarray(time, float)
+    event = np.asarray(event, bool)
+    beta = np.asarray(beta, float)
+    if X.ndim != 2 or X.shape[0] != len(time) or len(event) != len(time) or beta.shape != (X.shape[1],):
+        raise ValueError(f"X must be n × p with n = len(time) = len(event) and p = len(beta); got {X.shape}")
+    if not event.any():
+        raise ValueError("all samples are censored: there is no death to test at")
+    if ties not in ("efron", "breslow"):
+        raise ValueError(f"ties must be 'efron' or 'breslow'; got {ties!r}")
+    return X, time, event, beta
+
+
+def _score_test_parts(
+    X: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray, g: np.ndarray, order: np.ndarray, ties: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The non-constant columns, then :func:`_score_and_information` on them."""
+    used = np.ptp(X, axis=0) > 0  # R drops a constant covariate (its coefficient is NA)
+    Z = X[order][:, used]
+    score, info, resid = _score_and_information(
+        Z - Z.mean(axis=0), time[order], event[order], (g - g[event].mean())[order], beta[used], ties == "efron"
+    )
+    return used, score, info, resid
+
+
+@dataclass(frozen=True)
+class PHTermTests:
+    """Score tests of proportional hazards per term (a covariate's columns tested together), as
+    ``cox.zph(fit, terms = TRUE)``, R's default: ``chisq``, ``df`` and ``p`` per term, then global."""
+
+    transform: Transform
+    chisq: np.ndarray
+    df: np.ndarray
+    p: np.ndarray
+    global_chisq: float
+    global_df: int
+    global_p: float
+
+
+def ph_term_tests(
+    X: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    beta: np.ndarray,
+    terms: Sequence[Sequence[int]],
+    *,
+    transform: Transform = "km",
+    ties: Literal["efron", "breslow"] = "efron",
+) -> PHTermTests:
+    """``cox.zph(fit, transform)`` with R's ``terms = TRUE``: each term's columns (``terms``, lists of
+    column indices of X, e.g. a spline's or a factor's) are tested jointly, on as many df as it has
+    non-constant columns: (0, U_S) H⁻¹ (0, U_S)ᵀ over the rows of β and γ_S. The global test is
+    :func:`ph_test`'s. A term with no non-constant column gets NaN.
+
+    >>> rng = np.random.default_rng(1)
+    >>> X, t, e = rng.normal(size=(30, 2)), rng.exponential(size=30), rng.random(30) < 0.7
+    >>> one, both = ph_test(X, t, e, np.zeros(2)), ph_term_tests(X, t, e, np.zeros(2), [[0], [1], [0, 1]])
+    >>> bool(np.allclose(both.chisq[:2], one.chisq)), bool(np.isclose(both.chisq[2], one.global_chisq))
+    (True, True)
+    """
+    X, time, event, beta = _checked(X, time, event, beta, ties)
+    g = transformed_time(time, event, transform)
+    order = np.argsort(time, kind="stable")
+    used, score, info, _ = _score_test_parts(X, time, event, beta, g, order, ties)
+    q = int(used.sum())
+    position = np.cumsum(used) - 1  # a used column's place among the used ones
+    chisq, df = np.full(len(terms), np.nan), np.zeros(len(terms), dtype=int)
+    for i, term in enumerate(terms):
+        inside = [int(position[j]) for j in term if used[j]]
+        if not inside:
+            continue
+        rows = [*range(q), *(q + k for k in inside)]
+        chisq[i] = _quadratic(np.r_[np.zeros(q), score[inside]], info[np.ix_(rows, rows)])
+        df[i] = len(inside)
+    global_chisq = _quadratic(np.r_[np.zeros(q), score], info)
+    with np.errstate(invalid="ignore"):
+        p = np.where(df > 0, stats.chi2.sf(chisq, np.maximum(df, 1)), np.nan)
+    return PHTermTests(transform, chisq, df, p, global_chisq, q, float(stats.chi2.sf(global_chisq, q)))
 
 
 def _score_and_information(
