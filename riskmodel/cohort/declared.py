@@ -200,18 +200,15 @@ def from_frame_declared(
     if first_row is not None:
         raw.index = pd.RangeIndex(first_row, first_row + len(raw), name="row")
     chosen = [c for c in declaration.covariates if covariates is None or c.name in covariates]
-    wanted_endpoints = endpoints
-    endpoints = [
-        e
-        for e in (declaration.endpoints if require_outcomes else [])
-        if wanted_endpoints is None or e.name in wanted_endpoints
+    read_endpoints = [
+        e for e in (declaration.endpoints if require_outcomes else []) if endpoints is None or e.name in endpoints
     ]
     has_id = require_id or bool(_find_columns(raw, [declaration.id]))
     wanted = [
         *([declaration.id] if has_id else []),
         *([declaration.centre] if declaration.centre and require_id else []),
     ]
-    wanted += [c.column for c in chosen] + [col for e in endpoints for col in (e.time, e.event)]
+    wanted += [c.column for c in chosen] + [col for e in read_endpoints for col in (e.time, e.event)]
     found = _find_columns(raw, wanted)
     missing = [w for w in dict.fromkeys(wanted) if w not in found]
     if missing:
@@ -233,12 +230,12 @@ def from_frame_declared(
     for c in chosen:
         key = f"cohort.covariates[{declaration.covariates.index(c)}]"
         out[c.name] = _covariate(c, raw[found[c.column]], rep, key)
-    for e in endpoints:
+    for e in read_endpoints:
         out = out.join(_endpoint(e, raw, found, rep))
     problems = rep.finish()
     if any(p.severity == "error" for p in problems):
         raise CohortValidationError(problems, source)
-    missing_counts = missing_profile(out, [c.name for c in chosen], [e.name for e in endpoints])
+    missing_counts = missing_profile(out, [c.name for c in chosen], [e.name for e in read_endpoints])
     n_read = len(out)
     dropped = [c.name for c in chosen if c.missing == "complete_case" and out[c.name].isna().any()]
     if dropped:
@@ -271,7 +268,7 @@ def from_frame_declared(
         sensitive,
         None,
         declaration=declaration,
-        outcomes=tuple(f"{e.name}_{part}" for e in endpoints for part in ("months", "event", "event_type")),
+        outcomes=tuple(f"{e.name}_{part}" for e in read_endpoints for part in ("months", "event", "event_type")),
         missing=missing_counts,
         n_read=n_read,
     )
@@ -294,14 +291,14 @@ def missing_profile(data: pd.DataFrame, covariates: list[str], endpoints: list[s
         return table
     isna = data[covariates].isna()
     table["missing"] = isna.sum().astype(int)
-    table["percent"] = (100 * isna.mean()).round(1) if len(data) else 0.0
+    table["percent"] = (100 * isna.mean()).round(1) if len(data) else pd.Series(0.0, index=table.index)
     for ep in endpoints:
         event = data[f"{ep}_event"].astype(bool)
-        for label, rows in ((f"{ep} event %", event), (f"{ep} no event %", ~event)):
-            table[label] = (100 * isna[rows.to_numpy()].mean()).round(1) if rows.any() else math.nan
+        for label, chosen in ((f"{ep} event %", event), (f"{ep} no event %", ~event)):
+            table[label] = (100 * isna[chosen.to_numpy()].mean()).round(1) if chosen.any() else math.nan
     if "centre" in data.columns:
-        for centre, rows in isna.groupby(data["centre"].fillna("(none)").astype(str), sort=True):
-            table[f"centre {centre} %"] = (100 * rows.mean()).round(1)
+        for centre, group in isna.groupby(data["centre"].fillna("(none)").astype(str), sort=True):
+            table[f"centre {centre} %"] = (100 * group.mean()).round(1)
     return table
 
 

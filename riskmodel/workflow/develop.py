@@ -139,7 +139,8 @@ def develop_family(
     if isinstance(model.estimator, CoxPH):
         model.hazard_ratios = unpenalised_table(features, sd.X, sd.y)
     elif isinstance(model.estimator, MultipleImputationSurvival) and isinstance(model.estimator.estimator, CoxPH):
-        model.hazard_ratios = pooled_table(model.estimator, features.transform(sd.X), sd.y)
+        inputs = features.transform(sd.X)  # DeclaredInputs is set to give a DataFrame (make_pipeline)
+        model.hazard_ratios = pooled_table(model.estimator, pd.DataFrame(inputs), sd.y)
     in_sample = in_sample_calibration(fitted, sd.X, sd.y, window.horizons, config.seed)
     explained = global_explanation(fitted, sd.X, sd.y, label, config.seed)
     metrics = {

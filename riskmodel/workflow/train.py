@@ -166,7 +166,8 @@ def train(
     if not isinstance(config, ExperimentConfig):
         config = load_experiment(config)
     frame = data if isinstance(data, pd.DataFrame) else None
-    config = override(config, data=None if frame is not None else data, endpoints=endpoints, models=models)
+    path = None if isinstance(data, pd.DataFrame) else data
+    config = override(config, data=path, endpoints=endpoints, models=models)
     cohort = load_cohort(config, frame)
     config, dropped = drop_uninformative(config, cohort)
     prepared = prepare_endpoints(config, cohort)
