@@ -221,7 +221,8 @@ def missing_data_handling(config: ExperimentConfig, estimator: SurvivalEstimator
         )
     if policies["impute"]:
         names = ", ".join(policies["impute"])
-        if config.imputation.native and estimator.handles_missing:
+        imputed = isinstance(estimator, MultipleImputationSurvival)
+        if not imputed and config.imputation.native and estimator.handles_missing:
             parts.append(f"kept missing and learnt by the trees (each split sends a missing value one way): {names}")
         else:
             m = config.imputation.n_imputations

@@ -21,7 +21,7 @@ from riskmodel.cohort import Cohort
 from riskmodel.cohort.declared import missing_data_table
 from riskmodel.config import ExperimentConfig
 from riskmodel.core.version import __version__
-from riskmodel.models import CoxPH
+from riskmodel.models import CoxPH, MultipleImputationSurvival
 from riskmodel.reporting import ModelFacts, render_model_report
 from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, figure_png, forest_plot
 from riskmodel.stats.samplesize import SampleSize
@@ -151,7 +151,8 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
     """The aggregated facts of one run, for its TRIPOD+AI report."""
     config, cohort, sd, horizons = ctx.config, ctx.cohort, prepared.data, prepared.prediction_horizons
     estimator = dev.model.estimator
-    names = [str(n) for n in dev.features.get_feature_names_out()]
+    encoded = estimator.encodings_[0] if isinstance(estimator, MultipleImputationSurvival) else dev.features
+    names = [str(n) for n in encoded.get_feature_names_out()]
     time = sd.y["time"]
     coefficients = baseline = None
     if isinstance(estimator, CoxPH):
@@ -179,10 +180,10 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
         horizons=list(horizons),
         left_out_horizons=[h for h, n in prepared.window.left_out.items() if n == 0],
         min_at_risk=prepared.window.min_at_risk,
-        feature_set=str(config.features.set),
+        feature_set="declared covariates" if config.cohort is not None else str(config.features.set),
         inputs=feature_columns(config),
         features=names,
-        params=dict(estimator.get_params()),
+        params=model_params(estimator),
         size=size,
         cv=dev.cv.summary()[["mean", "sd", "folds_with_value"]],
         cv_description=(
@@ -202,9 +203,29 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
     facts.cox_unpenalised = dev.model.hazard_ratios
     facts.missing_data = missing_data_handling(config, dev.model.estimator)
     facts.endpoint_definition = endpoint_definition(config, prepared.endpoint)
+    if config.cohort is not None:
+        facts.measured_later = {
+            c.name: c.measured_at_months
+            for c in config.cohort.covariates
+            if c.name in config.covariates and c.measured_at_months > 0
+        }
     table = missing_data_table(cohort)
     facts.missingness = table[table["covariate"].isin(config.covariates)] if len(table) else None
     return facts
+
+
+def model_params(estimator: Any) -> dict[str, Any]:
+    """The family's settings; under multiple imputation, the wrapped family's and the imputation's
+    (not the encoding and declaration objects, which the report shows in its own sections)."""
+    if isinstance(estimator, MultipleImputationSurvival):
+        inner = {k: v for k, v in estimator.estimator.get_params().items()}
+        return {
+            **inner,
+            "imputation: covariates": list(estimator.impute),
+            "imputation: m": estimator.n_imputations,
+            "imputation: cycles": estimator.n_iter,
+        }
+    return dict(estimator.get_params())
 
 
 def endpoint_definition(config: ExperimentConfig, endpoint: str) -> str | None:
