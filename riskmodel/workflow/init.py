@@ -3,8 +3,10 @@
 Each column other than the identifier, centre, time and event becomes a covariate whose kind is
 inferred from the data:
 
-* numbers with two values: binary; whole numbers with 3-10 values: ordinal (check the order);
-  other numbers: numeric, with the unit read from the header (``"CEA (ng/mL)"`` → ng/mL);
+* numbers with two values: binary; whole numbers with 3-10 values: ordinal when the header names
+  an ordered scale (ECOG, performance status, grade, stage, score, a count), else categorical
+  codes (a histology or site code has no order; check either way); other numbers: numeric, with
+  the unit read from the header (``"CEA (ng/mL)"`` → ng/mL);
 * text with up to 20 levels: categorical, the most common level the reference; text with more
   (names, notes, other identifiers): left out, commented, never modelled.
 
@@ -38,6 +40,12 @@ _TIME_UNIT_WORDS = {"day": "days", "days": "days", "d": "days", "week": "weeks",
 _TIME_UNIT_WORDS |= {"month": "months", "months": "months", "mo": "months", "year": "years", "years": "years"}
 _TIME_UNIT_WORDS |= {"yr": "years", "y": "years", "m": "months"}
 MAX_LEVELS = 20
+# headers of ordered integer scales; other integer codes are declared categorical
+_ORDERED_SCALE = re.compile(
+    r"ecog|\bwho\b|performance|\bps\b|kps|karnofsky|grade|stage|score|scale|level|count|number|\bn\b|nodes|"
+    r"fractions|cycles|lines|dose|year|class|asa|charlson|index|size",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -92,7 +100,12 @@ def _covariate(header: str, raw: pd.Series, taken: set[str]) -> tuple[dict[str, 
     if numbers is not None and len(distinct) == 2:
         decl |= {"kind": "binary", "levels": sorted(distinct, key=lambda v: float(v))}
     elif numbers is not None and (numbers == numbers.round()).all() and 3 <= len(distinct) <= 10:
-        decl |= {"kind": "ordinal", "levels": sorted(distinct, key=lambda v: float(v))}
+        levels = sorted(distinct, key=lambda v: float(v))
+        if _ORDERED_SCALE.search(str(header).replace("_", " ")):
+            decl |= {"kind": "ordinal", "levels": levels}
+        else:
+            counts = observed.map(level_text).value_counts()
+            decl |= {"kind": "categorical", "levels": levels, "reference": str(counts.index[0])}
     elif numbers is not None:
         decl |= {"kind": "numeric", **({"unit": unit} if unit else {})}
         if (numbers > 0).all() and numbers.max() / max(numbers.median(), 1e-12) > 10:
@@ -253,6 +266,11 @@ def _declare_columns(
         if decl["kind"] == "ordinal":
             notes.append(
                 f"{decl['name']}: ordinal with levels {decl['levels']}: check the order (or make it categorical)"
+            )
+        elif decl["kind"] == "categorical" and all(str(v).lstrip("-").isdigit() for v in decl["levels"]):
+            notes.append(
+                f"{decl['name']}: integer codes {decl['levels']} declared categorical (unordered); if they are an "
+                "ordered scale, make it ordinal"
             )
         if decl["kind"] == "numeric" and "unit" not in decl:
             notes.append(f"{decl['name']}: no unit in the header; add one for the reports")
