@@ -128,11 +128,6 @@ class CovariateDeclaration(StrictModel):
             raise ValueError("threshold must be a finite number")
         if self.encoding == "log" and self.range is not None and self.range[0] <= 0:
             raise ValueError("a log encoding needs values above 0: its range must start above 0")
-        if self.missing == "impute" and self.kind == "categorical":
-            raise ValueError(
-                "impute is available for numeric, binary and ordinal covariates; for a categorical one use "
-                "indicator (a 'missing' level) or complete_case"
-            )
         return self
 
     @property

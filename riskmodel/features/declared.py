@@ -75,6 +75,9 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.levels_: dict[str, list[str]] = {}
         self.reference_: dict[str, str] = {}
         self.flagged_: list[str] = []  # categorical indicator covariates missing in training
+        # categorical covariates declared impute: one column of level codes (NaN where missing), so
+        # the imputation can draw a level; DeclaredEncoding makes the one-hot columns afterwards
+        self.coded_: list[str] = [c.name for c in chosen if c.kind == "categorical" and c.missing == "impute"]
         for c in chosen:
             if c.kind == "categorical":
                 if c.missing == "indicator" and X[c.name].isna().any():
@@ -91,7 +94,9 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def _names(self, chosen: list[CovariateDeclaration]) -> list[str]:
         names: list[str] = []
         for c in chosen:
-            if c.kind == "categorical":
+            if c.name in self.coded_:
+                names.append(c.name)
+            elif c.kind == "categorical":
                 names += [f"{c.name}_{lvl}" for lvl in self.levels_[c.name]]
                 if c.name in self.flagged_:
                     names.append(f"{c.name}_missing")
@@ -121,6 +126,10 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                     _fail(X, c.name, unseen, f"was not seen in training (seen: {', '.join(self._seen(c))})")
                 if c.missing == "refuse" or c.missing == "complete_case":
                     _refuse_missing(X, c.name, text.isna())
+                if c.name in self.coded_:
+                    codes = {lvl: float(i) for i, lvl in enumerate(c.code_levels)}
+                    parts.append(pd.to_numeric(text.astype(str).map(codes).where(text.notna())).to_numpy(dtype=float))
+                    continue
                 parts += [(text == lvl).to_numpy(dtype=float) for lvl in self.levels_[c.name]]
                 if c.name in self.flagged_:
                     parts.append(text.isna().to_numpy(dtype=float))
@@ -147,6 +156,7 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             "levels": self.levels_,
             "reference": self.reference_,
             "flagged": self.flagged_,
+            "coded": self.coded_,
         }
 
     @classmethod
@@ -156,6 +166,7 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         step.levels_ = {k: [str(v) for v in values] for k, values in state["levels"].items()}
         step.reference_ = {str(k): str(v) for k, v in state["reference"].items()}
         step.flagged_ = [str(n) for n in state["flagged"]]
+        step.coded_ = [str(n) for n in state["coded"]]
         chosen = _chosen(declaration_of(step.declaration), step.covariates)  # type: ignore[arg-type]
         step.feature_names_in_ = np.asarray([c.name for c in chosen], dtype=object)
         step.n_features_in_ = len(chosen)
@@ -183,6 +194,14 @@ def _reference(c: CovariateDeclaration, counts: pd.Series) -> str:
     return next(lvl for lvl in c.code_levels if counts.get(lvl, 0) == top)
 
 
+def _coded_levels(c: CovariateDeclaration, observed: np.ndarray) -> list[int]:
+    """The codes of a coded categorical covariate that get a one-hot column: those in the training
+    rows but the reference (declared if present, else the most common; see :func:`_reference`)."""
+    counts = pd.Series([c.code_levels[int(k)] for k in observed]).value_counts()
+    reference = c.code_levels.index(_reference(c, counts))
+    return [k for k in range(len(c.code_levels)) if c.code_levels[k] in counts.index and k != reference]
+
+
 def _refuse_missing(X: pd.DataFrame, name: str, missing: pd.Series) -> None:
     if missing.any():
         _fail(X, name, missing, "is missing, and its declared policy does not allow a missing value")
@@ -201,7 +220,9 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     Learns, from the training rows: the spline knots (Harrell's quantiles), and under ``indicator``
     the fill value (the training median; an ordinal or binary covariate's median code). One-hot
-    columns of categorical covariates pass through. (Only numeric covariates have non-linear
+    columns of categorical covariates pass through; a categorical covariate that arrives as level
+    codes (declared impute) becomes one-hot here, against its reference (the declared one when the
+    training rows have it, else the most common). (Only numeric covariates have non-linear
     encodings: the declaration refuses the others.)
     """
 
@@ -226,11 +247,15 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.knots_: dict[str, list[float]] = {}
         self.fill_: dict[str, float] = {}
         self.flagged_: list[str] = []  # indicator covariates missing in training: they get a flag column
+        self.categories_: dict[str, list[int]] = {}  # coded categorical: the codes given a column
         for j, name in enumerate(self.input_names_):
             c = _covariate_of(decl, name)
             if c is None:
                 continue
             observed = Z[~np.isnan(Z[:, j]), j]
+            if c.kind == "categorical":
+                self.categories_[name] = _coded_levels(c, observed)
+                continue
             if c.missing == "indicator":
                 self.fill_[name] = float(np.median(observed)) if observed.size else 0.0
                 if observed.size < Z.shape[0]:
@@ -254,6 +279,9 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             if c is None:
                 names.append(name)
                 continue
+            if c.kind == "categorical":
+                names += [f"{name}_{c.code_levels[k]}" for k in self.categories_[name]]
+                continue
             if c.encoding == "log":
                 names.append(f"log_{name}")
             elif c.encoding == "spline":
@@ -276,6 +304,7 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             "knots": self.knots_,
             "fill": self.fill_,
             "flagged": self.flagged_,
+            "categories": self.categories_,
         }
 
     @classmethod
@@ -286,6 +315,7 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         step.knots_ = {k: [float(v) for v in values] for k, values in state["knots"].items()}
         step.fill_ = {k: float(v) for k, v in state["fill"].items()}
         step.flagged_ = [str(n) for n in state["flagged"]]
+        step.categories_ = {str(k): [int(v) for v in codes] for k, codes in state["categories"].items()}
         step.n_features_in_ = len(step.input_names_)
         step.feature_names_out_ = np.asarray(step._names(declaration_of(step.declaration)), dtype=object)  # type: ignore[arg-type]
         return step
@@ -310,6 +340,9 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                     f"{name}: {int(missing.sum())} missing value(s) reached the model; declare missing: indicator "
                     "or impute (imputation runs before this step)"
                 )
+            if c.kind == "categorical":  # level codes: one-hot, NaN in every column where missing
+                parts += [np.where(missing, np.nan, (x == k).astype(float)) for k in self.categories_[name]]
+                continue
             if c.encoding == "spline":
                 parts += list(restricted_cubic_spline(x, np.asarray(self.knots_[name])).T)
             elif c.encoding == "threshold":

@@ -9,13 +9,17 @@ training part of a fold or resample only, it:
    drawn from their posterior, then a draw of each missing value), including the outcome as
    White & Royston (Stat Med 2009;28:1982-98) recommend: the event indicator and the
    Nelson-Aalen cumulative hazard at each patient's time. Binary and ordinal covariates take the
-   nearest valid code;
+   nearest valid code. A categorical covariate (unordered codes) is drawn from a multinomial
+   logistic regression fitted to a bootstrap sample of its observed rows (mice's approach to
+   parameter uncertainty by the bootstrap, ``logreg.boot``), and enters the other covariates'
+   regressions as dummies;
 2. fits the encoding and the model on each completed copy;
 3. predicts by averaging S(t) (and the risk score) over the m models.
 
 New patients are imputed from the training imputation models without their outcome, which is
 unknown at scoring: for each of the m imputations, by the conditional mean under that
-imputation's drawn regressions (so a patient's prediction never depends on who else is scored).
+imputation's drawn regressions, or the most probable level of a categorical covariate (so a
+patient's prediction never depends on who else is scored).
 :attr:`imputed_` reports, per scored batch, which values were imputed.
 """
 
@@ -56,14 +60,55 @@ def nelson_aalen_at(time: np.ndarray, event: np.ndarray) -> np.ndarray:
     return np.where(idx >= 0, cumhaz[np.clip(idx, 0, None)], 0.0)
 
 
-def _design(Z: np.ndarray, j: int) -> np.ndarray:
-    return np.column_stack([np.ones(len(Z)), np.delete(Z, j, axis=1)])
+def _design(Z: np.ndarray, j: int, unordered: dict[int, int] | None = None) -> np.ndarray:
+    """The intercept and every column but ``j``; a categorical column (``unordered``: column → its
+    number of codes) as dummies for codes 1 … k − 1 instead of its code."""
+    parts = [np.ones((len(Z), 1))]
+    for col in range(Z.shape[1]):
+        if col == j:
+            continue
+        k = (unordered or {}).get(col)
+        if k is None:
+            parts.append(Z[:, [col]])
+        else:
+            parts.append(
+                np.column_stack([(Z[:, col] == code).astype(float) for code in range(1, k)])
+                if k > 1
+                else np.empty((len(Z), 0))
+            )
+    return np.column_stack(parts)
+
+
+def _multinomial(X: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """Coefficients (k × p, a row per code; zero rows for codes absent from ``y``) of a multinomial
+    logistic regression of codes ``y`` on ``X`` (which holds the intercept), lightly ridged."""
+    from sklearn.linear_model import LogisticRegression
+
+    coef = np.zeros((k, X.shape[1]))
+    present = np.unique(y.astype(int))
+    if present.size == 1:
+        coef[:, 0] = -30.0
+        coef[present[0], 0] = 0.0
+        return coef
+    fit = LogisticRegression(C=100.0, fit_intercept=False, max_iter=500).fit(X, y.astype(int))
+    rows = fit.coef_ if present.size > 2 else np.vstack([-fit.coef_[0] / 2, fit.coef_[0] / 2])
+    coef[:, 0] = -30.0  # an absent code: probability ~0
+    coef[present] = rows
+    return coef
+
+
+def _probabilities(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    logits = X @ coef.T
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return np.asarray(p / p.sum(axis=1, keepdims=True), dtype=float)
 
 
 class ChainedEquations:
     """One imputation by chained equations with posterior draws (mice's "norm"); plain arrays only.
 
-    ``codes[j]``: None for a continuous column, else the number of valid codes (0, 1, …, k − 1).
+    ``codes[j]``: None for a continuous column, else the number of valid codes (0, 1, …, k − 1);
+    ``unordered``: the columns whose codes are categories (no order), by their number of codes.
     """
 
     def __init__(
@@ -73,12 +118,14 @@ class ChainedEquations:
         bounds: np.ndarray,
         n_iter: int,
         rng: np.random.Generator,
+        unordered: dict[int, int] | None = None,
     ):
         self.impute = list(impute)
         self.codes = list(codes)
         self.bounds = bounds
         self.n_iter = n_iter
         self.rng = rng
+        self.unordered = dict(unordered or {})
 
     def _snap(self, j: int, values: np.ndarray) -> np.ndarray:
         return _snap(values, self.codes[j], self.bounds[j])
@@ -96,10 +143,21 @@ class ChainedEquations:
                 rows = missing[:, j]
                 if not rows.any():
                     continue
-                beta, sigma = self._draw(_design(full, j)[~rows], full[~rows, j])
+                design = _design(full, j, self.unordered)
+                if j in self.unordered:
+                    coef = self._draw_multinomial(design[~rows], full[~rows, j], self.unordered[j])
+                    probs = _probabilities(design[rows], coef)
+                    full[rows, j] = [self.rng.choice(len(p), p=p) for p in probs]
+                    continue
+                beta, sigma = self._draw(design[~rows], full[~rows, j])
                 noise = self.rng.normal(0.0, sigma, rows.sum())
-                full[rows, j] = self._snap(j, _design(full, j)[rows] @ beta + noise)
+                full[rows, j] = self._snap(j, design[rows] @ beta + noise)
         return full[:, : out.shape[1]]
+
+    def _draw_multinomial(self, X: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+        """Multinomial coefficients fitted to a bootstrap sample of the rows (parameter uncertainty)."""
+        rows = self.rng.integers(0, len(y), len(y))
+        return _multinomial(X[rows], y[rows], k)
 
     def _draw(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
         """β and σ drawn from their posterior under a flat prior (Rubin 1987; mice's ``norm.draw``)."""
@@ -112,10 +170,18 @@ class ChainedEquations:
         chol = np.linalg.cholesky(np.linalg.inv(xtx))
         return beta_hat + sigma * chol @ self.rng.normal(size=p), sigma
 
-    def scoring_model(self, completed: np.ndarray) -> list[list[float]]:
+    def scoring_model(self, completed: np.ndarray) -> list[Any]:
         """For new patients (outcome unknown): per imputed column, drawn coefficients of a regression
-        on the other covariates of this completed copy, as plain lists."""
-        return [[float(b) for b in self._draw(_design(completed, j), completed[:, j])[0]] for j in self.impute]
+        on the other covariates of this completed copy, as plain lists (a k × p list of lists for a
+        categorical column's multinomial model)."""
+        out: list[Any] = []
+        for j in self.impute:
+            design = _design(completed, j, self.unordered)
+            if j in self.unordered:
+                out.append(self._draw_multinomial(design, completed[:, j], self.unordered[j]).tolist())
+            else:
+                out.append([float(b) for b in self._draw(design, completed[:, j])[0]])
+        return out
 
 
 def _snap(values: np.ndarray, k: int | None, bounds: np.ndarray) -> np.ndarray:
@@ -130,10 +196,12 @@ def _impute_new(
     impute: Sequence[int],
     codes: Sequence[int | None],
     bounds: np.ndarray,
-    model: Sequence[Sequence[float]],
+    model: Sequence[Any],
     start: np.ndarray,
+    unordered: dict[int, int] | None = None,
 ) -> np.ndarray:
-    """Conditional-mean imputation of new rows under one imputation's drawn regressions."""
+    """Conditional-mean imputation of new rows under one imputation's drawn regressions (the most
+    probable code for a categorical column)."""
     out = np.array(Z, dtype=float)
     missing = np.isnan(out)
     if not missing.any():
@@ -142,8 +210,14 @@ def _impute_new(
     for _ in range(10):
         for j, beta in zip(impute, model, strict=True):
             rows = missing[:, j]
-            if rows.any():
-                out[rows, j] = _snap(_design(out[rows], j) @ np.asarray(beta), codes[j], bounds[j])
+            if not rows.any():
+                continue
+            design = _design(out[rows], j, unordered)
+            coef = np.asarray(beta, dtype=float)
+            if coef.ndim == 2:
+                out[rows, j] = np.argmax(design @ coef.T, axis=1)
+            else:
+                out[rows, j] = _snap(design @ coef, codes[j], bounds[j])
     return out
 
 
@@ -159,7 +233,9 @@ class MultipleImputationSurvival(SurvivalEstimator):
     impute
         The covariates (column names of X) that may be missing and are imputed.
     codes
-        The discrete ones among them, with their number of codes (binary 2, ordinal k).
+        The discrete ones among them, with their number of codes (binary 2, ordinal or categorical k).
+    categorical
+        The discrete ones whose codes are unordered categories (imputed by multinomial regression).
     n_imputations, n_iter
         m, and the chained-equations cycles per imputation.
     random_state
@@ -177,11 +253,13 @@ class MultipleImputationSurvival(SurvivalEstimator):
         n_imputations: int = 10,
         n_iter: int = 10,
         random_state: int = 0,
+        categorical: Sequence[str] = (),
     ) -> None:
         self.encoding = encoding
         self.estimator = estimator
         self.impute = impute
         self.codes = codes
+        self.categorical = categorical
         self.n_imputations = n_imputations
         self.n_iter = n_iter
         self.random_state = random_state
@@ -209,6 +287,7 @@ class MultipleImputationSurvival(SurvivalEstimator):
             raise UserInputError(f"cannot impute {', '.join(unknown)}: not among the covariates {names}")
         self.impute_ = [names.index(n) for n in self.impute]
         codes: list[int | None] = [(self.codes or {}).get(n) for n in names]
+        self.unordered_ = {names.index(n): int(codes[names.index(n)] or 0) for n in self.categorical if n in names}
         others = [j for j in range(Xa.shape[1]) if j not in set(self.impute_)]
         if np.isnan(Xa[:, others]).any():
             raise UserInputError("a covariate that is not imputed has missing values")
@@ -222,19 +301,20 @@ class MultipleImputationSurvival(SurvivalEstimator):
             self.scoring_.append(scoring)
         self.codes_ = codes
         self.start_ = np.nanmean(Xa, axis=0)  # where the chained means start for a new patient
+        for j in self.unordered_:  # a category's start is its most common code, not a mean code
+            observed = Xa[~np.isnan(Xa[:, j]), j]
+            self.start_[j] = float(np.bincount(observed.astype(int)).argmax()) if observed.size else 0.0
         self.feature_means_ = self.start_
         return self
 
-    def _chains(
-        self, Xa: np.ndarray, event: np.ndarray, time: np.ndarray
-    ) -> Iterator[tuple[np.ndarray, list[list[float]]]]:
+    def _chains(self, Xa: np.ndarray, event: np.ndarray, time: np.ndarray) -> Iterator[tuple[np.ndarray, list[Any]]]:
         """The m completed copies of the training covariates, each with its scoring model, in the
         order of one seeded stream. Both draw from the stream, so a replay with the same data must
         draw both to give the same copies (the scoring model's draws come before the next copy's)."""
         aux = np.column_stack([event.astype(float), nelson_aalen_at(time, event)])
         rng = np.random.default_rng(self.random_state)
         for _ in range(self.n_imputations):
-            chain = ChainedEquations(self.impute_, self.codes_, self.bounds_, self.n_iter, rng)
+            chain = ChainedEquations(self.impute_, self.codes_, self.bounds_, self.n_iter, rng, self.unordered_)
             completed = chain.complete(Xa, aux)
             yield completed, chain.scoring_model(completed)
 
@@ -256,7 +336,8 @@ class MultipleImputationSurvival(SurvivalEstimator):
         missing value are unchanged)."""
         Xa = self._check_features(X)
         return [
-            self._frame(_impute_new(Xa, self.impute_, self.codes_, self.bounds_, m, self.start_)) for m in self.scoring_
+            self._frame(_impute_new(Xa, self.impute_, self.codes_, self.bounds_, m, self.start_, self.unordered_))
+            for m in self.scoring_
         ]
 
     def _frame(self, Z: np.ndarray) -> Any:
@@ -294,7 +375,12 @@ class MultipleImputationSurvival(SurvivalEstimator):
         write_json(
             folder / IMPUTATION_FILE,
             {
-                "params": {**params, "impute": list(self.impute), "codes": dict(self.codes or {})},
+                "params": {
+                    **params,
+                    "impute": list(self.impute),
+                    "codes": dict(self.codes or {}),
+                    "categorical": list(self.categorical),
+                },
                 "max_time": self.max_time_,
                 "n_events": self.n_events_,
                 "n_features_in": self.n_features_in_,
@@ -317,9 +403,11 @@ class MultipleImputationSurvival(SurvivalEstimator):
         mi = cls(encodings[0].__class__(**encodings[0].get_params()), models[0].__class__(**models[0].get_params()))
         mi.set_params(**d["params"])
         mi.models_, mi.encodings_ = models, encodings
-        mi.scoring_ = [[[float(b) for b in beta] for beta in model] for model in d["scoring"]]
+        mi.scoring_ = [[np.asarray(beta, dtype=float).tolist() for beta in model] for model in d["scoring"]]
         mi.impute_ = [int(j) for j in d["impute_index"]]
         mi.codes_ = [None if k is None else int(k) for k in d["codes_by_column"]]
+        names = list(d.get("feature_names_in") or [])
+        mi.unordered_ = {names.index(n): int(mi.codes_[names.index(n)] or 0) for n in mi.categorical if n in names}
         mi.start_ = np.asarray(d["start"], float)
         mi.bounds_ = np.asarray(d["bounds"], float)
         mi.max_time_, mi.n_events_, mi.n_features_in_ = (

@@ -307,11 +307,13 @@ class RiskModel:
                 )
             elif isinstance(self.estimator, MultipleImputationSurvival):
                 completed = self.estimator.completed(Z) if completed is None else completed
-                values = np.mean([np.asarray(frame[c.name], float) for frame in completed], axis=0)
+                draws = np.array([np.asarray(frame[c.name], float) for frame in completed])
+                values = _most_common(draws) if c.kind == "categorical" else draws.mean(axis=0)
                 where = {r: i for i, r in enumerate(data.index)}
+                summary = "most common" if c.kind == "categorical" else "mean"
                 for r in rows:
                     out.setdefault(r, []).append(
-                        f"{c.name} missing: imputed as {_shown_value(c, values[where[r]])} (mean of "
+                        f"{c.name} missing: imputed as {_shown_value(c, values[where[r]])} ({summary} of "
                         f"{len(completed)} imputations from the training imputation models)"
                     )
                 continue
@@ -394,6 +396,11 @@ def _kind(declaration: CohortDeclaration | None, name: str) -> str:
     return "numeric" if column(name).kind in ("float", "int") else "categorical"
 
 
+def _most_common(draws: np.ndarray) -> np.ndarray:
+    """Per column of ``draws`` (imputations × patients), its most common code."""
+    return np.array([np.bincount(col[~np.isnan(col)].astype(int)).argmax() for col in draws.T], dtype=float)
+
+
 def _shown_value(c: CovariateDeclaration, value: float) -> str:
     """An imputed input as a person reads it: back from the log scale, or as the nearest level."""
     if c.kind == "numeric":
@@ -401,6 +408,8 @@ def _shown_value(c: CovariateDeclaration, value: float) -> str:
         return f"≈{shown:.3g}{' ' + c.unit if c.unit else ''}"
     levels = c.code_levels
     k = int(np.clip(round(value), 0, len(levels) - 1)) if levels else round(value)
+    if c.kind == "categorical":
+        return levels[k]
     mean = "" if float(value).is_integer() else f" (mean code {value:.2f})"
     return f"≈{levels[k] if levels else k}{mean}"
 

@@ -11,7 +11,7 @@ inferred from the data:
   (names, notes, other identifiers): left out, commented, never modelled.
 
 The missing share of each suggests its policy: none missing → ``refuse``; up to 5 % →
-``complete_case``; more → ``impute`` (``indicator`` for a categorical covariate). The observed
+``complete_case``; more → ``impute`` (multiple imputation, categorical covariates too). The observed
 range is written as a comment, for a person to turn into ``range`` and ``plausible`` limits.
 What a person must check (units, ordinal order, codes, the time unit) is returned as notes.
 """
@@ -75,12 +75,12 @@ def _numbers(values: pd.Series) -> pd.Series | None:
     return number if number.notna().sum() == values.notna().sum() else None
 
 
-def _suggest_missing(share: float, kind: str) -> str:
+def _suggest_missing(share: float) -> str:
     if share == 0:
         return "refuse"
     if share <= 0.05:
         return "complete_case"
-    return "indicator" if kind == "categorical" else "impute"
+    return "impute"
 
 
 def _covariate(header: str, raw: pd.Series, taken: set[str]) -> tuple[dict[str, Any] | None, str]:
@@ -115,7 +115,7 @@ def _covariate(header: str, raw: pd.Series, taken: set[str]) -> tuple[dict[str, 
         decl |= {"kind": "categorical", "levels": sorted(distinct), "reference": str(counts.index[0])}
     else:
         return None, f"{header!r}: {len(distinct)} distinct texts (free text or an identifier?); not declared"
-    decl["missing"] = _suggest_missing(share, decl["kind"])
+    decl["missing"] = _suggest_missing(share)
     comment = f"{decl['kind']}; {100 * share:.0f}% missing"
     if decl["kind"] == "numeric":
         low, high = float(numbers.min()), float(numbers.max())  # type: ignore[union-attr]

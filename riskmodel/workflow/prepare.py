@@ -193,6 +193,7 @@ def _declared_pipeline(config: ExperimentConfig, cohort: CohortDeclaration, esti
         n_imputations=config.imputation.n_imputations,
         n_iter=config.imputation.n_iter,
         random_state=config.seed,
+        categorical=[c.name for c in imputed if c.kind == "categorical"],
     )
     inputs = DeclaredInputs(declaration, used).set_output(transform="pandas")
     return Pipeline([("features", inputs), ("model", imputation)])
