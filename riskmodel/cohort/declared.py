@@ -84,12 +84,18 @@ def _contradiction(c: CovariateDeclaration, raw: pd.Series, blank: pd.Series) ->
                 f"numbers (e.g. {examples}): declare it categorical, ordinal or binary with its levels"
             )
         return None
-    distinct = list(dict.fromkeys(texts))
-    if c.kind == "binary" and not c.levels and len(distinct) > 2:
-        return (
-            f"kind: declared binary, but {c.column!r} has {len(distinct)} distinct values (e.g. {examples}): "
-            "declare it numeric, ordinal or categorical"
-        )
+    if c.kind == "binary" and not c.levels:
+        # yes/Yes/Y/1 are one value: count meanings, not spellings. More than two is a contradiction
+        # when most cells are not yes/no words, or when all are numbers (a 0-3 score, say); a stray
+        # word in a yes/no column is a typo, reported on its row
+        lower = texts.str.lower()
+        meanings = list(dict.fromkeys(lower.map(lambda v: "1" if v in _YES else ("0" if v in _NO else v))))
+        numbers = bool(pd.to_numeric(texts, errors="coerce").notna().all())
+        if len(meanings) > 2 and (numbers or (~lower.isin(_YES | _NO)).mean() > 0.5):
+            return (
+                f"kind: declared binary, but {c.column!r} has {len(meanings)} distinct values (e.g. {examples}): "
+                "declare it numeric, ordinal or categorical"
+            )
     if c.levels:
         outside = ~texts.isin(c.code_levels)
         if outside.mean() > 0.5:
