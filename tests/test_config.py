@@ -41,7 +41,7 @@ def test_default_and_preimplant_are_what_the_issue_asks() -> None:
         ("name: x\nmodels: {cox: {penality: 1}}\n", "models.cox.penality, value 1: Extra inputs are not permitted"),
         ("name: x\nhorizons: [6, '12']\n", "horizons[1], value '12': Input should be a valid number"),
         ("name: x\nseed: 1.5\n", "seed, value 1.5: Input should be a valid integer"),
-        ("name: x\nendpoints: [pfs]\n", "endpoints: pfs is not an endpoint of the bundled study"),
+        ("name: x\nendpoints: [pfs]\n", "endpoints: pfs is not an endpoint of the bundled study (lc, os)"),
         ("name: x\nfeatures: {set: study}\nlandmark_months: 0\n", "landmark of at least 3 months"),
         ("name: x\nfeatures: {set: study}\nlandmark_months: 2\n", "landmark of at least 3 months \\(got 2\\)"),
         ("name: x\ndata: {path: nowhere.csv}\n", "data.path: file not found: nowhere.csv"),

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from riskmodel.core.strict import StrictModel
 
@@ -96,6 +96,35 @@ class CovariateDeclaration(StrictModel):
         "constant fill), or impute (multiple imputation inside the pipeline).",
     )
 
+    # A rule about one key is a field validator, so that its error is located at that key
+    # (cohort.covariates[2].reference); ``info.data`` holds the keys declared above it that were valid.
+    @field_validator("reference")
+    @classmethod
+    def _reference_is_a_level(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind, levels = info.data.get("kind"), info.data.get("levels")
+        if value is not None and kind is not None and kind != "categorical":
+            raise ValueError("only a categorical covariate has a reference level")
+        if value is not None and levels is not None and value not in levels:
+            raise ValueError(f"reference level {value!r} is not among the levels {levels}")
+        return value
+
+    @field_validator("range", "plausible")
+    @classmethod
+    def _limits_fit_the_kind(cls, value: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        kind = info.data.get("kind")
+        if value is not None and kind is not None and kind != "numeric":
+            raise ValueError(f"range and plausible apply to numeric covariates, not {kind} ones")
+        _finite_pair(value, str(info.field_name))
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding_fits_the_kind(cls, value: str, info: ValidationInfo) -> str:
+        kind = info.data.get("kind")
+        if value != "linear" and kind is not None and kind != "numeric":
+            raise ValueError(f"encoding {value} applies to numeric covariates only, not to a {kind} one")
+        return value
+
     @model_validator(mode="after")
     def _levels_fit_the_kind(self) -> CovariateDeclaration:
         if self.kind in ("ordinal", "categorical") and not self.levels:
@@ -106,22 +135,10 @@ class CovariateDeclaration(StrictModel):
             raise ValueError("a binary covariate has exactly two levels (the second is coded 1)")
         if self.kind == "numeric" and self.levels is not None:
             raise ValueError("a numeric covariate has no levels (use kind: ordinal or categorical)")
-        if self.reference is not None:
-            if self.kind != "categorical":
-                raise ValueError("only a categorical covariate has a reference level")
-            if self.levels is not None and self.reference not in self.levels:
-                raise ValueError(f"reference level {self.reference!r} is not among the levels {self.levels}")
         return self
 
     @model_validator(mode="after")
     def _numbers_fit_the_kind(self) -> CovariateDeclaration:
-        numeric = self.kind == "numeric"
-        if not numeric and (self.range is not None or self.plausible is not None):
-            raise ValueError(f"range and plausible apply to numeric covariates, not {self.kind} ones")
-        _finite_pair(self.range, "range")
-        _finite_pair(self.plausible, "plausible")
-        if not numeric and self.encoding != "linear":
-            raise ValueError(f"encoding {self.encoding} applies to numeric covariates only, not to a {self.kind} one")
         if (self.encoding == "threshold") != (self.threshold is not None):
             raise ValueError("encoding: threshold and a threshold value go together")
         if self.threshold is not None and not math.isfinite(self.threshold):

@@ -84,12 +84,18 @@ def _contradiction(c: CovariateDeclaration, raw: pd.Series, blank: pd.Series) ->
                 f"numbers (e.g. {examples}): declare it categorical, ordinal or binary with its levels"
             )
         return None
-    distinct = list(dict.fromkeys(texts))
-    if c.kind == "binary" and not c.levels and len(distinct) > 2:
-        return (
-            f"kind: declared binary, but {c.column!r} has {len(distinct)} distinct values (e.g. {examples}): "
-            "declare it numeric, ordinal or categorical"
-        )
+    if c.kind == "binary" and not c.levels:
+        # yes/Yes/Y/1 are one value: count meanings, not spellings. More than two is a contradiction
+        # when most cells are not yes/no words, or when all are numbers (a 0-3 score, say); a stray
+        # word in a yes/no column is a typo, reported on its row
+        lower = texts.str.lower()
+        meanings = list(dict.fromkeys(lower.map(lambda v: "1" if v in _YES else ("0" if v in _NO else v))))
+        numbers = bool(pd.to_numeric(texts, errors="coerce").notna().all())
+        if len(meanings) > 2 and (numbers or (~lower.isin(_YES | _NO)).mean() > 0.5):
+            return (
+                f"kind: declared binary, but {c.column!r} has {len(meanings)} distinct values (e.g. {examples}): "
+                "declare it numeric, ordinal or categorical"
+            )
     if c.levels:
         outside = ~texts.isin(c.code_levels)
         if outside.mean() > 0.5:
@@ -105,8 +111,9 @@ def _contradiction(c: CovariateDeclaration, raw: pd.Series, blank: pd.Series) ->
     return None
 
 
-def _covariate(c: CovariateDeclaration, raw: pd.Series, rep: Reporter, key: str) -> pd.Series:
-    """One covariate's cells, typed and checked (NaN where missing); ``key``: its declaration key path."""
+def _covariate(c: CovariateDeclaration, raw: pd.Series, rep: Reporter, key: str, scoring: bool) -> pd.Series:
+    """One covariate's cells, typed and checked (NaN where missing); ``key``: its declaration key path;
+    ``scoring``: new patients, each of whom gets a score or an error (none is left out)."""
     blank = blank_mask(raw)
     wrong = _contradiction(c, raw, blank)
     if wrong is not None:
@@ -120,6 +127,9 @@ def _covariate(c: CovariateDeclaration, raw: pd.Series, rep: Reporter, key: str)
             c.column,
             raw,
         )
+    elif c.missing == "complete_case" and scoring:
+        rule = f"{c.name} is missing; the model was trained on complete cases (declared missing: complete_case)"
+        rep.add_rows(blank, rule, c.column, raw)
     if c.kind == "numeric":
         num = to_numeric(raw, c.column, rep, f"{c.name} is declared numeric: must be a number (no units)")
         if c.range is not None:
@@ -193,8 +203,9 @@ def from_frame_declared(
     """Type and check a table by its declaration; raise ``CohortValidationError`` listing every problem.
 
     ``covariates``: only these declared covariates are read (a model needs only its own);
-    ``require_outcomes=False`` reads new patients for scoring; ``require_id=False`` accepts a
-    table without the identifier column (a prediction from Python).
+    ``require_outcomes=False`` reads new patients for scoring (a patient missing a complete-case
+    covariate is then an error on its row, not left out); ``require_id=False`` accepts a table
+    without the identifier column (a prediction from Python).
     """
     raw = frame.copy()
     if first_row is not None:
@@ -229,7 +240,7 @@ def from_frame_declared(
         out["centre"] = raw[found[declaration.centre]].map(lambda v: str(v).strip(), na_action="ignore")
     for c in chosen:
         key = f"cohort.covariates[{declaration.covariates.index(c)}]"
-        out[c.name] = _covariate(c, raw[found[c.column]], rep, key)
+        out[c.name] = _covariate(c, raw[found[c.column]], rep, key, scoring=not require_outcomes)
     for e in read_endpoints:
         out = out.join(_endpoint(e, raw, found, rep))
     problems = rep.finish()

@@ -8,7 +8,7 @@ inferred from the data:
   codes (a histology or site code has no order; check either way); other numbers: numeric, with
   the unit read from the header (``"CEA (ng/mL)"`` → ng/mL);
 * text with up to 20 levels: categorical, the most common level the reference; text with more
-  (names, notes, other identifiers): left out, commented, never modelled.
+  (names, notes, other identifiers) and dates: left out, commented, never modelled.
 
 The missing share of each suggests its policy: none missing → ``refuse``; up to 5 % →
 ``complete_case``; more → ``impute`` (multiple imputation, categorical covariates too). The observed
@@ -32,6 +32,7 @@ from riskmodel.cohort.load import normalise_header, read_table
 from riskmodel.config import ExperimentConfig
 from riskmodel.core.files import atomic_write_text
 from riskmodel.errors import UserInputError
+from riskmodel.privacy import years_only
 
 __all__ = ["Inferred", "infer_experiment"]
 
@@ -96,6 +97,9 @@ def _covariate(header: str, raw: pd.Series, taken: set[str]) -> tuple[dict[str, 
         return None, f"{header!r}: every value is missing; not declared"
     numbers = _numbers(observed)
     distinct = observed.map(level_text).unique()
+    if numbers is None and observed.astype(str).map(lambda v: years_only(v) != v).mean() > 0.5:
+        # a date is no covariate (and a full date may not leave the clinic): an interval is
+        return None, f"{header!r}: dates; not declared (derive an interval from them, e.g. months since diagnosis)"
     decl: dict[str, Any] = {"name": name, "column": str(header)}
     if numbers is not None and len(distinct) == 2:
         decl |= {"kind": "binary", "levels": sorted(distinct, key=lambda v: float(v))}
@@ -290,7 +294,7 @@ def _commented(experiment: dict[str, Any], comments: dict[str, str], notes: list
         "# Written by `riskmodel init`: every column declared, its kind inferred from the data.",
         "# Check before training: units, ordinal order, reference levels, codes, missing-data policies.",
         *(f"#   - {n}" for n in notes),
-        "# Then: riskmodel config validate THIS_FILE --data DATA; riskmodel train THIS_FILE",
+        "# Then: riskmodel config validate THIS_FILE; riskmodel train THIS_FILE",
         "",
     ]
     return "\n".join(head + lines) + "\n"
