@@ -105,12 +105,26 @@ def test_missing_values_in_a_large_cohort_keep_their_column_informative(n_missin
 
 def test_small_cohorts_get_plain_scikit_survival_exactly() -> None:
     X, y, _ = design(300, seed=3)
+    y = y.copy()
+    y["time"] = np.ceil(y["time"])  # whole months: 23 distinct event times, under the grid's 100
     ours = SurvivalForest(n_estimators=30, random_state=4).fit(X, y)
     assert ours.time_grid_ is None
     assert ours.bin_edges_ is None
     assert ours.max_samples_ is None
     plain = RandomSurvivalForest(n_estimators=30, min_samples_leaf=3, random_state=4).fit(X.to_numpy(), y)
     np.testing.assert_array_equal(ours.predict_risk(X), plain.predict(X.to_numpy()))
+
+
+def test_a_small_cohort_with_many_event_times_gets_only_the_time_grid() -> None:
+    X, y, _ = design(300, seed=3)  # 191 distinct event times: curves over all of them would be huge
+    ours = SurvivalForest(n_estimators=30, random_state=4).fit(X, y)
+    assert ours.time_grid_ is not None and ours.time_grid_.size <= 100
+    assert ours.bin_edges_ is None
+    assert ours.max_samples_ is None
+    exact = SurvivalForest(n_estimators=30, random_state=4, time_grid=None).fit(X, y)
+    assert exact.time_grid_ is None
+    # the grid costs little: the two forests rank patients almost alike
+    assert np.corrcoef(ours.predict_risk(X), exact.predict_risk(X))[0, 1] > 0.97
 
 
 def test_large_cohorts_switch_the_speed_settings_on_and_keep_held_out_accuracy() -> None:
