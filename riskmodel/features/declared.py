@@ -6,7 +6,8 @@ Two steps, so that multiple imputation can sit between them:
   the log scale when its encoding is log; 0/1 or the level code; NaN where missing and declared
   ``indicator`` or ``impute``), and for a
   categorical covariate one 0/1 column per level seen in training other than the reference
-  (plus ``<name>_missing`` under ``indicator``);
+  (every level of three or more with ``all_levels``, for the tree families) (plus
+  ``<name>_missing`` under ``indicator``);
 * :class:`DeclaredEncoding`: each numeric covariate's encoding (linear; log, already taken; a restricted cubic
   spline with knots at Harrell's quantiles of the training values; a threshold flag), and under
   ``indicator`` a constant fill (the training median) with a ``<name>_missing`` flag.
@@ -58,11 +59,20 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         The cohort declaration (:class:`~riskmodel.cohort.declaration.CohortDeclaration` as a dict).
     covariates
         The declared covariates to use (default: all of them), by name.
+    all_levels
+        A categorical of three or more levels gets a column for its reference level too (tree
+        families; a linear predictor would have collinear columns).
     """
 
-    def __init__(self, declaration: dict[str, Any] | None = None, covariates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        declaration: dict[str, Any] | None = None,
+        covariates: Sequence[str] | None = None,
+        all_levels: bool = False,
+    ) -> None:
         self.declaration = declaration
         self.covariates = covariates
+        self.all_levels = all_levels
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> DeclaredInputs:
         """Learn the categorical levels seen in training. Returns ``self``."""
@@ -76,7 +86,10 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             if c.kind == "categorical":
                 seen = set(X[c.name].dropna().astype(str))
                 reference = c.reference if c.reference is not None else c.code_levels[0]
-                self.levels_[c.name] = [lvl for lvl in c.code_levels if lvl in seen and lvl != reference]
+                keep = [lvl for lvl in c.code_levels if lvl in seen]
+                # two levels are one column for a tree too: the second would repeat the first
+                every = self.all_levels and len(keep) > 2
+                self.levels_[c.name] = keep if every else [lvl for lvl in keep if lvl != reference]
         self.feature_names_in_ = np.asarray([c.name for c in chosen], dtype=object)
         self.n_features_in_ = len(chosen)
         self.feature_names_out_ = np.asarray(self._names(chosen), dtype=object)
@@ -149,7 +162,7 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return step
 
     def _seen(self, c: CovariateDeclaration) -> list[str]:
-        return [c.reference or c.code_levels[0], *self.levels_[c.name]]
+        return list(dict.fromkeys([c.reference or c.code_levels[0], *self.levels_[c.name]]))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns, in order."""
@@ -317,6 +330,10 @@ class DeclaredFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         The cohort declaration as a dict.
     covariates
         The declared covariates to use (default: all), by name.
+    allow_missing
+        NaN passes through (families that handle missing values).
+    all_levels
+        A column for every categorical level, the reference too (:class:`DeclaredInputs`).
     """
 
     def __init__(
@@ -324,14 +341,16 @@ class DeclaredFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         declaration: dict[str, Any] | None = None,
         covariates: Sequence[str] | None = None,
         allow_missing: bool = False,
+        all_levels: bool = False,
     ) -> None:
         self.declaration = declaration
         self.covariates = covariates
         self.allow_missing = allow_missing
+        self.all_levels = all_levels
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> DeclaredFeatures:
         """Fit both steps. Returns ``self``."""
-        self.inputs_ = DeclaredInputs(self.declaration, self.covariates).fit(X)
+        self.inputs_ = DeclaredInputs(self.declaration, self.covariates, self.all_levels).fit(X)
         names = [str(n) for n in self.inputs_.get_feature_names_out()]
         encoding = DeclaredEncoding(self.declaration, names, self.allow_missing)
         self.encoding_ = encoding.fit(self.inputs_.transform(X))
@@ -365,7 +384,7 @@ class DeclaredFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         """The fitted transformer from :meth:`to_state`'s data."""
         inputs = DeclaredInputs.from_state(state["inputs"])
         encoding = DeclaredEncoding.from_state(state["encoding"])
-        features = cls(inputs.declaration, inputs.covariates, encoding.allow_missing)
+        features = cls(inputs.declaration, inputs.covariates, encoding.allow_missing, inputs.all_levels)
         features.inputs_ = inputs
         features.encoding_ = encoding
         features.feature_names_in_ = inputs.feature_names_in_
