@@ -11,7 +11,10 @@ Refused (after HIPAA Safe Harbor's identifiers and date elements):
   March 2014, …). A year alone is allowed.
 * **identifier values**: any patient ID of the cohort, or any value of a column riskmodel does
   not use (names, MRNs, notes), appearing as a token. Purely numeric IDs shorter than 4 digits
-  can't be told from ordinary numbers; they are checked only through the two rules below.
+  can't be told from ordinary numbers; they are checked only through the two rules below. So
+  are IDs that are the export's row numbers (every ID a whole number from 0 to the rows read,
+  as in a file numbered 1 to n): there every count of patients up to n, and every year, is
+  somebody's ID, and a report could state neither.
 * **free text from the input**: any text cell of 8 characters or more from a column riskmodel does
   not use, appearing anywhere.
 * **patient-level rows**: a table whose header names two or more cohort columns, or a list
@@ -169,6 +172,15 @@ def _identifier_like(value: str) -> bool:
     return len(value) >= 4 or any(ch.isalpha() for ch in value)
 
 
+def _row_numbers(ids: list[str], rows: int) -> bool:
+    """Whether the IDs are row numbers: whole numbers (no leading zero) from 0 to ``rows``.
+
+    >>> _row_numbers(["1", "2", "3"], 3), _row_numbers(["1", "2", "7874"], 3), _row_numbers(["007", "2"], 3)
+    (True, False, False)
+    """
+    return bool(ids) and all(v.isdecimal() and (v == "0" or v[0] != "0") and int(v) <= rows for v in ids)
+
+
 @dataclass(frozen=True)
 class PhiGuard:
     """The checkpoint; build it with :meth:`for_cohort` so it knows the cohort's identifiers."""
@@ -187,6 +199,8 @@ class PhiGuard:
         sensitive: Iterable[str] = getattr(cohort, "sensitive", ())
         ids = [str(v).strip() for v in data["patient_id"].dropna()] if "patient_id" in data.columns else []
         values = {v for v in [*ids, *sensitive] if v}
+        if _row_numbers(ids, getattr(cohort, "n_read", None) or len(data)):
+            values -= set(ids)
         identifiers = frozenset(v for v in values if _identifier_like(v))
         free_text = tuple(sorted(v for v in values if len(v) >= 8 and not re.fullmatch(r"[\w\-]+", v)))
         columns = frozenset(c.name for c in COLUMNS)

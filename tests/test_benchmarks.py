@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,3 +65,75 @@ def test_shap_speed_smoke_run_reports_the_comparison(run_all, tmp_path: Path) ->
     assert detail["max_abs_diff_treeshap_vs_permutation"] < detail["risk_scale_sd"]
     assert case["baseline"]["name"].startswith("shap PermutationExplainer")
     assert "shap_forest_1000" in (tmp_path / "RESULTS.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def public():  # type: ignore[no-untyped-def]
+    path = REPO / "benchmarks" / "public_datasets.py"
+    spec = importlib.util.spec_from_file_location("public_datasets", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["public_datasets"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_public_benchmark_edits_only_the_bootstrap_line_of_what_init_writes(public, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from riskmodel.config import load_experiment
+    from riskmodel.workflow.init import infer_experiment
+
+    data, frame = public.export("veterans", tmp_path)
+    out = tmp_path / "veterans.yaml"
+    infer_experiment(data, time="time", event="status", time_unit="days", out=out)
+    before = out.read_text()
+    text, edits = public.edit_experiment(before, None)
+    assert edits == ["  bootstrap: 200 -> bootstrap: 0"]
+    changed = [(a, b) for a, b in zip(before.splitlines(), text.splitlines(), strict=True) if a != b]
+    assert changed == [("  bootstrap: 200", "  bootstrap: 0")]
+    out.write_text(text)
+    config = load_experiment(out)
+    assert config.evaluation.bootstrap == 0
+    assert len(config.covariates) == frame.shape[1] - 3  # every column but id, time and status
+    with pytest.raises(ValueError, match=r"no evaluation\.bootstrap"):
+        public.edit_experiment("evaluation:\n  n_splits: 3\n", None)
+
+
+def test_public_benchmark_rebuilds_the_folds_and_one_hot_encodes_every_covariate(public, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from riskmodel.workflow.init import infer_experiment
+
+    data, frame = public.export("veterans", tmp_path)
+    out = tmp_path / "veterans.yaml"
+    infer_experiment(data, time="time", event="status", time_unit="days", out=out)
+    config, prepared, folds = public.riskmodel_folds(out)
+    assert len(folds) == config.evaluation.n_splits * config.evaluation.n_repeats
+    assert all(len(set(train) & set(test)) == 0 for train, test in folds)
+    X = public.design(frame, prepared.data.X["patient_id"])
+    assert len(X) == len(prepared.data.y)
+    # celltype's 4 levels give 3 columns, the two yes/no covariates 1 each, and 3 numeric ones
+    assert X.shape[1] == 8
+    with_missing = pd.DataFrame({"id": [1, 2, 3], "grade": ["a", None, "b"], "time": 1.0, "status": 1})
+    assert list(public.design(with_missing, pd.Series(["1", "2", "3"])).columns) == ["grade_b", "grade_nan"]
+
+
+def test_public_benchmark_table_marks_a_family_beyond_the_tolerance(public) -> None:  # type: ignore[no-untyped-def]
+    row = {
+        "n": 100,
+        "events": 50,
+        "covariates": 3,
+        "encoded_columns": 4,
+        "cv": "5-fold x 1",
+        "riskmodel_c": {"cox": 0.70, "rsf": 0.68, "gbm": 0.69},
+        "baseline_c": {"sksurv_cox": 0.705, "sksurv_rsf": 0.70, "sksurv_gbsa": 0.66, "xgboost": 0.695},
+        "gap": {"cox": -0.005, "rsf": -0.02, "gbm": -0.005},
+        "within_tolerance": {"cox": True, "rsf": False, "gbm": True},
+        "seconds": {
+            "riskmodel": {"init": 1.0, "train": 9.0, "cox": 1.0, "rsf": 2.0, "gbm": 3.0},
+            "baseline": dict.fromkeys(("sksurv_cox", "sksurv_rsf", "sksurv_gbsa", "xgboost"), 1.0),
+        },
+    }
+    text = public.markdown({"datasets": {"toy": row, "broken": {"error": "init failed"}}})
+    assert "| toy | 100 | 50 | 3 (4) | 5-fold x 1 | 0.700 | 0.680 | 0.690 |" in text
+    assert "-0.020 ✗" in text
+    assert "**0.695**" in text  # the best boosting baseline
+    assert "| broken | error: init failed |" in text

@@ -133,3 +133,46 @@ def test_every_named_set_and_block_builds(X: pd.DataFrame) -> None:
         out = f.transform(X)
         assert out.shape == (len(X), len(f.get_feature_names_out()))
         assert np.isfinite(out).all(), name
+
+
+DECLARED = {
+    "id": "id",
+    "covariates": [
+        {
+            "name": "cell",
+            "column": "Cell",
+            "kind": "categorical",
+            "levels": ["adeno", "large", "small"],
+            "reference": "small",
+        },
+        {"name": "age", "column": "Age", "kind": "numeric"},
+        {"name": "arm", "column": "Arm", "kind": "categorical", "levels": ["A", "B"], "reference": "A"},
+    ],
+    "endpoints": [
+        {"name": "os", "time": "t", "time_unit": "days", "event": "e", "event_codes": [1], "censored_codes": [0]}
+    ],
+}
+
+
+def test_tree_families_get_every_level_of_a_categorical_and_cox_the_levels_beside_the_reference() -> None:
+    import json
+
+    from riskmodel.config import ExperimentConfig
+    from riskmodel.features import DeclaredFeatures
+    from riskmodel.models.registry import build_estimator
+    from riskmodel.workflow.prepare import make_pipeline as experiment_pipeline
+
+    X = pd.DataFrame(
+        {"cell": ["small", "adeno", "large", "small"], "age": [60.0, 70.0, 65.0, 50.0], "arm": ["A", "B", "B", "A"]}
+    )
+    linear = DeclaredFeatures(DECLARED).fit(X)
+    trees = DeclaredFeatures(DECLARED, all_levels=True).fit(X)
+    assert list(linear.get_feature_names_out()) == ["cell_adeno", "cell_large", "age", "arm_B"]
+    # two levels stay one column: a second would repeat the first
+    assert list(trees.get_feature_names_out()) == ["cell_adeno", "cell_large", "cell_small", "age", "arm_B"]
+    np.testing.assert_array_equal(trees.transform(X)[:, :3].sum(axis=1), 1.0)  # one level per patient
+    again = DeclaredFeatures.from_state(json.loads(json.dumps(trees.to_state())))
+    np.testing.assert_array_equal(again.transform(X), trees.transform(X))
+    config = ExperimentConfig.model_validate({"name": "x", "data": {"path": "x.csv"}, "cohort": DECLARED}, strict=False)
+    for family, every_level in (("cox", False), ("rsf", True), ("gbm", True)):
+        assert experiment_pipeline(config, build_estimator(family, {}, 0))[0].all_levels is every_level, family

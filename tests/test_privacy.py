@@ -56,6 +56,14 @@ def test_identifiers_and_free_text_are_refused_but_decimals_are_not_identifiers(
         guard.check_text("metrics", "row 1001 excluded")
 
 
+def test_row_number_ids_leave_counts_and_years_alone_but_other_numeric_ids_stay_guarded() -> None:
+    numbered = pd.DataFrame({"patient_id": [str(i) for i in range(1, 2501)]})  # a file numbered 1 to n
+    PhiGuard.for_cohort(numbered).check_text("tags.cohort_size", "2500 patients, 1995 to 2003, 1001 events")
+    registry = pd.DataFrame({"patient_id": [str(i) for i in range(5001, 7501)]})  # beyond the rows: real IDs
+    with pytest.raises(PrivacyError, match="identifier"):
+        PhiGuard.for_cohort(registry).check_text("tags.note", "patient 5001 excluded")
+
+
 def test_patient_level_tables_and_per_patient_lists_are_refused() -> None:
     with pytest.raises(PrivacyError, match="patient-level"):
         GUARD.check_text("artifact x.csv", "patient_id,d90_gy,age_years\nA,110,60\n")

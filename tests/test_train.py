@@ -510,3 +510,25 @@ def test_no_horizon_with_few_patients_followed_shows_a_metric(trained: TrainResu
         for h, n in followed.items():
             shown = [k for k in run.metrics if k.endswith((f"_{h:g}_mean", f"_{h:g}_corrected", f"_{h:g}_apparent"))]
             assert bool(shown) == (n >= 10), (run.endpoint, h, n, shown)
+
+
+def test_separation_under_multiple_imputation_gives_hazard_ratios_without_intervals_not_a_crash() -> None:
+    from sklearn.preprocessing import FunctionTransformer
+
+    from riskmodel.models import CoxPH, MultipleImputationSurvival
+    from riskmodel.stats import survival_array
+    from riskmodel.workflow.develop import pooled_table
+
+    rng = np.random.default_rng(0)
+    flag = (np.arange(80) % 2).astype(float)  # every patient flagged has the event, no other: separation
+    x = rng.normal(size=80)
+    x[rng.random(80) < 0.3] = np.nan
+    X, y = pd.DataFrame({"flag": flag, "x": x}), survival_array(flag == 1, rng.exponential(10, 80))
+    encoding = FunctionTransformer(feature_names_out="one-to-one")
+    mi = MultipleImputationSurvival(encoding, CoxPH(), impute=["x"], n_imputations=3, n_iter=2).fit(X, y)
+    table = pooled_table(mi, X, y)
+    assert list(table.index) == ["flag", "x"]
+    assert table["hr"].gt(0).all()
+    assert table[["se", "hr_lower_95", "hr_upper_95", "p", "fmi"]].isna().all().all()
+    assert "did not converge" in table.attrs["note"]
+    assert "without intervals" in table.attrs["method"]

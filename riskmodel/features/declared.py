@@ -6,7 +6,8 @@ Two steps, so that multiple imputation can sit between them:
   the log scale when its encoding is log; 0/1 or the level code; NaN where missing and declared
   ``indicator`` or ``impute``), and for a
   categorical covariate one 0/1 column per level seen in training other than the reference
-  (plus ``<name>_missing`` under ``indicator`` when a training row lacks it);
+  (every level of three or more with ``all_levels``, for the tree families) (plus
+  ``<name>_missing`` under ``indicator`` when a training row lacks it);
 * :class:`DeclaredEncoding`: each numeric covariate's encoding (linear; log, already taken; a restricted cubic
   spline with knots at Harrell's quantiles of the training values; a threshold flag), and under
   ``indicator`` a constant fill (the training median) with a ``<name>_missing`` flag (only when
@@ -59,11 +60,20 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         The cohort declaration (:class:`~riskmodel.cohort.declaration.CohortDeclaration` as a dict).
     covariates
         The declared covariates to use (default: all of them), by name.
+    all_levels
+        A categorical of three or more levels gets a column for its reference level too (tree
+        families; a linear predictor would have collinear columns).
     """
 
-    def __init__(self, declaration: dict[str, Any] | None = None, covariates: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        declaration: dict[str, Any] | None = None,
+        covariates: Sequence[str] | None = None,
+        all_levels: bool = False,
+    ) -> None:
         self.declaration = declaration
         self.covariates = covariates
+        self.all_levels = all_levels
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> DeclaredInputs:
         """Learn the categorical levels seen in training. Returns ``self``."""
@@ -85,7 +95,10 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                 counts = X[c.name].dropna().astype(str).value_counts()
                 reference = _reference(c, counts)
                 self.reference_[c.name] = reference
-                self.levels_[c.name] = [lvl for lvl in c.code_levels if lvl in counts.index and lvl != reference]
+                keep = [lvl for lvl in c.code_levels if lvl in counts.index]
+                # two levels are one column for a tree too: the second would repeat the first
+                every = self.all_levels and len(keep) > 2
+                self.levels_[c.name] = keep if every else [lvl for lvl in keep if lvl != reference]
         self.feature_names_in_ = np.asarray([c.name for c in chosen], dtype=object)
         self.n_features_in_ = len(chosen)
         self.feature_names_out_ = np.asarray(self._names(chosen), dtype=object)
@@ -174,7 +187,7 @@ class DeclaredInputs(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return step
 
     def _seen(self, c: CovariateDeclaration) -> list[str]:
-        return [self.reference_[c.name], *self.levels_[c.name]]
+        return list(dict.fromkeys([self.reference_[c.name], *self.levels_[c.name]]))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns, in order."""
@@ -194,12 +207,16 @@ def _reference(c: CovariateDeclaration, counts: pd.Series) -> str:
     return next(lvl for lvl in c.code_levels if counts.get(lvl, 0) == top)
 
 
-def _coded_levels(c: CovariateDeclaration, observed: np.ndarray) -> list[int]:
+def _coded_levels(c: CovariateDeclaration, observed: np.ndarray, all_levels: bool = False) -> list[int]:
     """The codes of a coded categorical covariate that get a one-hot column: those in the training
-    rows but the reference (declared if present, else the most common; see :func:`_reference`)."""
+    rows but the reference (declared if present, else the most common; see :func:`_reference`);
+    with ``all_levels`` and three or more levels seen, the reference too (as :class:`DeclaredInputs`)."""
     counts = pd.Series([c.code_levels[int(k)] for k in observed]).value_counts()
+    keep = [k for k in range(len(c.code_levels)) if c.code_levels[k] in counts.index]
+    if all_levels and len(keep) > 2:
+        return keep
     reference = c.code_levels.index(_reference(c, counts))
-    return [k for k in range(len(c.code_levels)) if c.code_levels[k] in counts.index and k != reference]
+    return [k for k in keep if k != reference]
 
 
 def _refuse_missing(X: pd.DataFrame, name: str, missing: pd.Series) -> None:
@@ -231,10 +248,12 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         declaration: dict[str, Any] | None = None,
         input_names: Sequence[str] | None = None,
         allow_missing: bool = False,
+        all_levels: bool = False,
     ) -> None:
         self.declaration = declaration
         self.input_names = input_names
         self.allow_missing = allow_missing
+        self.all_levels = all_levels
 
     def fit(self, X: Any, y: Any = None) -> DeclaredEncoding:
         """Learn knots and fill values. Returns ``self``."""
@@ -254,7 +273,7 @@ class DeclaredEncoding(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                 continue
             observed = Z[~np.isnan(Z[:, j]), j]
             if c.kind == "categorical":
-                self.categories_[name] = _coded_levels(c, observed)
+                self.categories_[name] = _coded_levels(c, observed, self.all_levels)
                 continue
             if c.missing == "indicator":
                 self.fill_[name] = float(np.median(observed)) if observed.size else 0.0
@@ -381,6 +400,10 @@ class DeclaredFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         The cohort declaration as a dict.
     covariates
         The declared covariates to use (default: all), by name.
+    allow_missing
+        NaN passes through (families that handle missing values).
+    all_levels
+        A column for every categorical level, the reference too (:class:`DeclaredInputs`).
     """
 
     def __init__(
@@ -388,16 +411,18 @@ class DeclaredFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         declaration: dict[str, Any] | None = None,
         covariates: Sequence[str] | None = None,
         allow_missing: bool = False,
+        all_levels: bool = False,
     ) -> None:
         self.declaration = declaration
         self.covariates = covariates
         self.allow_missing = allow_missing
+        self.all_levels = all_levels
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> DeclaredFeatures:
         """Fit both steps. Returns ``self``."""
-        self.inputs_ = DeclaredInputs(self.declaration, self.covariates).fit(X)
+        self.inputs_ = DeclaredInputs(self.declaration, self.covariates, self.all_levels).fit(X)
         names = [str(n) for n in self.inputs_.get_feature_names_out()]
-        encoding = DeclaredEncoding(self.declaration, names, self.allow_missing)
+        encoding = DeclaredEncoding(self.declaration, names, self.allow_missing, self.all_levels)
         self.encoding_ = encoding.fit(self.inputs_.transform(X))
         self.feature_names_in_ = self.inputs_.feature_names_in_
         self.n_features_in_ = self.inputs_.n_features_in_
@@ -429,7 +454,7 @@ class DeclaredFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         """The fitted transformer from :meth:`to_state`'s data."""
         inputs = DeclaredInputs.from_state(state["inputs"])
         encoding = DeclaredEncoding.from_state(state["encoding"])
-        features = cls(inputs.declaration, inputs.covariates, encoding.allow_missing)
+        features = cls(inputs.declaration, inputs.covariates, encoding.allow_missing, inputs.all_levels)
         features.inputs_ = inputs
         features.encoding_ = encoding
         features.feature_names_in_ = inputs.feature_names_in_

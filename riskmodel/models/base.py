@@ -7,6 +7,12 @@ horizon. Horizons beyond the training follow-up are refused, never extrapolated.
 
 A family whose ``handles_missing`` is True takes NaN in X as a missing value, in ``fit`` and in
 every prediction; the others refuse it, naming the family, rather than impute it silently.
+
+A family whose ``all_levels`` is True (the tree families) gets a declared categorical covariate
+of three or more levels as one 0/1 column per level, its reference level too: a tree can then
+split any one level from the others in one split, where a dropped reference level must be
+isolated through all the other columns. A linear predictor (Cox) needs the reference dropped, or
+its columns sum to 1.
 """
 
 from __future__ import annotations
@@ -143,6 +149,7 @@ class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
     """
 
     risk_is_log_hazard = False  # True where predict_risk is a log hazard ratio (Cox, boosted Cox)
+    all_levels: ClassVar[bool] = False  # True: a 0/1 column for every categorical level (module docstring)
     FILES: ClassVar[frozenset[str]] = frozenset()  # the file names this family writes into a model folder
     # private attributes derived from a fit; forgotten with the fitted ones when fit starts again
     _CACHES: ClassVar[tuple[str, ...]] = ()

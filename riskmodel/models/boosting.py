@@ -54,6 +54,7 @@ class GradientBoostingSurvival(SurvivalEstimator):
     """
 
     risk_is_log_hazard = True  # predict_risk is the log hazard ratio (a linear predictor)
+    all_levels = True  # trees, with either backend: no reference level (riskmodel.models.base)
     FILES = frozenset({"booster.ubj", "gbm.json", "estimator.skops", "estimator.json"})
     # the types an estimator.skops of the scikit-survival backend may hold, beyond what skops trusts
     SKOPS_ALLOWED = frozenset(

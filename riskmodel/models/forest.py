@@ -147,6 +147,8 @@ class SurvivalForest(SurvivalEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    all_levels = True  # trees: no reference level (riskmodel.models.base)
+
     @property
     def handles_missing(self) -> bool:
         """True: scikit-survival's trees (splitter "best") send the missing values of a split to the

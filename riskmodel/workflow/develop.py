@@ -208,11 +208,12 @@ def pooled_table(mi: MultipleImputationSurvival, X: pd.DataFrame, y: Any) -> pd.
         for encoding, completed in zip(mi.encodings_, mi.completed_training(X, y), strict=True):
             design = pd.DataFrame(encoding.transform(completed), columns=encoding.get_feature_names_out())
             fits.append(CoxPH(penalty=0).fit(design, y))
-    table = pooled_hazard_ratios(fits)
+    converged = all(fit.converged_ for fit in fits)
+    table = pooled_hazard_ratios(fits) if converged else mean_hazard_ratios(fits)
     notes = ["an unpenalised fit did not converge (separation?)"] if caught else []
     imputed = [n for n in mi.impute if n in X.columns]
     incomplete = 100 * float(X[imputed].isna().any(axis=1).mean()) if imputed else 0.0
-    if len(fits) < incomplete:
+    if converged and len(fits) < incomplete:
         notes.append(
             f"{incomplete:.0f}% of patients have an imputed value but there are {len(fits)} imputations; raise "
             f"imputation.n_imputations to at least {math.ceil(incomplete)} for reproducible standard errors "
@@ -222,7 +223,22 @@ def pooled_table(mi: MultipleImputationSurvival, X: pd.DataFrame, y: Any) -> pd.
     table.attrs["method"] = (
         f"pooled over {len(fits)} imputations by Rubin's rules (t intervals on Barnard-Rubin df; "
         "fmi = fraction of missing information)"
+        if converged
+        else f"mean coefficient over {len(fits)} imputations, without intervals: a fit that did not converge "
+        "has no valid variance for Rubin's rules"
     )
+    return table
+
+
+def mean_hazard_ratios(fits: list[CoxPH]) -> pd.DataFrame:
+    """The pooled table's columns when some unpenalised fit did not converge: the HR of the mean
+    coefficient, every interval, test and pooling statistic NaN (as a single non-converged fit's
+    table gives its HR without an interval)."""
+    coef = np.mean([fit.coef_ for fit in fits], axis=0)
+    undefined = ("se", "hr_lower_95", "hr_upper_95", "t", "p", "df", "fmi", "riv")
+    blank = dict.fromkeys(undefined, np.full(len(coef), np.nan))
+    table = pd.DataFrame({"coef": coef, "hr": np.exp(coef), **blank}, index=fits[0].hazard_ratios_.index)
+    table.attrs.update({"penalty": 0.0, "m": len(fits)})
     return table
 
 

@@ -181,12 +181,13 @@ def _declared_pipeline(config: ExperimentConfig, cohort: CohortDeclaration, esti
     used = config.covariates
     imputed = [c for c in cohort.covariates if c.name in used and c.missing == "impute"]
     native = bool(imputed) and config.imputation.native and estimator.handles_missing
+    all_levels = estimator.all_levels  # the tree families: no reference level
     if not imputed or native:  # a family that handles missing values gets them as NaN
-        features = DeclaredFeatures(declaration, used, allow_missing=native)
+        features = DeclaredFeatures(declaration, used, allow_missing=native, all_levels=all_levels)
         return Pipeline([("features", features), ("model", estimator)])
     codes = {c.name: (2 if c.kind == "binary" else len(c.code_levels)) for c in imputed if c.kind != "numeric"}
     imputation = MultipleImputationSurvival(
-        DeclaredEncoding(declaration),
+        DeclaredEncoding(declaration, all_levels=all_levels),
         estimator,
         impute=[c.name for c in imputed],
         codes=codes,
@@ -195,7 +196,7 @@ def _declared_pipeline(config: ExperimentConfig, cohort: CohortDeclaration, esti
         random_state=config.seed,
         categorical=[c.name for c in imputed if c.kind == "categorical"],
     )
-    inputs = DeclaredInputs(declaration, used).set_output(transform="pandas")
+    inputs = DeclaredInputs(declaration, used, all_levels).set_output(transform="pandas")
     return Pipeline([("features", inputs), ("model", imputation)])
 
 

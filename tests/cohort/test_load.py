@@ -306,7 +306,7 @@ class TestMappingFile:
         ("text", "message"),
         [
             ("columns: {a: d90}\n", "columns.a: 'd90' is not a canonical"),
-            ("colums: {}\n", "colums: Extra inputs are not permitted"),
+            ("colums: {}\n", "colums, value {}: Extra inputs are not permitted"),
             ("response_rule: diameters\n", "response_rule"),
             ("- just a list\n", "must be a YAML mapping with keys such as columns"),
             ("columns: [\n", "not a readable YAML file"),
