@@ -118,7 +118,8 @@ def test_small_cohorts_get_plain_scikit_survival_exactly() -> None:
 def test_a_small_cohort_with_many_event_times_gets_only_the_time_grid() -> None:
     X, y, _ = design(300, seed=3)  # 191 distinct event times: curves over all of them would be huge
     ours = SurvivalForest(n_estimators=30, random_state=4).fit(X, y)
-    assert ours.time_grid_ is not None and ours.time_grid_.size <= 100
+    assert ours.time_grid_ is not None
+    assert ours.time_grid_.size <= 100
     assert ours.bin_edges_ is None
     assert ours.max_samples_ is None
     exact = SurvivalForest(n_estimators=30, random_state=4, time_grid=None).fit(X, y)
