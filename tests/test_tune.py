@@ -88,7 +88,7 @@ def test_configuration_errors_are_user_errors(tmp_path: Path) -> None:
         ExperimentConfig.model_validate({**raw, "tune": {"space": {"cox": {"penalty": {"low": 2, "high": 1}}}}})
     config.tune.space.clear()
     assert set(search_space(config, "gbm")) >= {"learning_rate", "max_depth", "subsample", "reg_lambda"}
-    assert shareable_storage("postgresql://u:pw@h:1/db") == "postgresql://u@h:1/db"
+    assert shareable_storage("postgresql://u:pw@h:1/db") == "postgresql://u:***@h:1/db"
     exp = tmp_path / "e.yaml"
     exp.write_text(SMALL)
     result = CliRunner().invoke(app, ["tune", str(exp), "--trials", "2", "--storage", "nosuchdb://x"])

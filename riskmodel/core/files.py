@@ -109,7 +109,7 @@ def sqlite_setup_lock(url: str) -> Iterator[None]:
         return
     import fcntl
 
-    lock = Path(url.removeprefix("sqlite:///") + ".lock")
+    lock = Path(url.removeprefix("sqlite:///").split("?", 1)[0] + ".lock")  # the file, not its query
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -15,15 +15,27 @@ from pathlib import Path
 from typing import Any
 
 from riskmodel.core.files import process_alive, retry_first_use, sqlite_setup_lock
+from riskmodel.core.redact import redact_logs, redact_text, redact_url
 from riskmodel.errors import UserInputError
 from riskmodel.privacy import PhiGuard
 from riskmodel.scoring import RiskModel
 from riskmodel.tracking.pyfunc import ENTRY_FILE, input_columns, requirements
 
-__all__ = ["DEFAULT_TRACKING_URI", "TAG_PREFIX", "Tracker", "mlflow_module", "prepare_store", "resolve_tracking_uri"]
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "EXPERIMENT_KIND",
+    "TAG_PREFIX",
+    "Tracker",
+    "mlflow_module",
+    "prepare_store",
+    "resolve_tracking_uri",
+]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 TAG_PREFIX = "riskmodel."
+# MLflow 3's UI opens an experiment by its kind: without this tag it may infer a GenAI experiment
+# and open on traces and token usage; "custom_model_development" ("Machine learning") opens the runs.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 def resolve_tracking_uri(override: str | None = None) -> str:
@@ -34,7 +46,7 @@ def resolve_tracking_uri(override: str | None = None) -> str:
 def prepare_store(uri: str) -> str | None:
     """Create the folder of a local SQLite store; return the artifact root to use for new experiments."""
     if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
+        db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
         db.parent.mkdir(parents=True, exist_ok=True)
         return (db.parent / "artifacts").resolve().as_uri()
     return None
@@ -49,6 +61,10 @@ def mlflow_module(uri: str) -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # a store that is down: MLflow retries for about 100 s with a multi-line warning each time;
+    # the one line riskmodel prints at the end says it all
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.ERROR)
+    redact_logs(uri)  # a library that logs the store's URI, or an error quoting it, shows no password
     mlflow.set_tracking_uri(uri)
     return mlflow
 
@@ -60,22 +76,28 @@ class Tracker:
         self.guard = guard or PhiGuard()  # without a cohort: the date and table rules still apply
         self.guard.check("experiment name", experiment)
         self.uri = resolve_tracking_uri(tracking_uri)
+        self.shown_uri = redact_url(self.uri)  # for messages, results and logs: never the password
         artifact_root = prepare_store(self.uri)
         self.mlflow = mlflow_module(self.uri)
 
         def open_experiment() -> str:
             found = self.mlflow.get_experiment_by_name(experiment)
             if found is not None:
+                if EXPERIMENT_KIND[0] not in found.tags:  # made by an older riskmodel: a kind the user chose stays
+                    self.mlflow.MlflowClient().set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
                 return str(found.experiment_id)
             location = f"{artifact_root}/{experiment}" if artifact_root else None
-            return str(self.mlflow.create_experiment(experiment, artifact_location=location))
+            tags = dict([EXPERIMENT_KIND])
+            return str(self.mlflow.create_experiment(experiment, artifact_location=location, tags=tags))
 
         try:
             # several tune workers may open a new shared store, or create the experiment, together
             with sqlite_setup_lock(self.uri):
                 self.experiment_id = retry_first_use(open_experiment)
         except Exception as exc:  # a broken URI or store must read as a user error, not a traceback
-            raise UserInputError(f"cannot open the MLflow tracking store {self.uri}: {exc}") from None
+            raise UserInputError(
+                f"cannot open the MLflow tracking store {self.shown_uri}: {redact_text(str(exc), self.uri)}"
+            ) from None
         self.stale_runs = self._close_stale_runs()
 
     def _owner_tags(self) -> dict[str, str]:
@@ -239,7 +261,8 @@ class Tracker:
         try:
             version = self.mlflow.register_model(model_uri, name).version
         except Exception as exc:
-            raise UserInputError(f"--register {name}: the registry refused it ({exc})") from None
+            refused = redact_text(str(exc), self.uri)
+            raise UserInputError(f"--register {name}: the registry refused it ({refused})") from None
         return f"models:/{name}/{version}"
 
     def log_bytes(self, data: bytes, artifact_file: str) -> None:

@@ -3,7 +3,6 @@ study's one MLflow parent run."""
 
 from __future__ import annotations
 
-import re
 import time
 import warnings
 from collections.abc import Mapping
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from riskmodel.core.files import retry_first_use, sqlite_setup_lock
+from riskmodel.core.redact import redact_text, redact_url
 from riskmodel.errors import UserInputError
 from riskmodel.tuning.objective import optuna_module
 
@@ -23,25 +23,25 @@ GRACE_SECONDS = 30  # a trial whose heartbeat is older than this is failed (cras
 def default_storage(tracking_uri: str) -> str:
     """``sqlite:///<folder of the MLflow store>/optuna.db``, else ``sqlite:///mlruns/optuna.db``."""
     if tracking_uri.startswith("sqlite:///"):
-        folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+        folder = Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]).parent
         return f"sqlite:///{folder / 'optuna.db'}"
     return "sqlite:///mlruns/optuna.db"
 
 
 def shareable_storage(url: str) -> str:
-    """The storage URL without its password, for tags and messages.
+    """The storage URL without its password, for tags and messages (:func:`riskmodel.core.redact.redact_url`).
 
-    >>> shareable_storage("postgresql://ann:secret@db.example:5432/optuna")
-    'postgresql://ann@db.example:5432/optuna'
+    >>> shareable_storage("postgresql://ann:se/cr@t@db.example:5432/optuna")
+    'postgresql://ann:***@db.example:5432/optuna'
     """
-    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1@", url)
+    return redact_url(url)
 
 
 def open_storage(url: str) -> Any:
     """Optuna's RDB storage at ``url`` with heartbeats; a new SQLite file is created one worker at a time."""
     optuna = optuna_module()
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        Path(url.removeprefix("sqlite:///").split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
     try:
         with warnings.catch_warnings(), sqlite_setup_lock(url):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental API
@@ -51,7 +51,7 @@ def open_storage(url: str) -> Any:
                 )
             )
     except Exception as exc:
-        raise UserInputError(f"--storage: cannot open {shareable_storage(url)}: {exc}") from None
+        raise UserInputError(f"--storage: cannot open {shareable_storage(url)}: {redact_text(str(exc), url)}") from None
 
 
 def parent_run(study: Any, tracker: Any, name: str, tags: Mapping[str, str]) -> str:

@@ -77,7 +77,7 @@ class TrainResult:
 
     experiment: str
     parent_run_id: str
-    tracking_uri: str
+    tracking_uri: str  # without its password (riskmodel.core.redact)
     runs: list[RunResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     # the endpoints whose cohort is below Riley et al.'s minimum sample size: exploratory only
@@ -177,7 +177,7 @@ def train(
     tracker = Tracker(config.name, tracking_uri, guard=PhiGuard.for_cohort(cohort))
     short = [ep for ep, s in sizes.items() if not s.adequate]
     ctx = RunContext.create(config, cohort, exploratory=bool(short))
-    result = TrainResult(config.name, "", tracker.uri, notes=list(dropped), exploratory=short)
+    result = TrainResult(config.name, "", tracker.shown_uri, notes=list(dropped), exploratory=short)
     missing = missing_data_table(cohort)
     if len(missing) and missing["missing"].sum() > 0:
         result.missing_data = missing[missing["covariate"].isin(config.covariates)].reset_index(drop=True)
