@@ -31,10 +31,28 @@ def models_list(
 @user_errors
 def ui(
     port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI (the better place for one holding a "
+            "password: a command line is visible to every user of the machine), else sqlite:///mlruns/mlflow.db."
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. Only loopback addresses unless --allow-remote.")
+    ] = "127.0.0.1",
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            help="Listen on a non-loopback --host. MLflow's UI has no authentication: anyone who reaches it can "
+            "read, change and delete every run.",
+        ),
+    ] = False,
 ) -> None:
-    """Start the MLflow UI on the riskmodel tracking store (Ctrl-C to stop)."""
-    from riskmodel.tracking import resolve_tracking_uri, run_ui
+    """Start the MLflow UI on the riskmodel tracking store (Ctrl-C or SIGTERM stops it and all its processes)."""
+    from riskmodel.tracking import run_ui
 
-    typer.echo(f"MLflow UI on http://127.0.0.1:{port} for {resolve_tracking_uri(tracking_uri)}")
-    raise typer.Exit(run_ui(tracking_uri, port))
+    raise typer.Exit(
+        run_ui(tracking_uri, port, host, allow_remote=allow_remote, announce=lambda line: typer.echo(line, err=True))
+    )

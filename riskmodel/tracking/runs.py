@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
+from riskmodel.core.redact import redact_text, redact_url
 from riskmodel.errors import RiskModelError, UserInputError
 from riskmodel.scoring import RiskModel
-from riskmodel.tracking.store import TAG_PREFIX, mlflow_module, prepare_store, resolve_tracking_uri
+from riskmodel.tracking.store import TAG_PREFIX, mlflow_module, resolve_tracking_uri
 
-__all__ = ["download_model_dir", "list_runs", "load_model", "run_ui"]
+__all__ = ["download_model_dir", "list_runs", "load_model"]
 
 
 def download_model_dir(uri: str, *, tracking_uri: str | None = None) -> Path:
     """Download a logged model and return the riskmodel model directory inside it."""
-    mlflow = mlflow_module(resolve_tracking_uri(tracking_uri))
+    store = resolve_tracking_uri(tracking_uri)
+    mlflow = mlflow_module(store)
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except Exception as exc:
         raise UserInputError(
-            f"{uri}: cannot fetch this model from {resolve_tracking_uri(tracking_uri)} ({exc})"
+            f"{redact_url(uri)}: cannot fetch this model from {redact_url(store)} ({redact_text(str(exc), store, uri)})"
         ) from None
     inner = local / "artifacts" / "riskmodel"
     if not inner.is_dir():
@@ -32,15 +32,21 @@ def download_model_dir(uri: str, *, tracking_uri: str | None = None) -> Path:
 
 def list_runs(tracking_uri: str | None = None) -> pd.DataFrame:
     """Every riskmodel child run in the store: ids, endpoint, family, status and headline metrics."""
-    mlflow = mlflow_module(resolve_tracking_uri(tracking_uri))
-    experiments = [e.experiment_id for e in mlflow.search_experiments()]
-    if not experiments:
-        return pd.DataFrame()
-    runs = mlflow.search_runs(
-        experiment_ids=experiments,
-        filter_string=f"tags.`{TAG_PREFIX}family` != ''",
-        order_by=["attributes.start_time DESC"],
-    )
+    store = resolve_tracking_uri(tracking_uri)
+    mlflow = mlflow_module(store)
+    try:
+        experiments = [e.experiment_id for e in mlflow.search_experiments()]
+        if not experiments:
+            return pd.DataFrame()
+        runs = mlflow.search_runs(
+            experiment_ids=experiments,
+            filter_string=f"tags.`{TAG_PREFIX}family` != ''",
+            order_by=["attributes.start_time DESC"],
+        )
+    except Exception as exc:  # a store that is down is one line, without its password
+        raise UserInputError(
+            f"cannot open the MLflow tracking store {redact_url(store)}: {redact_text(str(exc), store)}"
+        ) from None
     if runs.empty:
         return pd.DataFrame()
     keep = {
@@ -58,17 +64,6 @@ def list_runs(tracking_uri: str | None = None) -> pd.DataFrame:
     present = {k: v for k, v in keep.items() if k in runs.columns}
     table: pd.DataFrame = runs[list(present)].rename(columns=present)
     return table
-
-
-def run_ui(tracking_uri: str | None = None, port: int = 5000) -> int:
-    """Start the MLflow UI on the same store (blocks until stopped)."""
-    uri = resolve_tracking_uri(tracking_uri)
-    prepare_store(uri)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--port", str(port)]
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
 
 
 def load_model(uri: str | Path, *, tracking_uri: str | None = None) -> RiskModel:
