@@ -31,6 +31,7 @@ salt kept per installation (``RISKMODEL_SALT``, else the file ``$RISKMODEL_HOME/
 
 from __future__ import annotations
 
+import math
 import re
 import zipfile
 from collections.abc import Iterable
@@ -38,10 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from riskmodel.core.pseudonyms import pseudonym, salt
 from riskmodel.errors import UserInputError
 
-__all__ = ["PhiGuard", "PrivacyError", "pseudonym", "salt", "years_only"]
+__all__ = ["PhiGuard", "PrivacyError", "SubstringSet", "pseudonym", "salt", "years_only"]
 
 _MONTHS = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|"
@@ -60,6 +63,28 @@ _DATE_PATTERNS = [
     rf"\b{_MONTHS}\.?,?[ -]{_YEAR}\b",  # March 2014
 ]
 _DATE = re.compile("|".join(f"(?:{p})" for p in _DATE_PATTERNS), re.IGNORECASE)
+# every date above holds a year; around each place a year could start, the date pattern is tried
+# on a window wide enough for the longest date ("September 17th, 2014", "2014-03-17") and the
+# characters its look-arounds read, instead of at every position of a long text
+_YEAR_AT = re.compile(r"(?=(?:19|20)\d\d)")
+_BEFORE_YEAR, _AFTER_YEAR = 40, 24
+
+
+def _has_date(text: str) -> bool:
+    """``_DATE.search(text) is not None``, trying the pattern only near the years in ``text``."""
+    if len(text) < 256:
+        return _DATE.search(text) is not None
+    for year in _YEAR_AT.finditer(text):
+        p = year.start()
+        end = min(len(text), p + _AFTER_YEAR)
+        found = _DATE.search(text, max(0, p - _BEFORE_YEAR), end)
+        if found is not None and (found.end() + 1 < end or end == len(text)):
+            return True
+        if found is not None and _DATE.search(text, found.start()) is not None:
+            return True  # a match at the window's edge: confirmed on the whole text
+    return False
+
+
 # a word-like token; digits right after a dot, or before ".<digit>", belong to a decimal number
 _INLINE_PNG = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -181,6 +206,95 @@ def _row_numbers(ids: list[str], rows: int) -> bool:
     return bool(ids) and all(v.isdecimal() and (v == "0" or v[0] != "0") and int(v) <= rows for v in ids)
 
 
+_WINDOW = 16  # patterns are found by a hash of their first (up to) 16 characters
+_BASE_INT, _MASK = 1_000_003, 2**64 - 1
+_BASE = np.uint64(_BASE_INT)
+
+
+def _code_points(text: str) -> np.ndarray:
+    """``text`` as an array of its code points (lone surrogates included)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+
+
+def _window_hashes(points: np.ndarray, k: int) -> np.ndarray:
+    """The polynomial hash (mod 2**64) of every window of ``k`` code points, one per start."""
+    n = len(points) - k + 1
+    h = np.zeros(max(n, 0), dtype=np.uint64)
+    if n <= 0:
+        return h
+    for j in range(k):  # numpy's uint64 arithmetic wraps silently: the hash is mod 2**64
+        h = h * _BASE + points[j : j + n]
+    return h
+
+
+class SubstringSet:
+    """A set of strings, found anywhere in a text in one pass: ``any(p in text for p in patterns)``.
+
+    Built once per cohort. Each pattern is filed under the hash of its first ``k = min(len, 16)``
+    characters; a text's windows of each length ``k`` are hashed at once (numpy), the hashes
+    looked up in the sorted keys, and the few candidates verified with ``str.startswith``. A
+    check costs the text's length, not the number of patterns (100,000 notes scanned one by one
+    cost 1.2 s per check; see ``benchmarks/phi_guard.py``).
+
+    >>> found = SubstringSet(["John Smith", "needs review"])
+    >>> found.search("seen by John Smith today"), found.search("John Smit"), found.search("")
+    (True, False, False)
+    """
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        buckets: dict[int, dict[int, list[str]]] = {}
+        for p in sorted(set(patterns)):
+            if not p:
+                continue
+            k = min(len(p), _WINDOW)
+            key = 0
+            for ch in p[:k]:  # the hash _window_hashes computes, in Python integers
+                key = (key * _BASE_INT + ord(ch)) & _MASK
+            buckets.setdefault(k, {}).setdefault(key, []).append(p)
+        self._buckets = {k: {h: tuple(ps) for h, ps in b.items()} for k, b in buckets.items()}
+        self._keys = {k: np.array(sorted(b), dtype=np.uint64) for k, b in buckets.items()}
+        self.size = sum(len(v) for b in buckets.values() for v in b.values())
+
+    def search(self, text: str) -> bool:
+        """Whether any pattern occurs in ``text``."""
+        if not self.size or not text:
+            return False
+        points = _code_points(text)
+        for k, keys in self._keys.items():
+            hashes = _window_hashes(points, k)
+            if not len(hashes):
+                continue
+            where = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)
+            for i in np.flatnonzero(keys[where] == hashes):
+                if text.startswith(self._buckets[k][int(hashes[i])], int(i)):
+                    return True
+        return False
+
+
+def _own_tokens(values: Any) -> tuple[set[str], list[str]]:
+    """The tokens, and the texts, of an experiment's own config values (nested dicts and lists)."""
+    tokens: set[str] = set()
+    texts: list[str] = []
+    stack = [values]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+            stack.extend(str(k) for k in v)
+        elif isinstance(v, list | tuple | set | frozenset):
+            stack.extend(v)
+        elif isinstance(v, bool) or v is None:
+            continue
+        else:
+            if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+                tokens.add(str(int(v)))
+            text = str(v)
+            texts.append(text)
+            tokens.update(_TOKEN.findall(text))
+            tokens.add(text.strip())
+    return tokens, texts
+
+
 @dataclass(frozen=True)
 class PhiGuard:
     """The checkpoint; build it with :meth:`for_cohort` so it knows the cohort's identifiers."""
@@ -189,10 +303,23 @@ class PhiGuard:
     free_text: tuple[str, ...] = ()
     n_patients: int = 0
     cohort_columns: frozenset[str] = field(default_factory=frozenset)
+    # compiled once, in __post_init__: the identifiers with a space, and the free text, as
+    # substring sets (the other identifiers are single tokens, looked up in the set above)
+    _spaced: SubstringSet = field(init=False, repr=False, compare=False)
+    _free: SubstringSet = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_spaced", SubstringSet(v for v in self.identifiers if " " in v))
+        object.__setattr__(self, "_free", SubstringSet(self.free_text))
 
     @classmethod
-    def for_cohort(cls, cohort: Any) -> PhiGuard:
-        """A guard for a :class:`~riskmodel.cohort.Cohort` (IDs, unused columns' values, size)."""
+    def for_cohort(cls, cohort: Any, *, own: Any = None) -> PhiGuard:
+        """A guard for a :class:`~riskmodel.cohort.Cohort` (IDs, unused columns' values, size).
+
+        ``own``: the experiment's own config values (a nested dict, as logged). They are the
+        user's settings, logged with every run, so none of them is treated as an identifier or
+        free text: a patient whose ID equals the seed (2013) does not refuse a train.
+        """
         from riskmodel.cohort.contract import COLUMNS
 
         data = getattr(cohort, "data", cohort)
@@ -201,6 +328,10 @@ class PhiGuard:
         values = {v for v in [*ids, *sensitive] if v}
         if _row_numbers(ids, getattr(cohort, "n_read", None) or len(data)):
             values -= set(ids)
+        if own is not None:
+            tokens, texts = _own_tokens(own)
+            joined = "\n".join(texts)
+            values = {v for v in values if v not in tokens and (_TOKEN.fullmatch(v) or v not in joined)}
         identifiers = frozenset(v for v in values if _identifier_like(v))
         free_text = tuple(sorted(v for v in values if len(v) >= 8 and not re.fullmatch(r"[\w\-]+", v)))
         columns = frozenset(c.name for c in COLUMNS)
@@ -231,18 +362,14 @@ class PhiGuard:
     def check_text(self, field: str, text: str) -> None:
         """The text rules: dates, identifiers, free text, patient-level tables and sequences."""
         text = _without_pixels(text)
-        if _DATE.search(text):
+        if _has_date(text):
             raise PrivacyError(f"refused to write {field}: it contains a full date (only years may be shared)")
-        if self.identifiers:
-            hits = self.identifiers.intersection(_TOKEN.findall(text))
-            spaced = [v for v in self.identifiers if " " in v and v in text]
-            if hits or spaced:
-                raise PrivacyError(
-                    f"refused to write {field}: it contains a patient identifier or a value of an unused input column"
-                )
-        for snippet in self.free_text:
-            if snippet in text:
-                raise PrivacyError(f"refused to write {field}: it contains free text copied from the input")
+        if self.identifiers and (not self.identifiers.isdisjoint(_TOKEN.findall(text)) or self._spaced.search(text)):
+            raise PrivacyError(
+                f"refused to write {field}: it contains a patient identifier or a value of an unused input column"
+            )
+        if self._free.search(text):
+            raise PrivacyError(f"refused to write {field}: it contains free text copied from the input")
         self._check_table(field, text)
 
     def _check_sequence(self, field: str, values: list[Any] | tuple[Any, ...]) -> None:

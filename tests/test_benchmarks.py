@@ -137,3 +137,22 @@ def test_public_benchmark_table_marks_a_family_beyond_the_tolerance(public) -> N
     assert "-0.020 ✗" in text
     assert "**0.695**" in text  # the best boosting baseline
     assert "| broken | error: init failed |" in text
+
+
+def test_phi_guard_benchmark_smoke_run_agrees_with_its_baseline() -> None:
+    spec = importlib.util.spec_from_file_location("phi_guard", REPO / "benchmarks" / "phi_guard.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["phi_guard"] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    result = module.run(300, 4, 1)
+    # the clean artifact passes both; a note, a name or an MRN planted in it is refused by both, alike
+    # (a note is a value of an unused column before it is free text: the first rule names it)
+    assert result["same_decisions"], result["decisions"]
+    assert [d["riskmodel"] for d in result["decisions"].values()] == [
+        "passed",
+        *["a patient identifier or a value of an unused input column"] * 3,
+    ]
+    assert {"ratio_artifact", "ratio_short", "ratio_endpoint"} <= set(result)
+    assert result["baseline"]["name"].startswith("scan-per-value")

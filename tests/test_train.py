@@ -126,7 +126,7 @@ def test_out_of_range_d90_is_flagged_and_far_horizons_refused(
 
     model = load_model(trained.runs[-1].model_uri, tracking_uri=f"sqlite:///{store}/mlflow.db")
     records = model.score(read_patients(new_patients))
-    assert any("d90_gy 190 is above the training range" in f for f in records[1]["flags"])
+    assert any("d90_gy 190 is above the middle of the training data" in f for f in records[1]["flags"])
     # OS: 7 patients followed at 12 months and 1 at 24, fewer than 10: those predictions are flagged
     assert [f.split(":")[0] for f in records[0]["flags"]] == ["S(12)", "S(24)"]
     assert "fewer than 10 training patients were followed to 24 months" in records[0]["flags"][1]

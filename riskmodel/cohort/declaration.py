@@ -82,6 +82,11 @@ class CovariateDeclaration(StrictModel):
     reference: Level | None = Field(None, description="Categorical: the level the others are compared with.")
     range: Pair | None = Field(None, description="Numeric: [low, high]; outside it is an error.")
     plausible: Pair | None = Field(None, description="Numeric: [low, high]; outside it is a warning.")
+    phi: Literal["age"] | None = Field(
+        None,
+        description="age: an age in years, shared as 90+ above 89 (HIPAA Safe Harbor) in model files, pages and "
+        "reports. A numeric covariate in years whose name contains the word 'age' is an age without it.",
+    )
     measured_at_months: float = Field(
         0.0, ge=0, description="When it is measured, in months after time zero; needs a landmark at least as late."
     )
@@ -115,6 +120,14 @@ class CovariateDeclaration(StrictModel):
         if value is not None and kind is not None and kind != "numeric":
             raise ValueError(f"range and plausible apply to numeric covariates, not {kind} ones")
         _finite_pair(value, str(info.field_name))
+        return value
+
+    @field_validator("phi")
+    @classmethod
+    def _phi_fits_the_kind(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if value is not None and kind is not None and kind != "numeric":
+            raise ValueError(f"phi: {value} applies to numeric covariates only, not to a {kind} one")
         return value
 
     @field_validator("encoding")

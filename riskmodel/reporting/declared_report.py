@@ -103,7 +103,8 @@ def build_declared_report(
         sample_sizes or {},
     )
     require_writable(out_dir, folder=True, option="--out")
-    guard = PhiGuard.for_cohort(cohort)
+    # the experiment's own settings are not identifiers (data paths left out: they may name people)
+    guard = PhiGuard.for_cohort(cohort, own=config.model_dump(mode="json", exclude={"data"}))
     with staged_folder(out_dir, merge=True) as stage:
         _write(plan, stage, list(notes))
         guard.check_tree(stage, "report")

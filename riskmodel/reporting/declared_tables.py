@@ -29,6 +29,7 @@ from scipy import stats
 
 from riskmodel.cohort.declaration import CovariateDeclaration
 from riskmodel.errors import UserInputError
+from riskmodel.features.safe_harbor import AGE_CAP, is_age_covariate
 from riskmodel.stats import km_at, km_median, km_summary, logrank_chi2
 
 __all__ = [
@@ -76,6 +77,11 @@ def _fmt(value: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def _age_fmt(value: float) -> str:
+    """An age as a shared table shows it: 90 or more is "90+" (HIPAA Safe Harbor)."""
+    return "90+" if value >= AGE_CAP else _fmt(value)
+
+
 def _describe(c: CovariateDeclaration, values: pd.Series) -> list[str]:
     """One column of the characteristics table: the cells of :func:`_statistics`' rows."""
     n = len(values)
@@ -86,7 +92,8 @@ def _describe(c: CovariateDeclaration, values: pd.Series) -> list[str]:
         if not v.size:
             return ["–", "–", share]
         q1, median, q3 = np.percentile(v, [25, 50, 75])
-        return [f"{_fmt(median)} ({_fmt(q1)}-{_fmt(q3)})", f"{_fmt(v.min())}-{_fmt(v.max())}", share]
+        show = _age_fmt if is_age_covariate(c) else _fmt
+        return [f"{show(median)} ({show(q1)}-{show(q3)})", f"{show(v.min())}-{show(v.max())}", share]
     labels = level_labels(c, values)
     cells = []
     for level in level_names(c):

@@ -7,7 +7,8 @@ Each page shows, for every model given (say an LC and an OS model):
   for Cox, the coefficients' sampling uncertainty (draws from the normal approximation, baseline
   hazard held fixed); boosting keeps no uncertainty estimate, and the page says so;
 * SHAP waterfalls for the risk score and for S(12 months) (:mod:`riskmodel.explain`);
-* the patient's inputs against the training ranges, with out-of-range flags;
+* the patient's inputs against the middle of the training data (5th smallest to 5th largest
+  value; ages above 89 shown as 90+), with flags;
 * a D90 what-if curve: S(12 months) as D90 sweeps 60-160 Gy, everything else held fixed, with
   the patient's own D90 marked, labelled as a model association and not a causal dose-response.
 
@@ -18,6 +19,7 @@ place.
 
 from __future__ import annotations
 
+import copy
 import html
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +31,7 @@ import pandas as pd
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import UserInputError, require_writable
 from riskmodel.explain import explain
+from riskmodel.features.safe_harbor import shown_value
 from riskmodel.models import CoxPH, SurvivalForest
 from riskmodel.models.base import proportional_survival
 from riskmodel.privacy import PhiGuard, pseudonym
@@ -118,19 +121,41 @@ def _what_if_figure(rows: list[tuple[RiskModel, pd.DataFrame, float]], actual: f
 
 
 def _inputs_table(model: RiskModel, row: pd.Series) -> pd.DataFrame:
+    """The patient's inputs beside the training data: a number against the range of the middle of
+    the training data (5th smallest to 5th largest value), an age above 89 as 90+ on both sides."""
     out = []
     for name in model.input_columns:
         value = row.get(name)
-        if name in model.numeric_ranges:
-            lo, hi = model.numeric_ranges[name]
+        kind = model.declaration.covariate(name).kind if model.declaration is not None else None
+        if name in model.numeric_ranges or kind == "numeric" or (kind is None and name not in model.categories):
             v = float(np.asarray(value, dtype=float))
-            flag = "below training range" if v < lo else ("above training range" if v > hi else "")
-            out.append({"input": name, "value": f"{v:g}", "training": f"{lo:g} to {hi:g}", "flag": flag})
+            side = model.range_position(name, v)
+            training = model.shown_range(name) if name in model.numeric_ranges else "not stored (under 10 values)"
+            flag = f"{side} the middle of the training data" if side else ""
+            out.append(
+                {"input": name, "value": shown_value(v, age=model.is_age(name)), "training": training, "flag": flag}
+            )
         else:
             seen = model.categories.get(name, [])
             flag = "" if str(value) in seen else "not seen in training"
             out.append({"input": name, "value": str(value), "training": ", ".join(seen), "flag": flag})
     return pd.DataFrame(out)
+
+
+def _ages_shown(model: RiskModel, explanation: Any) -> Any:
+    """One patient's explanation with an age feature of 90 or more labelled "90+" (shap prints a
+    text value as it is), so that the waterfall's labels follow Safe Harbor like the tables."""
+    names = list(explanation.feature_names or [])
+    data = np.asarray(explanation.data, dtype=object).copy()
+    capped = False
+    for j, name in enumerate(names):
+        if model.is_age(name) and isinstance(data[j], int | float | np.number) and float(data[j]) >= 90:
+            data[j], capped = "90+", True
+    if not capped:
+        return explanation
+    shown = copy.copy(explanation)
+    shown.data = data
+    return shown
 
 
 def _horizon(model: RiskModel) -> float:
@@ -215,9 +240,10 @@ def write_patient_reports(models: Sequence[RiskModel], patients: pd.DataFrame, o
             for m in models:
                 risk_e, surv_e, h = explained[id(m)]
                 label = f"{m.endpoint.upper()} ({m.family})"
-                sections.append(figure_html(shap_waterfall(risk_e[i], f"{label}: risk score"), f"{label} SHAP risk"))
+                risk_i, surv_i = _ages_shown(m, risk_e[i]), _ages_shown(m, surv_e[i])
+                sections.append(figure_html(shap_waterfall(risk_i, f"{label}: risk score"), f"{label} SHAP risk"))
                 sections.append(
-                    figure_html(shap_waterfall(surv_e[i], f"{label}: S({h:g} months)"), f"{label} SHAP S({h:g})")
+                    figure_html(shap_waterfall(surv_i, f"{label}: S({h:g} months)"), f"{label} SHAP S({h:g})")
                 )
                 sections.append(f"<p class='small'>{html.escape(risk_e.method)}; {html.escape(surv_e.method)}.</p>")
             sections.append("<h2>Inputs against the training data</h2>")

@@ -25,6 +25,7 @@ from riskmodel.cohort.endpoints import RESPONSE_LANDMARK_MONTHS, Endpoint
 from riskmodel.cohort.reconstruction.study import FACTOR_COLUMNS, LANDMARKS, groupings
 from riskmodel.errors import UserInputError
 from riskmodel.features import ClinicalFeatures
+from riskmodel.features.safe_harbor import shown_value
 from riskmodel.models import CoxPH
 from riskmodel.stats import (
     PHTest,
@@ -57,7 +58,7 @@ RESPONSE_FACTOR = "short_term_response"
 
 
 def characteristics(data: pd.DataFrame) -> pd.DataFrame:
-    """n (%) for categories, median (range) for numbers."""
+    """n (%) for categories, median (range) for numbers (an age of 90 or more shown as 90+)."""
     rows = []
     for col in (
         "age_years",
@@ -73,10 +74,12 @@ def characteristics(data: pd.DataFrame) -> pd.DataFrame:
     ):
         if col in data:
             v = pd.to_numeric(data[col], errors="coerce").dropna()
+            age = col == "age_years"  # over 89 shown as 90+ (HIPAA Safe Harbor)
+            low, mid, high = (shown_value(x, age=age) for x in (v.min(), v.median(), v.max()))
             rows.append(
                 {
                     "characteristic": col,
-                    "value": f"{v.median():g} ({v.min():g}-{v.max():g})",
+                    "value": f"{mid} ({low}-{high})",
                     "summary": "median (range)",
                 }
             )

@@ -24,6 +24,15 @@ from riskmodel.cohort.declared import from_frame_declared
 from riskmodel.errors import CohortValidationError, FeatureError, Problem, UserInputError
 from riskmodel.explain import explain, what_if
 from riskmodel.features import ClinicalFeatures
+from riskmodel.features.safe_harbor import (
+    RANGE_WORDING,
+    cap_age,
+    is_age,
+    read_bound,
+    shared_range,
+    shown_value,
+    stored_bound,
+)
 from riskmodel.models import MultipleImputationSurvival, SurvivalEstimator
 from riskmodel.models.base import check_horizons
 from riskmodel.scoring.files import read_model_dir, write_model_dir
@@ -44,6 +53,8 @@ class RiskModel:
     horizons: list[float]
     features: ClinicalFeatures
     estimator: SurvivalEstimator
+    # per numeric input, the 5th smallest and 5th largest training value, ages capped at 90 ("90+");
+    # an input trained on fewer than 10 values has none (see riskmodel.features.safe_harbor)
     numeric_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     categories: dict[str, list[str]] = field(default_factory=dict)
     risk_cutoffs: list[float] = field(default_factory=list)
@@ -76,14 +87,19 @@ class RiskModel:
         min_at_risk: int | None = None,
         declaration: CohortDeclaration | None = None,
     ) -> RiskModel:
-        """Record the training ranges and risk cut-offs (tertiles unless given) of fitted parts."""
+        """Record the training ranges and risk cut-offs (tertiles unless given) of fitted parts.
+
+        A range is the 5th smallest to the 5th largest value, an age capped at 90+
+        (:func:`riskmodel.features.safe_harbor.shared_range`): never one patient's exact value.
+        """
         used = features.input_columns()
         ranges, cats = {}, {}
         for name in used:
             kind = _kind(declaration, name)
             if kind == "numeric":
-                values = pd.to_numeric(X[name], errors="coerce")
-                ranges[name] = (float(values.min()), float(values.max()))
+                shared = shared_range(X[name], age=is_age(name, declaration))
+                if shared is not None:
+                    ranges[name] = shared
             elif kind == "categorical":
                 cats[name] = sorted(str(v) for v in pd.unique(X[name].dropna()))
         design = features.transform(X)
@@ -273,15 +289,41 @@ class RiskModel:
         Z = self.features.transform(kept) if len(kept) else np.empty((0, len(self.features.get_feature_names_out())))
         return kept, Z, unseen
 
+    def is_age(self, name: str) -> bool:
+        """Whether input ``name`` is an age, shared as 90+ above 89 (HIPAA Safe Harbor)."""
+        return is_age(name, self.declaration)
+
+    def range_position(self, name: str, value: float) -> str:
+        """ "below", "above" or "" for ``value`` against the stored range of input ``name``.
+
+        An age is capped at 90 before the comparison, as its range was: a patient aged 95 is
+        inside a range that ends at 90+, and above one that ends at 85.
+        """
+        if name not in self.numeric_ranges or value != value:
+            return ""
+        lo, hi = self.numeric_ranges[name]
+        v = cap_age(value) if self.is_age(name) else value
+        return "below" if v < lo else ("above" if v > hi else "")
+
+    def shown_range(self, name: str) -> str:
+        """The stored range of input ``name`` as a page shows it ("40-90+")."""
+        lo, hi = self.numeric_ranges[name]
+        age = self.is_age(name)
+        return f"{shown_value(lo, age=age)}-{shown_value(hi, age=age)}"
+
     def _flags(self, data: pd.DataFrame) -> dict[Any, list[str]]:
-        """Values outside the training range or categories unseen in training, per row (vectorised)."""
+        """Values outside the middle of the training data, or categories unseen in training, per row."""
         flags: dict[Any, list[str]] = {}
-        for name, (lo, hi) in self.numeric_ranges.items():
+        for name in self.numeric_ranges:
             values = pd.to_numeric(data[name], errors="coerce")
-            unit = _unit(self.declaration, name)
-            for row, v in values[(values < lo) | (values > hi)].items():
-                side = "below" if v < lo else "above"
-                flags.setdefault(row, []).append(f"{name} {v:g} is {side} the training range {lo:g}-{hi:g}{unit}")
+            unit, age = _unit(self.declaration, name), self.is_age(name)
+            for row, v in values.items():
+                side = self.range_position(name, float(v))
+                if side:
+                    flags.setdefault(row, []).append(
+                        f"{name} {shown_value(float(v), age=age)} is {side} {RANGE_WORDING}: "
+                        f"{self.shown_range(name)}{unit}"
+                    )
         for name, seen in self.categories.items():
             values = data[name].astype(object)
             for row, v in values[values.notna() & ~values.astype(str).isin(seen)].items():
@@ -342,7 +384,10 @@ class RiskModel:
             "experiment": self.experiment,
             "landmark_months": self.landmark_months,
             "horizons": self.horizons,
-            "numeric_ranges": self.numeric_ranges,
+            "numeric_ranges": {
+                name: [stored_bound(b, age=self.is_age(name)) for b in bounds]
+                for name, bounds in self.numeric_ranges.items()
+            },
             "categories": self.categories,
             "risk_cutoffs": self.risk_cutoffs,
             "feature_means": self.feature_means,
@@ -363,6 +408,11 @@ class RiskModel:
     def load(cls, folder: str | Path) -> RiskModel:
         """Read a model directory after verifying its manifest."""
         meta, features, estimator = read_model_dir(folder)
+        declaration = (
+            None
+            if meta.get("declaration") is None
+            else CohortDeclaration.model_validate(meta["declaration"], strict=False)
+        )
         table = None
         if meta.get("hazard_ratios"):
             table = pd.DataFrame(meta["hazard_ratios"]["table"]).set_index("feature")
@@ -376,17 +426,24 @@ class RiskModel:
             [float(h) for h in meta["horizons"]],
             features,
             estimator,
-            {k: (float(v[0]), float(v[1])) for k, v in meta["numeric_ranges"].items()},
+            _read_ranges(meta["numeric_ranges"], declaration),
             {k: list(v) for k, v in meta["categories"].items()},
             [float(c) for c in meta["risk_cutoffs"]],
             table,
             [float(v) for v in meta.get("feature_means", [])],
             None if meta.get("reliable_until") is None else float(meta["reliable_until"]),
             None if meta.get("min_at_risk") is None else int(meta["min_at_risk"]),
-            None
-            if meta.get("declaration") is None
-            else CohortDeclaration.model_validate(meta["declaration"], strict=False),
+            declaration,
         )
+
+
+def _read_ranges(stored: dict[str, Any], declaration: CohortDeclaration | None) -> dict[str, tuple[float, float]]:
+    """The stored ranges; an age above 89 in a model saved before the cap is read as 90+."""
+    out = {}
+    for name, (lo, hi) in stored.items():
+        low, high = read_bound(lo), read_bound(hi)
+        out[name] = (cap_age(low), cap_age(high)) if is_age(name, declaration) else (low, high)
+    return out
 
 
 def _kind(declaration: CohortDeclaration | None, name: str) -> str:

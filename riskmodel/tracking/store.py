@@ -17,7 +17,7 @@ from typing import Any
 from riskmodel.core.files import process_alive, retry_first_use, sqlite_setup_lock
 from riskmodel.core.redact import redact_logs, redact_text, redact_url
 from riskmodel.errors import UserInputError
-from riskmodel.privacy import PhiGuard
+from riskmodel.privacy import PhiGuard, PrivacyError
 from riskmodel.scoring import RiskModel
 from riskmodel.tracking.pyfunc import ENTRY_FILE, input_columns, requirements
 
@@ -126,7 +126,9 @@ class Tracker:
 
     @contextmanager
     def parent(self, name: str, tags: Mapping[str, str]) -> Iterator[str]:
-        """The parent run; it is marked FAILED (or KILLED on Ctrl-C) if the block raises."""
+        """The parent run; it is marked FAILED if the block raises, KILLED on Ctrl-C, and KILLED
+        with a ``riskmodel.refused`` note when the PHI guard refuses something (not a failure:
+        nothing was written that the guard had not passed)."""
         self.guard.check("run name", name)
         self.guard.check("tags", dict(tags))
         with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=self._owner_tags()) as run:
@@ -136,15 +138,33 @@ class Tracker:
             except KeyboardInterrupt:
                 self.mlflow.end_run(status="KILLED")
                 raise
+            except PrivacyError as exc:
+                self.refused(run.info.run_id, exc)
+                raise
 
     @contextmanager
     def child(self, name: str) -> Iterator[str]:
-        """A nested run for one (endpoint, family)."""
+        """A nested run for one (endpoint, family); ended like its parent when the PHI guard refuses."""
         self.guard.check("run name", name)
         with self.mlflow.start_run(
             experiment_id=self.experiment_id, run_name=name, nested=True, tags=self._owner_tags()
         ) as run:
-            yield run.info.run_id
+            try:
+                yield run.info.run_id
+            except PrivacyError as exc:
+                self.refused(run.info.run_id, exc)
+                raise
+
+    def refused(self, run_id: str, refusal: PrivacyError) -> None:
+        """End run ``run_id`` as KILLED, noting the PHI guard's refusal (its field and rule: a
+        refusal never quotes the value). The fluent API's active run is ended if it is this one."""
+        client = self.mlflow.MlflowClient()
+        client.set_tag(run_id, f"{TAG_PREFIX}refused", str(refusal).removeprefix("error: ")[:500])
+        active = self.mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            self.mlflow.end_run(status="KILLED")
+        else:
+            client.set_terminated(run_id, status="KILLED")
 
     def _checked(
         self,
@@ -155,8 +175,8 @@ class Tracker:
         """The PHI guard on everything about to be logged (metric values are numbers: names only)."""
         params, metrics, tags = params or {}, metrics or {}, tags or {}
         self.guard.check("params", dict(params))
-        for name in metrics:
-            self.guard.check_text(f"metric name {name[:40]}", name)
+        for name in metrics:  # a refused name is not quoted: it would carry what the guard found
+            self.guard.check_text("a metric name", name)
         self.guard.check("tags", dict(tags))
         return params, metrics, tags
 
@@ -181,7 +201,7 @@ class Tracker:
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """A text artifact (configs, tables of aggregates)."""
-        self.guard.check_text(f"artifact {artifact_file} (name)", artifact_file)
+        self.guard.check_text("an artifact's file name", artifact_file)
         self.guard.check_text(f"artifact {artifact_file}", text)
         self.mlflow.log_text(text, artifact_file)
 
@@ -240,7 +260,7 @@ class Tracker:
 
     def log_text_to(self, run_id: str, text: str, artifact_file: str) -> None:
         """A text artifact of one named run."""
-        self.guard.check_text(f"artifact {artifact_file} (name)", artifact_file)
+        self.guard.check_text("an artifact's file name", artifact_file)
         self.guard.check_text(f"artifact {artifact_file}", text)
         self.mlflow.MlflowClient().log_text(run_id, text, artifact_file)
 
@@ -269,7 +289,7 @@ class Tracker:
         """A binary artifact (a PNG figure), checked by the PHI guard like any other file."""
         import tempfile
 
-        self.guard.check_text(f"artifact {artifact_file} (name)", artifact_file)
+        self.guard.check_text("an artifact's file name", artifact_file)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(artifact_file).name
             path.write_bytes(data)

@@ -41,7 +41,7 @@ from riskmodel.cohort.endpoints import ENDPOINTS
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.errors import RiskModelError, UserInputError, own_warnings_silenced
 from riskmodel.models.registry import ParamSpace, build_estimator, spec
-from riskmodel.privacy import PhiGuard
+from riskmodel.privacy import PhiGuard, PrivacyError
 from riskmodel.scoring import RiskModel
 from riskmodel.tracking import Tracker, resolve_tracking_uri
 from riskmodel.tuning.nested import nested_cv
@@ -189,7 +189,7 @@ def tune(
     revived = fail_dead_trials(study)
     if revived:
         result.notes.append(f"failed {revived} trial(s) left RUNNING by an ended process on this host")
-    tracker = Tracker(s.config.name, uri, guard=PhiGuard.for_cohort(cohort))
+    tracker = Tracker(s.config.name, uri, guard=PhiGuard.for_cohort(cohort, own=shareable_config(s.config)))
     if tracker.stale_runs:
         result.notes.append(f"closed {len(tracker.stale_runs)} MLflow run(s) left RUNNING by an ended process")
     result.exploratory = not sample_size(s.config, s.prepared).adequate
@@ -213,12 +213,16 @@ def tune(
     result.ran_here = count(study, FINISHED) - before
     result.finished = count(study, FINISHED)
     result.failed = count(study, ("FAIL",))
-    _conclude(study, s, tracker, result, register)
-    if nested_cv:
-        _nested(s, tracker, result, trials, nested_cv)
-    tracker.log_text_to(
-        result.parent_run_id, yaml.safe_dump(shareable_config(s.config), sort_keys=False), "config.yaml"
-    )
+    try:
+        _conclude(study, s, tracker, result, register)
+        if nested_cv:
+            _nested(s, tracker, result, trials, nested_cv)
+        tracker.log_text_to(
+            result.parent_run_id, yaml.safe_dump(shareable_config(s.config), sort_keys=False), "config.yaml"
+        )
+    except PrivacyError as exc:  # the refit's model or a table refused: KILLED with a note, never FAILED
+        tracker.refused(result.parent_run_id, exc)
+        raise
     done = result.finished >= trials
     tracker.close_run(result.parent_run_id, "FINISHED" if done else "KILLED")
     if not done:
@@ -301,6 +305,10 @@ def _optimize(
     except KeyboardInterrupt:
         abandon_own_trials(study, tracker, me)
         tracker.close_run(parent_id, "KILLED")
+        raise
+    except PrivacyError as exc:  # a refusal, not a failure: the parent ends KILLED with a note
+        abandon_own_trials(study, tracker, me)
+        tracker.refused(parent_id, exc)
         raise
     except RiskModelError:
         abandon_own_trials(study, tracker, me)

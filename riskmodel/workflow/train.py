@@ -30,6 +30,7 @@ from riskmodel.workflow.prepare import (
     override,
     prepare_endpoints,
     sample_size,
+    shareable_config,
 )
 from riskmodel.workflow.record import RunContext, record_run
 
@@ -174,7 +175,8 @@ def train(
     sizes = _sample_sizes(config, prepared, strict)
     families = config.models.enabled()
     counter = _Progress(progress, len(prepared) * len(families) * config.evaluation.fits_per_model)
-    tracker = Tracker(config.name, tracking_uri, guard=PhiGuard.for_cohort(cohort))
+    # the experiment's own settings (a seed of 2013) are never mistaken for a patient's ID
+    tracker = Tracker(config.name, tracking_uri, guard=PhiGuard.for_cohort(cohort, own=shareable_config(config)))
     short = [ep for ep, s in sizes.items() if not s.adequate]
     ctx = RunContext.create(config, cohort, exploratory=bool(short))
     result = TrainResult(config.name, "", tracker.shown_uri, notes=list(dropped), exploratory=short)
