@@ -31,6 +31,7 @@ __all__ = [
     "is_own_error",
     "one_line",
     "own_warnings_silenced",
+    "refuse_special_file",
     "require_writable",
 ]
 
@@ -153,6 +154,26 @@ class Problem:
         return f"{self.severity}: {prefix}: {self.rule}" if prefix else f"{self.severity}: {self.rule}"
 
 
+def refuse_special_file(path: object, *, option: str = "output") -> None:
+    """Refuse a file target that exists and is a symbolic link, a device, a FIFO or a socket."""
+    import stat
+    from pathlib import Path
+
+    p = Path(str(path))
+    try:
+        mode = p.lstat().st_mode
+    except OSError:
+        return  # not there (yet): nothing to refuse
+    if stat.S_ISLNK(mode):
+        raise UserInputError(
+            f"{option} {p}: is a symbolic link; riskmodel replaces only regular files (give the path it points to)"
+        )
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise UserInputError(
+            f"{option} {p}: is a device, FIFO or socket, not a regular file; riskmodel writes only regular files"
+        )
+
+
 def require_writable(path: object, *, folder: bool = False, option: str = "output") -> None:
     """Refuse, before any work, an output path that cannot be written (missing parent, wrong kind).
 
@@ -160,7 +181,6 @@ def require_writable(path: object, *, folder: bool = False, option: str = "outpu
     :func:`riskmodel.core.files.atomic_write_text`), so a symbolic link, a device such as
     ``/dev/null``, a FIFO or a socket is refused rather than replaced or written through.
     """
-    import stat
     from pathlib import Path
 
     p = Path(str(path))
@@ -169,18 +189,7 @@ def require_writable(path: object, *, folder: bool = False, option: str = "outpu
     if not folder and p.is_dir():
         raise UserInputError(f"{option} {p}: is a folder; give a file name")
     if not folder:
-        try:
-            mode = p.lstat().st_mode
-        except OSError:
-            mode = None
-        if mode is not None and stat.S_ISLNK(mode):
-            raise UserInputError(
-                f"{option} {p}: is a symbolic link; riskmodel replaces only regular files (give the path it points to)"
-            )
-        if mode is not None and not stat.S_ISREG(mode):
-            raise UserInputError(
-                f"{option} {p}: is a device, FIFO or socket, not a regular file; riskmodel writes only regular files"
-            )
+        refuse_special_file(p, option=option)
     parent = p.parent if not folder or not p.exists() else p
     if not parent.exists():
         raise UserInputError(f"{option} {p}: the folder {parent} does not exist")

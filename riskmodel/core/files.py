@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from riskmodel.errors import UserInputError, require_writable
+from riskmodel.errors import UserInputError, refuse_special_file, require_writable
 
 T = TypeVar("T")
 
@@ -150,7 +150,7 @@ def staged_folder(final: str | Path, *, merge: bool = False) -> Iterator[Path]:
         if merge and target.exists():
             files = sorted(p for p in tmp.rglob("*") if p.is_file())
             for path in files:  # every target checked before any is replaced
-                require_writable(target / path.relative_to(tmp))
+                refuse_special_file(target / path.relative_to(tmp))
             for path in files:
                 dest = target / path.relative_to(tmp)
                 dest.parent.mkdir(parents=True, exist_ok=True)
