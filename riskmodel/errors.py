@@ -203,4 +203,4 @@ class CohortValidationError(UserInputError):
         self.warnings = [p for p in problems if p.severity == "warning"]
         n = len(self.problems)
         head = f"{source}: {n} error{'s' if n != 1 else ''} found; the cohort was not loaded"
-        super().__init__("\n".join([head, *map(str, self.problems)]))
+        super().__init__("\n".join([head, *(one_line(str(p)) for p in self.problems)]))

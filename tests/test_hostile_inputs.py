@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -217,6 +218,15 @@ def test_a_file_mixing_utf8_and_latin1_is_refused_with_the_line(tmp_path: Path) 
     assert f"line {expected} is not UTF-8" in line, line
 
 
+def test_a_byte_neither_utf8_nor_cp1252_is_named_with_its_line(tmp_path: Path) -> None:
+    text = BASE.assign(note="x").to_csv(index=False).encode()
+    last = text.rindex(b"x")
+    path = tmp_path / "undefined.csv"
+    path.write_bytes(text[:40] + b"\xe9" + text[40:last] + b"\x81" + text[last + 1 :])
+    line = _one_line_exit_2(["validate-data", str(path)])
+    assert f"line {len(BASE) + 1} has the byte 0x81" in line, line
+
+
 @pytest.mark.parametrize("fmt", ["%", "%Q", "%d/%m/%Y %"])
 def test_a_broken_date_format_in_a_mapping_is_one_line(tmp_path: Path, fmt: str) -> None:
     mapping = _experiment(tmp_path, f'date_format: "{fmt}"\n', "mapping.yaml")
@@ -253,13 +263,17 @@ def test_atomic_writes_refuse_a_fifo_and_train_refuses_it_before_training(tmp_pa
     assert not (tmp_path / "mlruns").exists()
 
 
-def test_a_device_node_is_refused_not_replaced() -> None:
-    device = Path("/dev/null")
-    before = device.stat()
+def test_a_device_node_is_refused_not_replaced(tmp_path: Path) -> None:
+    # A private copy of /dev/null's node: the test must never touch the real one, even when run
+    # as root against code that would replace it.
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
     with pytest.raises(UserInputError, match="not a regular file"):
-        atomic_write_text(device, "new")  # as root the old code replaced /dev/null; refused before any write
+        atomic_write_text(device, "new")
     assert device.is_char_device()
-    assert device.stat().st_ino == before.st_ino
 
 
 def test_a_report_folder_holding_a_link_is_refused_before_any_file_moves(tmp_path: Path) -> None:
@@ -278,6 +292,33 @@ def test_a_report_folder_holding_a_link_is_refused_before_any_file_moves(tmp_pat
     assert (out / "a.csv").read_text() == "old a"
     assert (out / "b.csv").is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_synthetic_refuses_a_bad_seed_or_size_and_a_special_target(tmp_path: Path) -> None:
+    out = tmp_path / "s.csv"
+    assert "--seed -1: must be between 0 and 4294967295" in _one_line_exit_2(["synthetic", str(out), "--seed", "-1"])
+    line = _one_line_exit_2(["synthetic", str(out), "--n", "1000000000000"])
+    assert "RISKMODEL_NO_LIMITS" in line, line
+    real = tmp_path / "real.csv"
+    real.write_text("keep")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    assert "is a symbolic link" in _one_line_exit_2(["synthetic", str(link), "--n", "40"])
+    assert real.read_text() == "keep"
+    assert not out.exists()
+
+
+def test_an_atomic_write_keeps_the_replaced_files_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "scores.csv"
+    target.write_text("old")
+    target.chmod(0o640)
+    atomic_write_text(target, "new")
+    assert target.stat().st_mode & 0o777 == 0o640
+    fresh = tmp_path / "fresh.csv"
+    atomic_write_text(fresh, "new")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes it, not mkstemp's 0600
 
 
 def _full_disk(*args: object, **kwargs: object) -> None:

@@ -45,7 +45,9 @@ def read_parquet_cells(p: Path) -> pd.DataFrame:
 
 
 def read_csv_cells(p: Path) -> pd.DataFrame:
-    head = p.read_bytes()[:65536]
+    """A CSV or TSV file's cells as text (see the module docstring for the encoding)."""
+    with open(p, "rb") as fh:
+        head = fh.read(65536)
     if b"\x00" in head:
         raise CohortFileError(f"{p}: binary content, not a text CSV file")
     encoding = "utf-8-sig"
@@ -67,15 +69,39 @@ def read_csv_cells(p: Path) -> pd.DataFrame:
     try:
         return _csv_frame(p, sep, encoding)
     except UnicodeDecodeError:
-        pass  # not UTF-8 after the sample
-    line, mixed = _first_non_utf8(p)
+        if encoding == "cp1252":
+            raise _not_cp1252(p) from None
+    line, mixed = _first_non_utf8(p)  # not UTF-8 after the sample
     if mixed:
         raise CohortFileError(
             f"{p}: line {line} is not UTF-8 text, though earlier lines are (the file mixes encodings); "
             "save it again as UTF-8"
         ) from None
     # Plain ASCII up to that line: a Windows spreadsheet export, read as the sample's would be.
-    return _csv_frame(p, sep, "cp1252")
+    try:
+        return _csv_frame(p, sep, "cp1252")
+    except UnicodeDecodeError:
+        raise _not_cp1252(p) from None
+
+
+_NOT_CP1252 = frozenset(b"\x81\x8d\x8f\x90\x9d")  # the five bytes Windows-1252 leaves undefined
+
+
+def _not_cp1252(p: Path) -> CohortFileError:
+    """The line of the first byte that is neither UTF-8 nor Windows-1252, as one-line error."""
+    line = 1
+    with open(p, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            found = [i for i in (chunk.find(bytes([b])) for b in _NOT_CP1252) if i >= 0]
+            if found:
+                at = min(found)
+                line += chunk[:at].count(b"\n")
+                return CohortFileError(
+                    f"{p}: line {line} has the byte 0x{chunk[at]:02X}, neither UTF-8 nor Windows-1252 text; "
+                    "save the file as UTF-8"
+                )
+            line += chunk.count(b"\n")
+    return CohortFileError(f"{p}: neither UTF-8 nor Windows-1252 text; save the file as UTF-8")
 
 
 def _csv_frame(p: Path, sep: str, encoding: str) -> pd.DataFrame:
@@ -84,7 +110,6 @@ def _csv_frame(p: Path, sep: str, encoding: str) -> pd.DataFrame:
         sep=sep,
         dtype=str,
         encoding=encoding,
-        encoding_errors="strict" if encoding != "cp1252" else "replace",
         keep_default_na=False,
         na_values=["", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "."],
         skip_blank_lines=False,
@@ -104,8 +129,8 @@ def _first_non_utf8(p: Path) -> tuple[int, bool]:
             except UnicodeDecodeError as exc:
                 good = data[: exc.start]
                 if exc.reason != "unexpected end of data":
-                    return line + good.count(b"\n"), mixed or any(b > 127 for b in good)
+                    return line + good.count(b"\n"), mixed or not good.isascii()
                 carry = data[exc.start :]
             line += good.count(b"\n")
-            mixed = mixed or any(b > 127 for b in good)
+            mixed = mixed or not good.isascii()
     return line, mixed

@@ -21,7 +21,7 @@ from riskmodel.cohort.contract import COLUMNS, ENDPOINTS, OUTCOME_COLUMNS
 from riskmodel.cohort.declaration import CohortDeclaration
 from riskmodel.cohort.derive import RAW_COLUMNS, ResponseRule, derive_missing
 from riskmodel.cohort.validate import validate_frame
-from riskmodel.core.csvout import write_safe_csv
+from riskmodel.core.csvout import safe_csv_text
 from riskmodel.core.yamlio import read_yaml_mapping, validation_lines
 from riskmodel.errors import CohortFileError, CohortValidationError, Problem, RiskModelWarning, one_line
 
@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_ALIASES",
     "Cohort",
     "ColumnMapping",
+    "cohort_csv_text",
     "from_frame",
     "load",
     "load_mapping",
@@ -394,9 +395,14 @@ def load(
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """Write the cohort as the CSV shipped in ``data/`` (yes/no for booleans)."""
+    Path(path).write_text(cohort_csv_text(frame), encoding="utf-8")
+
+
+def cohort_csv_text(frame: pd.DataFrame) -> str:
+    """The cohort as the text of the CSV shipped in ``data/`` (yes/no for booleans)."""
     out = frame.copy()
     out["post_implant_chemo"] = out["post_implant_chemo"].map({True: "yes", False: "no"})
     for name in ("age_years", "kps", "prior_ebrt_fractions", "seed_count"):
         if (out[name] == out[name].round()).all():
             out[name] = out[name].astype("int64")
-    write_safe_csv(out, path, index=False, lineterminator="\n")
+    return safe_csv_text(out, index=False, lineterminator="\n")

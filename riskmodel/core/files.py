@@ -32,6 +32,7 @@ T = TypeVar("T")
 
 __all__ = [
     "STALE_AFTER_S",
+    "atomic_write_bytes",
     "atomic_write_text",
     "clean_stale_temporaries",
     "disk_error",
@@ -94,6 +95,29 @@ def clean_stale_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
+def _file_mode(target: Path) -> int:
+    """The permissions the written file gets: the replaced file's, else what ``open`` would give
+    (mkstemp's temporaries are private, 0600, which would hide a shared score file)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (setting it to read it
+    would briefly loosen it for every other thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
 def _prefix(target: Path) -> str:
     return f".{target.name}.{os.getpid()}."
 
@@ -105,13 +129,22 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> P
     FIFO, socket) is refused, not replaced. A full disk leaves the old file whole and raises a
     one-line :class:`~riskmodel.errors.UserInputError`.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, not {type(text).__name__}")
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, as :func:`atomic_write_text` does."""
     target = Path(path)
     require_writable(target)
     clean_stale_temporaries(target.parent)
+    mode = _file_mode(target)
     fd, tmp = tempfile.mkstemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding=encoding) as fh:
-            fh.write(text)
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
