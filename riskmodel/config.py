@@ -163,14 +163,13 @@ def _check_space_values(family: str, param: str, space: ParamSpace) -> None:
     if param not in config.model_fields:
         return  # the tuning space code names unknown parameters
     values = [space.low, space.high] if space.choices is None else list(space.choices)
-    for value in values:
-        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-            value = int(value)
+    for given in values:
+        value = int(given) if isinstance(given, float) and given.is_integer() and abs(given) < 2**63 else given
         try:
             config.model_validate({param: value}, strict=False)
         except ValidationError as exc:
             rule = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-            raise ValueError(f"tune.space.{family}.{param}: {value!r} {rule}") from None
+            raise ValueError(f"tune.space.{family}.{param}: {given!r} is refused by models.{family} ({rule})") from None
 
 
 class ExperimentConfig(StrictModel):
