@@ -7,12 +7,13 @@ and reports every problem with its key path, value and rule.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
 from riskmodel.cohort.declaration import CohortDeclaration
 from riskmodel.cohort.endpoints import ENDPOINTS, RESPONSE_LANDMARK_MONTHS, check_guarantee_time
+from riskmodel.core.limits import SEED_MAX, check_limit, limited
 from riskmodel.core.strict import StrictModel
 from riskmodel.core.yamlio import read_yaml_mapping, validation_lines
 from riskmodel.errors import UserInputError
@@ -35,6 +36,11 @@ __all__ = [
     "default_experiment_path",
     "load_experiment",
 ]
+
+
+MAX_SPLITS = 20  # cross-validation folds (safety limits: see riskmodel.core.limits)
+MAX_REPEATS = 100
+MAX_LIST = 20  # horizons, risk-group cut-offs
 
 
 class DataConfig(StrictModel):
@@ -89,9 +95,13 @@ else:
 class EvaluationConfig(StrictModel):
     """Repeated K-fold cross-validation, stratified on the event indicator."""
 
-    n_splits: int = Field(3, ge=2, description="Folds; 3 keeps a few events in each test fold at n=36.")
-    n_repeats: int = Field(10, ge=1, description="Repeats; metrics are mean and SD over all folds.")
-    bootstrap: int = Field(
+    n_splits: Annotated[int, limited(MAX_SPLITS)] = Field(
+        3, ge=2, description="Folds; 3 keeps a few events in each test fold at n=36."
+    )
+    n_repeats: Annotated[int, limited(MAX_REPEATS)] = Field(
+        10, ge=1, description="Repeats; metrics are mean and SD over all folds."
+    )
+    bootstrap: Annotated[int, limited(2000)] = Field(
         200, ge=0, description="Bootstrap resamples for Harrell's optimism correction of the whole pipeline; 0 = off."
     )
     min_at_risk: int = Field(
@@ -128,8 +138,10 @@ class TuneConfig(StrictModel):
 
     metric: Literal["uno_c", "ibs", "td_auc"] = Field("uno_c", description="Objective on held-out folds.")
     horizon: float | None = Field(None, gt=0, description="Months, for td_auc (default: the first horizon).")
-    n_splits: int = Field(3, ge=2)
-    n_repeats: int = Field(2, ge=1, description="Repeated stratified CV; the same splits for every trial.")
+    n_splits: Annotated[int, limited(MAX_SPLITS)] = Field(3, ge=2)
+    n_repeats: Annotated[int, limited(MAX_REPEATS)] = Field(
+        2, ge=1, description="Repeated stratified CV; the same splits for every trial."
+    )
     pruner: Literal["median", "none"] = "median"
     space: dict[str, dict[str, ParamSpace]] = Field(default_factory=dict)
 
@@ -138,7 +150,26 @@ class TuneConfig(StrictModel):
         unknown = sorted(set(self.space) - set(SPECS))
         if unknown:
             raise ValueError(f"unknown model family {', '.join(unknown)}; choose from {family_names()}")
+        for family, params in self.space.items():
+            for param, space in params.items():
+                _check_space_values(family, param, space)
         return self
+
+
+def _check_space_values(family: str, param: str, space: ParamSpace) -> None:
+    """A search range's ends and choices must be values the family's settings accept (its
+    limits too): ``high: 1e12`` trees would otherwise pass here and hang a trial."""
+    config = SPECS[family].config
+    if param not in config.model_fields:
+        return  # the tuning space code names unknown parameters
+    values = [space.low, space.high] if space.choices is None else list(space.choices)
+    for given in values:
+        value = int(given) if isinstance(given, float) and given.is_integer() and abs(given) < 2**63 else given
+        try:
+            config.model_validate({param: value}, strict=False)
+        except ValidationError as exc:
+            rule = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"tune.space.{family}.{param}: {given!r} is refused by models.{family} ({rule})") from None
 
 
 class ExperimentConfig(StrictModel):
@@ -171,7 +202,7 @@ class ExperimentConfig(StrictModel):
     risk_group_cutoffs: list[float] | None = Field(
         None, description="Risk-score cut-offs for risk groups; null = tertiles of the training risk."
     )
-    seed: int = 2013
+    seed: int = Field(2013, ge=0, le=SEED_MAX, description="Random seed (0 to 2**32 - 1).")
 
     @model_validator(mode="before")
     @classmethod
@@ -213,6 +244,10 @@ class ExperimentConfig(StrictModel):
             raise ValueError("endpoints must not repeat")
         if any(h <= 0 for h in self.horizons) or sorted(set(self.horizons)) != list(self.horizons):
             raise ValueError("horizons must be positive, increasing and distinct")
+        for key, values in (("horizons", self.horizons), ("risk_group_cutoffs", self.risk_group_cutoffs or [])):
+            rule = check_limit(len(values), MAX_LIST)
+            if rule:
+                raise ValueError(f"{key}: {len(values):,} values; the count {rule}")
         if not self.models.enabled():
             raise ValueError("at least one model family must be enabled")
         if self.risk_group_cutoffs is not None and sorted(self.risk_group_cutoffs) != self.risk_group_cutoffs:

@@ -29,7 +29,9 @@ __all__ = [
     "RiskModelWarning",
     "UserInputError",
     "is_own_error",
+    "one_line",
     "own_warnings_silenced",
+    "refuse_special_file",
     "require_writable",
 ]
 
@@ -79,6 +81,21 @@ class GuaranteeTimeBiasError(UserInputError):
 
 # What a fit or a metric may raise on one fold's or resample's data: it fails that fold, not the run.
 NUMERICAL_FAILURES: tuple[type[Exception], ...] = (ValueError, np.linalg.LinAlgError, ArithmeticError)
+
+
+MAX_LINE_CHARS = 400  # one problem's line; longer text is cut with an ellipsis
+
+
+def one_line(text: str, limit: int = MAX_LINE_CHARS) -> str:
+    """``text`` as one line of at most ``limit`` characters: line breaks and control characters
+    become spaces, and a longer text is cut with an ellipsis (a message quoting a huge value
+    stays readable).
+
+    >>> one_line("a\\nb" + "x" * 10, limit=8)
+    'a bxx...'
+    """
+    flat = "".join(c if c.isprintable() else " " for c in text)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def is_own_error(exc: BaseException) -> bool:
@@ -137,8 +154,33 @@ class Problem:
         return f"{self.severity}: {prefix}: {self.rule}" if prefix else f"{self.severity}: {self.rule}"
 
 
+def refuse_special_file(path: object, *, option: str = "output") -> None:
+    """Refuse a file target that exists and is a symbolic link, a device, a FIFO or a socket."""
+    import stat
+    from pathlib import Path
+
+    p = Path(str(path))
+    try:
+        mode = p.lstat().st_mode
+    except OSError:
+        return  # not there (yet): nothing to refuse
+    if stat.S_ISLNK(mode):
+        raise UserInputError(
+            f"{option} {p}: is a symbolic link; riskmodel replaces only regular files (give the path it points to)"
+        )
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise UserInputError(
+            f"{option} {p}: is a device, FIFO or socket, not a regular file; riskmodel writes only regular files"
+        )
+
+
 def require_writable(path: object, *, folder: bool = False, option: str = "output") -> None:
-    """Refuse, before any work, an output path that cannot be written (missing parent, wrong kind)."""
+    """Refuse, before any work, an output path that cannot be written (missing parent, wrong kind).
+
+    A file output that exists must be a regular file: riskmodel replaces it whole (see
+    :func:`riskmodel.core.files.atomic_write_text`), so a symbolic link, a device such as
+    ``/dev/null``, a FIFO or a socket is refused rather than replaced or written through.
+    """
     from pathlib import Path
 
     p = Path(str(path))
@@ -146,6 +188,8 @@ def require_writable(path: object, *, folder: bool = False, option: str = "outpu
         raise UserInputError(f"{option} {p}: is a file; give a folder")
     if not folder and p.is_dir():
         raise UserInputError(f"{option} {p}: is a folder; give a file name")
+    if not folder:
+        refuse_special_file(p, option=option)
     parent = p.parent if not folder or not p.exists() else p
     if not parent.exists():
         raise UserInputError(f"{option} {p}: the folder {parent} does not exist")
@@ -159,4 +203,4 @@ class CohortValidationError(UserInputError):
         self.warnings = [p for p in problems if p.severity == "warning"]
         n = len(self.problems)
         head = f"{source}: {n} error{'s' if n != 1 else ''} found; the cohort was not loaded"
-        super().__init__("\n".join([head, *map(str, self.problems)]))
+        super().__init__("\n".join([head, *(one_line(str(p)) for p in self.problems)]))

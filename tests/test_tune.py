@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from riskmodel.cli import app
-from riskmodel.config import ExperimentConfig
+from riskmodel.config import ExperimentConfig, ParamSpace
 from riskmodel.errors import UserInputError
 from riskmodel.tuning import TunedSurvival, search_space, shareable_storage, tune
 
@@ -377,13 +378,19 @@ def test_every_trial_uses_the_same_tau(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_a_bad_search_space_stops_the_study_with_a_user_error(tmp_path: Path) -> None:
-    """Before: a penalty range below 0 gave a study of FAILed trials."""
+    """Before: a penalty range below 0 gave a study of FAILed trials. Now the experiment is
+    refused when it is read, and a config built in Python past validation is refused by tune
+    before any study or run starts."""
     raw = yaml.safe_load(SMALL)
     raw["tune"]["space"] = {"cox": {"penalty": {"low": -2.0, "high": -1.0}}}
-    config = ExperimentConfig.model_validate(raw)
+    with pytest.raises(ValidationError, match=r"tune\.space\.cox\.penalty: -2\.0 is refused by models\.cox"):
+        ExperimentConfig.model_validate(raw)
+    del raw["tune"]["space"]
+    valid = ExperimentConfig.model_validate(raw)
+    bad_space = {"cox": {"penalty": ParamSpace(low=-2.0, high=-1.0)}}
+    config = valid.model_copy(update={"tune": valid.tune.model_copy(update={"space": bad_space})})
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
-    with pytest.raises(UserInputError, match="penalty must be a number"):
+    with pytest.raises(UserInputError, match=r"tune\.space\.cox\.penalty"):
         tune(config, trials=3, family="cox", tracking_uri=uri)
     statuses = {r.data.tags.get("mlflow.runName", ""): r.info.status for r in _mlflow_runs(uri)}
     assert "RUNNING" not in statuses.values()
-    assert statuses["tune-tunetest-os-cox"] == "FAILED"

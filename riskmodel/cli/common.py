@@ -8,12 +8,14 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
+from riskmodel.core.files import disk_error
 from riskmodel.core.version import __version__
-from riskmodel.errors import RiskModelError, RiskModelWarning
+from riskmodel.errors import RiskModelError, RiskModelWarning, one_line
 
 __all__ = ["app", "csv_option", "install_handlers", "stop_if_terminated", "user_errors"]
 
@@ -31,15 +33,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(fn: F) -> F:
-    """Turn riskmodel's own errors into a message on stderr and their exit code; no traceback."""
+    """Turn riskmodel's own errors into a message on stderr and their exit code; no traceback.
+
+    Each line of a message is bounded (:func:`riskmodel.errors.one_line`), and a full disk met
+    anywhere (the tracking store, a library's own write) is one line with exit code 2.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except RiskModelError as exc:
-            typer.echo(str(exc), err=True)
+            typer.echo("\n".join(one_line(line, 1000) for line in str(exc).splitlines()), err=True)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            friendly = disk_error(exc, Path(str(exc.filename or "the output")))
+            if friendly is None:
+                raise
+            typer.echo(one_line(str(friendly)), err=True)
+            raise typer.Exit(friendly.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted; runs already finished are kept, the current one is marked KILLED", err=True)
             raise typer.Exit(143 if _TERMINATED else 130) from None

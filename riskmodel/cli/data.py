@@ -87,6 +87,9 @@ def data_dictionary() -> None:
     typer.echo(contract_markdown(), nl=False)
 
 
+MAX_SYNTHETIC = 10_000_000  # patients; a safety limit (riskmodel.core.limits)
+
+
 @app.command("synthetic")
 @user_errors
 def synthetic(
@@ -95,15 +98,27 @@ def synthetic(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same cohort.")] = 0,
 ) -> None:
     """Write a synthetic cohort from the documented data-generating process (known true effects)."""
+    import io
+
     from riskmodel.cohort import synthetic as synth
-    from riskmodel.cohort.load import write_csv
-    from riskmodel.errors import UserInputError
+    from riskmodel.cohort.load import cohort_csv_text
+    from riskmodel.core.files import atomic_write_bytes, atomic_write_text
+    from riskmodel.core.limits import SEED_MAX, check_limit
+    from riskmodel.errors import UserInputError, require_writable
 
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise UserInputError(f"{out}: choose a .csv or .parquet output file")
+    if not 0 <= seed <= SEED_MAX:
+        raise UserInputError(f"--seed {seed}: must be between 0 and {SEED_MAX}")
+    too_many = check_limit(n, MAX_SYNTHETIC)
+    if too_many:
+        raise UserInputError(f"--n {n:,}: {too_many}")
+    require_writable(out, option="out")
     frame = synth.generate(n, seed)
     if out.suffix.lower() == ".parquet":
-        frame.to_parquet(out, index=False)
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        atomic_write_bytes(out, buffer.getvalue())
     else:
-        write_csv(frame, out)
+        atomic_write_text(out, cohort_csv_text(frame))
     typer.echo(f"wrote {out}: {n} synthetic patients (seed {seed})")

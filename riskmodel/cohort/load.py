@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import warnings
@@ -14,20 +13,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from riskmodel.cohort._cells import Reporter, blank_mask
+from riskmodel.cohort._readers import read_csv_cells, read_parquet_cells
 from riskmodel.cohort.contract import COLUMNS, ENDPOINTS, OUTCOME_COLUMNS
 from riskmodel.cohort.declaration import CohortDeclaration
 from riskmodel.cohort.derive import RAW_COLUMNS, ResponseRule, derive_missing
 from riskmodel.cohort.validate import validate_frame
+from riskmodel.core.csvout import safe_csv_text
 from riskmodel.core.yamlio import read_yaml_mapping, validation_lines
-from riskmodel.errors import CohortFileError, CohortValidationError, Problem, RiskModelWarning
+from riskmodel.errors import CohortFileError, CohortValidationError, Problem, RiskModelWarning, one_line
 
 __all__ = [
     "DEFAULT_ALIASES",
     "Cohort",
     "ColumnMapping",
+    "cohort_csv_text",
     "from_frame",
     "load",
     "load_mapping",
@@ -123,6 +125,20 @@ class ColumnMapping(BaseModel):
     date_format: str | None = None
     response_rule: ResponseRule | None = None
 
+    @field_validator("date_format")
+    @classmethod
+    def _a_date_format(cls, value: str | None) -> str | None:
+        """Tried once here, so a broken format is one line about the mapping, not a failure per cell."""
+        if value is None:
+            return value
+        if "%" not in value:
+            raise ValueError("must hold strftime codes such as %d/%m/%Y")
+        try:
+            pd.to_datetime(pd.Series(["2000-01-31"]), format=value, errors="coerce")
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"is not a date format ({one_line(str(exc), 120)}); use codes such as %d/%m/%Y") from None
+        return value
+
 
 def load_mapping(path: str | Path) -> ColumnMapping:
     """Read and check a YAML mapping file (see ``data/mapping.example.yaml``)."""
@@ -214,49 +230,19 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, int]:
     suffix = p.suffix.lower()
     try:
         if suffix in (".csv", ".tsv", ".txt"):
-            return _read_csv(p), 2
+            return read_csv_cells(p), 2
         if suffix in (".xlsx", ".xlsm", ".xls"):
             return pd.read_excel(p, dtype=object, sheet_name=0), 2
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(p), 1
+            return read_parquet_cells(p), 1
     except CohortFileError:
         raise
     except Exception as exc:  # every reader fails differently; the user needs one clear line
         kind = {".parquet": "Parquet", ".pq": "Parquet"}.get(suffix, "Excel" if suffix.startswith(".xl") else "CSV")
-        raise CohortFileError(f"{p}: cannot be read as {kind} ({type(exc).__name__}: {exc})".strip()) from None
+        raise CohortFileError(
+            one_line(f"{p}: cannot be read as {kind} ({type(exc).__name__}: {exc})".strip())
+        ) from None
     raise CohortFileError(f"{p}: unsupported file type '{suffix}'; use .csv, .tsv, .xlsx or .parquet")
-
-
-def _read_csv(p: Path) -> pd.DataFrame:
-    head = p.read_bytes()[:65536]
-    if b"\x00" in head:
-        raise CohortFileError(f"{p}: binary content, not a text CSV file")
-    encoding = "utf-8-sig"
-    try:
-        sample = head.decode(encoding)
-    except UnicodeDecodeError:
-        # A Windows spreadsheet export; a cut multi-byte character at the sample's end is not it.
-        try:
-            sample = head[:-4].decode(encoding)
-        except UnicodeDecodeError:
-            encoding = "cp1252"
-            sample = head.decode(encoding, errors="replace")
-    if not sample.strip():
-        raise CohortFileError(f"{p}: the file is empty")
-    try:
-        sep = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|").delimiter
-    except csv.Error:
-        sep = ","
-    frame = pd.read_csv(
-        p,
-        sep=sep,
-        dtype=str,
-        encoding=encoding,
-        keep_default_na=False,
-        na_values=["", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "."],
-        skip_blank_lines=False,
-    )
-    return frame
 
 
 def rename_columns(frame: pd.DataFrame, mapping: ColumnMapping, source: str) -> tuple[pd.DataFrame, list[str]]:
@@ -409,9 +395,14 @@ def load(
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """Write the cohort as the CSV shipped in ``data/`` (yes/no for booleans)."""
+    Path(path).write_text(cohort_csv_text(frame), encoding="utf-8")
+
+
+def cohort_csv_text(frame: pd.DataFrame) -> str:
+    """The cohort as the text of the CSV shipped in ``data/`` (yes/no for booleans)."""
     out = frame.copy()
     out["post_implant_chemo"] = out["post_implant_chemo"].map({True: "yes", False: "no"})
     for name in ("age_years", "kps", "prior_ebrt_fractions", "seed_count"):
         if (out[name] == out[name].round()).all():
             out[name] = out[name].astype("int64")
-    out.to_csv(path, index=False, lineterminator="\n")
+    return safe_csv_text(out, index=False, lineterminator="\n")

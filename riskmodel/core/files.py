@@ -3,33 +3,157 @@
 Files are written to a temporary sibling, flushed to disk and renamed over the target (a rename is
 atomic on POSIX within one file system). Folders are built beside their target under a hidden
 temporary name and renamed, or their files moved, only once complete.
+
+Only regular files are replaced: a target that is a symbolic link, a device (``/dev/null``), a
+FIFO or a socket is refused with a :class:`~riskmodel.errors.UserInputError`, never replaced and
+never written through. A full disk (or quota, or read-only file system) is one line naming the
+output, with the old file left as it was. Temporaries are named ``.<target>.<pid>.<random>.tmp``;
+each write first removes those of its folder whose process is gone (a killed run's), and
+untagged ones of an older riskmodel after :data:`STALE_AFTER_S`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from riskmodel.errors import UserInputError, refuse_special_file, require_writable
+
 T = TypeVar("T")
 
-__all__ = ["atomic_write_text", "process_alive", "retry_first_use", "sqlite_setup_lock", "staged_folder"]
+__all__ = [
+    "STALE_AFTER_S",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "clean_stale_temporaries",
+    "disk_error",
+    "process_alive",
+    "retry_first_use",
+    "sqlite_setup_lock",
+    "staged_folder",
+]
+
+STALE_AFTER_S = (
+    15 * 60
+)  # an untagged temporary older than this is a dead run's (no write takes so long between touches)
+_TAGGED = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]{8}\.tmp$")  # ours: .<target>.<pid>.<random>.tmp
+_UNTAGGED = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # riskmodel before the PID tag
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def disk_error(exc: OSError, target: Path) -> UserInputError | None:
+    """A full disk, a quota, a too-large file or a read-only file system as one line about
+    ``target``; None for other OS errors."""
+    if exc.errno not in _FULL:
+        return None
+    reason = os.strerror(exc.errno).lower() if exc.errno is not None else "write failed"
+    return UserInputError(f"{target}: cannot write it ({reason}); nothing already there was changed")
+
+
+def clean_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporaries riskmodel left in ``folder`` when a run was killed; return them.
+
+    Only names of riskmodel's own pattern are touched: tagged with a process ID that no longer
+    runs, or (untagged, from an older riskmodel) last changed more than :data:`STALE_AFTER_S` ago.
+    A tagged temporary of a living process, another user's, or anything else is left alone.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        tagged = _TAGGED.match(entry.name)
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if info.st_uid != os.getuid() or stat.S_ISLNK(info.st_mode):
+            continue
+        if tagged:
+            stale = int(tagged[1]) != os.getpid() and not process_alive(int(tagged[1]))
+        else:
+            stale = bool(_UNTAGGED.match(entry.name)) and now - info.st_mtime > STALE_AFTER_S
+        if not stale:
+            continue
+        path = Path(entry.path)
+        if stat.S_ISDIR(info.st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _file_mode(target: Path) -> int:
+    """The permissions the written file gets: the replaced file's, else what ``open`` would give
+    (mkstemp's temporaries are private, 0600, which would hide a shared score file)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (setting it to read it
+    would briefly loosen it for every other thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
+def _prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}."
 
 
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically."""
+    """Write ``text`` to ``path`` atomically.
+
+    ``path`` must be a regular file or not exist: a symbolic link or a special file (device,
+    FIFO, socket) is refused, not replaced. A full disk leaves the old file whole and raises a
+    one-line :class:`~riskmodel.errors.UserInputError`.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, not {type(text).__name__}")
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, as :func:`atomic_write_text` does."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    require_writable(target)
+    clean_stale_temporaries(target.parent)
+    mode = _file_mode(target)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding=encoding) as fh:
-            fh.write(text)
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        friendly = disk_error(exc, target)
+        if friendly is None:
+            raise
+        raise friendly from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -42,15 +166,25 @@ def staged_folder(final: str | Path, *, merge: bool = False) -> Iterator[Path]:
 
     Without ``merge``, ``final`` must not exist or be empty, and the whole folder is renamed into
     place. With ``merge``, each file is renamed into ``final`` (so an existing report folder
-    is updated file by file, each file whole). On any error the temporary folder is removed.
+    is updated file by file, each file whole); ``final`` may then be a link to a folder, which is
+    written into on purpose, but a file in it that is a link or a special file is refused before
+    any is replaced. On any error the temporary folder is removed.
     """
     target = Path(final)
+    if target.is_symlink() and not merge:
+        raise UserInputError(f"{target}: is a symbolic link; give the folder it points to")
+    if target.exists():
+        require_writable(target, folder=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    clean_stale_temporaries(target.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         if merge and target.exists():
-            for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            files = sorted(p for p in tmp.rglob("*") if p.is_file())
+            for path in files:  # every target checked before any is replaced
+                refuse_special_file(target / path.relative_to(tmp))
+            for path in files:
                 dest = target / path.relative_to(tmp)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, dest)
@@ -59,6 +193,12 @@ def staged_folder(final: str | Path, *, merge: bool = False) -> Iterator[Path]:
             if target.exists():
                 target.rmdir()  # only an empty folder may be replaced
             os.rename(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        friendly = disk_error(exc, target)
+        if friendly is None:
+            raise
+        raise friendly from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from riskmodel.core.limits import limited
 from riskmodel.core.strict import StrictModel
 from riskmodel.errors import UserInputError
 from riskmodel.models.base import SurvivalEstimator
@@ -71,11 +72,11 @@ class CoxConfig(StrictModel):
 class ForestConfig(StrictModel):
     """Random survival forest (scikit-survival)."""
 
-    n_estimators: int = Field(200, ge=1)
+    n_estimators: Annotated[int, limited(5000)] = Field(200, ge=1)
     min_samples_leaf: int = Field(3, ge=1)
     max_features: Literal["sqrt", "log2"] | float | None = "sqrt"
-    max_depth: int | None = Field(None, ge=1)
-    time_grid: Literal["auto"] | Annotated[int, Field(ge=2)] | None = Field(
+    max_depth: Annotated[int, limited(100)] | None = Field(None, ge=1)
+    time_grid: Literal["auto"] | Annotated[int, Field(ge=2), limited(10_000)] | None = Field(
         "auto",
         description="Event-time quantiles the trees see; auto = 100 above 1,000 patients or 100 distinct event "
         "times, exact below.",
@@ -83,7 +84,7 @@ class ForestConfig(StrictModel):
     max_samples: Literal["auto"] | Annotated[int, Field(ge=1)] | Annotated[float, Field(gt=0, le=1)] | None = Field(
         "auto", description="Patients per tree (count or fraction); auto = 30·√n above 1,000 patients."
     )
-    max_bins: Literal["auto"] | Annotated[int, Field(ge=2)] | None = Field(
+    max_bins: Literal["auto"] | Annotated[int, Field(ge=2), limited(65_536)] | None = Field(
         "auto", description="Quantile bins per continuous feature; auto = 128 above 1,000 patients."
     )
 
@@ -92,9 +93,9 @@ class BoostingConfig(StrictModel):
     """Boosted Cox model: xgboost (default) or scikit-survival."""
 
     backend: Literal["xgboost", "sksurv"] = "xgboost"
-    n_estimators: int = Field(100, ge=1)
+    n_estimators: Annotated[int, limited(10_000)] = Field(100, ge=1)
     learning_rate: float = Field(0.05, gt=0, le=1)
-    max_depth: int = Field(2, ge=1)
+    max_depth: Annotated[int, limited(20)] = Field(2, ge=1)
     subsample: float = Field(0.8, gt=0, le=1)
     min_child_weight: float = Field(0.5, ge=0)
     reg_lambda: float = Field(1.0, ge=0)

@@ -30,6 +30,7 @@ from riskmodel.cohort import Cohort, survival_data
 from riskmodel.cohort.declaration import CohortDeclaration, CovariateDeclaration
 from riskmodel.cohort.declared import missing_data_table
 from riskmodel.config import ExperimentConfig
+from riskmodel.core.csvout import write_safe_csv
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import RiskModelError, UserInputError, require_writable
 from riskmodel.privacy import PhiGuard
@@ -132,7 +133,7 @@ def _write(plan: _Plan, root: Path, notes: list[str]) -> None:
         parts.append(f"<div class='note'><b>Left out</b> (never reported as data):<ul>{items}</ul></div>")
     parts += _missing_section(plan, out, summary)
     chars = characteristics_declared(data, plan.covariates)
-    chars.to_csv(out / "characteristics.csv", index=False)
+    write_safe_csv(chars, out / "characteristics.csv", index=False)
     parts.append(table_html(chars, "Cohort characteristics: overall and by centre"))
     for endpoint in plan.config.endpoints:
         parts += _endpoint_section(plan, endpoint, out, summary["endpoints"].setdefault(endpoint, {}))
@@ -163,7 +164,7 @@ def _missing_section(plan: _Plan, out: Path, summary: dict[str, Any]) -> list[st
     table = missing_data_table(plan.cohort)
     if len(table):
         table = table[table["covariate"].isin([c.name for c in plan.covariates])].reset_index(drop=True)
-    table.to_csv(out / "missing_data.csv", index=False)
+    write_safe_csv(table, out / "missing_data.csv", index=False)
     summary["missing_data"] = table[["covariate", "missing", "percent", "policy"]].to_dict(orient="records")
     caption = "Missing data per covariate in the file (n, %, % among patients with and without each event, % by centre)"
     if not len(table) or table["missing"].sum() == 0:
@@ -191,7 +192,7 @@ def _endpoint_section(plan: _Plan, endpoint: str, out: Path, ep_summary: dict[st
         competing = int((plan.cohort.data.loc[sd.X.index, f"{endpoint}_event_type"] == 2).sum())
     horizons = [h for h in plan.config.horizons if h <= time.max()]
     overall = endpoint_summary(time, event, horizons, competing)
-    overall.to_csv(out / f"{endpoint}_summary.csv", index=False)
+    write_safe_csv(overall, out / f"{endpoint}_summary.csv", index=False)
     ep_summary.update(events=int(event.sum()), patients=len(time), km=overall.set_index("figure").to_dict("index"))
     parts.append(table_html(overall, f"{name}: events, follow-up and Kaplan-Meier (95% CI){caution}"))
     fig = km_plot({"all patients": (time, event)}, f"{name}: Kaplan-Meier, 95% CI{caution}", plan.time_axis)
@@ -232,7 +233,7 @@ def _univariate_section(
     endpoint, name = names
     caution = plan.caution(endpoint)
     table = univariate_declared(X, time, event, plan.grouping, horizons)
-    table.to_csv(out / f"{endpoint}_univariate.csv", index=False)
+    write_safe_csv(table, out / f"{endpoint}_univariate.csv", index=False)
     ep_summary["log_rank"] = {
         cov: {"groups_by": g["groups by"].iloc[0], "chi2": g["log-rank χ²"].iloc[0], "df": g["df"].iloc[0]}
         | {"p": g["p"].iloc[0]}
@@ -273,7 +274,7 @@ def _multivariable_section(
     except RiskModelError as exc:
         ep_summary["multivariable_cox"] = {"not_fitted": str(exc)}
         return [heading, f"<p class='note'>Not fitted: {html.escape(str(exc))}</p>"]
-    fit.table.to_csv(out / f"{endpoint}_multivariable_cox.csv", index=False)
+    write_safe_csv(fit.table, out / f"{endpoint}_multivariable_cox.csv", index=False)
     ep_summary["multivariable_cox"] = {
         "method": fit.method,
         **fit.tests,
@@ -304,7 +305,7 @@ def _ph_section(
     endpoint, name = names
     if fit.ph is None:
         return []
-    fit.ph.to_csv(out / f"{endpoint}_ph_checks.csv", index=False)
+    write_safe_csv(fit.ph, out / f"{endpoint}_ph_checks.csv", index=False)
     glob = fit.ph.set_index("covariate").loc["GLOBAL"]
     ep_summary["ph_global_p"] = float(glob["p (km)"])
     ep_summary["ph_global_p_rank"] = float(glob["p (rank)"])

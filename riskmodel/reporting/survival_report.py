@@ -34,6 +34,7 @@ from riskmodel.cohort import Cohort, local_failure_competing
 from riskmodel.cohort.endpoints import ENDPOINT_LABELS, ENDPOINTS, RESPONSE_LANDMARK_MONTHS, Endpoint
 from riskmodel.cohort.reconstruction.calibrate import compare_to_published
 from riskmodel.cohort.reconstruction.study import FACTOR_COLUMNS, groupings, published_targets
+from riskmodel.core.csvout import write_safe_csv
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import UserInputError, require_writable
 from riskmodel.privacy import PhiGuard, years_only
@@ -120,20 +121,20 @@ def _write_report(
         "the 3-month landmark (guarantee-time bias), as marked.</p>",
     ]
     chars = characteristics(data)
-    chars.to_csv(out / "characteristics.csv", index=False)
+    write_safe_csv(chars, out / "characteristics.csv", index=False)
     parts.append(table_html(chars, "Cohort characteristics"))
     for ep in chosen:
         parts += _endpoint_section(data, ep, cutoffs, out, summary["endpoints"].setdefault(ep, {}))
     if "lc" in chosen:
         table, fig = competing_risks(data), _competing_figure(data)
-        table.to_csv(out / "lc_competing_risks.csv", index=False)
+        write_safe_csv(table, out / "lc_competing_risks.csv", index=False)
         summary["lc_competing_risks"] = table.to_dict(orient="records")
         parts.append("<h2>Local failure with death as a competing risk</h2>")
         parts.append(figure_html(fig, "cumulative incidence of local failure"))
         parts.append(table_html(table, "Aalen-Johansen cumulative incidence vs 1 − KM"))
     if compare_published:
         cmp = compare_to_published(data)
-        cmp.to_csv(out / "published_comparison.csv", index=False)
+        write_safe_csv(cmp, out / "published_comparison.csv", index=False)
         parts.append(table_html(cmp, "Published figures beside this cohort (unlandmarked, as the study did)"))
         about = html.escape(years_only(published_targets()["_about"]))  # reports show years only
         parts.append(f"<p class='note'>Source of the published figures: {about}</p>")
@@ -152,12 +153,12 @@ def _endpoint_section(
         figure_html(km_plot({"all patients": (t, e)}, f"{name}: Kaplan-Meier, 95% CI"), f"{name} Kaplan-Meier curve")
     )
     overall = km_overall(t, e)
-    overall.to_csv(out / f"{ep}_km_overall.csv", index=False)
+    write_safe_csv(overall, out / f"{ep}_km_overall.csv", index=False)
     ep_summary["events"] = int(e.sum())
     ep_summary["km"] = overall.set_index("figure").to_dict(orient="index")
     parts.append(table_html(overall, f"{name}: median and landmark rates (95% CI)"))
     uni = univariate_table(data, ep, cutoffs)
-    uni.to_csv(out / f"{ep}_univariate.csv", index=False)
+    write_safe_csv(uni, out / f"{ep}_univariate.csv", index=False)
     ep_summary["log_rank"] = {
         f: {"chi2": float(g["log-rank χ²"].iloc[0]), "p": float(g["p"].iloc[0])} for f, g in uni.groupby("factor")
     }
@@ -182,7 +183,7 @@ def _multivariable_section(data: pd.DataFrame, ep: Endpoint, out: Path, ep_summa
             "(D90 ≥ 110 Gy and CR+PR) and its proportional-hazards checks are left out.</p>"
         ]
     cox, tests = multivariable_cox(data, ep)
-    cox.to_csv(out / f"{ep}_multivariable_cox.csv", index=False)
+    write_safe_csv(cox, out / f"{ep}_multivariable_cox.csv", index=False)
     ep_summary["multivariable_cox"] = {
         "landmark_months": RESPONSE_LANDMARK_MONTHS,
         **tests,
@@ -200,7 +201,7 @@ def _multivariable_section(data: pd.DataFrame, ep: Endpoint, out: Path, ep_summa
         f"{tests['patients']} patients: {tests['events_per_variable']:.1f} events per variable.{left_out}</p>",
     ]
     ph = ph_checks(data, ep)
-    ph.to_csv(out / f"{ep}_ph_checks.csv", index=False)
+    write_safe_csv(ph, out / f"{ep}_ph_checks.csv", index=False)
     glob = ph.set_index("covariate").loc["GLOBAL"]
     ep_summary["ph_global_p"] = float(glob["p (km)"])
     ep_summary["ph_global_p_rank"] = float(glob["p (rank)"])

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from riskmodel.cohort.load import ColumnMapping, load_mapping, read_table, rename_columns
+from riskmodel.core.csvout import safe_csv_text
 from riskmodel.core.files import atomic_write_text
 from riskmodel.errors import UserInputError, require_writable
 
@@ -44,7 +45,7 @@ def write_scores(records: list[dict[str, Any]], out: str | Path | None) -> str:
             flat.update({f"S_{h}": p for h, p in r.get("survival", {}).items()})
             flat["flags"] = "; ".join(r.get("flags", []))
             rows.append(flat)
-        text = pd.DataFrame(rows).to_csv(index=False)
+        text = safe_csv_text(pd.DataFrame(rows), index=False)
     elif out is None or Path(out).suffix.lower() == ".json":
         # indented for reading; one line per patient beyond 1,000 (json's C encoder skips indents)
         if len(records) <= 1000:

@@ -38,7 +38,9 @@ import pandas as pd
 import yaml
 
 from riskmodel.cohort.endpoints import ENDPOINTS
-from riskmodel.config import ExperimentConfig, load_experiment
+from riskmodel.config import MAX_SPLITS, ExperimentConfig, load_experiment
+from riskmodel.core.csvout import safe_csv_text
+from riskmodel.core.limits import check_limit
 from riskmodel.errors import RiskModelError, UserInputError, own_warnings_silenced
 from riskmodel.models.registry import ParamSpace, build_estimator, spec
 from riskmodel.privacy import PhiGuard, PrivacyError
@@ -64,6 +66,26 @@ from riskmodel.workflow.prepare import (
 __all__ = ["SEED_STRIDE", "TuneResult", "tune"]
 
 SEED_STRIDE = 1000  # worker k seeds its sampler with the experiment's seed + 1000 k
+MAX_TRIALS = 10_000  # a safety limit (riskmodel.core.limits)
+
+
+def _check_options(trials: int, n_jobs: int, worker: int, nested: int) -> None:
+    """Refuse, before any work, options out of range or above the safety limits."""
+    if trials < 1:
+        raise UserInputError(f"--trials must be at least 1, got {trials}")
+    for option, value, cap in (("--trials", trials, MAX_TRIALS), ("--nested-cv", nested, MAX_SPLITS)):
+        rule = check_limit(value, cap)
+        if rule:
+            raise UserInputError(f"{option} {value:,}: {rule}")
+    if n_jobs < 1:
+        raise UserInputError(f"--n-jobs must be at least 1, got {n_jobs}")
+    if not 0 <= worker < SEED_STRIDE:
+        raise UserInputError(f"--worker-index must be between 0 and {SEED_STRIDE - 1}, got {worker}")
+
+
+def _sampler_seed(seed: int, worker: int) -> int:
+    """The experiment's seed + 1000 × worker, wrapped into numpy's 32-bit seed range."""
+    return (seed + SEED_STRIDE * worker) % 2**32
 
 
 @dataclass
@@ -163,12 +185,7 @@ def tune(
     optuna = optuna_module()
     if not isinstance(config, ExperimentConfig):
         config = load_experiment(config)
-    if trials < 1:
-        raise UserInputError(f"--trials must be at least 1, got {trials}")
-    if n_jobs < 1:
-        raise UserInputError(f"--n-jobs must be at least 1, got {n_jobs}")
-    if not 0 <= worker < SEED_STRIDE:
-        raise UserInputError(f"--worker-index must be between 0 and {SEED_STRIDE - 1}, got {worker}")
+    _check_options(trials, n_jobs, worker, nested_cv)
     s, cohort = _setup(config, family, endpoint, data)
     uri = resolve_tracking_uri(tracking_uri)
     storage_url = storage or default_storage(uri)
@@ -177,7 +194,7 @@ def tune(
         study_name=name,
         storage=open_storage(storage_url),
         direction=direction(s.metric),
-        sampler=optuna.samplers.TPESampler(seed=s.config.seed + SEED_STRIDE * worker),
+        sampler=optuna.samplers.TPESampler(seed=_sampler_seed(s.config.seed, worker)),
         pruner=optuna.pruners.MedianPruner(n_warmup_steps=1)
         if s.config.tune.pruner == "median"
         else optuna.pruners.NopPruner(),
@@ -200,7 +217,7 @@ def tune(
         "family": s.family,
         "metric": s.metric,
         "exploratory": str(result.exploratory).lower(),
-        f"sampler_seed_worker_{worker}": str(s.config.seed + SEED_STRIDE * worker),
+        f"sampler_seed_worker_{worker}": str(_sampler_seed(s.config.seed, worker)),
         **{k.replace("evaluation.", "evaluation_"): v for k, v in s.prepared.window.params().items()},
     }
     result.parent_run_id = parent_run(study, tracker, f"tune-{name}", tags)
@@ -415,4 +432,4 @@ def _nested(s: _Setup, tracker: Tracker, result: TuneResult, trials: int, outer:
     nested_metrics = {f"nested_{m}_mean": float(np.nanmean(folds[m].to_numpy())) for m in folds}
     nested_metrics.update({f"nested_{m}_sd": float(np.nanstd(folds[m].to_numpy(), ddof=1)) for m in folds})
     tracker.log_to(result.parent_run_id, metrics=nested_metrics)
-    tracker.log_text_to(result.parent_run_id, result.nested.to_csv(index=False), "nested_cv.csv")
+    tracker.log_text_to(result.parent_run_id, safe_csv_text(result.nested, index=False), "nested_cv.csv")

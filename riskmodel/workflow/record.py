@@ -20,6 +20,7 @@ import yaml
 from riskmodel.cohort import Cohort
 from riskmodel.cohort.declared import missing_data_table
 from riskmodel.config import ExperimentConfig
+from riskmodel.core.csvout import safe_csv_text
 from riskmodel.core.version import __version__
 from riskmodel.models import CoxPH, MultipleImputationSurvival
 from riskmodel.reporting import ModelFacts, render_model_report
@@ -57,7 +58,7 @@ def git_commit() -> str:
 
 
 def _digest(cohort: Cohort) -> str:
-    return hashlib.sha256(cohort.data.to_csv(index=False).encode()).hexdigest()[:16]
+    return hashlib.sha256(cohort.data.to_csv(index=False).encode()).hexdigest()[:16]  # a fingerprint, not a file
 
 
 @dataclass
@@ -123,23 +124,23 @@ def record_run(
             },
         )
         tracker.log_text(ctx.config_yaml(), "config.yaml")
-        tracker.log_text(dev.cv.folds.to_csv(index=False), "cv_folds.csv")
+        tracker.log_text(safe_csv_text(dev.cv.folds, index=False), "cv_folds.csv")
         if dev.cv.failures or dev.cv.fold_warnings:
             tracker.log_text("\n".join(dev.cv.failures + dev.cv.fold_warnings) + "\n", "cv_notes.txt")
         if model.hazard_ratios is not None:
-            tracker.log_text(model.hazard_ratios.to_csv(), "cox_hazard_ratios_unpenalised.csv")
+            tracker.log_text(safe_csv_text(model.hazard_ratios), "cox_hazard_ratios_unpenalised.csv")
         for name, table in dev.in_sample.artifacts().items():
-            tracker.log_text(table.to_csv(index=False), name)
+            tracker.log_text(safe_csv_text(table, index=False), name)
         facts = model_facts(ctx, prepared, size, dev)
         for name, png in {**figures(facts), **dev.explained.figures}.items():
             tracker.log_bytes(png, name)
-        tracker.log_text(dev.explained.importance.to_csv(index=False), "permutation_importance.csv")
+        tracker.log_text(safe_csv_text(dev.explained.importance, index=False), "permutation_importance.csv")
         if model.hazard_ratios is not None:
             hr_plot = forest_plot(model.hazard_ratios, f"{label}: unpenalised hazard ratios")
             tracker.log_bytes(figure_png(hr_plot), "plots/cox_hazard_ratios.png")
         tracker.log_text(render_model_report(facts), "model_report.html")
         if dev.validation is not None:
-            tracker.log_text(dev.validation.table.to_csv(), "validation_bootstrap.csv")
+            tracker.log_text(safe_csv_text(dev.validation.table), "validation_bootstrap.csv")
             if dev.validation.failures:
                 tracker.log_text("\n".join(dev.validation.failures) + "\n", "validation_failures.txt")
         with tempfile.TemporaryDirectory() as tmp:

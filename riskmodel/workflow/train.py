@@ -18,6 +18,7 @@ import pandas as pd
 
 from riskmodel.cohort.declared import missing_data_table
 from riskmodel.config import ExperimentConfig, load_experiment
+from riskmodel.core.csvout import safe_csv_text
 from riskmodel.errors import UserInputError
 from riskmodel.privacy import PhiGuard
 from riskmodel.stats.samplesize import SampleSize
@@ -191,7 +192,7 @@ def train(
         tracker.log(params=ctx.flat_config)
         tracker.log_text(ctx.config_yaml(), "config.yaml")
         if result.missing_data is not None:
-            tracker.log_text(result.missing_data.to_csv(index=False), "missing_data.csv")
+            tracker.log_text(safe_csv_text(result.missing_data, index=False), "missing_data.csv")
         for endpoint, prep in prepared.items():
             size = sizes[endpoint]
             result.notes += [*prep.notes(), f"{endpoint.upper()} sample size: {size.summary()}"]
