@@ -28,7 +28,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from riskmodel.errors import ModelFileError, UserInputError
+from riskmodel.errors import UserInputError
 from riskmodel.metrics import harrell_c
 from riskmodel.stats import check_survival_target
 
@@ -36,7 +36,6 @@ __all__ = [
     "SurvivalEstimator",
     "breslow_cumulative_hazard",
     "check_horizons",
-    "load_skops",
     "proportional_survival",
     "read_json",
     "write_json",
@@ -125,17 +124,6 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 def read_json(path: Path) -> dict[str, Any]:
     """A model file's JSON object."""
     return dict(json.loads(path.read_text(encoding="utf-8")))
-
-
-def load_skops(path: Path, allowed: frozenset[str]) -> Any:
-    """A skops file, refused when it holds a type outside ``allowed`` (beyond what skops trusts)."""
-    import skops.io as sio
-
-    found = set(sio.get_untrusted_types(file=path))
-    refused = sorted(found - allowed)
-    if refused:
-        raise ModelFileError(f"{path} holds types outside the allow-list: {', '.join(refused)}")
-    return sio.load(path, trusted=sorted(found))
 
 
 class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
