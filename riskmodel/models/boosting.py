@@ -28,12 +28,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import FiniteFloat, model_validator
 from sklearn.utils.validation import check_is_fitted
 
 from riskmodel.errors import ModelFileError, UserInputError
 from riskmodel.models.base import (
+    StateFile,
     SurvivalEstimator,
     breslow_cumulative_hazard,
+    check_baseline,
+    estimator_params,
     proportional_survival,
     read_json,
     write_json,
@@ -41,10 +45,22 @@ from riskmodel.models.base import (
 from riskmodel.models.untrusted import check_sklearn_tree, check_xgboost_model, load_skops_exclusive
 from riskmodel.stats import step_values
 
-__all__ = ["XGBOOST_ONLY", "GradientBoostingSurvival"]
+__all__ = ["XGBOOST_ONLY", "BoostingFile", "GradientBoostingSurvival"]
 
 # the parameters scikit-survival's boosting has no equivalent for (module docstring)
 XGBOOST_ONLY = ("min_child_weight", "reg_lambda", "reg_alpha", "n_jobs")
+
+
+class BoostingFile(StateFile):
+    """``gbm.json`` (xgboost) or ``estimator.json`` (scikit-survival): the Breslow baseline, finite."""
+
+    event_times: list[FiniteFloat]
+    baseline_cumhaz: list[FiniteFloat]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BoostingFile:
+        check_baseline(self.event_times, self.baseline_cumhaz)
+        return self
 
 
 class GradientBoostingSurvival(SurvivalEstimator):
@@ -213,13 +229,13 @@ class GradientBoostingSurvival(SurvivalEstimator):
     def load_state(cls, folder: Path) -> GradientBoostingSurvival:
         """The fitted model from the files :meth:`save_state` wrote."""
         if (folder / "booster.ubj").exists():
-            d = read_json(folder / "gbm.json")
-            gbm = cls(**d["params"])
+            d = read_json(folder / "gbm.json", BoostingFile)
+            gbm = cls(**estimator_params(cls, d["params"], folder / "gbm.json"))
             gbm.booster_ = _load_booster(folder / "booster.ubj", int(d["n_features_in"]))
             gbm.leaf_values()  # read now, as fit does, so that predicting changes nothing
         else:
-            d = read_json(folder / "estimator.json")
-            gbm = cls(**d["params"])
+            d = read_json(folder / "estimator.json", BoostingFile)
+            gbm = cls(**estimator_params(cls, d["params"], folder / "estimator.json"))
             gbm.model_ = load_skops_exclusive(folder / "estimator.skops", cls.SKOPS_ROOT, cls.SKOPS_ALLOWED)
             _check_sksurv_boosting(gbm.model_, folder / "estimator.skops")
         gbm.event_times_ = np.asarray(d["event_times"], float)

@@ -35,14 +35,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import FiniteFloat
 from sklearn.utils.validation import check_is_fitted
 
 from riskmodel.errors import ModelFileError, UserInputError
-from riskmodel.models.base import SurvivalEstimator, read_json, write_json
+from riskmodel.models.base import StateFile, SurvivalEstimator, estimator_params, read_json, write_json
 from riskmodel.models.untrusted import check_sklearn_tree, load_skops_exclusive
 from riskmodel.stats import survival_array
 
-__all__ = ["LARGE_COHORT", "SurvivalForest", "bin_edges", "snap_times"]
+__all__ = ["LARGE_COHORT", "ForestFile", "SurvivalForest", "bin_edges", "snap_times"]
 
 LARGE_COHORT = 1000  # above this many patients the speed settings switch on by default
 DEFAULT_TIME_GRID = 100
@@ -97,6 +98,13 @@ def bin_edges(X: np.ndarray, max_bins: int) -> list[np.ndarray | None]:
             q = np.linspace(0.0, 1.0, max_bins + 1)[1:]
             edges.append(np.unique(np.quantile(observed, q, method="inverted_cdf")))
     return edges
+
+
+class ForestFile(StateFile):
+    """``estimator.json`` of a forest: the bin edges and time grid, finite."""
+
+    bin_edges: list[list[FiniteFloat] | None] | None = None
+    time_grid: list[FiniteFloat] | None = None
 
 
 class SurvivalForest(SurvivalEstimator):
@@ -252,8 +260,8 @@ class SurvivalForest(SurvivalEstimator):
     @classmethod
     def load_state(cls, folder: Path) -> SurvivalForest:
         """The fitted forest from the files :meth:`save_state` wrote (skops types on the allow-list only)."""
-        d = read_json(folder / "estimator.json")
-        forest = cls(**d["params"])
+        d = read_json(folder / "estimator.json", ForestFile)
+        forest = cls(**estimator_params(cls, d["params"], folder / "estimator.json"))
         forest.model_ = load_skops_exclusive(folder / "estimator.skops", cls.SKOPS_ROOT, cls.SKOPS_ALLOWED)
         _check_forest(forest.model_, folder / "estimator.skops")
         edges = d.get("bin_edges")
