@@ -108,6 +108,7 @@ EDITS: dict[str, Callable[[Path, Path], None]] = {
     "a YAML alias bomb in MLmodel": lambda f, m: (f / "MLmodel").write_text(
         "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b]\n"
     ),
+    "MLmodel nested deeply": lambda f, m: (f / "MLmodel").write_text("a: " + "[" * 5000 + "]" * 5000 + "\n"),
     "a model file changed": lambda f, m: (f / "artifacts" / "riskmodel" / "cox.json").write_text("{}"),
 }
 

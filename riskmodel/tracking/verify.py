@@ -61,6 +61,7 @@ REGISTERED_META = "registered_model_meta"  # MLflow adds it when it downloads a 
 ENTRY_NAMES = frozenset({ENTRY_FILE.name, "_pyfunc_entry.py"})  # riskmodel < 0.9 named it _pyfunc_entry.py
 CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 MAX_TEXT_BYTES = 1 << 20  # MLmodel and the environment files are a few kB
+MAX_YAML_DEPTH = 20  # MLmodel nests four levels
 # the python_function fields riskmodel's models carry (MLflow writes them for models from code)
 FLAVOR_KEYS = frozenset(
     {"artifacts", "cloudpickle_version", "code", "env", "loader_module", "model_code_path", "python_version"}
@@ -126,13 +127,18 @@ def _read_yaml(path: Path, problems: list[str]) -> Any:
     text = _read_text(path, problems)
     if text is None:
         return None
+    depth = 0
     try:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 problems.append(f"{path}: YAML anchors or aliases, which MLflow never writes; refusing to read it")
                 return None
+            depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
+            if depth > MAX_YAML_DEPTH:
+                problems.append(f"{path}: nested more than {MAX_YAML_DEPTH} levels deep; refusing to read it")
+                return None
         return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         problems.append(f"{path}: not readable YAML ({type(exc).__name__})")
         return None
 
@@ -250,7 +256,13 @@ def _check_members(folder: Path, entry: str | None, artifact: str | None, proble
             problems.append(f"{folder}: {name} is a file riskmodel never writes; refusing to load")
     if entry is not None:
         path = folder / entry
-        if path.is_symlink() or not path.is_file() or path.read_bytes() != ENTRY_FILE.read_bytes():
+        shipped = ENTRY_FILE.read_bytes()
+        if (
+            path.is_symlink()
+            or not path.is_file()
+            or path.stat().st_size != len(shipped)
+            or path.read_bytes() != shipped
+        ):
             problems.append(f"{path}: not byte-identical to the entry file riskmodel ships; refusing to load")
     meta = folder / REGISTERED_META
     if meta.exists():
