@@ -27,6 +27,27 @@ def models_list(
     typer.echo(runs.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
+@models_app.command("verify")
+@user_errors
+def models_verify(
+    uri: Annotated[
+        str, typer.Argument(help="A model folder (MLflow's or riskmodel's), runs:/<id>/model or models:/<name>/<v>.")
+    ],
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for runs:/ and models:/.")] = None,
+) -> None:
+    """Check every file of a model folder against what riskmodel writes, without running any of it.
+
+    Run it before `mlflow.pyfunc.load_model` or `mlflow models serve`, which execute code from the
+    folder. Exit 0 when it passes; exit 2 with one line per problem otherwise.
+    """
+    from riskmodel.tracking import verify_model
+
+    verified = verify_model(uri, tracking_uri=tracking_uri)
+    for line in verified.checked:
+        typer.echo(f"ok  {line}")
+    typer.echo(f"{uri}: passed; the {verified.model.endpoint.upper()} {verified.model.family} model is safe to load")
+
+
 @app.command("ui")
 @user_errors
 def ui(

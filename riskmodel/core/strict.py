@@ -8,6 +8,8 @@ __all__ = ["StrictModel"]
 
 
 class StrictModel(BaseModel):
-    """A pydantic model that forbids unknown keys, never coerces types, and cannot be changed."""
+    """A pydantic model that forbids unknown keys, never coerces types, cannot be changed, and
+    refuses NaN and infinities in every float field (YAML's ``.nan`` passes every comparison check:
+    cut-offs of ``[.nan, .nan]`` once put every patient in the lowest group)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)

@@ -17,7 +17,9 @@ its columns sum to 1.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,18 +27,23 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from riskmodel.core.yamlio import validation_lines
 from riskmodel.errors import ModelFileError, UserInputError
 from riskmodel.metrics import harrell_c
 from riskmodel.stats import check_survival_target
 
 __all__ = [
+    "MAX_STATE_BYTES",
+    "StateFile",
     "SurvivalEstimator",
     "breslow_cumulative_hazard",
+    "check_baseline",
     "check_horizons",
-    "load_skops",
+    "estimator_params",
     "proportional_survival",
     "read_json",
     "write_json",
@@ -122,20 +129,89 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=1, default=plain, allow_nan=True), encoding="utf-8")
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A model file's JSON object."""
-    return dict(json.loads(path.read_text(encoding="utf-8")))
+MAX_STATE_BYTES = 256 << 20  # a model's JSON files are kB to a few MB; a forest's bin edges the most
 
 
-def load_skops(path: Path, allowed: frozenset[str]) -> Any:
-    """A skops file, refused when it holds a type outside ``allowed`` (beyond what skops trusts)."""
-    import skops.io as sio
+class StateFile(BaseModel):
+    """The schema of a family's JSON file: strict types, no unknown key, finite numbers.
 
-    found = set(sio.get_untrusted_types(file=path))
-    refused = sorted(found - allowed)
-    if refused:
-        raise ModelFileError(f"{path} holds types outside the allow-list: {', '.join(refused)}")
-    return sio.load(path, trusted=sorted(found))
+    What every family writes (:meth:`SurvivalEstimator._common_state`); each family's file adds its
+    own fields. ``feature_means`` may hold NaN: a feature never observed in training has no mean.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    params: dict[str, str | bool | int | FiniteFloat | list[str] | None]
+    max_time: FiniteFloat = Field(gt=0)
+    n_events: int = Field(ge=0)
+    n_features_in: int = Field(ge=1, le=1_000_000)
+    feature_names_in: list[str] | None = None
+    feature_means: list[float | None] | None = None
+
+
+def check_baseline(event_times: list[float], cumhaz: list[float]) -> None:
+    """A Breslow baseline as a model file holds it: matching lengths, times increasing, hazard
+    non-negative and non-decreasing (a pydantic validator's ``ValueError`` otherwise)."""
+    if len(event_times) != len(cumhaz):
+        raise ValueError("event_times and baseline_cumhaz must be of the same length")
+    if any(b <= a for a, b in itertools.pairwise(event_times)):
+        raise ValueError("event_times must increase")
+    if any(h < 0 for h in cumhaz) or any(b < a for a, b in itertools.pairwise(cumhaz)):
+        raise ValueError("baseline_cumhaz must be non-negative and non-decreasing")
+
+
+def _finite_problem(value: Any, where: str, skip: frozenset[str]) -> str | None:
+    """The first non-finite number inside ``value`` (walked without recursion), or None."""
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{at}: {item} is not a finite number"
+        if isinstance(item, dict):
+            stack.extend((v, f"{at}.{k}" if at else str(k)) for k, v in item.items() if not (at == "" and k in skip))
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(item))
+    return None
+
+
+def read_json(
+    path: Path, schema: type[BaseModel] | None = None, *, may_be_nan: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """A model file's JSON object, refused (:class:`ModelFileError`, one line) when it
+    is unreadable, breaks ``schema``, or holds NaN or an infinity outside the top-level keys
+    ``may_be_nan`` (descriptive tables: a penalised Cox model has no standard errors)."""
+    if path.is_symlink() or not path.is_file():
+        raise ModelFileError(f"{path}: missing or not a regular file")
+    if path.stat().st_size > MAX_STATE_BYTES:
+        raise ModelFileError(f"{path}: over {MAX_STATE_BYTES >> 20} MB, far more than riskmodel writes")
+    data = path.read_bytes()
+    if schema is not None:
+        try:
+            out = schema.model_validate_json(data).model_dump()
+        except ValidationError as exc:
+            # one line: a rewritten file can break a rule in every element of an array
+            lines = validation_lines(path, exc)
+            more = f" (and {len(lines) - 1} more problem{'s' if len(lines) > 2 else ''})" if len(lines) > 1 else ""
+            raise ModelFileError(f"{lines[0][:300]}{more}; refusing to load") from None
+    else:
+        try:
+            out = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ModelFileError(f"{path}: not readable JSON ({type(exc).__name__})") from None
+        if not isinstance(out, dict):
+            raise ModelFileError(f"{path}: must be a JSON object, not a {type(out).__name__}")
+    problem = _finite_problem(out, "", may_be_nan | {"feature_means"})
+    if problem is not None:
+        raise ModelFileError(f"{path}: {problem}; refusing to load")
+    return dict(out)
+
+
+def estimator_params(cls: type[SurvivalEstimator], params: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """A model file's estimator parameters, refused when it names one the family does not have."""
+    unknown = sorted(set(params) - set(cls().get_params()))
+    if unknown:
+        raise ModelFileError(f"{path}: params {', '.join(unknown)}: not parameters of {cls.__name__}")
+    return dict(params)
 
 
 class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]

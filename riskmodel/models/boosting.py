@@ -28,23 +28,39 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import FiniteFloat, model_validator
 from sklearn.utils.validation import check_is_fitted
 
-from riskmodel.errors import UserInputError
+from riskmodel.errors import ModelFileError, UserInputError
 from riskmodel.models.base import (
+    StateFile,
     SurvivalEstimator,
     breslow_cumulative_hazard,
-    load_skops,
+    check_baseline,
+    estimator_params,
     proportional_survival,
     read_json,
     write_json,
 )
+from riskmodel.models.untrusted import check_sklearn_tree, check_xgboost_model, load_skops_exclusive
 from riskmodel.stats import step_values
 
-__all__ = ["XGBOOST_ONLY", "GradientBoostingSurvival"]
+__all__ = ["XGBOOST_ONLY", "BoostingFile", "GradientBoostingSurvival"]
 
 # the parameters scikit-survival's boosting has no equivalent for (module docstring)
 XGBOOST_ONLY = ("min_child_weight", "reg_lambda", "reg_alpha", "n_jobs")
+
+
+class BoostingFile(StateFile):
+    """``gbm.json`` (xgboost) or ``estimator.json`` (scikit-survival): the Breslow baseline, finite."""
+
+    event_times: list[FiniteFloat]
+    baseline_cumhaz: list[FiniteFloat]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BoostingFile:
+        check_baseline(self.event_times, self.baseline_cumhaz)
+        return self
 
 
 class GradientBoostingSurvival(SurvivalEstimator):
@@ -56,9 +72,13 @@ class GradientBoostingSurvival(SurvivalEstimator):
     risk_is_log_hazard = True  # predict_risk is the log hazard ratio (a linear predictor)
     all_levels = True  # trees, with either backend: no reference level (riskmodel.models.base)
     FILES = frozenset({"booster.ubj", "gbm.json", "estimator.skops", "estimator.json"})
-    # the types an estimator.skops of the scikit-survival backend may hold, beyond what skops trusts
+    # the only types an estimator.skops of the scikit-survival backend may hold besides plain data
+    SKOPS_ROOT = "sksurv.ensemble.boosting.GradientBoostingSurvivalAnalysis"
     SKOPS_ALLOWED = frozenset(
         {
+            "sklearn._loss.link.IdentityLink",
+            "sklearn._loss.link.Interval",
+            "sklearn.tree._classes.DecisionTreeRegressor",
             "sklearn.tree._tree.Tree",
             "sksurv.ensemble.boosting.GradientBoostingSurvivalAnalysis",
             "sksurv.ensemble.survival_loss.CoxPH",
@@ -209,18 +229,48 @@ class GradientBoostingSurvival(SurvivalEstimator):
     def load_state(cls, folder: Path) -> GradientBoostingSurvival:
         """The fitted model from the files :meth:`save_state` wrote."""
         if (folder / "booster.ubj").exists():
-            import xgboost as xgb
-
-            d = read_json(folder / "gbm.json")
-            gbm = cls(**d["params"])
-            gbm.booster_ = xgb.Booster()
-            gbm.booster_.load_model(str(folder / "booster.ubj"))
+            d = read_json(folder / "gbm.json", BoostingFile)
+            gbm = cls(**estimator_params(cls, d["params"], folder / "gbm.json"))
+            gbm.booster_ = _load_booster(folder / "booster.ubj", int(d["n_features_in"]))
             gbm.leaf_values()  # read now, as fit does, so that predicting changes nothing
         else:
-            d = read_json(folder / "estimator.json")
-            gbm = cls(**d["params"])
-            gbm.model_ = load_skops(folder / "estimator.skops", cls.SKOPS_ALLOWED)
+            d = read_json(folder / "estimator.json", BoostingFile)
+            gbm = cls(**estimator_params(cls, d["params"], folder / "estimator.json"))
+            gbm.model_ = load_skops_exclusive(folder / "estimator.skops", cls.SKOPS_ROOT, cls.SKOPS_ALLOWED)
+            _check_sksurv_boosting(gbm.model_, folder / "estimator.skops")
         gbm.event_times_ = np.asarray(d["event_times"], float)
         gbm.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz"], float)
         gbm._restore_common(d)
         return gbm
+
+
+def _load_booster(path: Path, n_features: int) -> Any:
+    """xgboost's booster, its trees checked (riskmodel.models.untrusted) before anything walks them."""
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    try:
+        booster.load_model(str(path))
+        model = json.loads(booster.save_raw("json"))  # copies the arrays out, walks no tree
+    except (xgb.core.XGBoostError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: not a readable xgboost model ({str(exc).splitlines()[0][:120]})") from None
+    check_xgboost_model(model, n_features, str(path))
+    return booster
+
+
+def _check_sksurv_boosting(model: Any, path: Path) -> None:
+    """Every tree of scikit-survival's boosting checked before its first use."""
+    from sklearn.tree import DecisionTreeRegressor
+    from sklearn.tree._tree import Tree
+
+    n_features = int(model.n_features_in_)
+    stages = np.asarray(model.estimators_, dtype=object)
+    if stages.ndim != 2 or stages.shape[1] != 1:
+        raise ModelFileError(f"{path}: boosting stages of shape {stages.shape}; refusing to load")
+    for i, tree in enumerate(stages[:, 0]):
+        where = f"{path}: tree {i}"
+        if not isinstance(tree, DecisionTreeRegressor) or not isinstance(tree.tree_, Tree):
+            raise ModelFileError(f"{where}: not a regression tree; refusing to load")
+        check_sklearn_tree(tree.tree_, n_features, where)
+        if tree.tree_.value.shape[1:] != (1, 1):
+            raise ModelFileError(f"{where}: node values of shape {tree.tree_.value.shape[1:]}; refusing to load")

@@ -19,20 +19,24 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import FiniteFloat, model_validator
 from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
 from riskmodel.errors import RiskModelWarning, UserInputError
 from riskmodel.models.base import (
+    StateFile,
     SurvivalEstimator,
     breslow_cumulative_hazard,
+    check_baseline,
+    estimator_params,
     proportional_survival,
     read_json,
     write_json,
 )
 from riskmodel.stats import step_values
 
-__all__ = ["CoxPH", "converges_like_rms", "newton_fit", "rms_fit_failure"]
+__all__ = ["CoxFile", "CoxPH", "converges_like_rms", "newton_fit", "rms_fit_failure"]
 
 _SMOOTH_L1_EPS = 1e-8
 # A standardised coefficient beyond this (HR e^10 ≈ 22,000 per SD) means separation, not an estimate.
@@ -200,6 +204,34 @@ def newton_fit(
     """
     rs = _risk_sets(np.asarray(time, float), np.asarray(event, bool))
     return CoxPH(penalty=0.0, max_iter=max_iter)._newton(np.asarray(Z, float)[rs.order], rs, 0.0)
+
+
+class CoxFile(StateFile):
+    """``cox.json``: coefficients, scaling, information and the Breslow baseline, finite and of
+    matching lengths (the hazard-ratio table is descriptive: NaN where a penalised fit has no SE)."""
+
+    coef: list[FiniteFloat]
+    mean: list[FiniteFloat]
+    scale: list[FiniteFloat]
+    constant: list[bool]
+    converged: bool
+    information: list[list[FiniteFloat]] | None = None
+    event_times: list[FiniteFloat]
+    baseline_cumhaz: list[FiniteFloat]
+    feature_names: list[str]
+    hazard_ratios: dict[str, list[str | float | None]]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CoxFile:
+        p = self.n_features_in
+        if not len(self.coef) == len(self.mean) == len(self.scale) == len(self.constant) == p:
+            raise ValueError(f"coef, mean, scale and constant must each hold n_features_in ({p}) values")
+        if any(v <= 0 for v in self.scale):
+            raise ValueError("scale must be positive")
+        if self.information is not None and (len(self.information) != p or any(len(r) != p for r in self.information)):
+            raise ValueError(f"information must be {p} × {p}")
+        check_baseline(self.event_times, self.baseline_cumhaz)
+        return self
 
 
 class CoxPH(SurvivalEstimator):
@@ -370,8 +402,8 @@ class CoxPH(SurvivalEstimator):
     @classmethod
     def load_state(cls, folder: Path) -> CoxPH:
         """The fitted model from ``cox.json``."""
-        d = read_json(folder / "cox.json")
-        cox = cls(**d["params"])
+        d = read_json(folder / "cox.json", CoxFile, may_be_nan=frozenset({"hazard_ratios"}))
+        cox = cls(**estimator_params(cls, d["params"], folder / "cox.json"))
         cox.coef_, cox.mean_, cox.scale_ = (np.asarray(d[k], float) for k in ("coef", "mean", "scale"))
         cox.constant_ = np.asarray(d["constant"], bool)
         cox.converged_ = bool(d["converged"])

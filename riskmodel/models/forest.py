@@ -35,13 +35,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import FiniteFloat
 from sklearn.utils.validation import check_is_fitted
 
-from riskmodel.errors import UserInputError
-from riskmodel.models.base import SurvivalEstimator, load_skops, read_json, write_json
+from riskmodel.errors import ModelFileError, UserInputError
+from riskmodel.models.base import StateFile, SurvivalEstimator, estimator_params, read_json, write_json
+from riskmodel.models.untrusted import check_sklearn_tree, load_skops_exclusive
 from riskmodel.stats import survival_array
 
-__all__ = ["LARGE_COHORT", "SurvivalForest", "bin_edges", "snap_times"]
+__all__ = ["LARGE_COHORT", "ForestFile", "SurvivalForest", "bin_edges", "snap_times"]
 
 LARGE_COHORT = 1000  # above this many patients the speed settings switch on by default
 DEFAULT_TIME_GRID = 100
@@ -98,6 +100,13 @@ def bin_edges(X: np.ndarray, max_bins: int) -> list[np.ndarray | None]:
     return edges
 
 
+class ForestFile(StateFile):
+    """``estimator.json`` of a forest: the bin edges and time grid, finite."""
+
+    bin_edges: list[list[FiniteFloat] | None] | None = None
+    time_grid: list[FiniteFloat] | None = None
+
+
 class SurvivalForest(SurvivalEstimator):
     """Random survival forest (log-rank splitting), with S(t) at any horizon within follow-up.
 
@@ -114,7 +123,8 @@ class SurvivalForest(SurvivalEstimator):
     """
 
     FILES = frozenset({"estimator.skops", "estimator.json"})
-    # the types estimator.skops may hold, beyond what skops itself trusts
+    # the only types estimator.skops may hold besides plain data (riskmodel.models.untrusted.DATA_TYPES)
+    SKOPS_ROOT = "sksurv.ensemble.forest.RandomSurvivalForest"
     SKOPS_ALLOWED = frozenset(
         {
             "sklearn.tree._tree.Tree",
@@ -250,12 +260,33 @@ class SurvivalForest(SurvivalEstimator):
     @classmethod
     def load_state(cls, folder: Path) -> SurvivalForest:
         """The fitted forest from the files :meth:`save_state` wrote (skops types on the allow-list only)."""
-        d = read_json(folder / "estimator.json")
-        forest = cls(**d["params"])
-        forest.model_ = load_skops(folder / "estimator.skops", cls.SKOPS_ALLOWED)
+        d = read_json(folder / "estimator.json", ForestFile)
+        forest = cls(**estimator_params(cls, d["params"], folder / "estimator.json"))
+        forest.model_ = load_skops_exclusive(folder / "estimator.skops", cls.SKOPS_ROOT, cls.SKOPS_ALLOWED)
+        _check_forest(forest.model_, folder / "estimator.skops")
         edges = d.get("bin_edges")
         forest.bin_edges_ = None if edges is None else [None if e is None else np.asarray(e) for e in edges]
         grid = d.get("time_grid")
         forest.time_grid_ = None if grid is None else np.asarray(grid, float)
         forest._restore_common(d)
         return forest
+
+
+def _check_forest(model: Any, path: Path) -> None:
+    """Every tree of a loaded forest checked before its first use (riskmodel.models.untrusted)."""
+    from sklearn.tree._tree import Tree
+    from sksurv.tree import SurvivalTree
+
+    n_features = int(model.n_features_in_)
+    times = np.asarray(model.unique_times_, dtype=float)
+    if times.ndim != 1 or not np.isfinite(times).all() or (np.diff(times) <= 0).any():
+        raise ModelFileError(f"{path}: the forest's event times are not finite and increasing; refusing to load")
+    for i, tree in enumerate(model.estimators_):
+        where = f"{path}: tree {i}"
+        if not isinstance(tree, SurvivalTree) or not isinstance(tree.tree_, Tree):
+            raise ModelFileError(f"{where}: not a survival tree; refusing to load")
+        check_sklearn_tree(tree.tree_, n_features, where)
+        shape = tree.tree_.value.shape
+        expected = (1, 1) if model.low_memory else (times.size, 2)
+        if shape[1:] != expected or len(tree.unique_times_) != times.size or len(tree.is_event_time_) != times.size:
+            raise ModelFileError(f"{where}: node values of shape {shape[1:]}, the forest needs {expected}")

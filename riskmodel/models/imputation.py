@@ -397,7 +397,7 @@ class MultipleImputationSurvival(SurvivalEstimator):
     @classmethod
     def load_imputed(cls, folder: Path, family: type[SurvivalEstimator]) -> MultipleImputationSurvival:
         """The fitted model from its folder; ``family``: the estimator class of each imputation's model."""
-        d = read_json(folder / IMPUTATION_FILE)
+        d = read_json(folder / IMPUTATION_FILE, may_be_nan=frozenset({"bounds", "start"}))
         models = [family.load_state(folder / f"imputation_{i}") for i in range(len(d["encodings"]))]
         encodings = [DeclaredEncoding.from_state(e) for e in d["encodings"]]
         mi = cls(encodings[0].__class__(**encodings[0].get_params()), models[0].__class__(**models[0].get_params()))

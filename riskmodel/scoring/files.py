@@ -27,9 +27,10 @@ import numpy as np
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import ModelFileError, RiskModelError, RiskModelWarning
 from riskmodel.features import ClinicalFeatures, DeclaredFeatures, DeclaredInputs, resolve_blocks
-from riskmodel.models.base import SurvivalEstimator, write_json
+from riskmodel.models.base import SurvivalEstimator, read_json, write_json
 from riskmodel.models.imputation import IMPUTATION_FILE, MultipleImputationSurvival
 from riskmodel.models.registry import SPECS, family_names
+from riskmodel.scoring.schemas import Manifest, ModelMeta
 
 __all__ = ["FORMAT", "ModelFileError", "read_model_dir", "write_model_dir"]
 
@@ -129,17 +130,10 @@ def read_model_dir(folder: str | Path) -> tuple[dict[str, Any], Any, SurvivalEst
     """Verify the manifest, then load metadata, the feature pipeline and the estimator."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
+    if not folder.is_dir() or not manifest_path.exists():
         raise ModelFileError(f"{folder}: not a riskmodel model directory (no {MANIFEST})")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ModelFileError(f"{manifest_path}: unreadable manifest") from None
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{folder}: unsupported model format {manifest.get('format')!r} version {manifest.get('format_version')!r}"
-        )
-    listed: dict[str, str] = manifest.get("files", {})
+    manifest = _read_manifest(manifest_path)
+    listed: dict[str, str] = manifest["files"]
     foreign = sorted(name for name in listed if not _known_file(name))
     if foreign:  # a manifest can be rewritten by whoever edits the folder; the file names cannot
         raise ModelFileError(f"{folder}: files riskmodel never writes: {', '.join(foreign)}; refusing to load")
@@ -156,10 +150,39 @@ def read_model_dir(folder: str | Path) -> tuple[dict[str, Any], Any, SurvivalEst
             raise ModelFileError(f"{folder}: {name} is listed in the manifest but missing")
         if _sha256(path) != digest:
             raise ModelFileError(f"{folder}: {name} does not match its SHA-256 in the manifest; refusing to load")
-    _check_versions(manifest.get("versions", {}), folder)
-    meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-    features = _features_from_state(meta.pop("features"))
-    return meta, features, _load_estimator(meta["family"], folder)
+    _check_versions(manifest["versions"], folder)
+    if "model.json" not in listed:
+        raise ModelFileError(f"{folder}: model.json is not listed in the manifest")
+    meta = read_json(folder / "model.json", ModelMeta, may_be_nan=frozenset({"hazard_ratios"}))
+    try:
+        features = _features_from_state(meta.pop("features"))
+        return meta, features, _load_estimator(meta["family"], folder)
+    except RiskModelError:
+        raise
+    except Exception as exc:  # a field of the right type holding a wrong value: refused, never a traceback
+        raise ModelFileError(f"{folder}: malformed model files ({_first_line(exc)}); refusing to load") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest, or one line saying why it cannot be trusted (a list, ``files`` as a list, NaN...)."""
+    if path.is_symlink():
+        raise ModelFileError(f"{path}: a symbolic link; refusing to load")
+    try:
+        raw = json.loads(path.read_bytes()) if path.stat().st_size <= 1 << 20 else None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise ModelFileError(f"{path}: unreadable manifest") from None
+    if not isinstance(raw, dict):
+        raise ModelFileError(f"{path}: unreadable manifest (not a JSON object of at most 1 MB)")
+    if raw.get("format") != FORMAT or raw.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path.parent}: unsupported model format {raw.get('format')!r} version {raw.get('format_version')!r}"
+        )
+    return read_json(path, Manifest)
 
 
 def _check_versions(saved: dict[str, str], folder: Path) -> None:

@@ -21,7 +21,14 @@ from riskmodel.cohort import from_frame
 from riskmodel.cohort.contract import column
 from riskmodel.cohort.declaration import CohortDeclaration, CovariateDeclaration
 from riskmodel.cohort.declared import from_frame_declared
-from riskmodel.errors import CohortValidationError, FeatureError, Problem, UserInputError
+from riskmodel.errors import (
+    CohortValidationError,
+    FeatureError,
+    ModelFileError,
+    Problem,
+    RiskModelError,
+    UserInputError,
+)
 from riskmodel.explain import explain, what_if
 from riskmodel.features import ClinicalFeatures
 from riskmodel.features.safe_harbor import (
@@ -408,6 +415,16 @@ class RiskModel:
     def load(cls, folder: str | Path) -> RiskModel:
         """Read a model directory after verifying its manifest."""
         meta, features, estimator = read_model_dir(folder)
+        try:
+            return cls._from_files(meta, features, estimator)
+        except RiskModelError:
+            raise
+        except Exception as exc:  # model.json passed its schema, yet a value cannot be used (a declaration)
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
+            raise ModelFileError(f"{folder}: malformed model.json ({type(exc).__name__}: {first})") from None
+
+    @classmethod
+    def _from_files(cls, meta: dict[str, Any], features: Any, estimator: SurvivalEstimator) -> RiskModel:
         declaration = (
             None
             if meta.get("declaration") is None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from riskmodel.cohort.load import ColumnMapping, load_mapping, read_table, rename_columns
@@ -48,12 +50,25 @@ def write_scores(records: list[dict[str, Any]], out: str | Path | None) -> str:
         text = safe_csv_text(pd.DataFrame(rows), index=False)
     elif out is None or Path(out).suffix.lower() == ".json":
         # indented for reading; one line per patient beyond 1,000 (json's C encoder skips indents)
+        # a number that is not finite is written as null: JSON has no NaN (readers refuse it)
+        finite = [_finite(r) for r in records]
         if len(records) <= 1000:
-            text = json.dumps(records, indent=2) + "\n"
+            text = json.dumps(finite, indent=2, allow_nan=False) + "\n"
         else:
-            text = "[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n"
+            text = "[\n" + ",\n".join(json.dumps(r, allow_nan=False) for r in finite) + "\n]\n"
     else:
         raise UserInputError(f"--out {out}: choose a .json or .csv file")
     if out is not None:
         atomic_write_text(out, text)
     return text
+
+
+def _finite(value: Any) -> Any:
+    """A score record with every NaN or infinity (numpy's too) replaced by None."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    return value

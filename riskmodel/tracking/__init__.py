@@ -13,7 +13,7 @@ Every param, tag, metric name, text artifact and model file passes the PHI guard
 from __future__ import annotations
 
 from riskmodel.tracking.pyfunc import set_pyfunc_model
-from riskmodel.tracking.runs import download_model_dir, list_runs, load_model
+from riskmodel.tracking.runs import download_model_dir, list_runs, load_model, verify_model
 from riskmodel.tracking.store import DEFAULT_TRACKING_URI, TAG_PREFIX, Tracker, resolve_tracking_uri
 from riskmodel.tracking.ui import run_ui
 
@@ -27,4 +27,5 @@ __all__ = [
     "resolve_tracking_uri",
     "run_ui",
     "set_pyfunc_model",
+    "verify_model",
 ]

@@ -12,10 +12,9 @@ import pandas as pd
 
 from riskmodel.cohort.contract import COLUMNS
 from riskmodel.scoring import RiskModel
+from riskmodel.tracking.verify import ENTRY_FILE, REQUIREMENT_NAMES, verify_model_folder
 
 __all__ = ["ENTRY_FILE", "input_columns", "requirements", "set_pyfunc_model"]
-
-ENTRY_FILE = Path(__file__).with_name("pyfunc_entry.py")
 
 
 def input_columns(model: RiskModel) -> list[tuple[str, bool]]:
@@ -31,24 +30,8 @@ def input_columns(model: RiskModel) -> list[tuple[str, bool]]:
 
 def requirements() -> list[str]:
     """The pinned pip requirements of a logged model (the libraries installed here)."""
-    names = (
-        "numpy",
-        "pandas",
-        "scipy",
-        "scikit-learn",
-        "scikit-survival",
-        "xgboost",
-        "xgboost-cpu",  # whichever of the two builds is installed is the one listed
-        "skops",
-        "pydantic",
-        "PyYAML",
-        "typer",
-        "openpyxl",
-        "pyarrow",
-        "mlflow",
-    )
     out = []
-    for name in names:
+    for name in REQUIREMENT_NAMES:
         try:
             out.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
@@ -63,7 +46,9 @@ def _pyfunc_class() -> type:
         """Loads riskmodel's pickle-free model directory; predicts risk_score and S(t) per horizon."""
 
         def load_context(self, context: Any) -> None:
-            self.model = RiskModel.load(context.artifacts["riskmodel"])
+            # MLflow has run this entry file already; what it has not run yet is checked here: the
+            # folder's other files (MLmodel, environment files, no extra file) and the model itself
+            self.model = verify_model_folder(Path(context.artifacts["riskmodel"]).parents[1]).model
 
         # A DataFrame hint tells MLflow not to infer a schema from hints; the contract validates input.
         def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:

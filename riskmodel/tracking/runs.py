@@ -10,24 +10,41 @@ from riskmodel.core.redact import redact_text, redact_url
 from riskmodel.errors import RiskModelError, UserInputError
 from riskmodel.scoring import RiskModel
 from riskmodel.tracking.store import TAG_PREFIX, mlflow_module, resolve_tracking_uri
+from riskmodel.tracking.verify import Verified, verify_model_folder
 
-__all__ = ["download_model_dir", "list_runs", "load_model"]
+__all__ = ["download_model_dir", "list_runs", "load_model", "verify_model"]
 
 
-def download_model_dir(uri: str, *, tracking_uri: str | None = None) -> Path:
-    """Download a logged model and return the riskmodel model directory inside it."""
+def _download(uri: str, tracking_uri: str | None) -> Path:
+    """Download a logged model's whole folder (nothing in it is imported or run)."""
     store = resolve_tracking_uri(tracking_uri)
     mlflow = mlflow_module(store)
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except Exception as exc:
         raise UserInputError(
             f"{redact_url(uri)}: cannot fetch this model from {redact_url(store)} ({redact_text(str(exc), store, uri)})"
         ) from None
-    inner = local / "artifacts" / "riskmodel"
-    if not inner.is_dir():
-        raise RiskModelError(f"{uri}: not a riskmodel model (no artifacts/riskmodel folder)")
-    return inner
+
+
+def download_model_dir(uri: str, *, tracking_uri: str | None = None) -> Path:
+    """Download a logged model, verify its whole folder, and return the riskmodel folder inside it."""
+    return verify_model(uri, tracking_uri=tracking_uri).model_dir
+
+
+def verify_model(uri: str | Path, *, tracking_uri: str | None = None) -> Verified:
+    """Verify a model by URI (a folder, ``runs:/``, ``models:/``) and load it, without running any
+    of its code: the MLflow files first (:mod:`riskmodel.tracking.verify`), then the riskmodel folder."""
+    text = str(uri)
+    if text.startswith(("runs:/", "models:/", "mlflow-artifacts:/")):
+        local = _download(text, tracking_uri)
+        if not (local / "MLmodel").is_file() and not (local / "artifacts").is_dir():
+            raise RiskModelError(f"{uri}: not a riskmodel model (no MLmodel, no artifacts folder)")
+        return verify_model_folder(local)
+    path = Path(text)
+    if not path.exists():
+        raise UserInputError(f"{text}: no such model (give a model folder, runs:/<id>/model or models:/<name>/<v>)")
+    return verify_model_folder(path)
 
 
 def list_runs(tracking_uri: str | None = None) -> pd.DataFrame:
@@ -67,13 +84,6 @@ def list_runs(tracking_uri: str | None = None) -> pd.DataFrame:
 
 
 def load_model(uri: str | Path, *, tracking_uri: str | None = None) -> RiskModel:
-    """Load a model from a local directory, ``runs:/<run_id>/model`` or ``models:/<name>/<version>``."""
-    text = str(uri)
-    if text.startswith(("runs:/", "models:/", "mlflow-artifacts:/")):
-        return RiskModel.load(download_model_dir(text, tracking_uri=tracking_uri))
-    path = Path(text)
-    if not path.exists():
-        raise UserInputError(f"{text}: no such model (give a model folder, runs:/<id>/model or models:/<name>/<v>)")
-    if (path / "artifacts" / "riskmodel").is_dir():  # an MLflow pyfunc folder that wraps our model
-        path = path / "artifacts" / "riskmodel"
-    return RiskModel.load(path)
+    """Load a model from a local directory, ``runs:/<run_id>/model`` or ``models:/<name>/<version>``,
+    after verifying its whole folder (:func:`verify_model`)."""
+    return verify_model(uri, tracking_uri=tracking_uri).model
