@@ -37,6 +37,7 @@ __all__ = [
     "is_age",
     "is_age_covariate",
     "read_bound",
+    "read_ranges",
     "shared_range",
     "shown_value",
     "stored_bound",
@@ -123,3 +124,12 @@ def read_bound(value: Any) -> float:
     if isinstance(value, str) and value.strip() == "90+":
         return AGE_CAP
     return float(value)
+
+
+def read_ranges(stored: dict[str, Any], declaration: Any = None) -> dict[str, tuple[float, float]]:
+    """The ranges of a ``model.json``; an age above 89 in a model saved before the cap is read as 90+."""
+    out = {}
+    for name, (lo, hi) in stored.items():
+        low, high = read_bound(lo), read_bound(hi)
+        out[name] = (cap_age(low), cap_age(high)) if is_age(name, declaration) else (low, high)
+    return out

@@ -35,7 +35,7 @@ from riskmodel.features.safe_harbor import (
     RANGE_WORDING,
     cap_age,
     is_age,
-    read_bound,
+    read_ranges,
     shared_range,
     shown_value,
     stored_bound,
@@ -443,7 +443,7 @@ class RiskModel:
             [float(h) for h in meta["horizons"]],
             features,
             estimator,
-            _read_ranges(meta["numeric_ranges"], declaration),
+            read_ranges(meta["numeric_ranges"], declaration),
             {k: list(v) for k, v in meta["categories"].items()},
             [float(c) for c in meta["risk_cutoffs"]],
             table,
@@ -452,15 +452,6 @@ class RiskModel:
             None if meta.get("min_at_risk") is None else int(meta["min_at_risk"]),
             declaration,
         )
-
-
-def _read_ranges(stored: dict[str, Any], declaration: CohortDeclaration | None) -> dict[str, tuple[float, float]]:
-    """The stored ranges; an age above 89 in a model saved before the cap is read as 90+."""
-    out = {}
-    for name, (lo, hi) in stored.items():
-        low, high = read_bound(lo), read_bound(hi)
-        out[name] = (cap_age(low), cap_age(high)) if is_age(name, declaration) else (low, high)
-    return out
 
 
 def _kind(declaration: CohortDeclaration | None, name: str) -> str:

@@ -166,7 +166,17 @@ def test_a_large_cohort_forest_survives_its_model_file(tmp_path: Path) -> None:
     X, y, _ = design(1500, seed=9)
     forest = SurvivalForest(n_estimators=5, random_state=0).fit(X, y)
     features = ClinicalFeatures("preimplant").fit(generate(50, seed=1))
-    folder = write_model_dir(tmp_path / "model", meta={"family": "rsf"}, features=features, estimator=forest)
+    meta = {
+        "endpoint": "os",
+        "family": "rsf",
+        "experiment": "large",
+        "landmark_months": 0.0,
+        "horizons": [12.0],
+        "numeric_ranges": {},
+        "categories": {},
+        "risk_cutoffs": [],
+    }
+    folder = write_model_dir(tmp_path / "model", meta=meta, features=features, estimator=forest)
     loaded = read_model_dir(folder)[2]
     # equal up to the order in which the threads sum the trees
     np.testing.assert_allclose(loaded.predict_risk(X), forest.predict_risk(X), rtol=1e-12)
