@@ -10,18 +10,11 @@ from pathlib import Path
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def rendered_images(page: Path, scratch: Path) -> tuple[int, int]:
-    """(images decoded with a non-zero size, images in the page) after the page's load event."""
+def headless(scratch: Path, budget_ms: int, *mode: str) -> list[str]:
+    """A headless Chromium command with its own profile in ``scratch``, quiet on the network, that
+    lets the page run ``budget_ms`` of virtual time; ``mode`` adds the output flags and the URL."""
     assert CHROMIUM is not None
-    probe = page.read_text(encoding="utf-8").replace(
-        "</body>",
-        "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-        " document.title = 'images ' + imgs.filter(i => i.complete && i.naturalWidth > 0 && i.width > 0).length"
-        " + '/' + imgs.length; });</script></body>",
-    )
-    copy = scratch / "probe.html"
-    copy.write_text(probe, encoding="utf-8")
-    cmd = [
+    return [
         CHROMIUM,
         "--headless",
         "--no-sandbox",
@@ -31,10 +24,22 @@ def rendered_images(page: Path, scratch: Path) -> tuple[int, int]:
         "--disable-sync",
         "--no-first-run",
         f"--user-data-dir={scratch / 'profile'}",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        copy.as_uri(),
+        f"--virtual-time-budget={budget_ms}",
+        *mode,
     ]
+
+
+def rendered_images(page: Path, scratch: Path) -> tuple[int, int]:
+    """(images decoded with a non-zero size, images in the page) after the page's load event."""
+    probe = page.read_text(encoding="utf-8").replace(
+        "</body>",
+        "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+        " document.title = 'images ' + imgs.filter(i => i.complete && i.naturalWidth > 0 && i.width > 0).length"
+        " + '/' + imgs.length; });</script></body>",
+    )
+    copy = scratch / "probe.html"
+    copy.write_text(probe, encoding="utf-8")
+    cmd = headless(scratch, 5000, "--dump-dom", copy.as_uri())
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     match = re.search(r"<title>images (\d+)/(\d+)</title>", dom)
     assert match is not None, dom[:500]

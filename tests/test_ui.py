@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 import riskmodel.tracking.ui as ui_module
 from riskmodel.cli import app
 from riskmodel.tracking.ui import ML_VIEW
-from tests.browser import CHROMIUM
+from tests.browser import CHROMIUM, headless
 from tests.test_secrets import PASSWORD, SMALL, assert_hidden
 
 
@@ -185,22 +185,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]
 
 
 def _chromium(url: str, scratch: Path, *mode: str) -> str:
-    assert CHROMIUM is not None
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={scratch / 'profile'}",
-        "--virtual-time-budget=20000",
-        "--window-size=1400,900",
-        *mode,
-        url,
-    ]
+    cmd = headless(scratch, 20000, "--window-size=1400,900", *mode, url)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=scratch).stdout
 
 
