@@ -13,15 +13,20 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def run_all():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("run_all", REPO / "benchmarks" / "run_all.py")
+def _benchmark(name: str):  # type: ignore[no-untyped-def]
+    """Import ``benchmarks/<name>.py`` (not a package) as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["run_all"] = module
+    sys.modules[name] = module  # a dataclass in it looks its module up there
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def run_all():  # type: ignore[no-untyped-def]
+    return _benchmark("run_all")
 
 
 def test_quick_run_writes_results_with_ratios_and_oracle(run_all, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -69,14 +74,7 @@ def test_shap_speed_smoke_run_reports_the_comparison(run_all, tmp_path: Path) ->
 
 @pytest.fixture(scope="module")
 def public():  # type: ignore[no-untyped-def]
-    path = REPO / "benchmarks" / "public_datasets.py"
-    spec = importlib.util.spec_from_file_location("public_datasets", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["public_datasets"] = module
-    spec.loader.exec_module(module)
-    return module
+    return _benchmark("public_datasets")
 
 
 def test_public_benchmark_edits_only_the_bootstrap_line_of_what_init_writes(public, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -140,12 +138,7 @@ def test_public_benchmark_table_marks_a_family_beyond_the_tolerance(public) -> N
 
 
 def test_phi_guard_benchmark_smoke_run_agrees_with_its_baseline() -> None:
-    spec = importlib.util.spec_from_file_location("phi_guard", REPO / "benchmarks" / "phi_guard.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["phi_guard"] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
+    module = _benchmark("phi_guard")
     result = module.run(300, 4, 1)
     # the clean artifact passes both; a note, a name or an MRN planted in it is refused by both, alike
     # (a note is a value of an unused column before it is free text: the first rule names it)

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from riskmodel.core.yamlio import safe_yaml
 from riskmodel.errors import ModelFileError
 from riskmodel.scoring import RiskModel
 
@@ -61,7 +62,6 @@ REGISTERED_META = "registered_model_meta"  # MLflow adds it when it downloads a 
 ENTRY_NAMES = frozenset({ENTRY_FILE.name, "_pyfunc_entry.py"})  # riskmodel < 0.9 named it _pyfunc_entry.py
 CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 MAX_TEXT_BYTES = 1 << 20  # MLmodel and the environment files are a few kB
-MAX_YAML_DEPTH = 20  # MLmodel nests four levels
 # the python_function fields riskmodel's models carry (MLflow writes them for models from code)
 FLAVOR_KEYS = frozenset(
     {"artifacts", "cloudpickle_version", "code", "env", "loader_module", "model_code_path", "python_version"}
@@ -123,23 +123,21 @@ def _read_text(path: Path, problems: list[str]) -> str | None:
 
 
 def _read_yaml(path: Path, problems: list[str]) -> Any:
-    """A small YAML file with the safe loader; anchors and aliases (which MLflow never writes) refused."""
+    """A small YAML file read by riskmodel's guarded reader (depth, duplicate keys); anchors and
+    aliases, which MLflow never writes, are refused outright."""
     text = _read_text(path, problems)
     if text is None:
         return None
-    depth = 0
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                problems.append(f"{path}: YAML anchors or aliases, which MLflow never writes; refusing to read it")
-                return None
-            depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
-            if depth > MAX_YAML_DEPTH:
-                problems.append(f"{path}: nested more than {MAX_YAML_DEPTH} levels deep; refusing to read it")
-                return None
-        return yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError) as exc:
-        problems.append(f"{path}: not readable YAML ({type(exc).__name__})")
+        if any(
+            isinstance(e, yaml.AliasEvent) or getattr(e, "anchor", None)
+            for e in yaml.parse(text, Loader=yaml.SafeLoader)
+        ):
+            problems.append(f"{path}: YAML anchors or aliases, which MLflow never writes; refusing to read it")
+            return None
+        return safe_yaml(text)
+    except yaml.YAMLError as exc:
+        problems.append(f"{path}: not readable YAML ({getattr(exc, 'message', None) or type(exc).__name__})")
         return None
 
 
