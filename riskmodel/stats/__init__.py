@@ -22,9 +22,19 @@ from riskmodel.stats.ph import (
 )
 from riskmodel.stats.pooling import PooledEstimates, barnard_rubin_df, rubin_pool
 from riskmodel.stats.splines import restricted_cubic_spline
-from riskmodel.stats.target import SURVIVAL_DTYPE, check_survival_target, step_values, survival_array
+from riskmodel.stats.target import (
+    COMPETING_DTYPE,
+    SURVIVAL_DTYPE,
+    check_competing_target,
+    check_survival_target,
+    competing_array,
+    is_competing,
+    step_values,
+    survival_array,
+)
 
 __all__ = [
+    "COMPETING_DTYPE",
     "SURVIVAL_DTYPE",
     "TRANSFORMS",
     "PHSmooth",
@@ -34,7 +44,10 @@ __all__ = [
     "Transform",
     "aalen_johansen",
     "barnard_rubin_df",
+    "check_competing_target",
     "check_survival_target",
+    "competing_array",
+    "is_competing",
     "kaplan_meier",
     "km_at",
     "km_median",
