@@ -67,7 +67,7 @@ def competing_array(cause: Any, time: Any) -> np.ndarray:
 def is_competing(y: Any) -> bool:
     """True for a competing-risks target (it has a ``cause`` field)."""
     names = getattr(getattr(y, "dtype", None), "names", None)
-    return bool(names) and "cause" in names
+    return names is not None and "cause" in names
 
 
 def check_competing_target(y: Any) -> tuple[np.ndarray, np.ndarray]:
