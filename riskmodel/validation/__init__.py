@@ -1,6 +1,7 @@
 """Honest performance of a modelling procedure: repeated cross-validation, Harrell's bootstrap
 optimism correction, calibration (slopes, curves with bands, ICI/E50/E90, D-calibration) and
-decision curves. Every function takes a pipeline or fitted model and a survival target."""
+decision curves, also of cumulative incidence with competing risks (competing). Every function
+takes a pipeline or fitted model and a survival (or competing-risks) target."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from riskmodel.validation.calibration import (
     smooth_calibration,
     survival_at_own_time,
 )
+from riskmodel.validation.competing import cif_at_horizon, cif_calibration_groups, net_benefit_competing
 from riskmodel.validation.crossval import CrossValidation, cross_validate, stratified_splitter, survival_matrix
 from riskmodel.validation.decision import net_benefit
 from riskmodel.validation.in_sample import InSample, in_sample_calibration
@@ -30,10 +32,13 @@ __all__ = [
     "calibration_in_the_large",
     "calibration_slope",
     "calibration_slope_at",
+    "cif_at_horizon",
+    "cif_calibration_groups",
     "cross_validate",
     "d_calibration",
     "in_sample_calibration",
     "net_benefit",
+    "net_benefit_competing",
     "smooth_calibration",
     "stratified_splitter",
     "survival_at_own_time",
