@@ -241,6 +241,19 @@ class SurvivalForest(SurvivalEstimator):
         forest, Xb = self._predictor(X)
         return np.asarray(forest.predict(Xb), dtype=float)
 
+    def cumulative_hazard_matrix(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(the forest's times, the ensemble cumulative hazard of each patient at them: n × times).
+
+        Each tree's leaf holds the Nelson-Aalen estimate of its patients, so the ensemble average
+        is non-decreasing in t with increments in [0, 1]. The times are every distinct training
+        time (on the time grid when it is on); the hazard is flat at censoring times.
+        """
+        if self.model_.low_memory:
+            raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
+        forest, Xb = self._predictor(X)
+        cumhaz = forest.predict_cumulative_hazard_function(Xb, return_array=True)
+        return np.asarray(self.model_.unique_times_, dtype=float), np.asarray(cumhaz, dtype=float)
+
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         if self.model_.low_memory:
             raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")

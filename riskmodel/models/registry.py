@@ -4,6 +4,13 @@ A new family is one :class:`FamilySpec` in :data:`SPECS` (and its module beside 
 other part of riskmodel reads the families from here: the experiment config builds its
 ``models:`` section from :data:`SPECS`, the CLI lists their names, tuning takes their default
 search spaces, and the contract tests run over every registered family.
+
+Each family also names its competing-risk counterpart (``FamilySpec.competing``: the same survival
+family fitted once per cause and combined into cumulative incidences,
+:mod:`riskmodel.models.competing`). It takes the family's own settings, so an experiment's
+``models: {cox: …, rsf: …, gbm: …}`` gives CIF models for a competing endpoint with no new key:
+:func:`build_competing_estimator` builds it as :func:`build_estimator` builds the survival model.
+A new family gives its cause-specific counterpart too, and the competing contract tests run over it.
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ from riskmodel.core.strict import StrictModel
 from riskmodel.errors import UserInputError
 from riskmodel.models.base import SurvivalEstimator
 from riskmodel.models.boosting import GradientBoostingSurvival
+from riskmodel.models.competing import CauseSpecificCox, CompetingRiskEstimator
+from riskmodel.models.competing_trees import CauseSpecificBoosting, CauseSpecificForest
 from riskmodel.models.cox import CoxPH
 from riskmodel.models.forest import SurvivalForest
 
 __all__ = [
+    "COMPETING_FAMILIES",
     "FAMILIES",
     "SPECS",
     "BoostingConfig",
@@ -29,6 +39,7 @@ __all__ = [
     "FamilySpec",
     "ForestConfig",
     "ParamSpace",
+    "build_competing_estimator",
     "build_estimator",
     "family_names",
     "spec",
@@ -125,6 +136,8 @@ class FamilySpec:
     seeded: bool = False  # the estimator takes random_state
     # Harrell's bootstrap under-corrects it: the trees memorise the ~63 % of patients each resample shares
     memorises_resamples: bool = False
+    # the competing-risk counterpart: this family once per cause, combined into CIFs (same settings)
+    competing: type[CompetingRiskEstimator] | None = None
 
 
 SPECS: dict[str, FamilySpec] = {
@@ -140,6 +153,7 @@ SPECS: dict[str, FamilySpec] = {
                 "penalty": ParamSpace(low=1e-3, high=10.0, log=True),
                 "l1_ratio": ParamSpace(low=0.0, high=1.0),
             },
+            competing=CauseSpecificCox,
         ),
         FamilySpec(
             "rsf",
@@ -156,6 +170,7 @@ SPECS: dict[str, FamilySpec] = {
             },
             seeded=True,
             memorises_resamples=True,
+            competing=CauseSpecificForest,
         ),
         FamilySpec(
             "gbm",
@@ -174,12 +189,17 @@ SPECS: dict[str, FamilySpec] = {
             },
             seeded=True,
             memorises_resamples=True,
+            competing=CauseSpecificBoosting,
         ),
     )
 }
 
 # The estimator of every registered family: the contract tests run over these.
 FAMILIES: dict[str, type[SurvivalEstimator]] = {name: s.estimator for name, s in SPECS.items()}
+# The competing-risk counterpart of every registered family that has one (the competing contract tests).
+COMPETING_FAMILIES: dict[str, type[CompetingRiskEstimator]] = {
+    name: s.competing for name, s in SPECS.items() if s.competing is not None
+}
 
 
 def family_names() -> str:
@@ -199,3 +219,11 @@ def build_estimator(family: str, params: dict[str, Any], seed: int) -> SurvivalE
     """The estimator of a family from its config section (seeded families get ``random_state``)."""
     s = spec(family)
     return s.estimator(**params, **({"random_state": seed} if s.seeded else {}))
+
+
+def build_competing_estimator(family: str, params: dict[str, Any], seed: int) -> CompetingRiskEstimator:
+    """The competing-risk counterpart of a family, from the family's own config section and seed."""
+    s = spec(family)
+    if s.competing is None:
+        raise UserInputError(f"model family {family!r} has no competing-risks counterpart yet")
+    return s.competing(**params, **({"random_state": seed} if s.seeded else {}))
