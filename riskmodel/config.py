@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
+from riskmodel.cohort import Cohort
+from riskmodel.cohort.contract import COMPETING_ENDPOINTS
 from riskmodel.cohort.declaration import CohortDeclaration
 from riskmodel.cohort.endpoints import ENDPOINTS, RESPONSE_LANDMARK_MONTHS, check_guarantee_time
 from riskmodel.core.limits import SEED_MAX, check_limit, limited
@@ -33,6 +35,7 @@ __all__ = [
     "ModelsConfig",
     "ParamSpace",
     "TuneConfig",
+    "competing_endpoints",
     "default_experiment_path",
     "load_experiment",
 ]
@@ -195,6 +198,11 @@ class ExperimentConfig(StrictModel):
         description="Time zero in months after the implant. Default: 3 when the features include the 3-month "
         "response (guarantee-time bias), else 0. An explicit value below 3 with response is refused.",
     )
+    competing_risks: bool = Field(
+        True,
+        description="Endpoints that declare competing events are modelled as competing risks (cumulative "
+        "incidence); false: competing events are censored, the cause-specific view.",
+    )
     models: ModelsConfig = ModelsConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     horizons: list[float] = Field([6.0, 12.0, 24.0], min_length=1, description="Months after time zero.")
@@ -307,9 +315,28 @@ class ExperimentConfig(StrictModel):
         ]
 
     @property
+    def competing_endpoints(self) -> list[str]:
+        """The experiment's endpoints modelled as competing risks: those declaring competing events
+        (the bundled study's LC, with death), none when ``competing_risks`` is false."""
+        return [ep for ep in self.endpoints if self.competing_risks and ep in competing_endpoints(self.cohort)]
+
+    @property
     def uses_response(self) -> bool:
         """Whether a post-implant measurement (3-month response) is a feature."""
         return self.landmark_months >= RESPONSE_LANDMARK_MONTHS and "response" in resolve_blocks(self.features.set)
+
+
+def competing_endpoints(source: CohortDeclaration | Cohort | None) -> list[str]:
+    """The endpoints of a declaration (or a cohort's; None: the bundled contract) that declare
+    competing events, by codes of their own or a competing endpoint (read-only).
+
+    >>> competing_endpoints(None)
+    ['lc']
+    """
+    declaration = source.declaration if isinstance(source, Cohort) else source
+    if declaration is None:
+        return [ep for ep in ENDPOINTS if ep in COMPETING_ENDPOINTS]
+    return [e.name for e in declaration.endpoints if e.has_competing]
 
 
 def default_experiment_path() -> Path:

@@ -334,7 +334,8 @@ class PhiGuard:
             values = {v for v in values if v not in tokens and (_TOKEN.fullmatch(v) or v not in joined)}
         identifiers = frozenset(v for v in values if _identifier_like(v))
         free_text = tuple(sorted(v for v in values if len(v) >= 8 and not re.fullmatch(r"[\w\-]+", v)))
-        columns = frozenset(c.name for c in COLUMNS)
+        # the contract's columns and the cohort's outcome columns (derived ones too: lc_cr_months)
+        columns = frozenset(c.name for c in COLUMNS) | frozenset(getattr(cohort, "outcomes", ()))
         declaration = getattr(cohort, "declaration", None)
         if declaration is not None:  # a declared cohort's own columns, by name and by header
             columns |= frozenset(str(c).lower() for c in data.columns)

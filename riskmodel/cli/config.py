@@ -67,6 +67,8 @@ def _check_against_data(config: ExperimentConfig, data: Path) -> None:
         typer.echo(str(warning))
     config, dropped = drop_uninformative(config, cohort)
     typer.echo(f"{data}: {cohort.summary()}")
+    for rule in cohort.competing_rules:  # the competing-event rule and the patients it moved (counts)
+        typer.echo(str(rule))
     for note in dropped:
         typer.echo(f"note: {note}")
     missing = missing_data_table(cohort)

@@ -67,6 +67,8 @@ def validate_data(
             )
             raise typer.Exit(2) from None
     typer.echo(f"  {cohort.summary()}")
+    for rule in cohort.competing_rules:  # the competing-event rule and the patients it moved (counts)
+        typer.echo(f"  {rule}")
     if cohort.derived:
         typer.echo(f"  derived: {', '.join(cohort.derived)}")
     if cohort.ignored:

@@ -26,6 +26,15 @@ def init_command(
     competing_codes: Annotated[
         str | None, typer.Option(help="Comma-separated codes of a competing event (say, death before the event).")
     ] = None,
+    competing_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="The name of a second endpoint in its own columns whose event competes with this one (say, os: "
+            "death competes with local failure); needs --competing-time and --competing-event (coded 0/1)."
+        ),
+    ] = None,
+    competing_time: Annotated[str | None, typer.Option(help="The competing endpoint's time column.")] = None,
+    competing_event: Annotated[str | None, typer.Option(help="The competing endpoint's event column (0/1).")] = None,
     id_column: Annotated[
         str | None, typer.Option("--id", help="The patient-identifier column. Default: a column named like 'ID'.")
     ] = None,
@@ -42,14 +51,24 @@ def init_command(
     (units, ordinal order, codes). Then: riskmodel train experiment.yaml.
 
     Example: riskmodel init export.csv --time "OS (days)" --event Status --event-codes 1
-    --competing-codes 2 --centre Site --endpoint os
+    --competing-codes 2 --centre Site --endpoint os. Local failure with death in its own columns:
+    riskmodel init export.csv --time "LC (months)" --event "Local failure" --endpoint lc
+    --competing-endpoint os --competing-time "OS (months)" --competing-event Died
     """
     from riskmodel.errors import UserInputError
-    from riskmodel.workflow.init import infer_experiment
+    from riskmodel.workflow.init import CompetingColumns, infer_experiment
 
     require_writable(out, option="--out")
     if out.exists() and not force:
         raise UserInputError(f"--out {out}: exists; choose another file or add --force")
+    competing = None
+    if (competing_endpoint, competing_time, competing_event) != (None, None, None):
+        if None in (competing_endpoint, competing_time, competing_event):
+            raise UserInputError(
+                "--competing-endpoint, --competing-time and --competing-event go together: name the competing "
+                "endpoint and its two columns"
+            )
+        competing = CompetingColumns(str(competing_endpoint), str(competing_time), str(competing_event))
     inferred = infer_experiment(
         data,
         time=time,
@@ -61,9 +80,11 @@ def init_command(
         centre=centre,
         endpoint=endpoint,
         out=out,
+        competing_endpoint=competing,
     )
     cohort = inferred.experiment["cohort"]
-    typer.echo(f"wrote {out}: {len(cohort['covariates'])} covariates, endpoint {endpoint!r}")
+    names = " and ".join(repr(e["name"]) for e in cohort["endpoints"])
+    typer.echo(f"wrote {out}: {len(cohort['covariates'])} covariates, endpoint{'s' * (competing is not None)} {names}")
     for c in cohort["covariates"]:
         extra = f" levels {c['levels']}" if "levels" in c else ""
         typer.echo(f"  {c['name']:<24} {c['kind']:<12} missing: {c['missing']}{extra}")

@@ -10,14 +10,16 @@ Mapping from the contract: a number is a numeric covariate with its unit, hard r
 range; a category with two values, or yes/no, is binary; the response is ordinal PD < SD < PR < CR
 and measured at the 3-month landmark; T/N stage are ordinal in the AJCC order; the grade is
 ordinal low < moderate < high. Required contract columns are ``missing: refuse``, the optional
-ones ``missing: indicator``. Time zero is the implant.
+ones ``missing: indicator``. Time zero is the implant. LC declares death (the OS endpoint) as its
+competing event, with ``competing_after_censoring: competing`` (a death after the last local
+assessment is a death without local failure), as the contract's ``COMPETING_ENDPOINTS`` says.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from riskmodel.cohort.contract import COLUMNS, ENDPOINT_LABELS, Column
+from riskmodel.cohort.contract import COLUMNS, COMPETING_ENDPOINTS, ENDPOINT_LABELS, Column
 from riskmodel.cohort.declaration import CohortDeclaration
 from riskmodel.cohort.endpoints import RESPONSE_LANDMARK_MONTHS
 
@@ -60,6 +62,14 @@ def _covariate(c: Column) -> dict[str, Any]:
     return out
 
 
+def _competing(endpoint: str) -> dict[str, str]:
+    """LC's competing event is death (the OS endpoint), with the study's rule written down."""
+    if endpoint not in COMPETING_ENDPOINTS:
+        return {}
+    other, after_censoring = COMPETING_ENDPOINTS[endpoint]
+    return {"competing_endpoint": other, "competing_after_censoring": after_censoring}
+
+
 def builtin_declaration(name: str = "brachytherapy") -> CohortDeclaration:
     """A declaration shipped with riskmodel, by name (today: the bundled study's, ``brachytherapy``)."""
     if name not in BUILTIN_DECLARATIONS:
@@ -74,6 +84,7 @@ def builtin_declaration(name: str = "brachytherapy") -> CohortDeclaration:
             "event_codes": [1],
             "censored_codes": [0],
             "label": label,
+            **_competing(ep),
         }
         for ep, label in ENDPOINT_LABELS.items()
     ]

@@ -13,6 +13,7 @@ from typing import Literal
 
 __all__ = [
     "COLUMNS",
+    "COMPETING_ENDPOINTS",
     "ENDPOINTS",
     "ENDPOINT_DEFINITIONS",
     "ENDPOINT_LABELS",
@@ -257,9 +258,14 @@ OUTCOME_COLUMNS = tuple(c.name for c in COLUMNS if c.role == "outcome")
 Endpoint = Literal["os", "lc"]
 ENDPOINTS: tuple[Endpoint, ...] = ("lc", "os")
 ENDPOINT_LABELS: dict[Endpoint, str] = {"lc": "Local control", "os": "Overall survival"}
+# The study's competing events, declared as a user's export would declare them: LC's is death (the
+# OS endpoint), and a death after the last local assessment is a death without local failure at
+# the date of death (competing_after_censoring: competing; riskmodel.cohort.competing).
+COMPETING_ENDPOINTS: dict[Endpoint, tuple[Endpoint, Literal["competing", "censored"]]] = {"lc": ("os", "competing")}
 ENDPOINT_DEFINITIONS: dict[Endpoint, str] = {
     "lc": "Local control (LC): the event is local progression of the treated lesion; patients without it are "
-    "censored at their last follow-up or death (death is not an LC event).",
+    "censored at their last follow-up or death (death is not an LC event). In the competing-risks view, death "
+    "without local progression is a competing event.",
     "os": "Overall survival (OS): the event is death from any cause; survivors are censored at their last follow-up.",
 }
 

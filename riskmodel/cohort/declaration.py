@@ -26,10 +26,12 @@ with its key path; the rules that need the data are checked when the file is rea
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from riskmodel.cohort.competing import AfterCensoring
 from riskmodel.core.strict import StrictModel
 
 __all__ = [
@@ -177,6 +179,17 @@ class EndpointDeclaration(StrictModel):
     competing_codes: list[int | str] = Field(
         default_factory=list, description="Values meaning a competing event (kept as event type 2)."
     )
+    competing_endpoint: Name | None = Field(
+        None,
+        description="Another declared endpoint whose event, when it comes first, is a competing event of this one "
+        "(e.g. local failure with death, the os endpoint, competing); kept as event type 2 at its time.",
+    )
+    competing_after_censoring: AfterCensoring | None = Field(
+        None,
+        description="With competing_endpoint: a patient whose competing event comes after this endpoint's "
+        "censoring time is a competing event at that time (competing, the default: no event went unseen between "
+        "the last assessment and it), or censored at this endpoint's own time (censored: the conservative reading).",
+    )
     censored_codes: list[int | str] = Field([0], min_length=1, description="Values meaning censored.")
     zero_time: Literal["refuse", "half_day"] = Field(
         "refuse", description="An event or censoring at time 0: refused, or moved to half a day."
@@ -195,6 +208,22 @@ class EndpointDeclaration(StrictModel):
                     raise ValueError(f"code {code!r} is in both {seen[text]} and {key}")
                 seen[text] = key
         return self
+
+    @model_validator(mode="after")
+    def _rule_needs_an_endpoint(self) -> EndpointDeclaration:
+        if self.competing_after_censoring is not None and self.competing_endpoint is None:
+            raise ValueError("competing_after_censoring applies to a competing_endpoint; name one, or leave it out")
+        return self
+
+    @property
+    def has_competing(self) -> bool:
+        """Whether the endpoint declares competing events (codes of its own, or another endpoint)."""
+        return bool(self.competing_codes) or self.competing_endpoint is not None
+
+    @property
+    def after_censoring(self) -> AfterCensoring:
+        """The rule for a competing event after this endpoint's censoring (``competing`` unless declared)."""
+        return self.competing_after_censoring or "competing"
 
     @property
     def months_per_unit(self) -> float:
@@ -231,6 +260,27 @@ class CohortDeclaration(StrictModel):
             raise ValueError(f"{', '.join(clash)} names both a covariate and an endpoint")
         return self
 
+    @model_validator(mode="after")
+    def _competing_endpoints(self) -> CohortDeclaration:
+        """A competing endpoint is another declared endpoint, and no chain of them loops."""
+        names = self.endpoint_names
+        for i, e in enumerate(self.endpoints):
+            key = f"endpoints[{i}].competing_endpoint"
+            other = e.competing_endpoint
+            if other is None:
+                continue
+            if other == e.name:
+                raise ValueError(f"{key}: {other!r} is the endpoint itself; name another declared endpoint")
+            if other not in names:
+                raise ValueError(f"{key}: {other!r} is not a declared endpoint (declared: {', '.join(names)})")
+            chain = [e.name, other]
+            while (nxt := self.endpoint(chain[-1]).competing_endpoint) is not None:
+                if nxt in chain:
+                    loop = " → ".join([*chain[chain.index(nxt) :], nxt])
+                    raise ValueError(f"{key}: the competing endpoints go round in a loop ({loop})")
+                chain.append(nxt)
+        return self
+
     def covariate(self, name: str) -> CovariateDeclaration:
         """The covariate called ``name``."""
         return next(c for c in self.covariates if c.name == name)
@@ -243,6 +293,15 @@ class CohortDeclaration(StrictModel):
     def endpoint_names(self) -> list[str]:
         """The declared endpoints' names, in order."""
         return [e.name for e in self.endpoints]
+
+    def competing_closure(self, names: Collection[str]) -> list[str]:
+        """``names`` and, after them, the competing endpoints they need (their columns must be read)."""
+        out = list(dict.fromkeys(names))
+        for name in out:  # grows while it is walked: a chain of competing endpoints
+            other = self.endpoint(name).competing_endpoint if name in self.endpoint_names else None
+            if other is not None and other not in out:
+                out.append(other)
+        return out
 
     def source_columns(self, *, outcomes: bool = True) -> list[str]:
         """The data file's columns this declaration reads."""

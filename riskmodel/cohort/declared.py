@@ -7,7 +7,11 @@ The result is a :class:`~riskmodel.cohort.load.Cohort` whose columns are the dec
   …, in the declared order) for ordinal ones; the level's text for categorical ones. A missing
   value is NaN (the covariate's ``missing`` policy says what happens to it next);
 * per endpoint ``<name>_months`` (the time converted to months), ``<name>_event`` (1 for the
-  event of interest, else 0) and ``<name>_event_type`` (0 censored, 1 event, 2 competing event).
+  event of interest, else 0) and ``<name>_event_type`` (0 censored, 1 event, 2 competing event);
+  an endpoint with competing events also has ``<name>_cr_months``, the time of its competing-risks
+  view (its own time, or its competing endpoint's event time where the rule of
+  :mod:`riskmodel.cohort.competing` moved it). ``_months`` and ``_event`` stay the cause-specific
+  view. All of them are outcomes (``Cohort.outcomes``), never model features.
 
 Each problem names the file, the row as a spreadsheet shows it, the column, the value and the
 rule; all are reported at once (:class:`~riskmodel.errors.CohortValidationError`).
@@ -15,6 +19,7 @@ rule; all are reported at once (:class:`~riskmodel.errors.CohortValidationError`
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Collection
@@ -23,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from riskmodel.cohort._cells import Reporter, blank_mask, to_numeric
+from riskmodel.cohort._cells import MAX_REPORTED_PER_RULE, Reporter, blank_mask, to_numeric
+from riskmodel.cohort.competing import CompetingRule, after_competing_event, competing_view
 from riskmodel.cohort.declaration import CohortDeclaration, CovariateDeclaration, EndpointDeclaration
 from riskmodel.cohort.load import Cohort, normalise_header, read_table, sensitive_values
 from riskmodel.errors import CohortFileError, CohortValidationError, RiskModelWarning
@@ -31,13 +37,16 @@ from riskmodel.errors import CohortFileError, CohortValidationError, RiskModelWa
 __all__ = ["HALF_DAY_MONTHS", "from_frame_declared", "level_text", "load_declared", "outcome_columns"]
 
 HALF_DAY_MONTHS = 0.5 * 12 / 365.25
+logger = logging.getLogger(__name__)
 _YES = frozenset({"1", "yes", "y", "true", "t"})
 _NO = frozenset({"0", "no", "n", "false", "f"})
 
 
-def outcome_columns(declaration: CohortDeclaration) -> tuple[str, ...]:
-    """The outcome columns a declared cohort's table holds."""
-    return tuple(f"{e.name}_{part}" for e in declaration.endpoints for part in ("months", "event", "event_type"))
+def outcome_columns(declaration: CohortDeclaration, endpoints: Collection[str] | None = None) -> tuple[str, ...]:
+    """The outcome columns a declared cohort's table holds (of ``endpoints``, default every one)."""
+    chosen = [e for e in declaration.endpoints if endpoints is None or e.name in endpoints]
+    parts = ("months", "event", "event_type")
+    return tuple(f"{e.name}_{part}" for e in chosen for part in (*parts, *(("cr_months",) if e.has_competing else ())))
 
 
 def level_text(value: object) -> str:
@@ -189,6 +198,50 @@ def _endpoint(e: EndpointDeclaration, frame: pd.DataFrame, found: dict[str, str]
     )
 
 
+def _competing_rules(
+    declaration: CohortDeclaration,
+    read: list[EndpointDeclaration],
+    out: pd.DataFrame,
+    raw: pd.DataFrame,
+    found: dict[str, str],
+    rep: Reporter,
+) -> tuple[CompetingRule, ...]:
+    """Add each competing endpoint's events to ``<name>_event_type`` and ``<name>_cr_months`` (in
+    ``out``), refuse follow-up after the competing event, and say how many patients the rule moved."""
+    rules = []
+    for e in read:
+        if not e.has_competing:
+            continue
+        months = out[f"{e.name}_months"]
+        out[f"{e.name}_cr_months"] = months
+        other = e.competing_endpoint
+        if other is None:
+            continue
+        c = declaration.endpoint(other)
+        died, death_months = out[f"{other}_event"].to_numpy(), out[f"{other}_months"].to_numpy(float)
+        after = pd.Series(after_competing_event(months.to_numpy(float), death_months, died), index=out.index)
+        key = f"cohort.endpoints[{declaration.endpoints.index(e)}].competing_endpoint"
+        rule = f"{e.name} follow-up cannot go on after its competing event ({key}: {other}); correct one of the times"
+        bad = after.index[after.to_numpy()]
+        for row in bad[:MAX_REPORTED_PER_RULE]:  # each line quotes its row's two times, so it caps itself
+            shown = f"{c.time} = {raw.at[row, found[c.time]]!s}, {c.event} = {raw.at[row, found[c.event]]!s}"
+            rep.add(
+                f"{e.name} time is after the {other} event ({shown}): {rule}",
+                row=row,
+                column=e.time,
+                value=raw.at[row, found[e.time]],
+            )
+        if len(bad) > MAX_REPORTED_PER_RULE:
+            rep.add(f"{len(bad) - MAX_REPORTED_PER_RULE} more rows break this rule: {rule}", column=e.time)
+        state, cr_months, affected = competing_view(
+            out[f"{e.name}_event_type"].to_numpy(), months.to_numpy(float), died, death_months, e.after_censoring
+        )
+        out[f"{e.name}_event_type"] = state
+        out[f"{e.name}_cr_months"] = cr_months
+        rules.append(CompetingRule(e.name, other, e.after_censoring, affected))
+    return tuple(rules)
+
+
 def from_frame_declared(
     frame: pd.DataFrame,
     declaration: CohortDeclaration,
@@ -211,9 +264,9 @@ def from_frame_declared(
     if first_row is not None:
         raw.index = pd.RangeIndex(first_row, first_row + len(raw), name="row")
     chosen = [c for c in declaration.covariates if covariates is None or c.name in covariates]
-    read_endpoints = [
-        e for e in (declaration.endpoints if require_outcomes else []) if endpoints is None or e.name in endpoints
-    ]
+    # an endpoint's competing endpoint is read with it: its event times are the competing events
+    wanted_endpoints = declaration.competing_closure(declaration.endpoint_names if endpoints is None else endpoints)
+    read_endpoints = [e for e in (declaration.endpoints if require_outcomes else []) if e.name in wanted_endpoints]
     has_id = require_id or bool(_find_columns(raw, [declaration.id]))
     wanted = [
         *([declaration.id] if has_id else []),
@@ -243,6 +296,7 @@ def from_frame_declared(
         out[c.name] = _covariate(c, raw[found[c.column]], rep, key, scoring=not require_outcomes)
     for e in read_endpoints:
         out = out.join(_endpoint(e, raw, found, rep))
+    rules = _competing_rules(declaration, read_endpoints, out, raw, found, rep)
     problems = rep.finish()
     if any(p.severity == "error" for p in problems):
         raise CohortValidationError(problems, source)
@@ -270,6 +324,8 @@ def from_frame_declared(
     sensitive = sensitive_values(raw, ignored, pd.DataFrame(index=raw.index))
     if "patient_id" in out.columns:
         sensitive |= frozenset(out["patient_id"].dropna())
+    for applied in rules:
+        logger.info("%s", applied)  # counts only: shareable
     return Cohort(
         out,
         source,
@@ -279,9 +335,10 @@ def from_frame_declared(
         sensitive,
         None,
         declaration=declaration,
-        outcomes=tuple(f"{e.name}_{part}" for e in read_endpoints for part in ("months", "event", "event_type")),
+        outcomes=outcome_columns(declaration, [e.name for e in read_endpoints]),
         missing=missing_counts,
         n_read=n_read,
+        competing_rules=rules,
     )
 
 

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from riskmodel.cohort.competing import COMPETING, AfterCensoring, competing_view
 from riskmodel.cohort.contract import ENDPOINT_LABELS, ENDPOINTS, OUTCOME_COLUMNS, Endpoint
-from riskmodel.cohort.load import Cohort
+from riskmodel.cohort.load import Cohort, contract_competing
 from riskmodel.errors import GuaranteeTimeBiasError, UserInputError
-from riskmodel.stats import survival_array
+from riskmodel.stats import competing_array, survival_array
 
 __all__ = [
     "DEATH_WITHOUT_PROGRESSION",
@@ -24,6 +25,7 @@ __all__ = [
     "SurvivalData",
     "check_guarantee_time",
     "check_measurement_times",
+    "competing_target",
     "local_failure_competing",
     "survival_data",
     "survival_target",
@@ -110,7 +112,13 @@ def survival_target(data: Cohort | pd.DataFrame, endpoint: Endpoint | str) -> np
 
 @dataclass(frozen=True)
 class SurvivalData:
-    """Model-ready data for one endpoint: covariates, target, and what the landmark removed."""
+    """Model-ready data for one endpoint: covariates, target, and what the landmark removed.
+
+    ``competing``: ``y`` is a competing-risks target (:func:`riskmodel.stats.competing_array`:
+    fields event, time, cause); the landmark then removed ``excluded_events`` patients with the
+    event, ``excluded_competing`` with a competing event and ``excluded_censored`` censored, at or
+    before it. Otherwise ``y`` is a survival target and ``excluded_competing`` is 0.
+    """
 
     X: pd.DataFrame
     y: np.ndarray
@@ -118,17 +126,39 @@ class SurvivalData:
     landmark_months: float
     excluded_events: int
     excluded_censored: int
+    competing: bool = False
+    excluded_competing: int = 0
 
     def describe(self) -> str:
         """One line for logs and reports (counts only)."""
         head = f"{self.endpoint.upper()}: {len(self.y)} patients, {int(self.y['event'].sum())} events"
+        if self.competing:
+            head += f", {int((self.y['cause'] == COMPETING).sum())} competing events"
         if self.landmark_months:
+            dropped = self.excluded_events + self.excluded_censored + self.excluded_competing
+            competing = f"{self.excluded_competing} with a competing event, " if self.competing else ""
             head += (
-                f"; landmark {self.landmark_months:g} months dropped "
-                f"{self.excluded_events + self.excluded_censored} patients "
-                f"({self.excluded_events} with an event, {self.excluded_censored} censored before it)"
+                f"; landmark {self.landmark_months:g} months dropped {dropped} patients "
+                f"({self.excluded_events} with an event, {competing}{self.excluded_censored} censored before it)"
             )
         return head
+
+
+def competing_target(data: Cohort | pd.DataFrame, endpoint: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(cause, time) of ``endpoint``'s competing-risks view, or None when it has no competing events.
+
+    A cohort's ``<endpoint>_event_type`` and ``<endpoint>_cr_months`` when it has them; for a table
+    of the bundled contract without them, the contract's competing endpoint (LC with death)."""
+    df = _frame(data)
+    state, time = f"{endpoint}_event_type", f"{endpoint}_cr_months"
+    if state in df.columns and time in df.columns:
+        return df[state].to_numpy(dtype=int), df[time].to_numpy(dtype=float)
+    if isinstance(data, Cohort) and data.declaration is not None:
+        return None
+    typed, rules = contract_competing(df)
+    if not any(r.endpoint == endpoint for r in rules):
+        return None
+    return typed[state].to_numpy(dtype=int), typed[time].to_numpy(dtype=float)
 
 
 def survival_data(
@@ -137,6 +167,7 @@ def survival_data(
     *,
     landmark_months: float = 0.0,
     feature_columns: Collection[str] = (),
+    competing: bool = False,
 ) -> SurvivalData:
     """Covariates and target for ``endpoint``, optionally from a landmark.
 
@@ -144,42 +175,69 @@ def survival_data(
     (they were not event-free *after* L) and the remaining times are shifted by L. The
     guarantee-time guard is applied to ``feature_columns``, the cohort columns a model will read.
     Outcome columns are removed from ``X``.
+
+    ``competing=True`` and an endpoint with competing events (declared codes or a competing
+    endpoint; the bundled LC with death): ``y`` is :func:`riskmodel.stats.competing_array` of the
+    cause (0 censored, 1 event, 2 competing) and the competing-risks time minus L, over the patients
+    whose competing-risks time is after L; a patient who died after the last local assessment is
+    then at risk until death (competing_after_censoring: competing). An endpoint without competing
+    events gives its plain survival target either way; ``competing=False`` the cause-specific view.
     """
     if not np.isfinite(landmark_months) or landmark_months < 0:
         raise UserInputError(f"landmark_months must be a finite number ≥ 0, got {landmark_months!r}")
     check_measurement_times(data, feature_columns, landmark_months)
     df = _frame(data)
     y = survival_target(data, endpoint)
+    view = competing_target(data, endpoint) if competing else None
+    if view is not None:
+        y = competing_array(*view)
     keep = y["time"] > landmark_months if landmark_months > 0 else np.ones(len(y), dtype=bool)
     dropped = y[~keep]
     y = y[keep].copy()
     y["time"] -= landmark_months
     outcomes = set(data.outcomes if isinstance(data, Cohort) else OUTCOME_COLUMNS)
+    outcomes |= {c for c in df.columns if c.endswith(("_event_type", "_cr_months"))}
     X = df.loc[keep, [c for c in df.columns if c not in outcomes]]
     if len(y) == 0:
         raise UserInputError(
             f"no patient is still at risk for {endpoint.upper()} after the landmark of {landmark_months:g} months"
         )
+    cause = dropped["cause"] if view is not None else np.where(dropped["event"], 1, 0)
     result = SurvivalData(
-        X, y, endpoint, float(landmark_months), int(dropped["event"].sum()), int((~dropped["event"]).sum())
+        X,
+        y,
+        endpoint,
+        float(landmark_months),
+        int((cause == 1).sum()),
+        int((cause == 0).sum()),
+        competing=view is not None,
+        excluded_competing=int((cause == COMPETING).sum()),
     )
     logger.info(result.describe())  # counts only: shareable
     return result
 
 
-def local_failure_competing(data: Cohort | pd.DataFrame, *, landmark_months: float = 0.0) -> pd.DataFrame:
+def local_failure_competing(
+    data: Cohort | pd.DataFrame, *, landmark_months: float = 0.0, after_censoring: AfterCensoring = "competing"
+) -> pd.DataFrame:
     """LC with death as a competing event: columns ``time`` and ``event_type``.
 
-    ``event_type`` is 0 (censored), 1 (local progression) or 2 (death without local progression,
-    timed at death). Use with Aalen-Johansen or Fine-Gray; a KM of LC treats those deaths as
-    censored and so overstates local failure.
+    ``event_type`` is 0 (censored), 1 (local progression) or 2 (death without local progression).
+    ``after_censoring`` is the rule for a death after the last local assessment
+    (:mod:`riskmodel.cohort.competing`): ``competing`` (the bundled study's declared rule) counts it
+    as a death without local failure at the date of death, ``censored`` censors it at the last
+    assessment. Use with Aalen-Johansen or Fine-Gray; a KM of LC treats those deaths as censored and
+    so overstates local failure.
     """
     df = _frame(data)
-    progressed = df["lc_event"].to_numpy() == 1
-    died = (df["os_event"].to_numpy() == 1) & ~progressed
-    time = np.where(progressed, df["lc_months"], np.where(died, df["os_months"], df["lc_months"]))
-    kind = np.where(progressed, LOCAL_PROGRESSION, np.where(died, DEATH_WITHOUT_PROGRESSION, 0))
-    out = pd.DataFrame({"time": time.astype(float), "event_type": kind.astype(int)}, index=df.index)
+    kind, time, _ = competing_view(
+        df["lc_event"].to_numpy(int),
+        df["lc_months"].to_numpy(float),
+        df["os_event"].to_numpy(int),
+        df["os_months"].to_numpy(float),
+        after_censoring,
+    )
+    out = pd.DataFrame({"time": time, "event_type": kind.astype(int)}, index=df.index)
     if landmark_months > 0:
         out = out[out["time"] > landmark_months].copy()
         out["time"] -= landmark_months

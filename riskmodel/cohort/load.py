@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import warnings
@@ -17,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from riskmodel.cohort._cells import Reporter, blank_mask
 from riskmodel.cohort._readers import read_csv_cells, read_parquet_cells
-from riskmodel.cohort.contract import COLUMNS, ENDPOINTS, OUTCOME_COLUMNS
+from riskmodel.cohort.competing import CompetingRule, competing_view
+from riskmodel.cohort.contract import COLUMNS, COMPETING_ENDPOINTS, ENDPOINTS, OUTCOME_COLUMNS
 from riskmodel.cohort.declaration import CohortDeclaration
 from riskmodel.cohort.derive import RAW_COLUMNS, ResponseRule, derive_missing
 from riskmodel.cohort.validate import validate_frame
@@ -30,6 +32,7 @@ __all__ = [
     "Cohort",
     "ColumnMapping",
     "cohort_csv_text",
+    "contract_competing",
     "from_frame",
     "load",
     "load_mapping",
@@ -39,6 +42,7 @@ __all__ = [
     "write_csv",
 ]
 
+logger = logging.getLogger(__name__)
 CANONICAL = tuple(c.name for c in COLUMNS)
 _TARGETS = frozenset(CANONICAL) | frozenset(RAW_COLUMNS)
 
@@ -180,6 +184,14 @@ class Cohort:
     # complete-case exclusion), and the % missing by event status and by centre (counts only)
     missing: pd.DataFrame | None = field(default=None, compare=False, repr=False)
     n_read: int | None = field(default=None, compare=False)
+    # each competing endpoint applied (LC with death) and the patients its after-censoring rule moved
+    competing_rules: tuple[CompetingRule, ...] = field(default=(), compare=False)
+
+    @property
+    def competing_rule_counts(self) -> dict[str, int]:
+        """Per endpoint with a competing endpoint: the patients whose competing event came after their
+        censoring for it (died after the last local assessment), whichever rule applied (counts only)."""
+        return {r.endpoint: r.affected for r in self.competing_rules}
 
     @property
     def endpoints(self) -> list[str]:
@@ -329,7 +341,43 @@ def from_frame(
             RiskModelWarning,
             stacklevel=2,
         )
-    return Cohort(typed, source, found, tuple(derived), tuple(ignored), sensitive, _implant_years(raw, mapping))
+    typed, rules = contract_competing(typed)
+    for applied in rules:
+        logger.info("%s", applied)  # counts only: shareable
+    return Cohort(
+        typed,
+        source,
+        found,
+        tuple(derived),
+        tuple(ignored),
+        sensitive,
+        _implant_years(raw, mapping),
+        outcomes=OUTCOME_COLUMNS + tuple(f"{r.endpoint}_{part}" for r in rules for part in ("event_type", "cr_months")),
+        competing_rules=rules,
+    )
+
+
+def contract_competing(typed: pd.DataFrame) -> tuple[pd.DataFrame, tuple[CompetingRule, ...]]:
+    """The bundled contract's competing endpoints (LC with death) as ``<name>_event_type`` and
+    ``<name>_cr_months`` columns, when both endpoints' outcomes are complete; else unchanged.
+
+    Follow-up after death (``lc_months > os_months``) is refused by the contract's own row check."""
+    rules = []
+    out = typed
+    for ep, (other, after_censoring) in COMPETING_ENDPOINTS.items():
+        cols = [f"{ep}_months", f"{ep}_event", f"{other}_months", f"{other}_event"]
+        if not set(cols) <= set(typed.columns) or typed[cols].isna().to_numpy().any():
+            continue
+        state, cr_months, affected = competing_view(
+            typed[f"{ep}_event"].to_numpy(int),
+            typed[f"{ep}_months"].to_numpy(float),
+            typed[f"{other}_event"].to_numpy(int),
+            typed[f"{other}_months"].to_numpy(float),
+            after_censoring,
+        )
+        out = out.assign(**{f"{ep}_event_type": state, f"{ep}_cr_months": cr_months})
+        rules.append(CompetingRule(ep, other, after_censoring, affected))
+    return out, tuple(rules)
 
 
 def _implant_years(renamed: pd.DataFrame, mapping: ColumnMapping) -> tuple[int, int] | None:

@@ -34,7 +34,7 @@ from riskmodel.core.files import atomic_write_text
 from riskmodel.errors import UserInputError
 from riskmodel.privacy import years_only
 
-__all__ = ["Inferred", "infer_experiment"]
+__all__ = ["CompetingColumns", "Inferred", "infer_experiment"]
 
 _UNIT = re.compile(r"^(.*?)\s*[\(\[]\s*([^\)\]]+?)\s*[\)\]]\s*$")
 _TIME_UNIT_WORDS = {"day": "days", "days": "days", "d": "days", "week": "weeks", "weeks": "weeks", "wk": "weeks"}
@@ -187,12 +187,21 @@ def infer_experiment(
     centre: str | None = None,
     endpoint: str = "outcome",
     out: str | Path | None = None,
+    competing_endpoint: CompetingColumns | None = None,
 ) -> Inferred:
-    """Read ``data`` and declare it: see the module docstring. Writes ``out`` when given."""
+    """Read ``data`` and declare it: see the module docstring. Writes ``out`` when given.
+
+    ``competing_endpoint``: a second endpoint (say, death) in its own columns whose event competes with
+    ``endpoint`` (say, local failure); declared with ``competing_endpoint`` and the rule
+    ``competing_after_censoring: competing`` written out, for a person to check."""
     frame, _ = read_table(data)
     headers = [str(h) for h in frame.columns]
     frame.columns = headers
-    for option, column in (("--time", time), ("--event", event), ("--id", patient_id), ("--centre", centre)):
+    options = [("--time", time), ("--event", event), ("--id", patient_id), ("--centre", centre)]
+    other = competing_endpoint
+    if other is not None:
+        options += [("--competing-time", other.time), ("--competing-event", other.event)]
+    for option, column in options:
         if column is not None and column not in headers:
             raise UserInputError(
                 f"{option}: no column {column!r} in {Path(data).name} (its columns: {', '.join(headers)})"
@@ -207,7 +216,8 @@ def infer_experiment(
         notes.append(f"identifier: {patient_id!r} (say --id if that is wrong)")
     unit = _time_unit(time, time_unit)
     codes, competing, censored = _event_codes(frame[event], event, event_codes, competing_codes or [])
-    rest = [h for h in headers if h not in {patient_id, centre, time, event}]
+    outcome_headers = {time, event} | ({other.time, other.event} if other else set())
+    rest = [h for h in headers if h not in {patient_id, centre, *outcome_headers}]
     covariates, comments = _declare_columns(frame, rest, endpoint, notes)
     if not covariates:
         raise UserInputError(
@@ -228,7 +238,9 @@ def infer_experiment(
                 **({"competing_codes": competing} if competing else {}),
                 "censored_codes": censored,
                 "zero_time": "half_day",
-            }
+                **({"competing_endpoint": other.name, "competing_after_censoring": "competing"} if other else {}),
+            },
+            *([_competing_endpoint(frame, other, time_unit, notes, endpoint)] if other else []),
         ],
     }
     out_path = Path(out) if out is not None else None
@@ -250,6 +262,41 @@ def infer_experiment(
         atomic_write_text(out_path, text)
     notes.append(f"time: {time!r} in {unit}; event codes {codes}, competing {competing or 'none'}, censored {censored}")
     return Inferred(experiment, text, notes)
+
+
+@dataclass(frozen=True)
+class CompetingColumns:
+    """A competing endpoint in its own columns (``riskmodel init --competing-endpoint``)."""
+
+    name: str
+    time: str
+    event: str
+
+
+def _competing_endpoint(
+    frame: pd.DataFrame, competing: CompetingColumns, time_unit: str | None, notes: list[str], endpoint: str
+) -> dict[str, Any]:
+    """The competing endpoint's declaration (0 censored, 1 its event), and a note on the rule."""
+    seen = sorted({level_text(v) for v in frame[competing.event].dropna()})
+    if not set(seen) <= {"0", "1"}:
+        raise UserInputError(
+            f"--competing-event: {competing.event!r} holds {', '.join(seen)}; it must be 0 (censored) or 1 (event)"
+        )
+    if competing.name == endpoint:
+        raise UserInputError(f"--competing-endpoint: {competing.name!r} is the endpoint itself; name the other one")
+    notes.append(
+        f"{endpoint}: a {competing.name} event after the last {endpoint} assessment counts as a competing event at "
+        f"its time (competing_after_censoring: competing); set censored for the conservative reading"
+    )
+    return {
+        "name": competing.name,
+        "time": competing.time,
+        "time_unit": _time_unit(competing.time, time_unit),
+        "event": competing.event,
+        "event_codes": [1],
+        "censored_codes": [0],
+        "zero_time": "half_day",
+    }
 
 
 def _declare_columns(

@@ -94,7 +94,9 @@ def test_a_clean_export_is_typed_one_column_per_declared_name(tmp_path: Path) ->
     assert d["arm"].tolist() == EXPORT["Arm"]
     assert d["smoker"].tolist() == [1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0]  # yes/Yes/1 and no/N/0
     assert d["cea"].isna().tolist() == [False, False, True, False, False, True, False, False]
-    assert cohort.outcomes == ("os_months", "os_event", "os_event_type")
+    # competing codes: the competing-risks time is an outcome too (here the own time, as no rule moves it)
+    assert cohort.outcomes == ("os_months", "os_event", "os_event_type", "os_cr_months")
+    assert d["os_cr_months"].tolist() == d["os_months"].tolist()
 
 
 # --------------------------------------------------------------------------- headers

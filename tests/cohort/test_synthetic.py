@@ -37,7 +37,9 @@ def test_docstring_states_the_rates_the_tests_use() -> None:
 def test_is_a_valid_cohort_without_warnings() -> None:
     frame = synth.generate(3000, seed=5)
     cohort = from_frame(frame)  # RiskModelWarning is an error in the test suite
-    pd.testing.assert_frame_equal(cohort.data, frame)
+    # the contract's columns as generated, plus LC's competing-risks view (death competes with it)
+    pd.testing.assert_frame_equal(cohort.data[list(frame.columns)], frame)
+    assert set(cohort.data.columns) - set(frame.columns) == {"lc_event_type", "lc_cr_months"}
 
 
 def test_seed_reproducibility() -> None:
