@@ -96,6 +96,7 @@ def main(
     ] = None,
 ) -> None:
     """riskmodel: survival models for seed brachytherapy cohorts."""
+    _SHOWN.clear()
 
 
 def csv_option(value: str | None, name: str, *, lower: bool = True) -> list[str] | None:
@@ -109,6 +110,9 @@ def csv_option(value: str | None, name: str, *, lower: bool = True) -> list[str]
 
 
 _default_showwarning = warnings.showwarning
+# the lines of riskmodel's warnings already printed by this command: each prints once, however often
+# the library meets it (scoring validates the same patients once per model, page and what-if value)
+_SHOWN: set[str] = set()
 
 
 def _show_warning(
@@ -116,10 +120,18 @@ def _show_warning(
 ) -> None:
     """riskmodel's own warnings as plain "warning: ..." lines, without Python's file and source line."""
     if issubclass(category, RiskModelWarning):
-        text = str(message)
-        typer.echo(text if text.startswith("warning") else f"warning: {text}", err=True)
+        for line in str(message).splitlines():
+            text = line if line.startswith("warning") else f"warning: {line}"
+            if text not in _SHOWN and not _is_count(line):
+                _SHOWN.add(text)
+                typer.echo(text, err=True)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
+
+
+def _is_count(line: str) -> bool:
+    """A headline counting the lines under it ("patients: 2 warnings:"): the lines say it all."""
+    return line.rstrip().endswith(("warning:", "warnings:")) and " warning" in line
 
 
 def _unraisable(info: Any) -> None:

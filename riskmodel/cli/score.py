@@ -11,6 +11,16 @@ from riskmodel.cli.common import app, user_errors
 from riskmodel.errors import require_writable
 
 
+def _counts(records: list[dict[str, Any]]) -> str:
+    """ "34 of 36 patients scored (3 outside the development data), 2 refused" for one model."""
+    n = {s: sum(r["status"] == s for r in records) for s in ("refused", "error")}
+    outside = sum("outside the development data" in r["status"] for r in records)
+    scored = len(records) - n["refused"] - n["error"]
+    text = f"{scored} of {len(records)} patients scored"
+    text += f" ({outside} outside the development data)" if outside else ""
+    return text + (f", {n['refused']} refused (not at risk after the landmark)" if n["refused"] else "")
+
+
 @app.command("score")
 @user_errors
 def score_command(
@@ -33,15 +43,27 @@ def score_command(
         Path | None,
         typer.Option(
             help="Also write one HTML page per patient into this folder: curves with uncertainty bands, SHAP "
-            "waterfalls, inputs against the training ranges, and a D90 what-if curve. Pseudonymous IDs only."
+            "waterfalls, inputs against the training ranges, and a D90 what-if curve. Pseudonymous IDs only; "
+            "the results (--out) carry each patient's pseudonym and page, to join pages back to your IDs."
         ),
     ] = None,
+    allow_extrapolation: Annotated[
+        bool,
+        typer.Option(
+            "--allow-extrapolation",
+            help="Give a risk group to a patient outside the development data (an input beyond the training "
+            "range, or a category unseen in training); the status still says extrapolated.",
+        ),
+    ] = False,
 ) -> None:
     """Score new patients with saved models: risk score, risk group, S(t) at each horizon, flags.
 
     Each patient is validated with the cohort contract (outcome columns not required). A bad row is
-    reported with its row number and does not stop the other patients from being scored. Exit code
-    is 0 if every patient was scored, 1 if some rows could not be, 2 for a user error.
+    reported with its row number and does not stop the other patients from being scored. Each result
+    has a status: scored; outside the development data (predictions, no risk group unless
+    --allow-extrapolation); refused (not at risk after the model's landmark, e.g. PD at the 3-month
+    CT for an LC model, or follow-up ending before it: no predictions); or error. Exit code is 0 if
+    every row was scored or refused, 1 if some rows could not be read, 2 for a user error.
 
     Example: riskmodel score --model runs:/<LC run>/model --model runs:/<OS run>/model
     --patients new.csv --report reports/
@@ -69,27 +91,46 @@ def score_command(
     records: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     for risk_model in risk_models:
-        these = risk_model.score(table, times)
+        these = risk_model.score(table, times, allow_extrapolation=allow_extrapolation)
         records.extend(these)
-        bad.extend(r for r in these if "error" in r)
-        scored = len(these) - sum("error" in r for r in these)
+        bad.extend(r for r in these if r["status"] == "error")
         typer.echo(
-            f"{scored} of {len(these)} patients scored ({risk_model.endpoint.upper()}, {risk_model.family}, "
+            f"{_counts(these)} ({risk_model.endpoint.upper()}, {risk_model.family}, "
             f"time zero: {risk_model.time_origin})",
             err=True,
         )
+    pages = _write_pages(risk_models, table, report, records, allow_extrapolation) if report is not None else []
     text = write_scores(records, out)
     if out is None:
         typer.echo(text, nl=False)
     else:
         typer.echo(f"results in {out}", err=True)
-    for r in bad:
-        which = f" by the {r['endpoint'].upper()} {r['family']} model" if len(risk_models) > 1 else ""
-        typer.echo(f"  row {r['row']}: not scored{which}: {r['error']}", err=True)
+    _echo_unscored(records, several=len(risk_models) > 1)
     if report is not None:
-        from riskmodel.reporting import write_patient_reports
-
-        pages = write_patient_reports(risk_models, table, report)
         typer.echo(f"{len(pages)} patient report(s) in {report}/ (index.html lists them)", err=True)
     if bad:
         raise typer.Exit(1)
+
+
+def _write_pages(
+    models: list[Any], table: Any, report: Path, records: list[dict[str, Any]], allow_extrapolation: bool
+) -> list[Path]:
+    """Write the patient pages; give each record its page (joined by the pseudonym), or None."""
+    from riskmodel.reporting import write_patient_reports
+    from riskmodel.reporting.patient_report import page_name
+
+    pages = write_patient_reports(models, table, report, allow_extrapolation=allow_extrapolation)
+    by_name = {p.name: p for p in pages}
+    for r in records:
+        page = by_name.get(page_name(r["pseudonym"])) if r.get("pseudonym") else None
+        r["page"] = None if page is None else str(page)
+    return pages
+
+
+def _echo_unscored(records: list[dict[str, Any]], *, several: bool) -> None:
+    """One line per row that was refused or could not be read."""
+    for r in records:
+        if r["status"] in ("error", "refused"):
+            which = f" by the {r['endpoint'].upper()} {r['family']} model" if several else ""
+            verb = "not scored" if r["status"] == "error" else "refused"
+            typer.echo(f"  row {r['row']}: {verb}{which}: {r.get('error') or r.get('reason')}", err=True)

@@ -8,11 +8,13 @@ model); a declared experiment on the same file uses the declared encodings inste
 
 Mapping from the contract: a number is a numeric covariate with its unit, hard range and plausible
 range; a category with two values, or yes/no, is binary; the response is ordinal PD < SD < PR < CR
-and measured at the 3-month landmark; T/N stage are ordinal in the AJCC order; the grade is
-ordinal low < moderate < high. Required contract columns are ``missing: refuse``, the optional
-ones ``missing: indicator``. Time zero is the implant. LC declares death (the OS endpoint) as its
-competing event, with ``competing_after_censoring: competing`` (a death after the last local
-assessment is a death without local failure), as the contract's ``COMPETING_ENDPOINTS`` says.
+and measured at the 3-month landmark, where PD means local failure has happened
+(``event_at_landmark``: scoring refuses an LC prediction after the landmark for a PD patient);
+T/N stage are ordinal in the AJCC order; the grade is ordinal low < moderate < high. Required
+contract columns are ``missing: refuse``, the optional ones ``missing: indicator``. Time zero is the
+implant. LC declares death (the OS endpoint) as its competing event, with
+``competing_after_censoring: competing`` (a death after the last local assessment is a death
+without local failure), as the contract's ``COMPETING_ENDPOINTS`` says.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def _covariate(c: Column) -> dict[str, Any]:
         out["missing"] = "refuse" if c.required else "indicator"
     if c.name == "response_3mo":
         out["measured_at_months"] = RESPONSE_LANDMARK_MONTHS
+        # progressive disease at the 3-month CT is local failure by definition
+        out["event_at_landmark"] = [{"endpoint": "lc", "levels": ["PD"], "meaning": "local failure at the 3-month CT"}]
     return out
 
 

@@ -13,9 +13,11 @@ The ``cohort:`` section of an experiment YAML says which columns of the user's f
         - {name: arm, column: Arm, kind: categorical, levels: [A, B], reference: A}
         - {name: marker, column: "CEA (ng/mL)", kind: numeric, encoding: log, missing: impute}
         - {name: response, column: "Response 3m", kind: categorical, levels: [CR, PR, SD, PD],
-           reference: CR, measured_at_months: 3}
+           reference: CR, measured_at_months: 3,
+           event_at_landmark: [{endpoint: pfs, levels: [PD], meaning: "progression at the 3-month CT"}]}
       endpoints:
         - {name: os, time: "OS (days)", time_unit: days, event: Status, event_codes: [1]}
+        - {name: pfs, time: "PFS (days)", time_unit: days, event: Progression, event_codes: [1]}
 
 Everything downstream reads it: loading and validation (:mod:`riskmodel.cohort.declared`), the
 model features (:class:`riskmodel.features.DeclaredFeatures`), the saved model (which carries
@@ -40,6 +42,7 @@ __all__ = [
     "CohortDeclaration",
     "CovariateDeclaration",
     "EndpointDeclaration",
+    "EventAtLandmark",
     "Kind",
     "MissingPolicy",
 ]
@@ -71,6 +74,18 @@ def _finite_pair(value: list[float] | None, what: str) -> None:
         raise ValueError(f"{what} must be two finite numbers, low ≤ high; got [{low}, {high}]")
 
 
+class EventAtLandmark(StrictModel):
+    """Levels of a covariate measured after time zero that mean an endpoint's event has already
+    happened (progressive disease at the 3-month CT is local failure): a patient with one is not at
+    risk after the landmark, and scoring refuses them for that endpoint."""
+
+    endpoint: Name = Field(description="The endpoint whose event these levels mean.")
+    levels: list[Level] = Field(min_length=1, description="The levels meaning the event has happened.")
+    meaning: str = Field(
+        "", max_length=200, description="Said when a patient is refused, e.g. 'local failure at the 3-month CT'."
+    )
+
+
 class CovariateDeclaration(StrictModel):
     """One predictor: where it is, what it is, how it enters the model and what to do when missing."""
 
@@ -91,6 +106,11 @@ class CovariateDeclaration(StrictModel):
     )
     measured_at_months: float = Field(
         0.0, ge=0, description="When it is measured, in months after time zero; needs a landmark at least as late."
+    )
+    event_at_landmark: list[EventAtLandmark] = Field(
+        default_factory=list,
+        description="Levels meaning an endpoint's event has already happened when this covariate is measured "
+        "(e.g. {endpoint: lc, levels: [PD]}): scoring refuses such a patient for that endpoint.",
     )
     encoding: EncodingName = Field(
         "linear", description="Numeric: linear, log, spline (restricted cubic, `knots`) or threshold (`threshold`)."
@@ -150,6 +170,14 @@ class CovariateDeclaration(StrictModel):
             raise ValueError("a binary covariate has exactly two levels (the second is coded 1)")
         if self.kind == "numeric" and self.levels is not None:
             raise ValueError("a numeric covariate has no levels (use kind: ordinal or categorical)")
+        return self
+
+    @model_validator(mode="after")
+    def _event_levels_exist(self) -> CovariateDeclaration:
+        for rule in self.event_at_landmark:
+            unknown = [v for v in rule.levels if v not in (self.levels or [])]
+            if unknown:
+                raise ValueError(f"event_at_landmark levels {unknown} are not among the levels {self.levels}")
         return self
 
     @model_validator(mode="after")
@@ -258,6 +286,9 @@ class CohortDeclaration(StrictModel):
         clash = sorted(set(names) & set(endpoint_names))
         if clash:
             raise ValueError(f"{', '.join(clash)} names both a covariate and an endpoint")
+        unknown = sorted({r.endpoint for c in self.covariates for r in c.event_at_landmark} - set(endpoint_names))
+        if unknown:
+            raise ValueError(f"event_at_landmark names endpoints that are not declared: {', '.join(unknown)}")
         return self
 
     @model_validator(mode="after")

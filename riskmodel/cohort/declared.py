@@ -315,8 +315,7 @@ def from_frame_declared(
     if found_warnings:
         n = len(found_warnings)
         warnings.warn(
-            f"{source}: {n} warning{'s' if n > 1 else ''} (kept in Cohort.warnings)\n"
-            + "\n".join(map(str, found_warnings)),
+            f"{source}: {n} warning{'s' if n > 1 else ''}:\n" + "\n".join(map(str, found_warnings)),
             RiskModelWarning,
             stacklevel=2,
         )

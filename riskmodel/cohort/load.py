@@ -337,7 +337,7 @@ def from_frame(
     if found:
         n = len(found)
         warnings.warn(
-            f"{source}: {n} warning{'s' if n > 1 else ''} (kept in Cohort.warnings)\n" + "\n".join(map(str, found)),
+            f"{source}: {n} warning{'s' if n > 1 else ''}:\n" + "\n".join(map(str, found)),
             RiskModelWarning,
             stacklevel=2,
         )

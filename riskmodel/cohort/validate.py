@@ -112,7 +112,7 @@ def validate_frame(
             continue
         out[col.name] = _check_column(col, frame[col.name], rep, needed)
     typed = pd.DataFrame(out, index=frame.index)
-    _check_rows(typed, rep)
+    _check_rows(typed, rep, fitting=require_outcomes)
     return typed
 
 
@@ -215,7 +215,7 @@ def _check_category(col: Column, s: pd.Series, blank: pd.Series, rep: Reporter) 
     return pd.Series(pd.Categorical(canon, categories=cats, ordered=ordered), index=s.index)
 
 
-def _check_rows(t: pd.DataFrame, rep: Reporter) -> None:
+def _check_rows(t: pd.DataFrame, rep: Reporter, *, fitting: bool = True) -> None:
     def has(*cols: str) -> bool:
         return all(c in t.columns for c in cols)
 
@@ -232,7 +232,8 @@ def _check_rows(t: pd.DataFrame, rep: Reporter) -> None:
                 t[time],
                 "warning",
             )
-            if len(t) and t[event].notna().all() and (t[event] == 0).all():
+            # a warning about fitting: new patients being scored (one at a time, often) fit nothing
+            if fitting and len(t) and t[event].notna().all() and (t[event] == 0).all():
                 rep.add(
                     f"all patients are censored for {ep.upper()}: no model can be fitted on it",
                     column=event,

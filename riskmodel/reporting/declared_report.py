@@ -42,7 +42,7 @@ from riskmodel.reporting.declared_tables import (
     groupings,
     univariate_declared,
 )
-from riskmodel.reporting.page import json_safe, km_plot, page, table_html
+from riskmodel.reporting.page import format_p, json_safe, km_plot, page, table_html
 from riskmodel.reporting.plots import figure_html, schoenfeld_plot
 from riskmodel.stats.samplesize import SampleSize
 
@@ -294,8 +294,8 @@ def _tests_line(fit: DeclaredCox) -> str:
     if "wald_chi2" not in t:
         return size + " No global test is pooled over the imputations."
     return (
-        f"Wald χ² {t['wald_chi2']:.3f} (p {t['wald_p']:.4g}); likelihood-ratio χ² {t['lr_chi2']:.3f} "
-        f"(p {t['lr_p']:.4g}); " + size
+        f"Wald χ² {t['wald_chi2']:.3f} (p {format_p(t['wald_p'], '.4g')}); likelihood-ratio χ² {t['lr_chi2']:.3f} "
+        f"(p {format_p(t['lr_p'], '.4g')}); " + size
     )
 
 

@@ -12,11 +12,49 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["json_safe", "km_plot", "page", "table_html"]
+__all__ = ["format_p", "format_probability", "json_safe", "km_plot", "page", "table_html"]
+
+
+def format_probability(p: float, digits: int = 2) -> str:
+    """A probability as a page shows it: never "0.00" or "1.00" for one that is not.
+
+    >>> format_probability(0.4567), format_probability(0.003), format_probability(0.9991), format_probability(0.0)
+    ('0.46', '< 0.01', '> 0.99', '0.00')
+    >>> format_probability(float("nan"))
+    '–'
+    """
+    if p != p:
+        return "–"
+    step = 10.0**-digits
+    if 0 < p < step / 2:
+        return f"< {step:.{digits}f}"
+    if 1 - step / 2 <= p < 1:
+        return f"> {1 - step:.{digits}f}"
+    return f"{p:.{digits}f}"
+
+
+def format_p(p: float, spec: str = ".3g") -> str:
+    """A p-value: "< 0.001" below 0.001, else as ``spec`` formats it.
+
+    >>> format_p(0.0423), format_p(2e-7), format_p(0.0123, ".4f"), format_p(float("nan"))
+    ('0.0423', '< 0.001', '0.0123', '–')
+    """
+    if p != p:
+        return "–"
+    return "< 0.001" if p < 0.001 else format(p, spec)
+
+
+def _is_p_column(name: object) -> bool:
+    text = str(name).strip().lower()
+    return text in ("p", "p-value", "p value") or text.endswith((" p", "_p")) or text.startswith("p ")
 
 
 def table_html(frame: pd.DataFrame, caption: str) -> str:
-    """The table under an ``<h3>`` caption; numbers to 3 significant digits, NaN as an en dash."""
+    """The table under an ``<h3>`` caption; numbers to 3 significant digits, p-values below 0.001 as
+    "< 0.001", NaN as an en dash."""
+    p_columns = [c for c in frame.columns if _is_p_column(c) and pd.api.types.is_float_dtype(frame[c])]
+    if p_columns:
+        frame = frame.assign(**{str(c): frame[c].map(format_p) for c in p_columns})
     body = frame.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.3g}", border=0, escape=True)
     return f"<h3>{html.escape(caption)}</h3>{body}"
 

@@ -9,12 +9,21 @@ Each page shows, for every model given (say an LC and an OS model):
 * SHAP waterfalls for the risk score and for S(12 months) (:mod:`riskmodel.explain`);
 * the patient's inputs against the middle of the training data (5th smallest to 5th largest
   value; ages above 89 shown as 90+), with flags;
-* a D90 what-if curve: S(12 months) as D90 sweeps 60-160 Gy, everything else held fixed, with
-  the patient's own D90 marked, labelled as a model association and not a causal dose-response.
+* a D90 what-if curve: S(12 months) as D90 sweeps the training range (extended to the patient's
+  own D90, the extension dashed and labelled as extrapolation), everything else held fixed, with
+  its 95% band for Cox, the patient's own D90 marked, labelled as a model association and not a
+  causal dose-response.
 
-The only identifier on a page, and in its file name, is the salted pseudonym
-(:func:`riskmodel.privacy.pseudonym`). Every file passes the PHI guard before it is moved into
-place.
+Every label is clinical ("M stage M1", "lesion volume 12.5 cm³"), never an encoding
+(:mod:`riskmodel.features.labels`). A model that refuses the patient (not at risk after its
+landmark) shows the refusal and no prediction; a patient outside the development data gets the
+predictions, marked, and no risk group unless extrapolation is allowed. Probabilities below 0.005
+read "< 0.01" (:func:`riskmodel.reporting.page.format_probability`).
+
+The only identifier on a page, and in its file name (:func:`page_name`), is the salted pseudonym
+(:func:`riskmodel.privacy.pseudonym`); ``riskmodel score`` writes both beside the user's own ID
+in its results, so pages can be joined back. Every file passes the PHI guard before it is moved
+into place.
 """
 
 from __future__ import annotations
@@ -31,17 +40,21 @@ import pandas as pd
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import UserInputError, require_writable
 from riskmodel.explain import explain
-from riskmodel.features.safe_harbor import shown_value
+from riskmodel.features.labels import feature_labels, input_label, input_unit, shown_input
+from riskmodel.features.safe_harbor import RANGE_WORDING
 from riskmodel.models import CoxPH, SurvivalForest
 from riskmodel.models.base import proportional_survival
 from riskmodel.privacy import PhiGuard, pseudonym
+from riskmodel.reporting.page import format_probability
 from riskmodel.reporting.plots import figure_html, pyplot, shap_waterfall
 from riskmodel.scoring import RiskModel
+from riskmodel.scoring.flags import EXTRAPOLATED, OUTSIDE, outside_flags
+from riskmodel.scoring.landmark import landmark_refusals
 from riskmodel.stats import step_values
 
-__all__ = ["WHAT_IF_D90", "survival_band", "write_patient_reports"]
+__all__ = ["EXTRAPOLATION_LABEL", "page_name", "survival_band", "what_if_sweep", "write_patient_reports"]
 
-WHAT_IF_D90 = np.arange(60.0, 160.01, 2.5)
+EXTRAPOLATION_LABEL = "extrapolated: outside the development data"
 EXPLAIN_HORIZON = 12.0
 CAUSAL_WARNING = (
     "Model association, not a causal dose-response: the model learned how outcomes differed between "
@@ -106,55 +119,88 @@ def _curve_figure(parts: list[tuple[RiskModel, np.ndarray]]) -> tuple[Any, list[
     return fig, notes
 
 
+def what_if_sweep(model: RiskModel, raw: pd.DataFrame, horizon: float, feature: str = "d90_gy") -> pd.DataFrame:
+    """The page's sweep of ``feature``: 41 values over its stored training range, extended to the
+    patient's own value when that lies outside (the extension is marked ``extrapolated``)."""
+    lo, hi = model.numeric_ranges.get(feature, (60.0, 160.0))
+    own = float(model.validate_patients(raw)[feature].iloc[0])
+    grid = np.linspace(lo, hi, 41)
+    if np.isfinite(own) and not lo <= own <= hi:
+        grid = np.unique(np.concatenate([grid, np.linspace(hi if own > hi else lo, own, 21)]))
+    return model.what_if(raw, feature, grid, times=[horizon])
+
+
 def _what_if_figure(rows: list[tuple[RiskModel, pd.DataFrame, float]], actual: float) -> Any:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    marked = False
     for k, (model, sweep, h) in enumerate(rows):
-        ax.plot(sweep["value"], sweep[f"S_{h:g}"], color=f"C{k}", lw=1.8, label=f"{model.endpoint.upper()} S({h:g})")
-    ax.axvline(actual, color="0.2", ls="--", lw=1, label=f"this patient's D90 ({actual:g} Gy)")
+        x, y, out = sweep["value"].to_numpy(), sweep[f"S_{h:g}"].to_numpy(), sweep["extrapolated"].to_numpy()
+        label = f"{model.endpoint.upper()} S({h:g})"
+        ax.plot(x, np.where(out, np.nan, y), color=f"C{k}", lw=1.8, label=label)
+        if out.any():
+            ax.plot(x, y, color=f"C{k}", lw=1.4, ls="--", label=None if marked else EXTRAPOLATION_LABEL, zorder=1)
+            marked = True
+        if f"S_{h:g}_lower" in sweep:
+            ax.fill_between(
+                x,
+                sweep[f"S_{h:g}_lower"],
+                sweep[f"S_{h:g}_upper"],
+                color=f"C{k}",
+                alpha=0.15,
+                lw=0,
+                label=f"{label}: 95% band (Cox coefficients)",
+            )
+        lo, hi = model.numeric_ranges.get("d90_gy", (x.min(), x.max()))
+        if x.min() < lo:
+            ax.axvspan(x.min(), lo, color="0.9", lw=0, zorder=0)
+        if x.max() > hi:
+            ax.axvspan(hi, x.max(), color="0.9", lw=0, zorder=0)
+    ax.axvline(actual, color="0.2", ls=":", lw=1, label=f"this patient's D90 ({actual:g} Gy)")
     ax.set_xlabel("D90 (Gy)")
     ax.set_ylabel("predicted probability event-free")
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     ax.set_title("What if D90 were different? (model association, not causal)", fontsize=10)
     return fig
 
 
 def _inputs_table(model: RiskModel, row: pd.Series) -> pd.DataFrame:
-    """The patient's inputs beside the training data: a number against the range of the middle of
-    the training data (5th smallest to 5th largest value), an age above 89 as 90+ on both sides."""
+    """The patient's inputs beside the training data, by their clinical names: a number against the
+    range of the middle of the training data (5th smallest to 5th largest value), an age above 89
+    as 90+ on both sides."""
     out = []
+    decl = model.declaration
     for name in model.input_columns:
         value = row.get(name)
-        kind = model.declaration.covariate(name).kind if model.declaration is not None else None
+        kind = decl.covariate(name).kind if decl is not None else None
+        label = input_label(name, decl)
         if name in model.numeric_ranges or kind == "numeric" or (kind is None and name not in model.categories):
             v = float(np.asarray(value, dtype=float))
             side = model.range_position(name, v)
-            training = model.shown_range(name) if name in model.numeric_ranges else "not stored (under 10 values)"
-            flag = f"{side} the middle of the training data" if side else ""
-            out.append(
-                {"input": name, "value": shown_value(v, age=model.is_age(name)), "training": training, "flag": flag}
+            unit = input_unit(name, decl)
+            training = (
+                f"{model.shown_range(name)}{' ' + unit if unit else ''}"
+                if name in model.numeric_ranges
+                else "not stored (under 10 values)"
             )
+            flag = f"{side} the middle of the training data: {OUTSIDE}" if side else ""
+            shown = shown_input(name, v, decl).removeprefix(label).strip()
+            out.append({"input": label, "value": shown, "training": training, "flag": flag})
         else:
             seen = model.categories.get(name, [])
-            flag = "" if str(value) in seen else "not seen in training"
-            out.append({"input": name, "value": str(value), "training": ", ".join(seen), "flag": flag})
+            flag = "" if str(value) in seen else f"not seen in training: {OUTSIDE}"
+            out.append({"input": label, "value": str(value), "training": ", ".join(seen), "flag": flag})
     return pd.DataFrame(out)
 
 
-def _ages_shown(model: RiskModel, explanation: Any) -> Any:
-    """One patient's explanation with an age feature of 90 or more labelled "90+" (shap prints a
-    text value as it is), so that the waterfall's labels follow Safe Harbor like the tables."""
-    names = list(explanation.feature_names or [])
-    data = np.asarray(explanation.data, dtype=object).copy()
-    capped = False
-    for j, name in enumerate(names):
-        if model.is_age(name) and isinstance(data[j], int | float | np.number) and float(data[j]) >= 90:
-            data[j], capped = "90+", True
-    if not capped:
-        return explanation
+def _clinical(model: RiskModel, explanation: Any, row: pd.Series, Z: np.ndarray) -> Any:
+    """One patient's explanation labelled with the clinical values its features encode ("M stage
+    M1", "lesion volume 12.5 cm³", ages as 90+), never the encodings ("1 = m1")."""
     shown = copy.copy(explanation)
-    shown.data = data
+    shown.feature_names = feature_labels(model.features, row, Z, model.declaration)
+    shown.data = None
+    shown.display_data = None
     return shown
 
 
@@ -180,90 +226,140 @@ def _page(pid: str, sections: list[str]) -> str:
     )
 
 
-def write_patient_reports(models: Sequence[RiskModel], patients: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """One HTML page per valid patient (plus ``index.html``) in ``out_dir``; returns the pages.
+def page_name(pid: str) -> str:
+    """The file name of a patient's page, from the pseudonym alone."""
+    return f"patient_{pid.removeprefix('pid:')}.html"
 
-    Rows that any model cannot score are skipped (``riskmodel score`` reports them).
+
+def _status_line(m: RiskModel, status: str, reason: str) -> str:
+    label = f"{m.endpoint.upper()} ({m.family})"
+    return f"<li class='flag'><b>{html.escape(label)}: {html.escape(status)}</b>. {html.escape(reason)}</li>"
+
+
+def _summary(
+    active: list[tuple[RiskModel, np.ndarray, pd.DataFrame]],
+    refused: dict[int, str],
+    models: Sequence[RiskModel],
+    allow: bool,
+) -> tuple[str, list[str]]:
+    rows, lines = [], []
+    by_model = {id(m): (Z, data) for m, Z, data in active}
+    for m in models:
+        name = f"{m.endpoint.upper()} ({m.family}, {m.experiment})"
+        if id(m) in refused:
+            rows.append({"model": name, "status": "refused", "risk group": "none: no prediction"})
+            lines.append(_status_line(m, "refused", refused[id(m)]))
+            continue
+        Z, data = by_model[id(m)]
+        flags = outside_flags(m, data).get(data.index[0], [])
+        risk = float(m.estimator.predict_risk(Z)[0])
+        surv = m.estimator.predict_survival(Z, m.horizons).to_numpy()[0]
+        status = "scored" if not flags else (EXTRAPOLATED if allow else OUTSIDE)
+        group = m.risk_group(risk) if status != OUTSIDE else f"none: {OUTSIDE}"
+        if flags:
+            inputs = _inputs_table(m, data.iloc[0])
+            shown = [
+                f"{r['input']} {r['value']}: {r['flag']} ({r['training']})"
+                for r in inputs.to_dict(orient="records")
+                if r["flag"]
+            ]
+            lines.append(_status_line(m, status, "; ".join(shown) + ("" if allow else "; no risk group")))
+        rows.append(
+            {
+                "model": name,
+                "status": status,
+                "risk group": group,
+                **{
+                    f"S({h:g})": format_probability(float(v))
+                    + (" (unstable: few followed)" if m.unstable_horizons([h]) else "")
+                    for h, v in zip(m.horizons, surv, strict=True)
+                },
+            }
+        )
+    table = pd.DataFrame(rows).to_html(index=False, border=0, escape=True, na_rep="–")
+    return table, lines
+
+
+def _what_if_section(active: list[tuple[RiskModel, np.ndarray, pd.DataFrame]], raw: pd.DataFrame) -> list[str]:
+    with_d90 = [(m, data) for m, _, data in active if "d90_gy" in m.input_columns]
+    actual = with_d90[0][1]["d90_gy"].iloc[0] if with_d90 else np.nan
+    if not with_d90 or pd.isna(actual):
+        return ["<p>None of these models reads D90 for this patient.</p>"]
+    rows = []
+    notes = []
+    for m, _ in with_d90:
+        h = _horizon(m)
+        sweep = what_if_sweep(m, raw, h)
+        rows.append((m, sweep, h))
+        if sweep["extrapolated"].any():
+            lo, hi = m.numeric_ranges["d90_gy"]
+            notes.append(
+                f"{m.endpoint.upper()}: D90 outside {lo:g}-{hi:g} Gy ({RANGE_WORDING}) is {EXTRAPOLATION_LABEL} "
+                "(dashed, shaded)."
+            )
+        notes.append(f"{m.endpoint.upper()} ({m.family}): {sweep.attrs['band']}.")
+    return [
+        figure_html(_what_if_figure(rows, float(actual)), "D90 what-if"),
+        "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>",
+        f"<p class='note'>{html.escape(CAUSAL_WARNING)}</p>",
+    ]
+
+
+def _explanations(
+    models: Sequence[RiskModel], patients: pd.DataFrame, scorable: dict[int, pd.Index]
+) -> dict[int, tuple[Any, Any, float, dict[Any, int]]]:
+    out = {}
+    for m in models:
+        rows = scorable[id(m)]
+        if len(rows):
+            h = _horizon(m)
+            chosen = patients.loc[rows]
+            out[id(m)] = (
+                explain(m, chosen),
+                explain(m, chosen, output=("survival", h)),
+                h,
+                {r: i for i, r in enumerate(rows)},
+            )
+    return out
+
+
+def write_patient_reports(
+    models: Sequence[RiskModel], patients: pd.DataFrame, out_dir: str | Path, *, allow_extrapolation: bool = False
+) -> list[Path]:
+    """One HTML page per patient (plus ``index.html``) in ``out_dir``; returns the pages.
+
+    Rows that a model cannot read are skipped (``riskmodel score`` reports them). A model that
+    refuses a patient (not at risk after its landmark) is shown as refusing, without predictions.
     """
     if not models:
         raise UserInputError("a patient report needs at least one model")
     require_writable(out_dir, folder=True, option="--report")
-    valid = None
-    for model in models:
-        data, _bad = model.split_valid(patients)
-        valid = data.index if valid is None else valid.intersection(data.index)
-    assert valid is not None
     id_column = models[0].id_column
-    if id_column not in patients.columns or len(valid) == 0:
+    if id_column not in patients.columns:
         return []
-    chosen = patients.loc[valid]
-    explained = {}
+    refusals = {id(m): landmark_refusals(m, patients) for m in models}
+    valid: pd.Index | None = None
+    scorable: dict[int, pd.Index] = {}
     for m in models:
-        h = _horizon(m)
-        explained[id(m)] = (explain(m, chosen), explain(m, chosen, output=("survival", h)), h)
-    ids = {str(v).strip() for v in patients[id_column].dropna()}
-    # an ID that is also a clinical value on the page (a patient called "N1" beside stage N1) can't
-    # be guarded as a token; the pages name patients only by pseudonym anyway
-    shown = {str(v).strip() for m in models for c in m.input_columns if c in patients for v in patients[c].dropna()}
-    guard = PhiGuard(identifiers=frozenset(i for i in ids - shown if len(i) >= 4 or not i.isdigit()))
+        data, _bad = m.split_valid(patients.drop(index=list(refusals[id(m)])))
+        scorable[id(m)] = data.index
+        ok = data.index.union(pd.Index(list(refusals[id(m)])))
+        valid = ok if valid is None else valid.intersection(ok)
+    assert valid is not None
+    valid = pd.Index([r for r in patients.index if r in set(valid)])
+    if len(valid) == 0:
+        return []
+    explained = _explanations(models, patients, scorable)
+    guard = _guard(models, patients, id_column)
     pages: list[Path] = []
     with staged_folder(out_dir, merge=True) as stage:
         links = []
-        for i, row_label in enumerate(valid):
-            raw = chosen.loc[[row_label]]
+        for row_label in valid:
+            raw = patients.loc[[row_label]]
             pid = pseudonym(raw[id_column].iloc[0])
-            sections = [
-                f"<h1>Patient {html.escape(pid)}</h1>",
-                "<p class='note'><b>Exploratory.</b> Predictions of models trained on a small cohort; read the "
-                "bands and the model reports before using them. The identifier is a pseudonym.</p>",
-            ]
-            parts = [(m, np.asarray(m.features.transform(m.validate_patients(raw)), dtype=float)) for m in models]
-            fig, notes = _curve_figure(parts)
-            sections.append(figure_html(fig, "predicted survival curves"))
-            sections.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-            summary = []
-            for m, Z in parts:
-                risk = float(m.estimator.predict_risk(Z)[0])
-                surv = m.estimator.predict_survival(Z, m.horizons).to_numpy()[0]
-                summary.append(
-                    {
-                        "model": f"{m.endpoint.upper()} ({m.family}, {m.experiment})",
-                        "risk group": m.risk_group(risk),
-                        **{
-                            f"S({h:g})": f"{s:.2f}" + (" (unstable: few followed)" if m.unstable_horizons([h]) else "")
-                            for h, s in zip(m.horizons, surv, strict=True)
-                        },
-                    }
-                )
-            sections.append(pd.DataFrame(summary).to_html(index=False, border=0, escape=True, na_rep="–"))
-            sections.append("<h2>Why: SHAP explanations</h2>")
-            for m in models:
-                risk_e, surv_e, h = explained[id(m)]
-                label = f"{m.endpoint.upper()} ({m.family})"
-                risk_i, surv_i = _ages_shown(m, risk_e[i]), _ages_shown(m, surv_e[i])
-                sections.append(figure_html(shap_waterfall(risk_i, f"{label}: risk score"), f"{label} SHAP risk"))
-                sections.append(
-                    figure_html(shap_waterfall(surv_i, f"{label}: S({h:g} months)"), f"{label} SHAP S({h:g})")
-                )
-                sections.append(f"<p class='small'>{html.escape(risk_e.method)}; {html.escape(surv_e.method)}.</p>")
-            sections.append("<h2>Inputs against the training data</h2>")
-            for m in models:
-                table = _inputs_table(m, m.validate_patients(raw).iloc[0])
-                sections.append(f"<h3>{m.endpoint.upper()} ({m.family})</h3>")
-                sections.append(table.to_html(index=False, border=0, escape=True))
-            sections.append("<h2>D90 what-if</h2>")
-            with_d90 = [m for m in models if "d90_gy" in m.input_columns]
-            actual = with_d90[0].validate_patients(raw)["d90_gy"].iloc[0] if with_d90 else np.nan
-            if with_d90 and pd.notna(actual):
-                rows = []
-                for m in with_d90:
-                    h = _horizon(m)
-                    rows.append((m, m.what_if(raw, "d90_gy", WHAT_IF_D90, times=[h]), h))
-                sections.append(figure_html(_what_if_figure(rows, float(actual)), "D90 what-if"))
-                sections.append(f"<p class='note'>{html.escape(CAUSAL_WARNING)}</p>")
-            else:
-                sections.append("<p>None of these models reads D90.</p>")
-            name = f"patient_{pid.removeprefix('pid:')}.html"
+            refused = {id(m): refusals[id(m)][row_label] for m in models if row_label in refusals[id(m)]}
+            sections = _patient_sections(models, raw, pid, refused, explained, allow_extrapolation)
+            name = page_name(pid)
             (stage / name).write_text(_page(pid, sections), encoding="utf-8")
             links.append(f"<li><a href='{name}'>{html.escape(pid)}</a></li>")
             pages.append(Path(out_dir) / name)
@@ -272,3 +368,70 @@ def write_patient_reports(models: Sequence[RiskModel], patients: pd.DataFrame, o
         )
         guard.check_tree(stage, "patient report")
     return pages
+
+
+def _guard(models: Sequence[RiskModel], patients: pd.DataFrame, id_column: str) -> PhiGuard:
+    ids = {str(v).strip() for v in patients[id_column].dropna()}
+    # an ID that is also a clinical value on the page (a patient called "N1" beside stage N1) can't
+    # be guarded as a token; the pages name patients only by pseudonym anyway
+    shown = {str(v).strip() for m in models for c in m.input_columns if c in patients for v in patients[c].dropna()}
+    return PhiGuard(identifiers=frozenset(i for i in ids - shown if len(i) >= 4 or not i.isdigit()))
+
+
+def _patient_sections(
+    models: Sequence[RiskModel],
+    raw: pd.DataFrame,
+    pid: str,
+    refused: dict[int, str],
+    explained: dict[int, tuple[Any, Any, float, dict[Any, int]]],
+    allow: bool,
+) -> list[str]:
+    sections = [
+        f"<h1>Patient {html.escape(pid)}</h1>",
+        "<p class='note'><b>Exploratory.</b> Predictions of models trained on a small cohort; read the "
+        "bands and the model reports before using them. The identifier is a pseudonym.</p>",
+    ]
+    active = []
+    for m in models:
+        if id(m) not in refused:
+            data = m.validate_patients(raw)
+            active.append((m, np.asarray(m.features.transform(data), dtype=float), data))
+    table, lines = _summary(active, refused, models, allow)
+    if lines:
+        sections.append("<ul>" + "".join(lines) + "</ul>")
+    if active:
+        fig, notes = _curve_figure([(m, Z) for m, Z, _ in active])
+        sections.append(figure_html(fig, "predicted survival curves"))
+        sections.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    sections.append(table)
+    if active:
+        sections.append("<h2>Why: SHAP explanations</h2>")
+    for m, Z, data in active:
+        row = data.iloc[0]
+        risk_e, surv_e, h, where = explained[id(m)]
+        i = where[raw.index[0]]
+        label = f"{m.endpoint.upper()} ({m.family})"
+        risk_i, surv_i = _clinical(m, risk_e[i], row, Z[0]), _clinical(m, surv_e[i], row, Z[0])
+        sections.append(figure_html(shap_waterfall(risk_i, f"{label}: risk score"), f"{label} SHAP risk"))
+        sections.append(figure_html(shap_waterfall(surv_i, f"{label}: S({h:g} months)"), f"{label} SHAP S({h:g})"))
+        contributions = "; ".join(
+            f"{n}: {v:+.3g}"
+            for n, v in sorted(zip(risk_i.feature_names, risk_i.values, strict=True), key=lambda t: -abs(t[1]))
+        )
+        sections.append(
+            f"<p class='small'>{html.escape(label)} risk score, largest contributions first: "
+            f"{html.escape(contributions)}.</p>"
+        )
+        sections.append(f"<p class='small'>{html.escape(risk_e.method)}; {html.escape(surv_e.method)}.</p>")
+    sections.append("<h2>Inputs against the training data</h2>")
+    for m in models:
+        table_in = _inputs_table(m, m.validate_patients(raw).iloc[0]) if id(m) not in refused else None
+        sections.append(f"<h3>{m.endpoint.upper()} ({m.family})</h3>")
+        sections.append(
+            "<p>Refused: no prediction.</p>"
+            if table_in is None
+            else table_in.to_html(index=False, border=0, escape=True)
+        )
+    sections.append("<h2>D90 what-if</h2>")
+    sections += _what_if_section(active, raw)
+    return sections

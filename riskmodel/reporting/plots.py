@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskmodel.reporting.page import format_p
 from riskmodel.stats import PHTest, ph_smooth
 
 __all__ = [
@@ -228,7 +229,7 @@ def schoenfeld_plot(test: PHTest, names: list[str], title: str, *, level: float 
             ax.set_xticks(*ticks)
         ax.set_xlabel(f"months ({test.transform} scale)" if test.transform != "identity" else "months")
         ax.set_ylabel(f"β(t) for {name}")
-        ax.set_title(f"{name}: χ² {test.chisq[j]:.2f}, p {test.p[j]:.3g}", fontsize=9)
+        ax.set_title(f"{name}: χ² {test.chisq[j]:.2f}, p {format_p(float(test.p[j]))}", fontsize=9)
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)

@@ -38,7 +38,7 @@ from riskmodel.core.csvout import write_safe_csv
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import UserInputError, require_writable
 from riskmodel.privacy import PhiGuard, years_only
-from riskmodel.reporting.page import json_safe, km_plot, page, table_html
+from riskmodel.reporting.page import format_p, json_safe, km_plot, page, table_html
 from riskmodel.reporting.plots import figure_html, pyplot, schoenfeld_plot
 from riskmodel.reporting.survival_tables import (
     AS_PUBLISHED,
@@ -196,8 +196,8 @@ def _multivariable_section(data: pd.DataFrame, ep: Endpoint, out: Path, ep_summa
     )
     parts = [
         table_html(cox, f"{name}: multivariable Cox (3-month landmark; Efron ties)"),
-        f"<p>Wald χ² {tests['wald_chi2']:.3f} (p {tests['wald_p']:.4f}); likelihood-ratio χ² "
-        f"{tests['lr_chi2']:.3f} (p {tests['lr_p']:.4f}); {tests['events']} events in "
+        f"<p>Wald χ² {tests['wald_chi2']:.3f} (p {format_p(tests['wald_p'], '.4f')}); likelihood-ratio χ² "
+        f"{tests['lr_chi2']:.3f} (p {format_p(tests['lr_p'], '.4f')}); {tests['events']} events in "
         f"{tests['patients']} patients: {tests['events_per_variable']:.1f} events per variable.{left_out}</p>",
     ]
     ph = ph_checks(data, ep)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from riskmodel.cohort import from_frame
 from riskmodel.cohort.contract import column
-from riskmodel.cohort.declaration import CohortDeclaration, CovariateDeclaration
+from riskmodel.cohort.declaration import CohortDeclaration
 from riskmodel.cohort.declared import from_frame_declared
 from riskmodel.errors import (
     CohortValidationError,
@@ -31,18 +31,13 @@ from riskmodel.errors import (
 )
 from riskmodel.explain import explain, what_if
 from riskmodel.features import ClinicalFeatures
-from riskmodel.features.safe_harbor import (
-    RANGE_WORDING,
-    cap_age,
-    is_age,
-    read_ranges,
-    shared_range,
-    shown_value,
-    stored_bound,
-)
-from riskmodel.models import MultipleImputationSurvival, SurvivalEstimator
+from riskmodel.features.safe_harbor import cap_age, is_age, read_ranges, shared_range, shown_value, stored_bound
+from riskmodel.models import SurvivalEstimator
 from riskmodel.models.base import check_horizons
+from riskmodel.privacy import pseudonym
 from riskmodel.scoring.files import read_model_dir, write_model_dir
+from riskmodel.scoring.flags import EXTRAPOLATED, OUTSIDE, missing_flags, outside_flags
+from riskmodel.scoring.landmark import landmark_refusals
 
 __all__ = ["RISK_GROUPS_3", "RiskModel"]
 
@@ -211,23 +206,44 @@ class RiskModel:
         values: Iterable[float] | None = None,
         times: Iterable[float] | None = None,
     ) -> pd.DataFrame:
-        """Predictions as one input sweeps ``values`` (default D90 60-160 Gy), all else fixed.
-
-        A model association, not a causal dose-response. See :func:`riskmodel.explain.what_if`.
+        """Predictions as one input sweeps ``values`` (default: 21 values over its stored training
+        range), all else fixed; values outside that range are marked ``extrapolated``, and a Cox
+        model's sweep carries a 95% band. A model association, not a causal dose-response. See
+        :func:`riskmodel.explain.what_if`.
         """
-        grid = list(values) if values is not None else list(np.arange(60.0, 160.01, 5.0))
-        return what_if(self, df, feature, grid, None if times is None else list(times))
+        if values is None:
+            if feature not in self.numeric_ranges:
+                raise UserInputError(f"what-if: no training range is stored for {feature!r}; give the values")
+            values = np.linspace(*self.numeric_ranges[feature], 21)
+        return what_if(self, df, feature, list(values), None if times is None else list(times))
 
     def risk_group(self, risk: float) -> str:
         """The risk group of a score, from the training cut-offs."""
         k = int(np.searchsorted(self.risk_cutoffs, risk, side="right"))
         return RISK_GROUPS_3[k] if len(self.risk_cutoffs) == 2 else f"group {k + 1} of {len(self.risk_cutoffs) + 1}"
 
-    def score(self, df: pd.DataFrame, times: Iterable[float] | None = None) -> list[dict[str, Any]]:
-        """One record per patient: risk, risk group, S(t) and flags; or an error for a bad row."""
+    def score(
+        self, df: pd.DataFrame, times: Iterable[float] | None = None, *, allow_extrapolation: bool = False
+    ) -> list[dict[str, Any]]:
+        """One record per patient, with its ``status``:
+
+        * ``scored``: risk, risk group, S(t) and flags;
+        * ``outside the development data`` (an input beyond the training range, or a category unseen
+          in training): risk and S(t), marked, and **no risk group** unless ``allow_extrapolation``
+          (then the group is given and the status reads ``extrapolated: ...``);
+        * ``refused``: not at risk after the landmark (:func:`riskmodel.scoring.landmark.landmark_refusals`),
+          with the ``reason``; no probabilities, no risk group;
+        * ``error``: a row that cannot be read, with the ``error``.
+
+        A horizon with fewer than ``min_at_risk`` training patients followed is flagged on every
+        prediction.
+        """
         t = [float(x) for x in check_horizons(self.horizons if times is None else times, self.max_time)]
         records: dict[Any, dict[str, Any]] = {}
-        data, bad = self.split_valid(df)
+        refused = landmark_refusals(self, df)
+        for row, reason in refused.items():
+            records[row] = {**self._identity(df, row), "status": "refused", "reason": reason, "risk_group": None}
+        data, bad = self.split_valid(df.drop(index=list(refused)))
         for row, problems in bad.items():
             records[row] = self._error_record(
                 df,
@@ -243,22 +259,21 @@ class RiskModel:
         if len(data):
             risk = self.estimator.predict_risk(Z)
             surv = self.estimator.predict_survival(Z, t).to_numpy()
-            flags = self._flags(data)
-            imputed = self._missing_flags(data, Z)
-            for row, notes in imputed.items():
-                flags.setdefault(row, []).extend(notes)
+            outside = outside_flags(self, data)
+            imputed = missing_flags(self, data, Z)
             unstable = self.horizon_flags(t)
             for i, row in enumerate(data.index):
+                status = "scored" if row not in outside else (EXTRAPOLATED if allow_extrapolation else OUTSIDE)
+                group = self.risk_group(float(risk[i])) if status != OUTSIDE else None
                 records[row] = {
-                    "patient_id": str(data.at[row, "patient_id"]),
-                    "row": _plain(row),
-                    "endpoint": self.endpoint,
-                    "family": self.family,
+                    **self._identity(df, row),
+                    "status": status,
+                    **({"reason": "no risk group: " + "; ".join(outside[row])} if status == OUTSIDE else {}),
                     "time_origin": self.time_origin,
                     "risk_score": float(risk[i]),
-                    "risk_group": self.risk_group(float(risk[i])),
+                    "risk_group": group,
                     "survival": {f"{h:g}": float(s) for h, s in zip(t, surv[i], strict=True)},
-                    "flags": [*flags.get(row, []), *unstable],
+                    "flags": [*outside.get(row, []), *imputed.get(row, []), *unstable],
                 }
         return [records[row] for row in sorted(records, key=_sort_key)]
 
@@ -318,69 +333,21 @@ class RiskModel:
         age = self.is_age(name)
         return f"{shown_value(lo, age=age)}-{shown_value(hi, age=age)}"
 
-    def _flags(self, data: pd.DataFrame) -> dict[Any, list[str]]:
-        """Values outside the middle of the training data, or categories unseen in training, per row."""
-        flags: dict[Any, list[str]] = {}
-        for name in self.numeric_ranges:
-            values = pd.to_numeric(data[name], errors="coerce")
-            unit, age = _unit(self.declaration, name), self.is_age(name)
-            for row, v in values.items():
-                side = self.range_position(name, float(v))
-                if side:
-                    flags.setdefault(row, []).append(
-                        f"{name} {shown_value(float(v), age=age)} is {side} {RANGE_WORDING}: "
-                        f"{self.shown_range(name)}{unit}"
-                    )
-        for name, seen in self.categories.items():
-            values = data[name].astype(object)
-            for row, v in values[values.notna() & ~values.astype(str).isin(seen)].items():
-                flags.setdefault(row, []).append(f"{name} {v} was not seen in training (seen: {', '.join(seen)})")
-        return flags
-
-    def _missing_flags(self, data: pd.DataFrame, Z: Any) -> dict[Any, list[str]]:
-        """Per row, one flag per missing covariate the model accepted: imputed (with the mean of the
-        m imputed values), routed by the trees, or filled beside a missing flag."""
-        if self.declaration is None:
-            return {}
-        out: dict[Any, list[str]] = {}
-        used = [c for c in self.declaration.covariates if c.name in data.columns and c.missing != "refuse"]
-        completed = None
-        for c in used:
-            rows = data.index[data[c.name].isna().to_numpy()]
-            if not len(rows):
-                continue
-            if c.missing == "indicator":
-                how = (
-                    "missing: filled (a number with the training median, a category as the reference level), "
-                    "with its missing flag when the training patients had missing values"
-                )
-            elif isinstance(self.estimator, MultipleImputationSurvival):
-                completed = self.estimator.completed(Z) if completed is None else completed
-                draws = np.array([np.asarray(frame[c.name], float) for frame in completed])
-                values = _most_common(draws) if c.kind == "categorical" else draws.mean(axis=0)
-                where = {r: i for i, r in enumerate(data.index)}
-                summary = "most common" if c.kind == "categorical" else "mean"
-                for r in rows:
-                    out.setdefault(r, []).append(
-                        f"{c.name} missing: imputed as {_shown_value(c, values[where[r]])} ({summary} of "
-                        f"{len(completed)} imputations from the training imputation models)"
-                    )
-                continue
-            else:
-                how = "missing: not imputed; the trees send it down their learnt missing-value branch"
-            for r in rows:
-                out.setdefault(r, []).append(f"{c.name} {how}")
-        return out
-
-    def _error_record(self, df: pd.DataFrame, row: Any, message: str) -> dict[str, Any]:
+    def _identity(self, df: pd.DataFrame, row: Any) -> dict[str, Any]:
+        """The patient's own ID (the score output is the user's local file), its pseudonym (the only
+        identifier on a patient page, so pages can be joined back), the row, endpoint and family."""
         pid = df.at[row, self.id_column] if self.id_column in df.columns else None
+        missing = pid is None or (isinstance(pid, float) and math.isnan(pid)) or not str(pid).strip()
         return {
-            "patient_id": None if pid is None or (isinstance(pid, float) and math.isnan(pid)) else str(pid),
+            "patient_id": None if missing else str(pid),
+            "pseudonym": None if missing else pseudonym(pid),
             "row": _plain(row),
             "endpoint": self.endpoint,
             "family": self.family,
-            "error": message,
         }
+
+    def _error_record(self, df: pd.DataFrame, row: Any, message: str) -> dict[str, Any]:
+        return {**self._identity(df, row), "status": "error", "error": message}
 
     # ------------------------------------------------------------------ files
     def save(self, folder: str | Path) -> Path:
@@ -459,29 +426,6 @@ def _kind(declaration: CohortDeclaration | None, name: str) -> str:
     if declaration is not None:
         return declaration.covariate(name).kind
     return "numeric" if column(name).kind in ("float", "int") else "categorical"
-
-
-def _most_common(draws: np.ndarray) -> np.ndarray:
-    """Per column of ``draws`` (imputations × patients), its most common code."""
-    return np.array([np.bincount(col[~np.isnan(col)].astype(int)).argmax() for col in draws.T], dtype=float)
-
-
-def _shown_value(c: CovariateDeclaration, value: float) -> str:
-    """An imputed input as a person reads it: back from the log scale, or as the nearest level."""
-    if c.kind == "numeric":
-        shown = float(np.exp(value)) if c.encoding == "log" else float(value)
-        return f"≈{shown:.3g}{' ' + c.unit if c.unit else ''}"
-    levels = c.code_levels
-    k = int(np.clip(round(value), 0, len(levels) - 1)) if levels else round(value)
-    if c.kind == "categorical":
-        return levels[k]
-    mean = "" if float(value).is_integer() else f" (mean code {value:.2f})"
-    return f"≈{levels[k] if levels else k}{mean}"
-
-
-def _unit(declaration: CohortDeclaration | None, name: str) -> str:
-    unit = declaration.covariate(name).unit if declaration is not None else column(name).unit
-    return f" {unit}" if unit else ""
 
 
 def _plain(value: Any) -> Any:
