@@ -1,6 +1,7 @@
 """Honest performance of a modelling procedure: repeated cross-validation, Harrell's bootstrap
 optimism correction, calibration (slopes, curves with bands, ICI/E50/E90, D-calibration) and
-decision curves. Every function takes a pipeline or fitted model and a survival target."""
+decision curves; a dose-response without a cut-off and its threshold analysis. Every function
+takes a pipeline or fitted model and a survival target (the dose-response, plain arrays)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,17 @@ from riskmodel.validation.calibration import (
 )
 from riskmodel.validation.crossval import CrossValidation, cross_validate, stratified_splitter, survival_matrix
 from riskmodel.validation.decision import net_benefit
+from riskmodel.validation.dose_response import DoseResponse, dose_response
 from riskmodel.validation.in_sample import InSample, in_sample_calibration
+from riskmodel.validation.threshold import ThresholdAnalysis, threshold_analysis
 
 __all__ = [
     "CalibrationCurve",
     "CrossValidation",
+    "DoseResponse",
     "InSample",
     "SmoothCalibration",
+    "ThresholdAnalysis",
     "Validation",
     "calibration_curve",
     "calibration_in_the_large",
@@ -32,12 +37,14 @@ __all__ = [
     "calibration_slope_at",
     "cross_validate",
     "d_calibration",
+    "dose_response",
     "in_sample_calibration",
     "net_benefit",
     "smooth_calibration",
     "stratified_splitter",
     "survival_at_own_time",
     "survival_matrix",
+    "threshold_analysis",
     "validate",
     "validation_metrics",
 ]
