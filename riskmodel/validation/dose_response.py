@@ -30,10 +30,19 @@ from scipy import stats
 
 from riskmodel.errors import RiskModelWarning, UserInputError
 from riskmodel.features.safe_harbor import shared_range
-from riskmodel.models.cox import CoxPH
+from riskmodel.models.cox import CoxPH, newton_fit
 from riskmodel.stats import harrell_knots, restricted_cubic_spline, survival_array
 
-__all__ = ["CoxSummary", "DoseData", "DoseResponse", "cox_summary", "dose_data", "dose_response", "spline_basis"]
+__all__ = [
+    "CoxSummary",
+    "DoseData",
+    "DoseResponse",
+    "cox_coef",
+    "cox_summary",
+    "dose_data",
+    "dose_response",
+    "spline_basis",
+]
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,26 @@ class CoxSummary:
         return -2 * self.loglik + 2 * len(self.coef)
 
 
+def _orthonormal(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Z, A) with X − mean = Z·A and Z's columns orthogonal with mean square 1 (QR, scaled by √n)."""
+    Xc = np.asarray(X, float)
+    Xc = Xc - Xc.mean(axis=0)
+    q, r = np.linalg.qr(Xc)
+    if np.abs(np.diag(r)).min() <= 1e-10 * max(np.abs(np.diag(r)).max(), 1e-300):
+        raise ValueError("the Cox fit has a constant or redundant column")
+    scale = np.sqrt(len(Xc))
+    return q * scale, r / scale
+
+
+def cox_coef(X: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """The coefficients of :func:`cox_summary` alone, by the bare Newton fit (for the bootstrap)."""
+    Z, A = _orthonormal(X)
+    gamma, _, converged = newton_fit(Z, np.asarray(time, float), np.asarray(event, bool))
+    if not converged:
+        raise ValueError("the Cox fit does not converge (a covariate separates the events)")
+    return np.asarray(np.linalg.solve(A, gamma))
+
+
 def cox_summary(X: np.ndarray, time: np.ndarray, event: np.ndarray) -> CoxSummary:
     """Fit ``CoxPH(penalty=0)`` on X; a ValueError when the fit does not converge (separation).
 
@@ -98,18 +127,13 @@ def cox_summary(X: np.ndarray, time: np.ndarray, event: np.ndarray) -> CoxSummar
     coefficient look like separation to ``CoxPH``'s divergence guard.
     """
     y = survival_array(event, time)
-    Xc = np.asarray(X, float)
-    Xc = Xc - Xc.mean(axis=0)
-    q, r = np.linalg.qr(Xc)
-    scale = np.sqrt(len(Xc))
-    if np.abs(np.diag(r)).min() <= 1e-10 * max(np.abs(np.diag(r)).max(), 1e-300):
-        raise ValueError("the Cox fit has a constant or redundant column")
+    Z, A = _orthonormal(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RiskModelWarning)
-        model = CoxPH(penalty=0).fit(q * scale, y)
+        model = CoxPH(penalty=0).fit(Z, y)
     if not model.converged_ or model.constant_.any():
         raise ValueError("the Cox fit does not converge (a covariate separates the events)")
-    back = np.linalg.inv(r / scale)
+    back = np.linalg.inv(A)
     covariance = back @ np.linalg.inv(model.information_) @ back.T
     return CoxSummary(back @ model.coef_, covariance, model.log_likelihood_, model.log_likelihood_null_)
 
