@@ -70,3 +70,28 @@ def test_another_cut_off_is_the_one_tested(bundled: Cohort, tmp_path: Path) -> N
     threshold = pd.read_csv(tmp_path / "tables" / "os_threshold.csv")
     assert threshold.loc[2, "coding"] == "dichotomised at 120 (pre-specified)"
     assert "threshold at 120 Gy" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_declared_spline_covariate_gets_its_dose_response_and_a_cutoff_its_threshold_analysis(
+    tmp_path: Path,
+) -> None:
+    """The declared report: age (encoding: spline) gets the section, tested at --cutoff age=65; size
+    (encoding: threshold) does not; the tests equal dose_response on the same complete cases."""
+    from riskmodel.config import load_experiment
+    from riskmodel.workflow import experiment_report
+    from tests.test_report_declared import COVARIATES, experiment, export
+
+    frame = export(160, seed=7)
+    path = experiment(tmp_path, frame, COVARIATES)
+    report = experiment_report(load_experiment(path), tmp_path / "report", cutoffs={"age": 65})
+    text = report.read_text(encoding="utf-8")
+    assert "dose-response of age, without a cut-off" in text
+    assert "dose-response of size" not in text
+    shown = pd.read_csv(tmp_path / "report" / "tables" / "os_age_dose_tests.csv")
+    months = frame["OS (days)"] / (365.25 / 12)
+    ours = dose_response(months, frame["Status"] == 1, frame["Age (years)"])  # death from other causes censored
+    np.testing.assert_allclose(shown["chi2"], ours.tests["chi2"], rtol=1e-9)
+    threshold = pd.read_csv(tmp_path / "report" / "tables" / "os_age_threshold.csv")
+    assert threshold.loc[2, "coding"] == "dichotomised at 65 (pre-specified)"
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert "at 65 years" in summary["endpoints"]["os"]["dose_response"]["age"]["threshold"]["verdict"]

@@ -139,7 +139,7 @@ def dose_section(
     title = f"{label}: partial effect of {name} on the log hazard"
     parts = [
         heading,
-        figure_html(dose_response_plot(response, rug, cutoff, title, f"{name} ({unit})"), title),
+        figure_html(dose_response_plot(response, rug, cutoff, title, f"{name} ({unit})" if unit else name), title),
         f"<p>{html.escape(_tests_sentence(response))} The rug under the curve is binned (patients per "
         f"{float(rug['bin_high'].iloc[0] - rug['bin_low'].iloc[0]):g} {html.escape(unit)}): this report is shareable, "
         "so no single patient's dose is drawn.</p>",
