@@ -4,7 +4,9 @@ Sections: what was left out and why; the missing data per covariate (n, %, by ev
 by centre); the characteristics of every declared covariate, overall and by centre; then per
 declared endpoint its events, reverse-KM follow-up, Kaplan-Meier median and rates, the univariate
 Kaplan-Meier / log-rank table of every covariate with its curves
-(:mod:`riskmodel.reporting.declared_tables`), the multivariable Cox model of the declared
+(:mod:`riskmodel.reporting.declared_tables`), the dose-response of every covariate declared
+``encoding: spline`` (its curve and tests; the threshold analysis at its ``--cutoff``:
+:mod:`riskmodel.reporting.dose_section`), the multivariable Cox model of the declared
 covariates with their declared encodings (pooled over imputations when the declaration imputes)
 and its proportional-hazards tests (:mod:`riskmodel.reporting.declared_cox`).
 
@@ -42,6 +44,7 @@ from riskmodel.reporting.declared_tables import (
     groupings,
     univariate_declared,
 )
+from riskmodel.reporting.dose_section import dose_section
 from riskmodel.reporting.page import format_p, json_safe, km_plot, page, table_html
 from riskmodel.reporting.plots import figure_html, schoenfeld_plot
 from riskmodel.stats.samplesize import SampleSize
@@ -198,7 +201,42 @@ def _endpoint_section(plan: _Plan, endpoint: str, out: Path, ep_summary: dict[st
     fig = km_plot({"all patients": (time, event)}, f"{name}: Kaplan-Meier, 95% CI{caution}", plan.time_axis)
     parts.append(figure_html(fig, f"{name} Kaplan-Meier curve"))
     parts += _univariate_section(plan, sd.X, time, event, horizons, (endpoint, name), out, ep_summary)
+    parts += _dose_sections(plan, sd.X, time, event, (endpoint, name), out, ep_summary)
     return parts + _multivariable_section(plan, sd.X, sd.y, (endpoint, name), out, ep_summary)
+
+
+def _dose_sections(
+    plan: _Plan,
+    X: pd.DataFrame,
+    time: np.ndarray,
+    event: np.ndarray,
+    names: tuple[str, str],
+    out: Path,
+    ep_summary: dict[str, Any],
+) -> list[str]:
+    """The dose-response (spline curve and tests) of every numeric covariate declared ``encoding: spline``,
+    with the threshold analysis at its ``--cutoff`` when one is given (a median split is not pre-specified)."""
+    endpoint, name = names
+    parts: list[str] = []
+    for g in plan.grouping:
+        c = g.covariate
+        if c.kind != "numeric" or c.encoding != "spline" or c.name not in X.columns:
+            continue
+        parts += dose_section(
+            time,
+            event.astype(float),
+            pd.to_numeric(X[c.name], errors="coerce"),
+            out,
+            f"{endpoint}_{c.name}",
+            ep_summary.setdefault("dose_response", {}).setdefault(c.name, {}),
+            label=name,
+            name=c.name,
+            unit=c.unit,
+            cutoff=g.cut if g.how.startswith("--cutoff") else None,
+            knots=c.knots,
+            seed=plan.config.seed,
+        )
+    return parts
 
 
 def _size_note(plan: _Plan, endpoint: str, ep_summary: dict[str, Any]) -> str:

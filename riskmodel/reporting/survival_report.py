@@ -6,8 +6,10 @@ the study's Tables 1 and 2 (n, median, landmark rates, log-rank χ² and p); sub
 significant factors; the multivariable Cox model (D90 ≥ 110 Gy and CR+PR; Efron ties; Wald and
 likelihood-ratio tests; events per variable); proportional-hazards tests as R's cox.zph computes
 them (survival ≥ 3.0 score test, km and rank time) with the scaled Schoenfeld residual plot;
-local control with death as a competing risk (Aalen-Johansen beside 1 − KM); and, for the bundled
-cohort, the published figures beside these results.
+local control with death as a competing risk (Aalen-Johansen beside 1 − KM); the dose-response of
+D90 without a cut-off (restricted cubic spline curve with its band and a binned rug, LR tests, the
+threshold analysis: :mod:`riskmodel.reporting.dose_section`); and, for the bundled cohort, the
+published figures beside these results.
 
 Guarantee-time rule: wherever the 3-month response is involved (its univariate rows, the
 multivariable model) the analysis starts at the 3-month landmark, and the report says so. The
@@ -38,6 +40,7 @@ from riskmodel.core.csvout import write_safe_csv
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import UserInputError, require_writable
 from riskmodel.privacy import PhiGuard, years_only
+from riskmodel.reporting.dose_section import dose_section
 from riskmodel.reporting.page import format_p, json_safe, km_plot, page, table_html
 from riskmodel.reporting.plots import figure_html, pyplot, schoenfeld_plot
 from riskmodel.reporting.survival_tables import (
@@ -81,12 +84,15 @@ def build_report(
     endpoints: Sequence[str] = ENDPOINTS,
     compare_published: bool | None = None,
     cutoffs: dict[str, float] | None = None,
+    dose_resamples: int = 200,
 ) -> Path:
     """Write ``report.html`` (self-contained), ``tables/*.csv`` and ``summary.json`` into ``out_dir``.
 
     Returns the path of the HTML file.
 
-    ``cutoffs`` replaces the study's cut-off of two-group numeric factors, e.g. ``{"d90_gy": 120}``.
+    ``cutoffs`` replaces the study's cut-off of two-group numeric factors, e.g. ``{"d90_gy": 120}``
+    (also the cut-off the dose-response section tests). ``dose_resamples``: bootstrap resamples of
+    the threshold analysis.
     """
     unknown = [e for e in endpoints if e not in ENDPOINTS]
     chosen: list[Endpoint] = [e for e in ENDPOINTS if e in endpoints]
@@ -96,7 +102,7 @@ def build_report(
     guard = PhiGuard.for_cohort(cohort)
     # written beside out_dir, checked by the PHI guard, then moved in file by file (each whole)
     with staged_folder(out_dir, merge=True) as stage:
-        _write_report(cohort, stage, chosen, compare_published, cutoffs)
+        _write_report(cohort, stage, chosen, compare_published, cutoffs, dose_resamples)
         guard.check_tree(stage, "report")
     return Path(out_dir) / "report.html"
 
@@ -107,6 +113,7 @@ def _write_report(
     chosen: list[Endpoint],
     compare_published: bool | None,
     cutoffs: dict[str, float] | None,
+    dose_resamples: int = 200,
 ) -> None:
     out = root / "tables"
     out.mkdir(parents=True, exist_ok=True)
@@ -124,7 +131,20 @@ def _write_report(
     write_safe_csv(chars, out / "characteristics.csv", index=False)
     parts.append(table_html(chars, "Cohort characteristics"))
     for ep in chosen:
-        parts += _endpoint_section(data, ep, cutoffs, out, summary["endpoints"].setdefault(ep, {}))
+        ep_summary = summary["endpoints"].setdefault(ep, {})
+        parts += _endpoint_section(data, ep, cutoffs, out, ep_summary)
+        if "d90_gy" in data.columns:
+            parts += dose_section(
+                data[f"{ep}_months"],
+                data[f"{ep}_event"].astype(float),
+                data["d90_gy"],
+                out,
+                ep,
+                ep_summary.setdefault("dose_response", {}),
+                label=f"{ENDPOINT_LABELS[ep]} (from implant)",
+                cutoff=(cutoffs or {}).get("d90_gy", 110.0),
+                n_resamples=dose_resamples,
+            )
     if "lc" in chosen:
         table, fig = competing_risks(data), _competing_figure(data)
         write_safe_csv(table, out / "lc_competing_risks.csv", index=False)

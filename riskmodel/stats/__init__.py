@@ -21,7 +21,7 @@ from riskmodel.stats.ph import (
     transformed_time,
 )
 from riskmodel.stats.pooling import PooledEstimates, barnard_rubin_df, rubin_pool
-from riskmodel.stats.splines import restricted_cubic_spline
+from riskmodel.stats.splines import harrell_knots, restricted_cubic_spline
 from riskmodel.stats.target import (
     COMPETING_DTYPE,
     SURVIVAL_DTYPE,
@@ -47,6 +47,7 @@ __all__ = [
     "check_competing_target",
     "check_survival_target",
     "competing_array",
+    "harrell_knots",
     "is_competing",
     "kaplan_meier",
     "km_at",
