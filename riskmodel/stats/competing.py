@@ -8,7 +8,7 @@
   variance is Fine & Gray's robust sandwich (their section 3), including the term for the
   estimated censoring distribution (ψ), as ``crr`` reports it in ``var``.
 * :func:`gray_test`: Gray's (1988, Ann. Statist. 16:1141-1154) K-sample test of equal CIFs (ρ = 0),
-  optionally stratified, as ``cmprsk::cuminc(...)$Tests``.
+  optionally stratified, as ``cmprsk::cuminc(...)$Tests`` (including its corrections for tied times).
 
 Every sum over a risk set is a cumulative sum over patients sorted by time, so a Newton step costs
 O(n·p² + k·p²) (k distinct event times) after one O(n log n) sort: no loop over patients.
@@ -367,11 +367,11 @@ def gray_test(time: Any, cause: Any, group: Any, *, event: int = 1, strata: Any 
     """Gray's (1988) K-sample test that ``event``'s cumulative incidence is equal across ``group``s.
 
     The score of group k is Σ_t [d_k(t) − d(t)·R_k(t)/Σ_r R_r(t)], R_r = Y_r(1 − F_r(t-))/S_r(t-)
-    (ρ = 0); its variance is Gray's estimator under the null, written with h_r = Y_r/S_r(t-) and the
-    pooled CIF F⁰ (dF⁰ = d/Σ_r h_r): Σ_r Σ_t a_kr a_lr dF⁰/h_r + b_kr b_lr dF_2r/h_r, where
-    a = φ − Φ/S_r(t), b = −Φ/S_r(t), φ_kr(t) = (δ_kr − h_k/Σh)·h_r + Σ_{s>t} (δ_kr − h_k/Σh)·h_r·dF⁰/(1 − F⁰(s-))
-    and Φ_kr(t) = Σ_{s>t} φ_kr(s)·dF⁰(s). Tied events of the cause at t scale the variance term of t
-    by (n(t) − d(t))/(n(t) − 1). With ``strata``, scores and variances are summed over strata.
+    (ρ = 0); its variance is Gray's estimator under the null (his section 3), summed over the
+    distinct times with the tie factors of his own program, which ``cmprsk::cuminc`` runs (see
+    :func:`_gray_stratum`). With ``strata``, scores and variances are summed over strata. The
+    statistic equals ``cuminc(...)$Tests`` to rounding, with or without tied times; the p-value is
+    the χ² upper tail computed directly (cuminc's ``1 − pchisq`` is 0 below about 1e-16).
     """
     t, code = _outcome(time, cause, None, event)
     g = np.asarray(group).ravel()
@@ -410,36 +410,51 @@ def _after(x: np.ndarray) -> np.ndarray:
     return np.concatenate([tail[..., 1:], np.zeros((*x.shape[:-1], 1))], axis=-1)
 
 
+def _safe(x: np.ndarray) -> np.ndarray:
+    """``x`` with zeros replaced by ones: a denominator for terms that are zero there anyway."""
+    return np.where(x != 0, x, 1.0)
+
+
 def _gray_stratum(t: np.ndarray, code: np.ndarray, g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Score and variance of Gray's test in one stratum; arrays are (group, time)."""
+    """Score and variance of Gray's (1988) test in one stratum; arrays are (group, time).
+
+    Gray's variance (his section 3, ρ = 0) written per distinct time t with h_r = Y_r/S_r(t-),
+    dF⁰ = d₁/Σh and the pooled F⁰: a_ir = (δ_ir − h_i/Σh)·h_r, c_ir(t) = Σ_{s ≤ t} a_ir dF⁰/(1 − F⁰(s-)),
+    G = c(∞) − c(t). An event of the cause adds, for each group r, w₁·A_iA_j with
+    A = a + τ₁·G, τ₁ = 1 − (1 − F⁰(t))/S_r(t) and w₁ = ω₁·dF⁰/h_r; a competing event in group r adds
+    w₂·B_iB_j with B = τ₂·G, τ₂ = (1 − F⁰(t))/S_r(t), w₂ = ω₂·S_r(t-)²·d₂r/Y_r². The tie factors are
+    the hypergeometric-type corrections of Gray's own program (``crstm.f`` in cmprsk, which
+    ``cuminc`` calls): ω₁ = 1 − (d₁ − 1)/(Σh·S_r(t-) − 1) and ω₂ = 1 − (d₂r − 1)/(Y_r − 1); both
+    are 1 without ties.
+    """
     uniq, inv = np.unique(t, return_inverse=True)
     counts = np.zeros((3, k, len(uniq)))
     np.add.at(counts, (code, g, inv), 1.0)
-    censored, d1, d2 = counts
-    at_risk = (censored + d1 + d2)[:, ::-1].cumsum(1)[:, ::-1]
+    _, d1, d2 = counts
+    at_risk = counts.sum(0)[:, ::-1].cumsum(1)[:, ::-1]
     alive = at_risk > 0
-    y = np.where(alive, at_risk, 1.0)
+    y = _safe(at_risk)
     surv = np.cumprod(1 - np.where(alive, (d1 + d2) / y, 0.0), axis=1)
     surv_before = np.hstack([np.ones((k, 1)), surv[:, :-1]])
     cif_before = np.hstack([np.zeros((k, 1)), np.cumsum(np.where(alive, surv_before * d1 / y, 0.0), 1)[:, :-1]])
-    h = np.where(alive, at_risk / np.where(surv_before > 0, surv_before, 1.0), 0.0)
+    h = np.where(alive, at_risk / _safe(surv_before), 0.0)
+    n1, h_sum = d1.sum(0), h.sum(0)
     r = h * (1 - cif_before)
-    n1 = d1.sum(0)
-    share = r / np.where(r.sum(0) > 0, r.sum(0), 1.0)
-    score = (d1 - share * n1).sum(1)
-    h_sum = h.sum(0)
-    df0 = n1 / np.where(h_sum > 0, h_sum, 1.0)
-    f0_before = np.r_[0.0, np.cumsum(df0)[:-1]]
-    w = (np.eye(k)[:, :, None] - (h / np.where(h_sum > 0, h_sum, 1.0))[:, None, :]) * h[None]  # (k, r, t)
+    score = (d1 - r / _safe(r.sum(0)) * n1).sum(1)
+    df0 = np.where(n1 > 0, n1 / _safe(h_sum), 0.0)
+    f0 = np.cumsum(df0)
+    f0_before = f0 - df0
+    a = (np.eye(k)[:, :, None] - (h / _safe(h_sum))[:, None, :]) * h[None]  # (i, r, t)
+    later = _after(a * np.where(df0 > 0, df0 / _safe(1 - f0_before), 0.0))  # G: c(∞) − c(t)
+    skm = _safe(surv)
+    tau1 = np.where(surv > 0, 1 - (1 - f0) / skm, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        dgamma = np.where(df0 > 0, df0 / (1 - f0_before), 0.0)
-    phi = w + _after(w * dgamma)
-    big_phi = _after(phi * df0) / np.where(surv > 0, surv, 1.0)[None]
-    a, b = phi - big_phi, -big_phi
-    h_inv = np.where(h > 0, 1 / np.where(h > 0, h, 1.0), 0.0)
-    n_all = at_risk.sum(0)
-    ties = np.where(n1 > 1, (n_all - n1) / np.where(n_all > 1, n_all - 1, 1.0), 1.0)
-    w1 = h_inv * (df0 * ties)[None]
-    w2 = h_inv * np.where(alive, surv_before * d2 / y, 0.0)
-    var = np.einsum("krt,lrt,rt->kl", a, a, w1) + np.einsum("krt,lrt,rt->kl", b, b, w2)
+        omega1 = np.where(n1 > 1, 1 - (n1 - 1) / (h_sum * surv_before - 1), 1.0)
+    w1 = np.where(alive & (n1 > 0), omega1 * df0 / _safe(h), 0.0)
+    big_a = a + tau1[None] * later
+    tau2 = np.where(surv > 0, (1 - f0) / skm, 0.0)
+    omega2 = np.where(d2 > 1, 1 - (d2 - 1) / _safe(at_risk - 1), 1.0)
+    w2 = np.where((surv > 0) & (d2 > 0), omega2 * surv_before**2 * d2 / y**2, 0.0)
+    big_b = tau2[None] * later
+    var = np.einsum("irt,jrt,rt->ij", big_a, big_a, w1) + np.einsum("irt,jrt,rt->ij", big_b, big_b, w2)
     return score, var
