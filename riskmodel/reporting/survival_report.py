@@ -33,13 +33,15 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.cohort import Cohort, local_failure_competing
-from riskmodel.cohort.endpoints import ENDPOINT_LABELS, ENDPOINTS, RESPONSE_LANDMARK_MONTHS, Endpoint
+from riskmodel.cohort.endpoints import ENDPOINT_LABELS, ENDPOINTS, RESPONSE_LANDMARK_MONTHS, Endpoint, survival_data
 from riskmodel.cohort.reconstruction.calibrate import compare_to_published
-from riskmodel.cohort.reconstruction.study import FACTOR_COLUMNS, groupings, published_targets
+from riskmodel.cohort.reconstruction.study import FACTOR_COLUMNS, LANDMARKS, groupings, published_targets
+from riskmodel.config import competing_endpoints
 from riskmodel.core.csvout import write_safe_csv
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import UserInputError, require_writable
 from riskmodel.privacy import PhiGuard, years_only
+from riskmodel.reporting.competing_section import CompetingInputs, competing_section
 from riskmodel.reporting.dose_section import dose_section
 from riskmodel.reporting.page import format_p, json_safe, km_plot, page, table_html
 from riskmodel.reporting.plots import figure_html, pyplot, schoenfeld_plot
@@ -47,6 +49,8 @@ from riskmodel.reporting.survival_tables import (
     AS_PUBLISHED,
     LANDMARKED,
     characteristics,
+    cif_groupings,
+    competing_design,
     competing_risks,
     km_overall,
     multivariable_cox,
@@ -152,6 +156,11 @@ def _write_report(
         parts.append("<h2>Local failure with death as a competing risk</h2>")
         parts.append(figure_html(fig, "cumulative incidence of local failure"))
         parts.append(table_html(table, "Aalen-Johansen cumulative incidence vs 1 − KM"))
+    for ep in chosen:
+        if ep in competing_endpoints(cohort):
+            found: dict[str, Any] = {}
+            summary["endpoints"][ep]["competing_risks"] = found
+            parts += competing_section(_competing_inputs(cohort, ep, cutoffs), out, found)
     if compare_published:
         cmp = compare_to_published(data)
         write_safe_csv(cmp, out / "published_comparison.csv", index=False)
@@ -160,6 +169,34 @@ def _write_report(
         parts.append(f"<p class='note'>Source of the published figures: {about}</p>")
     (root / "report.html").write_text(page(parts), encoding="utf-8")
     (root / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
+
+
+CAUSE_NAMES = {"lc": ("local failure", "death without local failure")}
+
+
+def _competing_inputs(cohort: Cohort, ep: Endpoint, cutoffs: dict[str, float] | None) -> CompetingInputs:
+    """The competing-risks section of ``ep``: from the implant, the response from the 3-month
+    landmark, as the univariate tables; the multivariable design of the Cox model."""
+    data = cohort.data
+    cr = survival_data(data, ep, competing=True)
+    if "response_3mo" not in data.columns or data["response_3mo"].isna().all():
+        design: tuple[pd.DataFrame, np.ndarray, np.ndarray] | str = "no 3-month response in this cohort"
+    else:
+        design = competing_design(data, ep)
+    return CompetingInputs(
+        endpoint=ep,
+        label=ENDPOINT_LABELS[ep],
+        time=cr.y["time"].astype(float),
+        cause=cr.y["cause"].astype(int),
+        groupings=cif_groupings(data, ep, cutoffs),
+        names=CAUSE_NAMES.get(ep, (f"{ep.upper()} event", "competing event")),
+        origin="from the implant; the response grouping and the multivariable models from the 3-month landmark, "
+        "as the univariate tables and the Cox model",
+        design=design,
+        horizons=LANDMARKS,
+        rules=[str(r) for r in cohort.competing_rules if r.endpoint == ep],
+        caution=" (exploratory)",
+    )
 
 
 def _endpoint_section(

@@ -27,6 +27,7 @@ from riskmodel.errors import UserInputError
 from riskmodel.features import ClinicalFeatures
 from riskmodel.features.safe_harbor import shown_value
 from riskmodel.models import CoxPH
+from riskmodel.reporting.competing_section import CifGrouping
 from riskmodel.stats import (
     PHTest,
     Transform,
@@ -45,6 +46,8 @@ __all__ = [
     "LANDMARKED",
     "PH_TRANSFORMS",
     "characteristics",
+    "cif_groupings",
+    "competing_design",
     "competing_risks",
     "km_overall",
     "multivariable_cox",
@@ -164,16 +167,21 @@ def _factor_rows(label: str, frame: pd.DataFrame, group_of: Any, endpoint: str, 
     return rows
 
 
-def _study_design(data: pd.DataFrame, endpoint: Endpoint) -> tuple[pd.DataFrame, np.ndarray, int]:
+def _study_design(
+    data: pd.DataFrame, endpoint: Endpoint, competing: bool = False
+) -> tuple[pd.DataFrame, np.ndarray, int]:
     """The study's multivariable design (D90 >= 110 Gy, CR+PR) from the 3-month landmark.
 
-    Returns the covariates (the ``published`` feature set), the target, and how many patients
-    were left out for lack of a recorded response.
+    Returns the covariates (the ``published`` feature set), the target (``competing``: the
+    competing-risks target, fields event, time, cause), and how many patients were left out for
+    lack of a recorded response.
     """
     if "response_3mo" not in data.columns or data["response_3mo"].isna().all():
         raise UserInputError("the multivariable model needs response_3mo, which this cohort does not have")
     known = data[data["response_3mo"].notna()]
-    sd = survival_data(known, endpoint, landmark_months=RESPONSE_LANDMARK_MONTHS, feature_columns=["response_3mo"])
+    sd = survival_data(
+        known, endpoint, landmark_months=RESPONSE_LANDMARK_MONTHS, feature_columns=["response_3mo"], competing=competing
+    )
     features = ClinicalFeatures("published", landmark_months=RESPONSE_LANDMARK_MONTHS).set_output(transform="pandas")
     X = features.fit_transform(sd.X).reset_index(drop=True)
     return X, sd.y, len(data) - len(known)
@@ -202,6 +210,46 @@ def multivariable_cox(data: pd.DataFrame, endpoint: Endpoint) -> tuple[pd.DataFr
     }
     table = model.hazard_ratios_.reset_index()[["feature", "hr", "hr_lower_95", "hr_upper_95", "p"]]
     return table, tests
+
+
+def competing_design(data: pd.DataFrame, endpoint: Endpoint) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The multivariable model's design for the competing-risks models: the same covariates from
+    the same 3-month landmark, with the competing-risks time and cause (0, 1, 2) of ``endpoint``."""
+    X, y, _ = _study_design(data, endpoint, competing=True)
+    return X, y["time"].astype(float), y["cause"].astype(int)
+
+
+def cif_groupings(data: pd.DataFrame, endpoint: Endpoint, cutoffs: dict[str, float] | None = None) -> list[CifGrouping]:
+    """The univariate table's groupings for CIF curves and Gray's test, with its time-origin rule:
+    the response from the 3-month landmark (and, for reference, from the implant as published),
+    every other factor from the implant. Curves are drawn for D90, the response and the stages."""
+    out = []
+    for factor, group_of in groupings(cutoffs).items():
+        column = FACTOR_COLUMNS[factor]
+        if column not in data.columns:
+            continue
+        known = data[data[column].notna()]
+        plot = factor in CIF_FIGURE_FACTORS
+        if factor == RESPONSE_FACTOR:
+            sd = survival_data(
+                known,
+                endpoint,
+                landmark_months=RESPONSE_LANDMARK_MONTHS,
+                feature_columns=["response_3mo"],
+                competing=True,
+            )
+            out.append(_grouping(factor + LANDMARKED, sd.y, np.asarray(group_of(sd.X)), plot))
+            factor, plot = factor + AS_PUBLISHED, False
+        sd = survival_data(known, endpoint, competing=True)
+        out.append(_grouping(factor, sd.y, np.asarray(group_of(sd.X)), plot))
+    return out
+
+
+CIF_FIGURE_FACTORS = ("d90_gy", RESPONSE_FACTOR, "t_stage", "n_stage", "m_stage")
+
+
+def _grouping(label: str, y: np.ndarray, groups: np.ndarray, plot: bool) -> CifGrouping:
+    return CifGrouping(label, y["time"].astype(float), y["cause"].astype(int), groups.astype(str), plot)
 
 
 PH_TRANSFORMS: tuple[Transform, ...] = ("km", "rank")
