@@ -159,3 +159,57 @@ def test_censoring_sentence_is_built_from_the_numbers() -> None:
     assert "gives 0.50" in text
     assert "overstates it by 0.12" in text
     assert "1 patient had death first" in text
+
+
+R_DECLARED = r"""
+suppressMessages(library(cmprsk))
+d <- read.csv(commandArgs(trailingOnly = TRUE)[1], check.names = FALSE, stringsAsFactors = FALSE)
+time <- d[["OS (days)"]] * 12 / 365.25
+cause <- d$Status
+out <- function(key, x) writeLines(paste(c(key, formatC(x, digits = 17, format = "g")), collapse = "\t"))
+for (g in c("Arm", "Smoker", "Site")) {
+  x <- cuminc(time, cause, d[[g]])$Tests
+  out(paste0(tolower(g), ":1"), x["1", ]); out(paste0(tolower(g), ":2"), x["2", ])
+}
+X <- cbind(as.numeric(d$Arm == "B"), as.numeric(d$Arm == "C"), as.numeric(d$Smoker == "yes"))
+fg <- crr(time, cause, X, gtol = 1e-12, maxiter = 200)
+out("fg:coef", fg$coef); out("fg:se", sqrt(diag(fg$var)))
+"""
+
+
+@pytest.mark.slow
+@needs_r
+def test_declared_report_gray_and_fine_gray_equal_cuminc_and_crr(tmp_path: Path) -> None:
+    """A declared export with competing code 2 (death from other causes), two centres: Gray's test
+    per covariate and by centre against cuminc (1e-6 relative), the Fine-Gray table against crr
+    (1e-4 relative), all computed by R from the raw export (days, codes, levels)."""
+    from riskmodel.config import load_experiment
+    from riskmodel.workflow import experiment_report
+    from tests.test_report_declared import experiment, export
+
+    frame = export(160, seed=7)
+    covariates = [
+        {"name": "arm", "column": "Arm", "kind": "categorical", "levels": ["A", "B", "C"], "reference": "A"},
+        {"name": "smoker", "column": "Smoker", "kind": "binary"},
+    ]
+    path = experiment(tmp_path, frame, covariates)
+    experiment_report(load_experiment(path), tmp_path / "report")
+    (tmp_path / "check.R").write_text(R_DECLARED, encoding="utf-8")
+    command = ["Rscript", str(tmp_path / "check.R"), str(tmp_path / "export.csv")]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    r = {line.split("\t")[0]: np.array([float(v) for v in line.split("\t")[1:]]) for line in run.stdout.splitlines()}
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())["endpoints"]["os"]["competing_risks"]
+    for grouping, key in (("arm", "arm"), ("smoker", "smoker"), ("centre", "site")):
+        for k, name in ((1, "event"), (2, "competing")):
+            statistic, p_value, df = r[f"{key}:{k}"]
+            assert summary["gray"][grouping][name]["df"] == df
+            assert summary["gray"][grouping][name]["chi2"] == pytest.approx(statistic, rel=1e-6)
+            assert summary["gray"][grouping][name]["p"] == pytest.approx(p_value, rel=1e-6)
+    fg = pd.read_csv(tmp_path / "report" / "tables" / "os_fine_gray.csv")
+    np.testing.assert_allclose(fg["coef"], r["fg:coef"], rtol=1e-4)
+    np.testing.assert_allclose(fg["se"], r["fg:se"], rtol=1e-4)
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "competing event (codes 2)" in page
+    assert "PT-0" not in page
+    assert "Canary" not in page

@@ -216,7 +216,8 @@ class CompetingInputs:
     ``origin``: the time origin in words (the same rules as the Kaplan-Meier sections);
     ``design``: the multivariable design (covariates, CR time, cause) or why there is none;
     ``rules``: the competing-after-censoring rule of each endpoint it applies to, in words;
-    ``caution``: the exploratory label for captions."""
+    ``caution``: the exploratory label for captions; ``notes``: anything else the reader must know
+    (e.g. the models fitted on complete cases)."""
 
     endpoint: str
     label: str
@@ -229,6 +230,7 @@ class CompetingInputs:
     horizons: Sequence[float]
     rules: Sequence[str] = ()
     caution: str = ""
+    notes: Sequence[str] = ()
 
 
 def competing_section(inputs: CompetingInputs, out: Path, summary: dict[str, Any]) -> list[str]:
@@ -255,7 +257,7 @@ def competing_section(inputs: CompetingInputs, out: Path, summary: dict[str, Any
         f"{html.escape(competing)}), 95% log(−log) intervals from cuminc's variance; Gray's test per grouping. "
         f"Time origin: {html.escape(inputs.origin)}.</p>",
         f"<p>{html.escape(sentence)}</p>",
-        *(f"<p class='note'>{html.escape(r)}.</p>" for r in inputs.rules),
+        *(f"<p class='note'>{html.escape(r)}.</p>" for r in [*inputs.rules, *inputs.notes]),
         table_html(overall, f"{name}: cumulative incidence of both causes (95% CI) beside 1 − KM{caution}"),
     ]
     axis = f"months ({inputs.origin})"

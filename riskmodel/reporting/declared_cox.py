@@ -26,13 +26,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from riskmodel.cohort import Cohort, survival_data
 from riskmodel.cohort.declaration import CohortDeclaration, CovariateDeclaration
-from riskmodel.errors import RiskModelWarning, UserInputError
+from riskmodel.config import ExperimentConfig
+from riskmodel.errors import RiskModelError, RiskModelWarning, UserInputError
 from riskmodel.features import DeclaredEncoding, DeclaredFeatures, DeclaredInputs
 from riskmodel.models import CoxPH, MultipleImputationSurvival, pooled_hazard_ratios
+from riskmodel.reporting.competing_section import CifGrouping, CompetingInputs
+from riskmodel.reporting.declared_tables import Grouping
 from riskmodel.stats import PHTest, ph_term_tests, ph_test
 
-__all__ = ["DeclaredCox", "cox_design", "fit_imputed", "multivariable_declared", "ph_table"]
+__all__ = ["DeclaredCox", "cox_design", "declared_competing", "fit_imputed", "multivariable_declared", "ph_table"]
 
 PH_TRANSFORMS = ("km", "rank")
 
@@ -259,3 +263,57 @@ def ph_table(
         "no evidence against proportional hazards" + (" (little power with this few events)" if few else ""),
     )
     return frame
+
+
+def declared_competing(
+    cohort: Cohort, config: ExperimentConfig, grouping: Sequence[Grouping], endpoint: str, caution: str
+) -> CompetingInputs:
+    """The competing-risks section of a declared endpoint: its competing-risks view from the same
+    time origin (or landmark) as its Kaplan-Meier sections, the univariate groupings and the centre,
+    and the multivariable design with the declared encodings on the complete cases."""
+    declaration = config.cohort if cohort.declaration is None else cohort.declaration
+    assert declaration is not None  # a declared report always has one
+    decl = declaration.endpoint(endpoint)
+    covariates = [g.covariate.name for g in grouping]
+    sd = survival_data(
+        cohort, endpoint, landmark_months=config.landmark_months, feature_columns=covariates, competing=True
+    )
+    time, cause = sd.y["time"].astype(float), sd.y["cause"].astype(int)
+    groups = []
+    for g in grouping:
+        labels = g.labels(sd.X[g.covariate.name])
+        known = labels.notna().to_numpy()
+        groups.append(CifGrouping(g.covariate.name, time[known], cause[known], labels[known].to_numpy(str)))
+    if "centre" in sd.X.columns and sd.X["centre"].nunique() > 1:
+        known = sd.X["centre"].notna().to_numpy()
+        groups.append(CifGrouping("centre", time[known], cause[known], sd.X["centre"][known].to_numpy(str)))
+    complete = sd.X[config.covariates].notna().all(axis=1).to_numpy()
+    notes = []
+    if not complete.all():
+        notes.append(f"The Fine-Gray and cause-specific Cox models use the {int(complete.sum())} complete cases")
+    try:
+        design: tuple[pd.DataFrame, np.ndarray, np.ndarray] | str = (
+            cox_design(sd.X[complete], declaration, config.covariates)[0],
+            time[complete],
+            cause[complete],
+        )
+    except RiskModelError as exc:
+        design = str(exc)
+    landmark = config.landmark_months
+    other = decl.competing_endpoint or "codes " + ", ".join(map(str, decl.competing_codes))
+    return CompetingInputs(
+        endpoint=endpoint,
+        label=decl.label or endpoint.upper(),
+        time=time,
+        cause=cause,
+        groupings=groups,
+        names=(decl.label or endpoint.upper(), f"competing event ({other})"),
+        origin=f"the {landmark:g}-month landmark, as every analysis of this report"
+        if landmark
+        else f"{declaration.time_origin}, as the Kaplan-Meier sections",
+        design=design,
+        horizons=config.horizons,
+        rules=[str(r) for r in cohort.competing_rules if r.endpoint == endpoint],
+        caution=caution,
+        notes=notes,
+    )

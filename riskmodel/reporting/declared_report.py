@@ -8,7 +8,10 @@ Kaplan-Meier / log-rank table of every covariate with its curves
 ``encoding: spline`` (its curve and tests; the threshold analysis at its ``--cutoff``:
 :mod:`riskmodel.reporting.dose_section`), the multivariable Cox model of the declared
 covariates with their declared encodings (pooled over imputations when the declaration imputes)
-and its proportional-hazards tests (:mod:`riskmodel.reporting.declared_cox`).
+and its proportional-hazards tests (:mod:`riskmodel.reporting.declared_cox`); for an endpoint with
+competing events (``competing_codes`` or ``competing_endpoint``), its competing-risks section
+(:mod:`riskmodel.reporting.competing_section`: CIFs by covariate and centre with Gray's test,
+Fine-Gray and cause-specific Cox tables on the complete cases).
 
 Honesty about size is read from the data, never assumed: an endpoint below Riley et al.'s minimum
 sample size for its multivariable model (assessed by the caller, ``riskmodel.workflow``) is marked
@@ -31,12 +34,13 @@ import pandas as pd
 from riskmodel.cohort import Cohort, survival_data
 from riskmodel.cohort.declaration import CohortDeclaration, CovariateDeclaration
 from riskmodel.cohort.declared import missing_data_table
-from riskmodel.config import ExperimentConfig
+from riskmodel.config import ExperimentConfig, competing_endpoints
 from riskmodel.core.csvout import write_safe_csv
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import RiskModelError, UserInputError, require_writable
 from riskmodel.privacy import PhiGuard
-from riskmodel.reporting.declared_cox import DeclaredCox, multivariable_declared
+from riskmodel.reporting.competing_section import competing_section
+from riskmodel.reporting.declared_cox import DeclaredCox, declared_competing, multivariable_declared
 from riskmodel.reporting.declared_tables import (
     Grouping,
     characteristics_declared,
@@ -202,7 +206,11 @@ def _endpoint_section(plan: _Plan, endpoint: str, out: Path, ep_summary: dict[st
     parts.append(figure_html(fig, f"{name} Kaplan-Meier curve"))
     parts += _univariate_section(plan, sd.X, time, event, horizons, (endpoint, name), out, ep_summary)
     parts += _dose_sections(plan, sd.X, time, event, (endpoint, name), out, ep_summary)
-    return parts + _multivariable_section(plan, sd.X, sd.y, (endpoint, name), out, ep_summary)
+    parts += _multivariable_section(plan, sd.X, sd.y, (endpoint, name), out, ep_summary)
+    if endpoint in competing_endpoints(plan.declaration):
+        inputs = declared_competing(plan.cohort, plan.config, plan.grouping, endpoint, plan.caution(endpoint))
+        parts += competing_section(inputs, out, ep_summary.setdefault("competing_risks", {}))
+    return parts
 
 
 def _dose_sections(

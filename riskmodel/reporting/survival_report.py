@@ -6,7 +6,9 @@ the study's Tables 1 and 2 (n, median, landmark rates, log-rank χ² and p); sub
 significant factors; the multivariable Cox model (D90 ≥ 110 Gy and CR+PR; Efron ties; Wald and
 likelihood-ratio tests; events per variable); proportional-hazards tests as R's cox.zph computes
 them (survival ≥ 3.0 score test, km and rank time) with the scaled Schoenfeld residual plot;
-local control with death as a competing risk (Aalen-Johansen beside 1 − KM); the dose-response of
+local control with death as a competing risk (Aalen-Johansen beside 1 − KM; for every endpoint
+with competing events, :mod:`riskmodel.reporting.competing_section`: CIFs of both causes by group
+with Gray's test, the Fine-Gray and cause-specific Cox tables of the multivariable design); the dose-response of
 D90 without a cut-off (restricted cubic spline curve with its band and a binned rug, LR tests, the
 threshold analysis: :mod:`riskmodel.reporting.dose_section`); and, for the bundled cohort, the
 published figures beside these results.
