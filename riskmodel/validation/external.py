@@ -22,6 +22,7 @@ each resample exactly as on the whole sample.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -287,7 +288,9 @@ def validate_predictions(
     bands = n_boot if band_resamples is None else band_resamples
     calibration, decision = {}, {}
     for j, h in enumerate(p.horizons):
-        calibration[h] = calibration_curve(y, p.survival[:, j], h, n_boot=bands, seed=seed)
+        with warnings.catch_warnings():  # no band resample (bands = 0): the band is NaN, said as such
+            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+            calibration[h] = calibration_curve(y, p.survival[:, j], h, n_boot=bands, seed=seed)
         decision[h] = net_benefit(y, 1.0 - p.survival[:, j], h, THRESHOLDS)
     notes = [f"{failed} of {n_boot} bootstrap resamples had no event and were skipped"] if failed else []
     return ExternalValidation(
