@@ -222,3 +222,36 @@ def test_bad_input_is_one_line_and_exit_2(centres, tmp_path: Path, change: str, 
         assert len(lines) == 1, text
         assert expected in lines[0]
     assert "Traceback" not in text
+
+
+def test_a_model_file_without_training_aggregates_says_case_mix_is_unavailable(centres) -> None:  # type: ignore[no-untyped-def]
+    """A model saved before riskmodel kept means, SDs and level shares: no standardised differences, said so."""
+    from dataclasses import replace
+
+    from riskmodel.reporting.validation_report import render_validation_report
+    from riskmodel.scoring import read_patients
+    from riskmodel.workflow.evaluate import evaluate_one
+
+    old = replace(centres["model"], input_summaries={})
+    frame = read_patients(Path(centres["data"]))
+    facts, data = evaluate_one(
+        "old-model", old, frame, str(centres["data"]), horizons=[12.0], development=None, n_boot=0, seed=0
+    )
+    assert facts.standardised_differences is None
+    assert len(data.bad_rows) == 2
+    assert "Standardised differences: unavailable" in render_validation_report([facts])
+    assert facts.summary(1)["case_mix"]["max_abs_standardised_difference"] is None
+
+
+def test_a_competing_risks_model_is_refused_for_now(centres) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from riskmodel.errors import UserInputError
+    from riskmodel.models.competing import CauseSpecificCox
+    from riskmodel.scoring import read_patients
+    from riskmodel.workflow.evaluate import evaluate_one
+
+    competing = replace(centres["model"], estimator=CauseSpecificCox())
+    frame = read_patients(Path(centres["data"]))
+    with pytest.raises(UserInputError, match=r"competing-risks model .* does not validate those yet"):
+        evaluate_one("cr", competing, frame, "c.csv", horizons=None, development=None, n_boot=0, seed=0)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.metrics import defined_or_nan, harrell_c, integrated_brier, td_auc, uno_c
+from riskmodel.models.competing import CompetingRiskEstimator
 from riskmodel.models.cox import CoxPH
 from riskmodel.stats import kaplan_meier, step_values
 from riskmodel.validation.calibration import (
@@ -50,6 +51,7 @@ __all__ = [
     "brier_at",
     "external_validation",
     "fixed_predictions",
+    "is_linear",
     "observed_expected",
     "point_estimates",
 ]
@@ -92,8 +94,18 @@ def fixed_predictions(estimator: Any, Z: Any, y: Any, horizons: Sequence[float])
     risk = np.asarray(estimator.predict_risk(Z), dtype=float)
     surv = np.asarray(estimator.predict_survival(Z, list(h)).to_numpy(), dtype=float)
     surv_grid = np.asarray(estimator.predict_survival(Z, list(grid)).to_numpy(), dtype=float)
-    lp = risk if isinstance(estimator, CoxPH) else None
-    return FixedPredictions(h, risk, surv, grid, surv_grid, lp)
+    return FixedPredictions(h, risk, surv, grid, surv_grid, risk if is_linear(estimator) else None)
+
+
+def is_linear(estimator: Any) -> bool:
+    """Whether the risk score is a Cox linear predictor: a Cox model, or the mean of the Cox models
+    fitted on multiple imputations (the mean of their linear predictors is one)."""
+    if isinstance(estimator, CoxPH):
+        return True
+    fitted = getattr(estimator, "models_", None)
+    if isinstance(estimator, CompetingRiskEstimator) or not isinstance(fitted, list):
+        return False
+    return bool(fitted) and all(isinstance(m, CoxPH) for m in fitted)
 
 
 def _censoring_weights(y: Any, horizon: float) -> tuple[np.ndarray, float]:
