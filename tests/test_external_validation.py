@@ -2,13 +2,15 @@
 
 A Cox model is developed on two centres of a synthetic multi-centre cohort and validated on the
 third. Each measure is checked against scikit-survival (C-indices, td-AUC, Brier, IBS), lifelines
-(the Kaplan-Meier behind O/E, the Cox fits behind the slopes) or a hand computation, with the
-tolerance stated at each assertion.
+(the Kaplan-Meier behind O/E, the Cox fits behind the slopes), R's survival (concordance, survfit,
+coxph; skipped without Rscript) or a hand computation, with the tolerance stated at each assertion.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 import warnings
 
 import numpy as np
@@ -206,3 +208,44 @@ def test_a_shifted_cohort_is_told_apart(centres) -> None:  # type: ignore[no-unt
     Z_dev = model.features.transform(X.iloc[:150])
     assert membership_c(Z_dev, model.features.transform(X.iloc[150:])) < 0.65  # one centre split in two
     assert membership_c(Z_dev, model.features.transform(shifted.iloc[150:])) > 0.9
+
+
+HAS_R = shutil.which("Rscript") is not None
+R_SCRIPT = r"""
+suppressMessages(library(survival))
+d <- read.csv(commandArgs(TRUE)[1])
+out <- function(key, value) cat(key, sprintf("%.17g", value), "\n")
+out("harrell", concordance(Surv(t, e) ~ lp, data = d, reverse = TRUE)$concordance)
+out("slope", coef(coxph(Surv(t, e) ~ lp, data = d, ties = "efron", control = coxph.control(eps = 1e-12))))
+km <- survfit(Surv(t, e) ~ 1, data = d)
+for (h in c(12, 24)) {
+  s <- d[[paste0("s", h)]]
+  out(paste0("oe_", h), (1 - summary(km, times = h)$surv) / mean(1 - s))
+  dh <- data.frame(t = pmin(d$t, h), e = as.integer(d$e == 1 & d$t <= h), x = log(-log(s)))
+  fit <- coxph(Surv(t, e) ~ x, data = dh, ties = "efron", control = coxph.control(eps = 1e-12))
+  out(paste0("slope_", h), coef(fit))
+}
+"""
+
+
+@pytest.mark.skipif(not HAS_R, reason="R is not installed")
+def test_c_oe_and_slopes_equal_r_survival(centres, validated, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Harrell's C (survival::concordance), O/E (survfit's KM) to 1e-10; slopes (coxph, Efron ties) to 1e-6."""
+    model, X, y = centres
+    Z = model.features.transform(X)
+    frame = pd.DataFrame({"t": y["time"], "e": y["event"].astype(int), "lp": model.estimator.predict_risk(Z)})
+    for h in HORIZONS:
+        frame[f"s{h:g}"] = survival_at(model, X, h)
+    frame.to_csv(tmp_path / "d.csv", index=False, float_format="%.17g")
+    (tmp_path / "check.R").write_text(R_SCRIPT)
+    run = subprocess.run(
+        ["Rscript", str(tmp_path / "check.R"), str(tmp_path / "d.csv")], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    r = {key: float(value) for key, value in map(str.split, run.stdout.splitlines())}
+    est = validated.estimates()
+    assert abs(est["harrell_c"] - r["harrell"]) < 1e-10
+    for h in HORIZONS:
+        assert abs(est[f"oe_{h:g}"] - r[f"oe_{h:g}"]) < 1e-10
+        assert abs(est[f"slope_{h:g}"] - r[f"slope_{h:g}"]) < 1e-6
+    assert abs(est["slope"] - r["slope"]) < 1e-6
