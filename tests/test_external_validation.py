@@ -135,8 +135,9 @@ def test_bootstrap_intervals_resample_patients_with_the_model_fixed(centres, val
     model, X, y = centres
     table = validated.table.set_index("key")
     assert (table["resamples"] == 40).all()
-    inside = table.dropna(subset=["low", "high"])
-    assert ((inside["low"] <= inside["estimate"] + 1e-12) & (inside["estimate"] <= inside["high"] + 1e-12)).all()
+    # a percentile interval need not hold a skewed measure's estimate (E50 near 0); these it does
+    inside = table.loc[["harrell_c", "uno_c", "oe_12", "oe_24", "brier_12", "slope"]]
+    assert ((inside["low"] < inside["estimate"]) & (inside["estimate"] < inside["high"])).all()
     # the fixed model's predictions, resampled: one replicate by hand equals the same measures on
     # the resampled rows' own predictions (the model is not refitted)
     p = fixed_predictions(model.estimator, model.features.transform(X), y, HORIZONS)

@@ -172,10 +172,10 @@ def _case_mix(e: EvaluatedModel) -> str:
         parts.append(
             figure_html(smd_plot(e.standardised_differences, f"{e.title}: case-mix"), "standardised differences")
         )
-    c = "–" if e.membership_c is None else f"{e.membership_c:.3f}"
+    c = "" if e.membership_c is None else f" {e.membership_c:.3f}"
     parts.append(
-        f"<p>Membership model C (Debray et al. 2015; 0.5: alike case-mix, 1: fully different): {c}. "
-        f"{html.escape(e.membership_note)}</p>"
+        f"<p>Membership model C (Debray et al. 2015; 0.5: alike case-mix, 1: fully different):{c} "
+        f"({html.escape(e.membership_note)}).</p>"
     )
     return "".join(parts)
 
