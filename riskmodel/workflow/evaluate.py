@@ -157,7 +157,12 @@ def evaluate_one(
         raise UserInputError(f"{uri}: a competing-risks model (CIF); riskmodel evaluate does not validate those yet")
     data = labelled_data(model, frame, source)
     chosen = [float(h) for h in (horizons or model.horizons)]
-    notes = check_horizons(model, data, chosen, source)
+    try:
+        notes = check_horizons(model, data, chosen, source)
+    except UserInputError as exc:
+        if horizons:
+            raise
+        raise UserInputError(f"{exc} (the model's own horizons; choose others with --horizons)") from None
     result = external_validation(model, data.X, data.y, chosen, n_boot=n_boot, seed=seed)
     age = model.is_age
     smd = standardised_differences(data.X, model.input_summaries, age) if model.input_summaries else None
