@@ -32,6 +32,7 @@ from riskmodel.errors import (
 from riskmodel.explain import explain, what_if
 from riskmodel.features import ClinicalFeatures
 from riskmodel.features.safe_harbor import cap_age, is_age, read_ranges, shared_range, shown_value, stored_bound
+from riskmodel.features.summaries import input_summaries
 from riskmodel.models import SurvivalEstimator
 from riskmodel.models.base import check_horizons
 from riskmodel.privacy import pseudonym
@@ -70,6 +71,9 @@ class RiskModel:
     min_at_risk: int | None = None
     # the cohort declaration the model was trained on (None: the built-in brachytherapy contract)
     declaration: CohortDeclaration | None = None
+    # per input, aggregates of the training values (mean and SD, or level shares) for case-mix checks;
+    # empty for a model saved before riskmodel kept them (see riskmodel.features.summaries)
+    input_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -124,6 +128,7 @@ class RiskModel:
             reliable_until=reliable_until,
             min_at_risk=min_at_risk,
             declaration=declaration,
+            input_summaries=input_summaries(X, used, lambda n: _kind(declaration, n), lambda n: is_age(n, declaration)),
         )
 
     @property
@@ -368,6 +373,7 @@ class RiskModel:
             "declaration": None if self.declaration is None else self.declaration.model_dump(mode="json"),
             "reliable_until": self.reliable_until,
             "min_at_risk": self.min_at_risk,
+            "input_summaries": self.input_summaries,
             "hazard_ratios": None
             if self.hazard_ratios is None
             else {
@@ -418,6 +424,7 @@ class RiskModel:
             None if meta.get("reliable_until") is None else float(meta["reliable_until"]),
             None if meta.get("min_at_risk") is None else int(meta["min_at_risk"]),
             declaration,
+            dict(meta.get("input_summaries") or {}),
         )
 
 
