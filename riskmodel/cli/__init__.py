@@ -10,7 +10,8 @@ from riskmodel.cli.common import app, install_handlers
 
 __all__ = ["app", "run"]
 
-_COMMANDS = (config, data, evaluate, init, models, nomogram, report, score, train, tune)  # imported to register them on app
+# imported to register them on app
+_COMMANDS = (config, data, evaluate, init, models, nomogram, report, score, train, tune)
 
 
 def run() -> None:
