@@ -428,9 +428,10 @@ def test_every_run_logs_a_tripod_model_report_that_renders(trained: TrainResult,
         assert f"EPV {run.n_events / run.n_parameters:.1f}" in text  # a generated limitation
         assert "RECON-" not in text  # no patient identifier
         assert ("Baseline survival" in text) == (run.family == "cox")
+        assert ("<h3>Nomogram</h3>" in text) == (run.family == "cox")
         if CHROMIUM is not None and run.family == "cox":
             loaded, total = rendered_images(page, tmp_path)
-            assert total == 2 * len(run.horizons)
+            assert total == 2 * len(run.horizons) + 1  # calibration and decision curves, and the nomogram
             assert loaded == total
 
 

@@ -1,4 +1,5 @@
-"""SHAP explanations of every family, on the risk score or on S(t) at a horizon.
+"""SHAP explanations of every family, on the risk score or on S(t) at a horizon; of a
+competing-risk model, on the CIF of either event at a horizon.
 
 :func:`explain` returns a :class:`shap.Explanation`, so ``shap.plots.*`` work on it unchanged. The
 features explained are the model's own (``ClinicalFeatures`` output: ``d90_gy``, ``response_cr_pr``,
@@ -24,6 +25,13 @@ features explained are the model's own (``ClinicalFeatures`` output: ``d90_gy``,
   ``background`` for another), computed exactly by enumerating all 2^p coalitions. Above
   :data:`MAX_EXACT_FEATURES` features this would be too slow; shap's permutation explainer is used
   instead, and the result's ``method`` says "approximate".
+* **Competing-risk models** (cause-specific Cox, forests, boosting; :mod:`riskmodel.models.competing`),
+  risk (the CIF of the event at the model's risk horizon), ``("cif", t)`` (CIF of the event at t)
+  or ``("cif_competing", t)``: the CIF combines two cause-specific hazards through the
+  Aalen-Johansen product, so it is additive in neither model's features and no tree or linear
+  shortcut applies. The same interventional values, exact by enumeration up to
+  :data:`MAX_EXACT_FEATURES` features, shap's permutation explainer ("approximate") above.
+  ``("survival", t)`` of a competing model explains its event-free probability.
 
 Every result carries ``method`` (what was computed) and ``output`` (what is explained). Local
 accuracy holds on the exact paths: ``base_values + values.sum(1)`` equals the model's output.
@@ -44,27 +52,44 @@ import pandas as pd
 from riskmodel.errors import UserInputError
 from riskmodel.explain.trees import forest_shap, tree_shap, xgboost_tree_dicts
 from riskmodel.models import CoxPH, GradientBoostingSurvival, SurvivalEstimator, SurvivalForest
+from riskmodel.models.cif import cif_matrix, is_competing_model
 
 if TYPE_CHECKING:
     import shap
 
-__all__ = ["MAX_EXACT_FEATURES", "explain", "mean_abs", "model_output"]
+__all__ = [
+    "MAX_EXACT_FEATURES",
+    "OUTPUT_KINDS",
+    "explain",
+    "interventional_shap",
+    "mean_abs",
+    "model_output",
+    "resolve",
+]
 
 MAX_EXACT_FEATURES = 12  # 2^12 coalitions per patient and reference row
 
 Output = str | tuple[str, float]
+# what may be explained at a horizon t: S(t), or a competing model's CIF of the event or of the competing event
+OUTPUT_KINDS = ("survival", "cif", "cif_competing")
 
 
-def _parse_output(output: Output) -> float | None:
-    """None for the risk score, else the horizon of S(t)."""
+def _parse_output(output: Output) -> tuple[str, float | None]:
+    """("risk", None), or (kind, horizon) of S(t) or a CIF."""
     if output == "risk":
-        return None
-    if isinstance(output, tuple) and len(output) == 2 and output[0] == "survival":
-        horizon = float(output[1])
+        return "risk", None
+    if isinstance(output, tuple) and len(output) == 2 and output[0] in OUTPUT_KINDS:
+        try:
+            horizon = float(output[1])
+        except (TypeError, ValueError):
+            horizon = math.nan
         if not (math.isfinite(horizon) and horizon > 0):
-            raise UserInputError(f"output ('survival', t) needs a horizon t > 0 in months, got {output[1]!r}")
-        return horizon
-    raise UserInputError(f"output must be 'risk' or ('survival', t), got {output!r}")
+            raise UserInputError(f"output ({output[0]!r}, t) needs a horizon t > 0 in months, got {output[1]!r}")
+        return str(output[0]), horizon
+    raise UserInputError(
+        f"output must be 'risk' or ('survival', t) (a competing model also ('cif', t) or ('cif_competing', t)), "
+        f"got {output!r}"
+    )
 
 
 def _shap() -> Any:
@@ -82,7 +107,7 @@ def _is_risk_model(model: Any) -> bool:
     return all(hasattr(model, a) for a in ("features", "estimator", "validate_patients", "feature_means"))
 
 
-def _resolve(model: Any, X: Any, background: Any) -> tuple[Any, np.ndarray, list[str], np.ndarray]:
+def resolve(model: Any, X: Any, background: Any) -> tuple[Any, np.ndarray, list[str], np.ndarray]:
     """(estimator, model features of X, feature names, reference rows) for any supported model."""
     from sklearn.pipeline import Pipeline
 
@@ -119,11 +144,24 @@ def _reference(estimator: Any, ref: np.ndarray | None, p: int) -> np.ndarray:
     return ref
 
 
-def model_output(estimator: Any, Z: np.ndarray, horizon: float | None) -> np.ndarray:
-    """What is explained: the risk score, or S(horizon)."""
+def model_output(estimator: Any, Z: np.ndarray, horizon: float | None, kind: str = "survival") -> np.ndarray:
+    """What is explained: the risk score, or S(horizon), or a competing model's CIF at horizon
+    (``kind`` "cif": of the event, "cif_competing": of the competing event)."""
     if horizon is None:
         return np.asarray(estimator.predict_risk(Z), dtype=float)
+    if kind in ("cif", "cif_competing"):
+        return np.asarray(cif_matrix(estimator, Z, [horizon])[0 if kind == "cif" else 1][:, 0], dtype=float)
     return np.asarray(estimator.predict_survival(Z, [horizon]).to_numpy()[:, 0], dtype=float)
+
+
+def _output_label(estimator: Any, kind: str, horizon: float | None) -> str:
+    if horizon is None:
+        if is_competing_model(estimator):
+            return "risk score (CIF of the event at the model's risk horizon)"
+        return "risk score"
+    if kind == "survival":
+        return f"{'event-free probability' if is_competing_model(estimator) else 'S'}({horizon:g} months)"
+    return f"{'CIF of the event' if kind == 'cif' else 'CIF of the competing event'} ({horizon:g} months)"
 
 
 def explain(model: Any, X: Any, *, output: Output = "risk", background: Any = None) -> shap.Explanation:
@@ -137,8 +175,10 @@ def explain(model: Any, X: Any, *, output: Output = "risk", background: Any = No
     patient's values do not depend on who else is in ``X``. Tree paths use the training covers.
     """
     shap = _shap()
-    horizon = _parse_output(output)
-    estimator, Z, names, ref = _resolve(model, X, background)
+    kind, horizon = _parse_output(output)
+    estimator, Z, names, ref = resolve(model, X, background)
+    if kind.startswith("cif") and not is_competing_model(estimator):
+        raise UserInputError(f"output ({kind!r}, t) needs a competing-risk model; this one predicts S(t)")
     # NaN is a missing value to a family that handles them; the others refuse it, as predicting does
     estimator.check_values(Z, names)
     if background is not None:
@@ -163,7 +203,7 @@ def explain(model: Any, X: Any, *, output: Output = "risk", background: Any = No
     else:
         if np.isnan(ref).all():  # the stand-in for no stored mean; a NaN here and there is a missing value
             raise UserInputError("this model stores no training mean; pass background= (reference patients)")
-        values, base, method = _interventional(lambda A: model_output(estimator, A, horizon), Z, ref)
+        values, base, method = interventional_shap(lambda A: model_output(estimator, A, horizon, kind), Z, ref)
     explanation = shap.Explanation(
         values=np.asarray(values, dtype=float),
         base_values=np.asarray(base, dtype=float),
@@ -171,14 +211,19 @@ def explain(model: Any, X: Any, *, output: Output = "risk", background: Any = No
         feature_names=names,
     )
     explanation.method = method
-    explanation.output = "risk score" if horizon is None else f"S({horizon:g} months)"
+    explanation.output = _output_label(estimator, kind, horizon)
     return explanation
 
 
-def _interventional(
+def interventional_shap(
     f: Any, Z: np.ndarray, reference: np.ndarray, max_rows: int = 2_000_000
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """Interventional Shapley values of ``f`` against ``reference`` rows: exact by enumeration."""
+    """Interventional Shapley values of ``f`` against ``reference`` rows: exact by enumeration
+    (up to :data:`MAX_EXACT_FEATURES` features; shap's permutation explainer above, "approximate").
+
+    ``f`` maps rows (m × p) to m outputs, or to m × k outputs (say a CIF at k times: each column
+    is explained on its own). Returns (values: n × p [× k], base values: n [× k], method).
+    """
     n, p = Z.shape
     if p > MAX_EXACT_FEATURES:
         return _permutation(f, Z, reference)
@@ -186,18 +231,22 @@ def _interventional(
     masks = ((np.arange(2**p)[:, None] >> np.arange(p)) & 1).astype(bool)  # coalition c holds j if bit j
     sizes = masks.sum(axis=1)
     weights = np.array([math.factorial(s) * math.factorial(p - s - 1) / math.factorial(p) for s in range(p)])
-    values = np.empty((n, p))
-    v_all = np.empty((n, 2**p))
+    v_all: np.ndarray | None = None
     chunk = max(1, max_rows // (2**p * k))
     for start in range(0, n, chunk):
         part = Z[start : start + chunk]
         rows = np.where(masks[None, :, None, :], part[:, None, None, :], reference[None, None, :, :])
-        out = f(rows.reshape(-1, p)).reshape(len(part), 2**p, k).mean(axis=2)
+        raw = np.asarray(f(rows.reshape(-1, p)), dtype=float)
+        out = raw.reshape(len(part), 2**p, k, *raw.shape[1:]).mean(axis=2)
+        if v_all is None:
+            v_all = np.empty((n, *out.shape[1:]))
         v_all[start : start + chunk] = out
+    assert v_all is not None
+    values = np.empty((n, p, *v_all.shape[2:]))
     for j in range(p):
         without = np.flatnonzero(~masks[:, j])
         gain = v_all[:, without | (1 << j)] - v_all[:, without]
-        values[:, j] = gain @ weights[sizes[without]]
+        values[:, j] = np.tensordot(gain, weights[sizes[without]], axes=([1], [0]))
     method = f"exact: interventional Shapley values against {k} reference row(s), all {2**p} coalitions enumerated"
     return values, v_all[:, 0], method
 

@@ -85,6 +85,7 @@ class ModelFacts:
     missingness: pd.DataFrame | None = None  # per covariate: patients missing it in the file, policy
     endpoint_definition: str | None = None  # declared cohorts: from the declaration (else the study's)
     measured_later: dict[str, float] | None = None  # declared cohorts: covariates measured after time zero
+    nomogram: str = ""  # Cox: the nomogram section's HTML (reporting/nomogram_plot.py: nomogram_html)
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -352,6 +353,7 @@ def _specification(f: ModelFacts) -> list[str]:
             + ". A patient's S(t) = S₀(t)^exp(Σ coef·(x − mean)), with the feature means saved in the model "
             "file.</p>"
         )
+    parts.append(f.nomogram)
     if f.cox_unpenalised is not None:
         method = f.cox_unpenalised.attrs.get("method", "")
         parts.append(

@@ -14,6 +14,10 @@ Each page shows, for every model given (say an LC and an OS model):
   its 95% band for Cox, the patient's own D90 marked, labelled as a model association and not a
   causal dose-response.
 
+A competing-risk model (say local failure with death competing) shows instead a stacked figure of
+both CIFs and the event-free probability, its table and words, contributions over time, SHAP of
+the CIF, and a what-if of the CIF (:mod:`riskmodel.reporting.patient_competing`).
+
 Every label is clinical ("M stage M1", "lesion volume 12.5 cm³"), never an encoding
 (:mod:`riskmodel.features.labels`). A model that refuses the patient (not at risk after its
 landmark) shows the refusal and no prediction; a patient outside the development data gets the
@@ -46,6 +50,7 @@ from riskmodel.models import CoxPH, SurvivalForest
 from riskmodel.models.base import proportional_survival
 from riskmodel.privacy import PhiGuard, pseudonym
 from riskmodel.reporting.page import format_probability
+from riskmodel.reporting.patient_competing import competing_cells, competing_section
 from riskmodel.reporting.plots import figure_html, pyplot, shap_waterfall
 from riskmodel.scoring import RiskModel
 from riskmodel.scoring.flags import EXTRAPOLATED, OUTSIDE, outside_flags
@@ -135,8 +140,21 @@ def _what_if_figure(rows: list[tuple[RiskModel, pd.DataFrame, float]], actual: f
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     marked = False
     for k, (model, sweep, h) in enumerate(rows):
-        x, y, out = sweep["value"].to_numpy(), sweep[f"S_{h:g}"].to_numpy(), sweep["extrapolated"].to_numpy()
-        label = f"{model.endpoint.upper()} S({h:g})"
+        column = f"cif_{h:g}" if model.competing else f"S_{h:g}"
+        x, y, out = sweep["value"].to_numpy(), sweep[column].to_numpy(), sweep["extrapolated"].to_numpy()
+        label = f"{model.endpoint.upper()} " + (
+            f"{model.event_labels.event} by {h:g}" if model.competing else f"S({h:g})"
+        )
+        if model.competing:  # the competing event's CIF beside it, thin and dotted
+            shown = np.where(out, np.nan, sweep[f"cif_competing_{h:g}"].to_numpy())
+            ax.plot(
+                x,
+                shown,
+                color=f"C{k}",
+                lw=1.0,
+                ls=":",
+                label=f"{model.endpoint.upper()} {model.event_labels.competing}",
+            )
         ax.plot(x, np.where(out, np.nan, y), color=f"C{k}", lw=1.8, label=label)
         if out.any():
             ax.plot(x, y, color=f"C{k}", lw=1.4, ls="--", label=None if marked else EXTRAPOLATION_LABEL, zorder=1)
@@ -158,7 +176,9 @@ def _what_if_figure(rows: list[tuple[RiskModel, pd.DataFrame, float]], actual: f
             ax.axvspan(hi, x.max(), color="0.9", lw=0, zorder=0)
     ax.axvline(actual, color="0.2", ls=":", lw=1, label=f"this patient's D90 ({actual:g} Gy)")
     ax.set_xlabel("D90 (Gy)")
-    ax.set_ylabel("predicted probability event-free")
+    ax.set_ylabel(
+        "predicted probability" if any(m.competing for m, _, _ in rows) else "predicted probability event-free"
+    )
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7)
     ax.set_title("What if D90 were different? (model association, not causal)", fontsize=10)
@@ -253,7 +273,6 @@ def _summary(
         Z, data = by_model[id(m)]
         flags = outside_flags(m, data).get(data.index[0], [])
         risk = float(m.estimator.predict_risk(Z)[0])
-        surv = m.estimator.predict_survival(Z, m.horizons).to_numpy()[0]
         status = "scored" if not flags else (EXTRAPOLATED if allow else OUTSIDE)
         group = m.risk_group(risk) if status != OUTSIDE else f"none: {OUTSIDE}"
         if flags:
@@ -269,15 +288,19 @@ def _summary(
                 "model": name,
                 "status": status,
                 "risk group": group,
-                **{
-                    f"S({h:g})": format_probability(float(v))
-                    + (" (unstable: few followed)" if m.unstable_horizons([h]) else "")
-                    for h, v in zip(m.horizons, surv, strict=True)
-                },
+                **(competing_cells(m, Z) if m.competing else _survival_cells(m, Z)),
             }
         )
     table = pd.DataFrame(rows).to_html(index=False, border=0, escape=True, na_rep="–")
     return table, lines
+
+
+def _survival_cells(m: RiskModel, Z: np.ndarray) -> dict[str, str]:
+    surv = m.estimator.predict_survival(Z, m.horizons).to_numpy()[0]
+    return {
+        f"S({h:g})": format_probability(float(v)) + (" (unstable: few followed)" if m.unstable_horizons([h]) else "")
+        for h, v in zip(m.horizons, surv, strict=True)
+    }
 
 
 def _what_if_section(active: list[tuple[RiskModel, np.ndarray, pd.DataFrame]], raw: pd.DataFrame) -> list[str]:
@@ -316,7 +339,7 @@ def _explanations(
             chosen = patients.loc[rows]
             out[id(m)] = (
                 explain(m, chosen),
-                explain(m, chosen, output=("survival", h)),
+                explain(m, chosen, output=("cif" if m.competing else "survival", h)),
                 h,
                 {r: i for i, r in enumerate(rows)},
             )
@@ -399,10 +422,14 @@ def _patient_sections(
     table, lines = _summary(active, refused, models, allow)
     if lines:
         sections.append("<ul>" + "".join(lines) + "</ul>")
-    if active:
-        fig, notes = _curve_figure([(m, Z) for m, Z, _ in active])
+    survival = [(m, Z) for m, Z, _ in active if not m.competing]
+    if survival:
+        fig, notes = _curve_figure(survival)
         sections.append(figure_html(fig, "predicted survival curves"))
         sections.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    for m, Z, data in active:
+        if m.competing:
+            sections += competing_section(m, Z, data.iloc[0], raw)
     sections.append(table)
     if active:
         sections.append("<h2>Why: SHAP explanations</h2>")
@@ -413,7 +440,8 @@ def _patient_sections(
         label = f"{m.endpoint.upper()} ({m.family})"
         risk_i, surv_i = _clinical(m, risk_e[i], row, Z[0]), _clinical(m, surv_e[i], row, Z[0])
         sections.append(figure_html(shap_waterfall(risk_i, f"{label}: risk score"), f"{label} SHAP risk"))
-        sections.append(figure_html(shap_waterfall(surv_i, f"{label}: S({h:g} months)"), f"{label} SHAP S({h:g})"))
+        what = f"CIF of {m.event_labels.event} ({h:g} months)" if m.competing else f"S({h:g} months)"
+        sections.append(figure_html(shap_waterfall(surv_i, f"{label}: {what}"), f"{label} SHAP {what}"))
         contributions = "; ".join(
             f"{n}: {v:+.3g}"
             for n, v in sorted(zip(risk_i.feature_names, risk_i.values, strict=True), key=lambda t: -abs(t[1]))

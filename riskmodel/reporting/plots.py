@@ -26,12 +26,14 @@ __all__ = [
     "figure_png",
     "forest_plot",
     "importance_plot",
+    "over_time_plot",
     "pyplot",
     "schoenfeld_plot",
     "shap_bar",
     "shap_beeswarm",
     "shap_dependence",
     "shap_waterfall",
+    "stacked_cif_plot",
 ]
 
 
@@ -248,3 +250,49 @@ def _month_ticks(test: PHTest, count: int = 6) -> tuple[np.ndarray, list[str]] |
     months = np.unique([float(f"{m:.2g}") for m in months])
     months = months[(months >= t.min()) & (months <= t.max())]  # rounding can step past the last death
     return np.interp(months, t[first], x[first]), [f"{m:g}" for m in months]
+
+
+def stacked_cif_plot(
+    grid: np.ndarray,
+    cif: np.ndarray,
+    cif_competing: np.ndarray,
+    labels: tuple[str, str, str],
+    horizons: list[float],
+    xlabel: str,
+    title: str,
+) -> Any:
+    """One patient's competing-risk prediction as stacked bands over ``grid`` (months): the CIF of
+    the event at the bottom, the competing event's CIF stacked on it, the event-free probability the
+    remainder up to 1. ``labels``: (event, competing event, neither); dotted lines at ``horizons``."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    top = cif + cif_competing
+    ax.fill_between(grid, 0, cif, step="post", color="C3", alpha=0.75, lw=0, label=labels[0])
+    ax.fill_between(grid, cif, top, step="post", color="0.55", alpha=0.75, lw=0, label=labels[1])
+    ax.fill_between(grid, top, 1, step="post", color="C2", alpha=0.35, lw=0, label=labels[2])
+    for h in horizons:
+        ax.axvline(h, color="0.2", lw=0.8, ls=":")
+    ax.set_xlim(0, float(grid[-1]))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("probability")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def over_time_plot(table: pd.DataFrame, title: str, ylabel: str, max_lines: int = 8) -> Any:
+    """Contribution curves over time (SurvSHAP(t)-style): one line per feature (rows of ``table``,
+    times as columns), the ``max_lines`` with the largest area drawn, a zero line."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    order = table.abs().sum(axis=1).sort_values(ascending=False).index[:max_lines]
+    times = np.asarray(table.columns, dtype=float)
+    for k, name in enumerate(order):
+        ax.plot(times, table.loc[name].to_numpy(float), color=f"C{k % 10}", lw=1.6, marker="o", ms=3, label=str(name))
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("months")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return fig

@@ -10,6 +10,10 @@ A model directory holds:
   :mod:`riskmodel.models`): ``cox.json`` (coefficients and Breslow baseline); ``booster.ubj``
   (xgboost's own format) with ``gbm.json``; or ``estimator.skops`` for scikit-survival forests and
   boosting, loaded with an allow-list of types kept in the family's code, never read from the file.
+- a competing-risk model (the family's counterpart, ``FamilySpec.competing``): ``competing.json``
+  and each cause's model in ``cause_1/`` and ``cause_2/``, in that family's own files, each read
+  back with that family's checks; told apart from the survival family by ``competing.json``.
+  Under multiple imputation, the same inside every ``imputation_<i>/``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # every file name riskmodel writes into a model folder (besides the manifest): its own, and each family's
 FAMILY_FILES = frozenset().union(*(s.estimator.FILES for s in SPECS.values()))
-KNOWN_FILES = frozenset({"model.json", IMPUTATION_FILE}) | FAMILY_FILES
+# a competing counterpart's: competing.json and cause_<k>/<a family file>
+COMPETING_FILES = frozenset().union(*(s.competing.FILES for s in SPECS.values() if s.competing is not None))
+COMPETING_STATE = "competing.json"
+KNOWN_FILES = frozenset({"model.json", IMPUTATION_FILE}) | FAMILY_FILES | COMPETING_FILES
 _VERSIONED = ("riskmodel", "numpy", "pandas", "scikit-learn", "scikit-survival", "xgboost", "xgboost-cpu", "skops")
 
 
@@ -66,20 +73,26 @@ def _versions() -> dict[str, str]:
 def _load_estimator(family: str, folder: Path) -> SurvivalEstimator:
     if family not in SPECS:
         raise ModelFileError(f"{folder}: unknown model family {family!r}; this riskmodel knows {family_names()}")
-    if (folder / IMPUTATION_FILE).exists():
-        return MultipleImputationSurvival.load_imputed(folder, SPECS[family].estimator)
-    return SPECS[family].estimator.load_state(folder)
+    imputed = (folder / IMPUTATION_FILE).exists()
+    competing = (folder / "imputation_0" / COMPETING_STATE if imputed else folder / COMPETING_STATE).exists()
+    kind: type[SurvivalEstimator] | None = SPECS[family].competing if competing else SPECS[family].estimator
+    if kind is None:
+        raise ModelFileError(f"{folder}: {COMPETING_STATE} for family {family!r}, which has no competing-risk model")
+    if imputed:
+        return MultipleImputationSurvival.load_imputed(folder, kind)
+    return kind.load_state(folder)
 
 
 _IMPUTATION_DIR = re.compile(r"imputation_\d{1,3}")
 
 
 def _known_file(name: str) -> bool:
-    """A file name riskmodel writes: its own, a family's, or a family's inside one imputation's folder."""
-    parts = name.split("/")
-    if len(parts) == 1:
-        return name in KNOWN_FILES
-    return len(parts) == 2 and bool(_IMPUTATION_DIR.fullmatch(parts[0])) and parts[1] in FAMILY_FILES
+    """A file name riskmodel writes: its own, a family's (a competing model's ``cause_<k>/`` files
+    included), or either inside one imputation's folder."""
+    if name in KNOWN_FILES:
+        return True
+    first, _, rest = name.partition("/")
+    return bool(_IMPUTATION_DIR.fullmatch(first)) and rest in FAMILY_FILES | COMPETING_FILES
 
 
 # --------------------------------------------------------------------------- features

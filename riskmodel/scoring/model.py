@@ -1,4 +1,5 @@
-"""A trained model as users meet it: risk, risk group, S(t) and flags per patient.
+"""A trained model as users meet it: risk, risk group, S(t) and flags per patient; for a
+competing-risk model, both CIFs and the event-free probability (:mod:`riskmodel.scoring.competing`).
 
 Patients are validated with the cohort contract (outcomes not required); a bad row is reported by
 row and does not stop the other patients from being scored. A model is saved as a pickle-free
@@ -32,9 +33,12 @@ from riskmodel.errors import (
 from riskmodel.explain import explain, what_if
 from riskmodel.features import ClinicalFeatures
 from riskmodel.features.safe_harbor import cap_age, is_age, read_ranges, shared_range, shown_value, stored_bound
+from riskmodel.features.summaries import input_summaries
 from riskmodel.models import SurvivalEstimator
 from riskmodel.models.base import check_horizons
+from riskmodel.models.cif import is_competing_model
 from riskmodel.privacy import pseudonym
+from riskmodel.scoring.competing import CompetingLabels, competing_curves, competing_frame, event_labels
 from riskmodel.scoring.files import read_model_dir, write_model_dir
 from riskmodel.scoring.flags import EXTRAPOLATED, OUTSIDE, missing_flags, outside_flags
 from riskmodel.scoring.landmark import landmark_refusals
@@ -70,6 +74,9 @@ class RiskModel:
     min_at_risk: int | None = None
     # the cohort declaration the model was trained on (None: the built-in brachytherapy contract)
     declaration: CohortDeclaration | None = None
+    # per input, aggregates of the training values (mean and SD, or level shares) for case-mix checks;
+    # empty for a model saved before riskmodel kept them (see riskmodel.features.summaries)
+    input_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -124,6 +131,7 @@ class RiskModel:
             reliable_until=reliable_until,
             min_at_risk=min_at_risk,
             declaration=declaration,
+            input_summaries=input_summaries(X, used, lambda n: _kind(declaration, n), lambda n: is_age(n, declaration)),
         )
 
     @property
@@ -139,8 +147,9 @@ class RiskModel:
 
     def horizon_flags(self, times: Iterable[float]) -> list[str]:
         """One flag per unstable horizon, for every scored patient."""
+        what = "CIF" if self.competing else "S"
         return [
-            f"S({t:g}): fewer than {self.min_at_risk} training patients were followed to {t:g} months "
+            f"{what}({t:g}): fewer than {self.min_at_risk} training patients were followed to {t:g} months "
             f"(to {self.reliable_until:.3g} months at most); this prediction is unstable"
             for t in self.unstable_horizons(times)
         ]
@@ -150,6 +159,16 @@ class RiskModel:
         """What time zero is for this model's horizons."""
         origin = self.declaration.time_origin if self.declaration is not None else "implant"
         return f"{self.landmark_months:g}-month landmark (after {origin})" if self.landmark_months else origin
+
+    @property
+    def competing(self) -> bool:
+        """Whether this is a competing-risk model (CIFs of the event and the competing event)."""
+        return is_competing_model(self.estimator)
+
+    @property
+    def event_labels(self) -> CompetingLabels:
+        """A competing model's events in words (e.g. local failure; death without local failure)."""
+        return event_labels(self.endpoint, self.declaration)
 
     @property
     def max_time(self) -> float:
@@ -186,9 +205,16 @@ class RiskModel:
         return self.estimator.predict_survival(self.features.transform(data), self.horizons if times is None else times)
 
     def predict_frame(self, df: pd.DataFrame, times: Iterable[float] | None = None) -> pd.DataFrame:
-        """``risk_score`` and ``S_<h>`` columns, one row per patient (the MLflow pyfunc output)."""
+        """``risk_score`` and ``S_<h>`` columns, one row per patient (the MLflow pyfunc output).
+
+        A competing model: ``risk_score`` (CIF of the event at its risk horizon), ``cif_<h>``,
+        ``cif_competing_<h>`` and ``event_free_<h>`` (:func:`riskmodel.scoring.competing.competing_frame`).
+        """
         data = self.validate_patients(df)
         Z = self.features.transform(data)
+        if self.competing:
+            at = [float(v) for v in check_horizons(self.horizons if times is None else times, self.max_time)]
+            return competing_frame(self.estimator, Z, at)
         surv = self.estimator.predict_survival(Z, self.horizons if times is None else times)
         out = pd.DataFrame({"risk_score": self.estimator.predict_risk(Z)}, index=data.index)
         for t in surv.columns:
@@ -227,7 +253,9 @@ class RiskModel:
     ) -> list[dict[str, Any]]:
         """One record per patient, with its ``status``:
 
-        * ``scored``: risk, risk group, S(t) and flags;
+        * ``scored``: risk, risk group, S(t) and flags; a competing model gives ``cif``,
+          ``cif_competing`` and ``event_free`` (by horizon) in place of ``survival``, its
+          ``risk_horizon_months`` (the risk score is the CIF of the event there) and the ``events`` in words;
         * ``outside the development data`` (an input beyond the training range, or a category unseen
           in training): risk and S(t), marked, and **no risk group** unless ``allow_extrapolation``
           (then the group is given and the status reads ``extrapolated: ...``);
@@ -258,7 +286,7 @@ class RiskModel:
                 records[row] = self._error_record(df, row, message)
         if len(data):
             risk = self.estimator.predict_risk(Z)
-            surv = self.estimator.predict_survival(Z, t).to_numpy()
+            curves = self._curves(Z, t)
             outside = outside_flags(self, data)
             imputed = missing_flags(self, data, Z)
             unstable = self.horizon_flags(t)
@@ -272,12 +300,19 @@ class RiskModel:
                     "time_origin": self.time_origin,
                     "risk_score": float(risk[i]),
                     "risk_group": group,
-                    "survival": {f"{h:g}": float(s) for h, s in zip(t, surv[i], strict=True)},
+                    **curves[i],
                     "flags": [*outside.get(row, []), *imputed.get(row, []), *unstable],
                 }
         return [records[row] for row in sorted(records, key=_sort_key)]
 
     # ------------------------------------------------------------------ helpers
+    def _curves(self, Z: np.ndarray, t: list[float]) -> list[dict[str, Any]]:
+        """Each patient's probabilities at ``t``: ``survival``, or a competing model's CIFs."""
+        if self.competing:
+            return competing_curves(self.estimator, Z, t, self.event_labels)
+        surv = self.estimator.predict_survival(Z, t).to_numpy()
+        return [{"survival": {f"{h:g}": float(s) for h, s in zip(t, row, strict=True)}} for row in surv]
+
     def split_valid(self, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[Any, list[Problem]]]:
         """The valid patients (validated), and each invalid row's problems by row."""
         try:
@@ -368,6 +403,7 @@ class RiskModel:
             "declaration": None if self.declaration is None else self.declaration.model_dump(mode="json"),
             "reliable_until": self.reliable_until,
             "min_at_risk": self.min_at_risk,
+            "input_summaries": self.input_summaries,
             "hazard_ratios": None
             if self.hazard_ratios is None
             else {
@@ -418,6 +454,7 @@ class RiskModel:
             None if meta.get("reliable_until") is None else float(meta["reliable_until"]),
             None if meta.get("min_at_risk") is None else int(meta["min_at_risk"]),
             declaration,
+            dict(meta.get("input_summaries") or {}),
         )
 
 

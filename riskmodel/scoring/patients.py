@@ -13,6 +13,7 @@ from riskmodel.cohort.load import ColumnMapping, load_mapping, read_table, renam
 from riskmodel.core.csvout import safe_csv_text
 from riskmodel.core.files import atomic_write_text
 from riskmodel.errors import UserInputError, require_writable
+from riskmodel.scoring.competing import CURVE_KEYS
 
 __all__ = ["read_patients", "write_scores"]
 
@@ -43,8 +44,11 @@ def write_scores(records: list[dict[str, Any]], out: str | Path | None) -> str:
     if out is not None and Path(out).suffix.lower() == ".csv":
         rows = []
         for r in records:
-            flat = {k: v for k, v in r.items() if k not in ("survival", "flags")}
+            flat = {k: v for k, v in r.items() if k not in ("survival", "flags", "events", *CURVE_KEYS)}
             flat.update({f"S_{h}": p for h, p in r.get("survival", {}).items()})
+            for key in CURVE_KEYS:  # a competing model's CIFs and event-free probability
+                flat.update({f"{key}_{h}": p for h, p in r.get(key, {}).items()})
+            flat.update({f"label_{key}": words for key, words in r.get("events", {}).items()})
             flat["flags"] = "; ".join(r.get("flags", []))
             rows.append(flat)
         text = safe_csv_text(pd.DataFrame(rows), index=False)

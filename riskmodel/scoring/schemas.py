@@ -41,6 +41,17 @@ class HazardRatios(_Closed):
     method: str = ""
 
 
+class InputSummary(_Closed):
+    """Aggregates of one training input (riskmodel.features.summaries): mean and SD, or level shares."""
+
+    n: int = Field(ge=0)
+    mean: FiniteFloat | None = None
+    sd: FiniteFloat | None = Field(default=None, ge=0)
+    shares: (
+        dict[Annotated[str, StringConstraints(max_length=200)], Annotated[FiniteFloat, Field(ge=0, le=1)]] | None
+    ) = None
+
+
 class ModelMeta(_Closed):
     """``model.json``: what a model is for, its training ranges and risk-group cut-offs."""
 
@@ -57,6 +68,7 @@ class ModelMeta(_Closed):
     reliable_until: FiniteFloat | None = None
     min_at_risk: int | None = Field(default=None, ge=0)
     hazard_ratios: HazardRatios | None = None
+    input_summaries: dict[Name, InputSummary] = {}
     features: dict[str, Any]
 
     @model_validator(mode="after")

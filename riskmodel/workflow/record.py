@@ -24,6 +24,7 @@ from riskmodel.core.csvout import safe_csv_text
 from riskmodel.core.version import __version__
 from riskmodel.models import CoxPH, MultipleImputationSurvival
 from riskmodel.reporting import ModelFacts, render_model_report
+from riskmodel.reporting.nomogram_plot import nomogram_html
 from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, figure_png, forest_plot
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import Tracker
@@ -202,6 +203,7 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
         reconstructed=reconstructed,
     )
     facts.cox_unpenalised = dev.model.hazard_ratios
+    facts.nomogram = nomogram_html(dev.model) if isinstance(estimator, CoxPH) else ""
     facts.missing_data = missing_data_handling(config, dev.model.estimator)
     facts.endpoint_definition = endpoint_definition(config, prepared.endpoint)
     if config.cohort is not None:

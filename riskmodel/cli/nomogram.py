@@ -1,0 +1,53 @@
+"""``riskmodel nomogram``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from riskmodel.cli.common import app, user_errors
+from riskmodel.errors import require_writable
+
+
+@app.command("nomogram")
+@user_errors
+def nomogram_command(
+    model: Annotated[str, typer.Option(help="runs:/<run_id>/model, models:/<name>/<version>, or a model folder.")],
+    horizons: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated months after the model's time zero. Default: the model's horizons."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="The figure: .svg, .png or .pdf; the points table goes beside it as <name>_points.csv.")
+    ] = Path("nomogram.svg"),
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for runs:/ and models:/.")] = None,
+) -> None:
+    """Draw a Cox model's nomogram (the rms layout) and write its points table.
+
+    A 0-100 points axis; one axis per predictor in clinical units (a spline drawn as its
+    non-linear point scale, a log-transformed input on its own scale); total points; the linear
+    predictor; one survival-probability axis per horizon. Points are scaled as rms::nomogram
+    scales them; axes cover the training ranges only. Forest and boosting models have no
+    nomogram (their predictions are not sums of per-predictor points): use riskmodel score.
+
+    Example: riskmodel nomogram --model runs:/<LC run>/model --horizons 6,12 --out lc_nomogram.pdf
+    """
+    from riskmodel.reporting.nomogram import check_nomogram_model
+    from riskmodel.reporting.nomogram_plot import write_nomogram
+    from riskmodel.tracking import load_model
+
+    times = None
+    if horizons is not None:
+        try:
+            times = [float(h) for h in horizons.split(",") if h.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"not a list of numbers: {horizons!r}", param_hint="--horizons") from None
+    require_writable(out, option="--out")
+    risk_model = load_model(model, tracking_uri=tracking_uri)
+    check_nomogram_model(risk_model)
+    figure, table = write_nomogram(risk_model, out, times)
+    typer.echo(
+        f"nomogram of the {risk_model.endpoint.upper()} Cox model in {figure}; points table in {table}", err=True
+    )
