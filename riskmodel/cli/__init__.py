@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sys
 
-from riskmodel.cli import config, data, init, models, report, score, train, tune
+from riskmodel.cli import config, data, init, models, report, score, serve, train, tune
 from riskmodel.cli.common import app, install_handlers
 
 __all__ = ["app", "run"]
 
-_COMMANDS = (config, data, init, models, report, score, train, tune)  # imported to register them on app
+_COMMANDS = (config, data, init, models, report, score, serve, train, tune)  # imported to register them on app
 
 
 def run() -> None:
