@@ -20,9 +20,9 @@ from riskmodel.scoring import RiskModel
 from tests.serving_models import PATIENT, fit_bundled
 
 pytest.importorskip("httpx")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from riskmodel.serving.app import MAX_BODY_BYTES, create_app  # noqa: E402
+from riskmodel.serving.app import MAX_BODY_BYTES, create_app
 
 ENCODINGS = ("log_lesion_volume_cm3", "response_cr_pr", "t_stage_ordinal", "n_stage_ordinal", "= m1", "d90_gy")
 
@@ -55,7 +55,9 @@ def test_a_pd_patient_is_refused_by_the_lc_model_and_still_scored_for_os(client:
     assert lc["status"] == "refused"
     assert lc["reason"] == "local failure at the 3-month CT; not at risk after the landmark"
     assert lc["risk_group"] is None
-    assert lc["horizon_probabilities"] is None and lc["curve"] is None and lc["risk_score"] is None
+    assert lc["horizon_probabilities"] is None
+    assert lc["curve"] is None
+    assert lc["risk_score"] is None
     assert answers["os"]["status"] == "scored"
     assert answers["os"]["risk_group"] in ("low", "intermediate", "high")
 
@@ -70,11 +72,15 @@ def test_a_d90_of_260_gy_gets_predictions_marked_outside_and_no_risk_group(clien
         lo, hi = w["training_range"]
         values, marked = np.array(w["values"]), np.array(w["extrapolated"])
         # the sweep covers the training range and runs on to the patient's own 260 Gy, marked beyond it
-        assert values.min() == pytest.approx(lo) and values.max() == pytest.approx(260.0)
-        assert np.array_equal(marked, (values < lo) | (values > hi)) and marked.any() and not marked.all()
+        assert values.min() == pytest.approx(lo)
+        assert values.max() == pytest.approx(260.0)
+        assert np.array_equal(marked, (values < lo) | (values > hi))
+        assert marked.any()
+        assert not marked.all()
     answers = _predict(client, d90_gy=260.0)
     assert answers["lc"]["what_if"]["lower"] is not None  # Cox: a band
-    assert answers["os"]["what_if"]["lower"] is None and answers["os"]["what_if"]["band"].startswith("no band")
+    assert answers["os"]["what_if"]["lower"] is None
+    assert answers["os"]["what_if"]["band"].startswith("no band")
     assert "d90_gy 260.0 is outside the plausible range 30-200 Gy; please check" in answers["lc"]["flags"]
 
 
@@ -92,7 +98,8 @@ def test_a_missing_required_field_is_a_422_naming_the_field_without_echoing_valu
     body = response.json()
     assert {"field": "d90_gy (D90)", "rule": "required: give a value"} in body["problems"]
     assert {"field": "kps", "rule": "not an input of the served models"} in body["problems"]
-    assert "17.123" not in response.text and "Traceback" not in response.text
+    assert "17.123" not in response.text
+    assert "Traceback" not in response.text
     bad = client.post("/api/predict", json={**PATIENT, "m_stage": "M9", "d90_gy": 500})
     assert bad.status_code == 422
     rules = {p["field"]: p["rule"] for p in bad.json()["problems"]}
@@ -106,20 +113,24 @@ def test_the_answer_is_the_models_own_scoring_with_clinical_labels(client: TestC
     for model in models:
         m = answers[model.endpoint]
         record = model.score(frame)[0]
-        assert m["status"] == "scored" and m["risk_group"] == record["risk_group"]
+        assert m["status"] == "scored"
+        assert m["risk_group"] == record["risk_group"]
         assert m["risk_score"] == record["risk_score"]
         assert [h["survival"] for h in m["horizon_probabilities"]] == list(record["survival"].values())
         sweep = model.what_if(frame, "d90_gy", m["what_if"]["values"], times=[m["what_if"]["horizon"]])
         assert np.allclose(sweep[f"S_{m['what_if']['horizon']:g}"], m["what_if"]["survival"], rtol=0, atol=1e-12)
         labels = [c["label"] for c in m["shap"]["contributions"]]
-        assert "lesion volume 17.25 cm³" in labels and "M stage M0" in labels and "D90 115 Gy" in labels
+        assert "lesion volume 17.25 cm³" in labels
+        assert "M stage M0" in labels
+        assert "D90 115 Gy" in labels
         assert not any(code in label for label in labels for code in ENCODINGS), labels
         total = m["shap"]["base"] + sum(c["value"] for c in m["shap"]["contributions"])
         if model.family == "cox":  # linear SHAP adds up to the log hazard ratio exactly
             assert total == pytest.approx(m["risk_score"], abs=1e-9)
     lc = answers["lc"]
     assert lc["horizon_probabilities"][0]["lower"] <= lc["horizon_probabilities"][0]["survival"]
-    assert lc["curve"]["survival"][0] == 1.0 and np.all(np.diff(lc["curve"]["survival"]) <= 0)
+    assert lc["curve"]["survival"][0] == 1.0
+    assert np.all(np.diff(lc["curve"]["survival"]) <= 0)
 
 
 def test_the_openapi_schema_documents_the_inputs_and_the_answers(client: TestClient) -> None:
@@ -127,11 +138,15 @@ def test_the_openapi_schema_documents_the_inputs_and_the_answers(client: TestCli
     inputs = schema["components"]["schemas"]["PatientInputs"]
     assert set(inputs["required"]) == set(PATIENT)
     assert inputs["properties"]["m_stage"]["enum"] == ["M0", "M1"]
-    assert inputs["properties"]["d90_gy"]["maximum"] == 400 and "Gy" in inputs["properties"]["d90_gy"]["description"]
+    assert inputs["properties"]["d90_gy"]["maximum"] == 400
+    assert "Gy" in inputs["properties"]["d90_gy"]["description"]
     assert inputs["additionalProperties"] is False
-    assert "/api/predict" in schema["paths"] and "ModelAnswer" in schema["components"]["schemas"]
+    assert "/api/predict" in schema["paths"]
+    assert "ModelAnswer" in schema["components"]["schemas"]
     page = client.get("/").text
-    assert "name='d90_gy'" in page and "LC cox: " in page and "<option>PD</option>" in page
+    assert "name='d90_gy'" in page
+    assert "LC cox: " in page
+    assert "<option>PD</option>" in page
 
 
 def test_oversized_bodies_foreign_hosts_and_caching_are_refused(client: TestClient) -> None:
@@ -162,9 +177,11 @@ def test_serve_verifies_every_model_and_binds_loopback_without_an_access_log(
     folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code, _, started = _serve("--model", str(folders["lc"]), "--model", str(folders["os"]), monkeypatch=monkeypatch)
-    assert code == 0 and len(started) == 1
+    assert code == 0
+    assert len(started) == 1
     _, config = started[0]
-    assert config["host"] == "127.0.0.1" and config["access_log"] is False
+    assert config["host"] == "127.0.0.1"
+    assert config["access_log"] is False
 
 
 def test_serve_refuses_a_tampered_model_folder_before_it_starts(
@@ -175,11 +192,15 @@ def test_serve_refuses_a_tampered_model_folder_before_it_starts(
     target = tampered / "cox.json"
     target.write_text(target.read_text().replace("0.", "1.", 1))
     code, output, started = _serve("--model", str(folders["os"]), "--model", str(tampered), monkeypatch=monkeypatch)
-    assert code == 2 and not started
-    assert "cox.json" in output and "Traceback" not in output
+    assert code == 2
+    assert not started
+    assert "cox.json" in output
+    assert "Traceback" not in output
     assert len(output.strip().splitlines()) == 1
 
 
 def test_serve_refuses_a_remote_host_unless_allowed(folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     code, output, started = _serve("--model", str(folders["lc"]), "--host", "0.0.0.0", monkeypatch=monkeypatch)
-    assert code == 2 and not started and "--allow-remote" in output
+    assert code == 2
+    assert not started
+    assert "--allow-remote" in output
