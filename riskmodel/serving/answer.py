@@ -60,37 +60,35 @@ def _nums(values: Any) -> list[float | None]:
     return [None if v is None or not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=float)]
 
 
-def _horizons(model: RiskModel, record: dict[str, Any], Z: np.ndarray) -> list[dict[str, Any]]:
+def _banded(model: RiskModel, record: dict[str, Any], Z: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The horizon probabilities and the curve, with one band computation for both (a forest's
+    per-tree curves are the costly part)."""
     times = [float(h) for h in record["survival"]]
-    low, high, _ = survival_band(model, Z, np.asarray(times))
-    unstable = set(model.unstable_horizons(times))
-    out = []
-    for i, (key, s) in enumerate(record["survival"].items()):
-        out.append(
-            {
-                "months": float(key),
-                "survival": float(s),
-                "shown": format_probability(float(s)),
-                "lower": None if low is None else float(low[i]),
-                "upper": None if high is None else float(high[i]),
-                "unstable": float(key) in unstable,
-            }
-        )
-    return out
-
-
-def _curve(model: RiskModel, Z: np.ndarray) -> dict[str, Any]:
     grid = np.linspace(0.0, model.max_time, CURVE_POINTS)
+    low, high, how = survival_band(model, Z, np.concatenate([times, grid]))
+    k = len(times)
+    unstable = set(model.unstable_horizons(times))
+    horizons = [
+        {
+            "months": t,
+            "survival": float(s),
+            "shown": format_probability(float(s)),
+            "lower": None if low is None else float(low[i]),
+            "upper": None if high is None else float(high[i]),
+            "unstable": t in unstable,
+        }
+        for i, (t, s) in enumerate(zip(times, record["survival"].values(), strict=True))
+    ]
     # RiskModel.predict_survival's own call, on the features it has already encoded for this patient
     surv = model.estimator.predict_survival(Z, grid).to_numpy()[0]
-    low, high, how = survival_band(model, Z, grid)
-    return {
+    curve = {
         "months": _nums(grid),
         "survival": _nums(surv),
-        "lower": None if low is None else _nums(low),
-        "upper": None if high is None else _nums(high),
+        "lower": None if low is None else _nums(low[k:]),
+        "upper": None if high is None else _nums(high[k:]),
         "band": how,
     }
+    return horizons, curve
 
 
 def _shap(model: RiskModel, frame: pd.DataFrame, data: pd.DataFrame, Z: np.ndarray) -> dict[str, Any]:
@@ -147,8 +145,7 @@ def answer(
         return out
     data = model.validate_patients(frame)
     Z = np.asarray(model.features.transform(data), dtype=float)
-    out["horizon_probabilities"] = _horizons(model, record, Z)
-    out["curve"] = _curve(model, Z)
+    out["horizon_probabilities"], out["curve"] = _banded(model, record, Z)
     out["shap"] = _shap(model, frame, data, Z)
     out["what_if"] = _what_if(model, frame, what_if_input)
     return out

@@ -149,7 +149,7 @@ function collect(form) {
     if (!e.name) continue;
     e.removeAttribute("aria-invalid");
     const v = e.value.trim();
-    if (v === "") { out[e.name] = null; continue; }
+    if (v === "") continue;  // a missing value is left out: the server says whether it is required
     out[e.name] = e.dataset.kind === "numeric" && !Number.isNaN(Number(v)) ? Number(v) : v;
   }
   return out;
@@ -159,6 +159,7 @@ async function submit(event) {
   const form = event.target;
   const problems = document.getElementById("problems"), results = document.getElementById("results");
   problems.replaceChildren(); results.replaceChildren();
+  document.body.dataset.state = "pending";
   results.setAttribute("aria-busy", "true");
   const response = await fetch("api/predict", {method: "POST", headers: {"Content-Type": "application/json"},
     body: JSON.stringify(collect(form))});
