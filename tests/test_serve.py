@@ -204,3 +204,28 @@ def test_serve_refuses_a_remote_host_unless_allowed(folders: dict[str, Path], mo
     assert code == 2
     assert not started
     assert "--allow-remote" in output
+
+
+def test_scoring_a_file_whose_every_row_is_refused_gives_the_refusals(models: list[RiskModel]) -> None:
+    lc = models[0]
+    frame = pd.DataFrame([{"patient_id": "a", **{k: str(v) for k, v in PATIENT.items()}, "response_3mo": "PD"}])
+    (record,) = lc.score(frame)
+    assert record["status"] == "refused"
+    assert record["patient_id"] == "a"
+
+
+def test_the_batched_what_if_equals_one_value_at_a_time(models: list[RiskModel]) -> None:
+    frame = pd.DataFrame(
+        [
+            {"patient_id": "a", **{k: str(v) for k, v in PATIENT.items()}},
+            {"patient_id": "b", **{k: str(v) for k, v in PATIENT.items()}, "m_stage": "M1", "d90_gy": "90"},
+        ]
+    )
+    for model in models:
+        values = [70.0, 110.0, 150.0, 200.0]
+        batch = model.what_if(frame, "d90_gy", values, times=[6.0])
+        for value in values:
+            one = model.what_if(frame, "d90_gy", [value], times=[6.0])
+            got = batch[batch["value"] == value].reset_index(drop=True)
+            pd.testing.assert_frame_equal(got, one, check_exact=False, rtol=0, atol=1e-12)
+        assert batch["row"].tolist() == [0] * 4 + [1] * 4

@@ -222,10 +222,14 @@ def create_app(
         summary="Every served model's answer for one patient",
         responses={422: {"model": ProblemReport, "description": "A field is missing or breaks its rule."}},
     )
-    def predict(patient: patient_model) -> dict[str, Any]:  # type: ignore[valid-type]
-        frame = patient_frame(fields, patient.model_dump(), id_column)  # type: ignore[attr-defined]
-        answers = [_one_answer(m, frame, allow_extrapolation, what_if_input) for m in models]
-        return {"models": [ModelAnswer(**a).model_dump() for a in answers], "note": NOTE}
+    def predict(patient: patient_model) -> Any:  # type: ignore[valid-type]
+        try:
+            frame = patient_frame(fields, patient.model_dump(), id_column)  # type: ignore[attr-defined]
+            answers = [_one_answer(m, frame, allow_extrapolation, what_if_input) for m in models]
+            return {"models": [ModelAnswer(**a).model_dump() for a in answers], "note": NOTE}
+        except Exception as exc:  # answered here, so no server log carries a traceback with a value in it
+            body = {"message": f"internal error ({type(exc).__name__})", "problems": []}
+            return JSONResponse(body, status_code=500)
 
     app.add_middleware(BodyLimit)
     return app
