@@ -26,10 +26,10 @@ from riskmodel.cohort import Cohort
 from riskmodel.errors import UserInputError, own_warnings_silenced
 from riskmodel.explain.whatif import cox_band
 from riskmodel.scoring import RiskModel
-from riskmodel.serving.calculator import write_calculator
+from riskmodel.serving.calculator import calculator_spec, write_calculator
 from tests.browser import CHROMIUM
 from tests.conftest import REPO
-from tests.serving_models import PATIENT, fit_bundled
+from tests.serving_models import PATIENT, fit_bundled, fit_declared_spline
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [
@@ -207,6 +207,31 @@ def test_the_offline_calculator_equals_riskmodel_score_on_100_random_patients(
     assert "P(event-free at 12 months after the 3-month landmark" in page.inner_text("#results")
     _shot(page, tmp_path, "calculator_offline.png")
     page.close()
+
+
+def test_the_offline_calculator_carries_a_declared_spline_and_log_encoding(browser: Any, tmp_path: Path) -> None:
+    model = RiskModel.load(fit_declared_spline(tmp_path / "declared"))
+    assert {"rcs", "log", "table"} <= {r["kind"] for r in calculator_spec(model)["recipes"]}
+    write_calculator(model, tmp_path / "calc.html")
+    patients = _random_patients(60, 21).drop(columns=["recurrence_interval_months", "response_3mo"])
+    patients["d90_gy"] = np.round(np.random.default_rng(3).uniform(40, 200, len(patients)), 1)  # past the knots
+    with own_warnings_silenced():
+        want = model.score(patients.astype(str))
+    page = browser.new_page()
+    page.goto((tmp_path / "calc.html").as_uri())
+    got = page.evaluate(
+        "rows => rows.map(r => window.riskmodelCalculate(r))", patients.drop(columns="patient_id").to_dict("records")
+    )
+    page.close()
+    worst = 0.0
+    for py, js in zip(want, got, strict=True):
+        assert js["status"] == py["status"], (js, py)
+        assert js.get("risk_group") == py.get("risk_group")
+        if "survival" in py:
+            worst = max(worst, abs(js["risk_score"] - py["risk_score"]))
+            worst = max(worst, *[abs(h["survival"] - py["survival"][f"{h['months']:g}"]) for h in js["horizons"]])
+    assert worst <= TOLERANCE, worst
+    assert {r["status"] for r in want} >= {"scored", "outside the development data"}
 
 
 def test_the_offline_calculator_refuses_a_forest_with_one_line(folders: dict[str, Path], tmp_path: Path) -> None:
