@@ -22,7 +22,7 @@ STYLE = """
 body{font-family:system-ui,sans-serif;max-width:64em;margin:1.5em auto;padding:0 1em;color:#222}
 form{display:grid;grid-template-columns:repeat(auto-fill,minmax(17em,1fr));gap:.6em 1.2em}
 label{display:block;font-weight:600;font-size:.9em}.hint{font-size:.75em;color:#555;font-weight:400}
-input,select{width:100%;padding:.25em;font-size:1em}[aria-invalid=true]{outline:2px solid #b00020}
+input,select{width:100%;box-sizing:border-box;padding:.25em;font-size:1em}[aria-invalid=true]{outline:2px solid #b00020}
 button{grid-column:1/-1;padding:.5em;font-size:1em;cursor:pointer}
 .note{background:#fff8e1;padding:.6em;border-left:4px solid #f0b400;font-size:.9em}
 #problems{color:#b00020}.model{border:1px solid #ccc;border-radius:6px;padding:.6em 1em;margin:1em 0}
