@@ -271,7 +271,8 @@ class RiskModel:
         refused = landmark_refusals(self, df)
         for row, reason in refused.items():
             records[row] = {**self._identity(df, row), "status": "refused", "reason": reason, "risk_group": None}
-        data, bad = self.split_valid(df.drop(index=list(refused)))
+        rest = df.drop(index=list(refused))
+        data, bad = self.split_valid(rest) if len(rest) else (rest, {})  # every row refused: nothing to read
         for row, problems in bad.items():
             records[row] = self._error_record(
                 df,
