@@ -63,7 +63,15 @@ from riskmodel.workflow.prepare import (
 )
 from riskmodel.workflow.record import RunContext
 
-__all__ = ["FEW_CENTRE_EVENTS", "MIN_CENTRE_EVENTS", "CentreRun", "CentreValidation", "internal_external"]
+__all__ = [
+    "FEW_CENTRE_EVENTS",
+    "MIN_CENTRE_EVENTS",
+    "CentreRun",
+    "CentreValidation",
+    "held_out_centres",
+    "internal_external",
+    "metric_keys",
+]
 
 MIN_CENTRE_EVENTS = 5  # below: the centre is refused by name
 FEW_CENTRE_EVENTS = 10  # below: pooled, with a warning
@@ -142,7 +150,7 @@ def metric_keys(centres: Sequence[Any]) -> list[str]:
     return keys
 
 
-def _centres(prep: PreparedEndpoint, column: str, source: str) -> tuple[list[str], pd.Series, list[str]]:
+def held_out_centres(prep: PreparedEndpoint, column: str, source: str) -> tuple[list[str], pd.Series, list[str]]:
     """The endpoint's centres (sorted), each patient's centre, and notes; the refusals of the module docstring."""
     centre = prep.data.X["centre"].astype("string") if "centre" in prep.data.X.columns else None
     if centre is None:
@@ -267,7 +275,7 @@ def internal_external(
     result = CentreValidation(config.name, "", column, notes=list(dropped))
     plans = {}
     for ep, prep in prepared.items():
-        labels, centre, notes = _centres(prep, column, cohort.source)
+        labels, centre, notes = held_out_centres(prep, column, cohort.source)
         horizon = _main_horizon(prep, centre, labels, config.evaluation.min_at_risk)
         notes.append(
             f"{ep.upper()}: {len(labels)} centres held out in turn; C, slope and O/E at {horizon:g} months pooled "
