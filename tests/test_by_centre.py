@@ -2,12 +2,12 @@
 
 * Pooling: the pooled C (logit), slope and O/E (log) equal ``metafor::rma(yi, vi, method="REML")``
   (and ``predict`` for the prediction interval) on the per-centre estimates read back from the run's
-  ``iecv/centres.csv``, to 1e-6 (measured: below 1e-9).
+  ``iecv/centres.csv``, to 1e-6 (measured: 1.4e-14).
 * Per-centre measures: each held-out centre's Harrell C equals scikit-survival's
   ``concordance_index_censored`` of an independent Cox fit (lifelines, unpenalised, on the other
-  three centres) on that centre, to 1e-9; its O/E at 12 months equals R's (``coxph`` with Efron
+  three centres) on that centre, to 1e-9 (measured: 0); its O/E at 12 months equals R's (``coxph`` with Efron
   ties on the other centres, ``survfit(ctype = 1)``: Breslow's baseline, as riskmodel's Cox; the
-  Kaplan-Meier risk by ``survfit``), to 1e-6.
+  Kaplan-Meier risk by ``survfit``), to 1e-6 (measured: 2.2e-16).
 * Bad input: no centre declared, a single centre, a centre with fewer than 5 events, an unknown
   ``--by``: exit 2, one line. A centre with 5-9 events is pooled with a warning naming it.
 """
