@@ -113,6 +113,11 @@ class EvaluationConfig(StrictModel):
         description="A horizon with fewer patients still followed shows no metric, calibration or decision curve, "
         "and predictions there are flagged.",
     )
+    by: Literal["centre"] | None = Field(
+        None,
+        description="centre: internal-external cross-validation by the declared centre column (riskmodel train "
+        "--by centre): each centre held out in turn, the measures pooled by random-effects meta-analysis.",
+    )
 
     @property
     def fits_per_model(self) -> int:

@@ -46,6 +46,13 @@ def train_command(
             "--strict", help="Refuse (exit 2) a cohort below Riley et al.'s minimum sample size instead of warning."
         ),
     ] = False,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            help="centre: internal-external cross-validation by the declared centre column (each centre held out "
+            "in turn; C, slope and O/E pooled by random-effects meta-analysis). Also evaluation.by in the experiment."
+        ),
+    ] = None,
 ) -> None:
     """Train every model family for every endpoint, cross-validate, bootstrap-validate, and track each run.
 
@@ -66,6 +73,18 @@ def train_command(
         require_writable(summary_json, option="--summary-json")  # before training, not after
     path = experiment or default_experiment_path()
     config = load_experiment(path)
+    if by is not None or config.evaluation.by is not None:
+        from riskmodel.cli.by_centre import train_by_centre
+
+        return train_by_centre(
+            config,
+            by,
+            data,
+            csv_option(endpoints, "--endpoints"),
+            csv_option(models, "--models"),
+            tracking_uri,
+            summary_json,
+        )
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description:<14}"),

@@ -218,6 +218,8 @@ class ExternalValidation:
     failed_boot: int
     grid: tuple[float, ...]
     notes: list[str] = field(default_factory=list)
+    # each measure on each kept bootstrap resample (aggregates only): SEs on any scale
+    replicates: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def estimates(self) -> dict[str, float]:
         """Each measure's point estimate, by its key (``harrell_c``, ``oe_12``, …)."""
@@ -306,5 +308,5 @@ def validate_predictions(
         decision[h] = net_benefit(y, 1.0 - p.survival[:, j], h, THRESHOLDS)
     notes = [f"{failed} of {n_boot} bootstrap resamples had no event and were skipped"] if failed else []
     return ExternalValidation(
-        p.horizons, n, int(event.sum()), table, calibration, decision, n_boot, failed, p.grid, notes
+        p.horizons, n, int(event.sum()), table, calibration, decision, n_boot, failed, p.grid, notes, boots
     )
