@@ -9,7 +9,8 @@ fitted on the new patients,
 
 * ``baseline``: γ fixed at 1 (r as an offset), only the baseline re-estimated;
 * ``slope``: γ estimated too (a Cox model with r as its one covariate, Efron's ties as R's
-  ``coxph``; its Wald standard error in ``factor_se_``, not saved), which shrinks or stretches every log hazard ratio alike.
+  ``coxph``; its Wald standard error in ``factor_se_``, not saved), which shrinks or stretches
+  every log hazard ratio alike.
 
 The new baseline cumulative hazard is Breslow's on the fixed γ·r (Breslow 1972, as
 :func:`riskmodel.models.base.breslow_cumulative_hazard`): without tied event times it equals R's
