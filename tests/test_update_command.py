@@ -274,3 +274,37 @@ def test_bad_input_is_one_line_and_exit_2(setting, tmp_path: Path, case: str) ->
     assert expected in lines[0], text
     if case == "data without outcomes":
         assert "column os_event: required column is missing" in lines[1]
+
+
+def test_a_forest_is_recalibrated_through_its_cloglog_survival_at_its_largest_horizon(tmp_path: Path) -> None:
+    """A forest's risk is not a log hazard: r = log(−log S(24)), and γ = 1 keeps its S(24) where
+    the new baseline's S0(24) is e^−1: S_new(24) = exp(−H0_new(24) · (−log S(24))) to 1e-9
+    (module docstring of riskmodel.models.recalibrated)."""
+    sd = survival_data(generate(400, 61), "os", landmark_months=3, feature_columns=["response_3mo"])
+    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
+    forest = SurvivalForest(n_estimators=5, random_state=3).fit(features.transform(sd.X), sd.y)
+    parent = RiskModel.from_training(
+        endpoint="os",
+        family="rsf",
+        experiment="t",
+        landmark_months=3,
+        horizons=list(HORIZONS),
+        features=features,
+        estimator=forest,
+        X=sd.X,
+    )
+    parent.save(tmp_path / "parent")
+    generate(600, 62).to_csv(tmp_path / "new.csv", index=False)
+    result = update_model(
+        str(tmp_path / "parent"), tmp_path / "new.csv", method="baseline", out=tmp_path / "out", n_boot=3, track=False
+    )
+    estimator = result.model.estimator
+    assert isinstance(estimator, Recalibrated)
+    assert estimator.reference_horizon_ == 24.0
+    patients = generate(30, 63)
+    Z = features.transform(patients)
+    s_parent = np.clip(forest.predict_survival(Z, [24.0]).to_numpy()[:, 0], 1e-12, 1 - 1e-12)  # as documented
+    s_new = estimator.predict_survival(Z, [24.0]).to_numpy()[:, 0]
+    h0 = float(estimator.baseline_cumhaz_[np.searchsorted(estimator.event_times_, 24.0, side="right") - 1])
+    assert np.max(np.abs(s_new - np.exp(-h0 * (-np.log(s_parent))))) < 1e-9
+    assert int(pd.read_csv(tmp_path / "out" / "update_performance.csv")["resamples"].min()) == 3
