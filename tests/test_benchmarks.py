@@ -149,3 +149,14 @@ def test_phi_guard_benchmark_smoke_run_agrees_with_its_baseline() -> None:
     ]
     assert {"ratio_artifact", "ratio_short", "ratio_endpoint"} <= set(result)
     assert result["baseline"]["name"].startswith("scan-per-value")
+
+
+def test_fine_gray_benchmark_smoke_run_agrees_with_lifelines_on_the_expanded_data() -> None:
+    module = _benchmark("fine_gray")
+    result = module.main(["--quick", "--json"])
+    assert result["n"] == 2_000
+    assert result["expanded_rows"] > result["n"]  # competing patients gain weighted rows
+    assert result["max_abs_coef_diff"] < 1e-5
+    assert result["baseline"]["name"].startswith("lifelines CoxPHFitter")
+    skipped = module.run(3_000, baseline_max=2_000)
+    assert "skipped" in skipped["baseline"]

@@ -1,12 +1,12 @@
 """Classical survival statistics on plain arrays: survival targets, Kaplan-Meier, the log-rank
-test, proportional-hazards tests (survival 3.x's cox.zph), Aalen-Johansen, Riley et al.'s sample
+test, proportional-hazards tests (survival 3.x's cox.zph), Aalen-Johansen, Fine-Gray, Gray's test, Riley et al.'s sample
 size, restricted cubic splines and Rubin's rules for multiply imputed analyses. Nothing here fits
 a model or reads a cohort.
 """
 
 from __future__ import annotations
 
-from riskmodel.stats.competing import aalen_johansen
+from riskmodel.stats.competing import FineGrayFit, GrayTest, aalen_johansen, fine_gray, gray_test
 from riskmodel.stats.kaplan_meier import kaplan_meier, km_at, km_median, km_summary
 from riskmodel.stats.logrank import logrank_chi2
 from riskmodel.stats.ph import (
@@ -37,6 +37,8 @@ __all__ = [
     "COMPETING_DTYPE",
     "SURVIVAL_DTYPE",
     "TRANSFORMS",
+    "FineGrayFit",
+    "GrayTest",
     "PHSmooth",
     "PHTermTests",
     "PHTest",
@@ -47,6 +49,8 @@ __all__ = [
     "check_competing_target",
     "check_survival_target",
     "competing_array",
+    "fine_gray",
+    "gray_test",
     "harrell_knots",
     "is_competing",
     "kaplan_meier",
