@@ -16,13 +16,14 @@ changed. The competing CIF is capped so that the pair is a valid pair of cumulat
 every time: F_2*(t | x) = min(F_2(t | x), 1 − F_1(τ | x)), with τ the training follow-up. Since
 1 − F_1 decreases, this is the largest non-decreasing F_2* with F_2*(t) ≤ 1 − F_1(t) at every
 t ≤ τ, and it does not depend on which times are asked. The event-free probability is
-1 − F_1 − F_2*. ``fit`` counts the training patients whose F_2 is capped (``n_capped_``) and warns
-when there are any.
+1 − F_1 − F_2*. ``fit`` counts the training patients whose F_2 is capped at some time
+(``n_capped_``: by τ; common, since separate Fine-Gray fits overshoot late in follow-up) and
+warns when the cap binds by the risk horizon (``n_capped_by_risk_horizon_``), where a prediction
+is read.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import numbers
 import warnings
@@ -37,6 +38,7 @@ from sklearn.utils.validation import check_is_fitted
 from riskmodel.errors import ModelFileError, RiskModelWarning, UserInputError
 from riskmodel.models.base import StateFile, check_baseline, estimator_params, read_json, write_json
 from riskmodel.models.competing import CAUSES, CompetingFile, CompetingRiskEstimator
+from riskmodel.stats.competing import fine_gray
 
 __all__ = ["FineGray", "FineGrayCauseFile"]
 
@@ -55,13 +57,6 @@ class FineGrayCauseFile(StateFile):
         if len(self.coef) != self.n_features_in or len(self.mean) != self.n_features_in:
             raise ValueError("coef and mean must have one value per feature")
         return self
-
-
-def _fitter() -> Any:
-    fitter = getattr(importlib.import_module("riskmodel.stats.competing"), "fine_gray", None)
-    if fitter is None:  # pragma: no cover - the fitter ships with riskmodel.stats
-        raise UserInputError("the fine_gray family needs riskmodel.stats.competing.fine_gray, not in this riskmodel")
-    return fitter
 
 
 class _CauseModel:
@@ -107,7 +102,11 @@ class FineGray(CompetingRiskEstimator):
         return {}
 
     def fit(self, X: Any, y: Any) -> FineGray:
-        """Fit a Fine-Gray model for each cause with an event (the other cause competing); returns ``self``."""
+        """Fit a Fine-Gray model for each cause with an event (the other cause competing); returns ``self``.
+
+        A design the fitter cannot estimate in these patients (singular information, a column
+        constant among them) is a numerical failure (``LinAlgError``): a cross-validation fold or a
+        bootstrap resample counts it as failed, as a non-converging fit of any family."""
         rh: Any = self.risk_horizon
         number = isinstance(rh, numbers.Real) and not isinstance(rh, bool)
         if rh is not None and not (number and math.isfinite(float(rh)) and float(rh) > 0):
@@ -118,34 +117,35 @@ class FineGray(CompetingRiskEstimator):
             raise UserInputError(
                 f"risk_horizon {horizon:g} months is beyond the training follow-up ({self.max_time_:.1f} months)"
             )
-        fine_gray = _fitter()
-        mean = Xa.mean(axis=0)
         self.cause_models_: list[_CauseModel | None] = []
         for k in CAUSES:
             if not (cause == k).any():
                 self.cause_models_.append(None)
                 continue
-            fit = fine_gray(Xa, time, cause, event=k)
-            times = np.asarray(fit.event_times, dtype=float)
-            at_mean = np.asarray(fit.cif(mean[None, :], times), dtype=float).reshape(-1)
-            cumhaz = np.maximum.accumulate(-np.log1p(-np.clip(at_mean, 0.0, 1 - 1e-15)))
-            self.cause_models_.append(_CauseModel(fit.coef, mean, times, cumhaz))
-        self.models_ = []  # the base class's "fitted" marker; the causes' models are cause_models_
+            try:
+                fit = fine_gray(Xa, time, cause, event=k)
+            except UserInputError as exc:  # singular information, a constant column in this sample
+                raise np.linalg.LinAlgError(f"cause {k}: {exc}") from None
+            self.cause_models_.append(_CauseModel(fit.coef, fit.x_mean, fit.event_times, fit.centred_cumulative_hazard))
+        self.models_ = list(self.cause_models_)  # per cause, None without events (as every competing family)
         self.risk_horizon_ = horizon
-        self.n_capped_ = int(self._capped(Xa).sum())
-        if self.n_capped_:
+        self.n_capped_ = int(self._capped(Xa, self.max_time_).sum())
+        self.n_capped_by_risk_horizon_ = int(self._capped(Xa, horizon).sum())
+        if self.n_capped_by_risk_horizon_:
             warnings.warn(
-                f"Fine-Gray: for {self.n_capped_} of {len(Xa)} training patients the two separately fitted "
-                "models give CIF1 + CIF2 > 1; their competing CIF is capped at 1 − CIF1(end of follow-up)",
+                f"Fine-Gray: for {self.n_capped_by_risk_horizon_} of {len(Xa)} training patients the two separately "
+                f"fitted models give CIF1 + CIF2 > 1 by the risk horizon ({horizon:g} months); their competing CIF "
+                "is capped at 1 − CIF1(end of follow-up)",
                 RiskModelWarning,
                 stacklevel=2,
             )
         return self
 
-    def _capped(self, Xa: np.ndarray) -> np.ndarray:
-        """Patients whose F_2 exceeds 1 − F_1 at the end of follow-up (where the cap binds)."""
-        end = np.array([self.max_time_])
-        f1, f2 = (m.cif(Xa, end)[:, 0] if m is not None else np.zeros(len(Xa)) for m in self.cause_models_)
+    def _capped(self, Xa: np.ndarray, by: float) -> np.ndarray:
+        """Patients whose F_2 at ``by`` exceeds 1 − F_1 at the end of follow-up (the cap binds by then)."""
+        first, second = self.cause_models_
+        f1 = first.cif(Xa, np.array([self.max_time_]))[:, 0] if first is not None else np.zeros(len(Xa))
+        f2 = second.cif(Xa, np.array([by]))[:, 0] if second is not None else np.zeros(len(Xa))
         return f2 > 1 - f1
 
     def _incidence(self, X: Any, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +214,7 @@ class FineGray(CompetingRiskEstimator):
         if d["risk_horizon"] > model.max_time_ or 1 not in d["fitted_causes"]:
             raise ModelFileError(f"{path}: no cause-1 model, or a risk horizon beyond follow-up; refusing to load")
         model.cause_models_ = parts
-        model.models_ = []
+        model.models_ = list(parts)
         model.risk_horizon_ = float(d["risk_horizon"])
         model.n_competing_ = int(d["n_competing"])
         return model

@@ -33,7 +33,6 @@ The Fine-Gray fits are :func:`riskmodel.stats.competing.fine_gray` (Fine & Gray 
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -43,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.stats import harrell_knots, restricted_cubic_spline
+from riskmodel.stats.competing import fine_gray
 
 __all__ = [
     "SmoothCifCalibration",
@@ -170,14 +170,6 @@ def net_benefit_competing(y: Any, cif_at_t: Any, horizon: float, thresholds: Any
     return pd.DataFrame(rows)
 
 
-def _fine_gray() -> Any:
-    """The Fine-Gray fitter, :func:`riskmodel.stats.competing.fine_gray` (read when first used)."""
-    fitter = getattr(importlib.import_module("riskmodel.stats.competing"), "fine_gray", None)
-    if fitter is None:  # pragma: no cover - the fitter ships with riskmodel.stats
-        raise ValueError("the Fine-Gray fitter (riskmodel.stats.competing.fine_gray) is not available")
-    return fitter
-
-
 def cloglog(cif: Any) -> np.ndarray:
     """log(−log(1 − F)), with F kept inside (1e-10, 1 − 1e-10)."""
     f = np.clip(np.asarray(cif, dtype=float), 1e-10, 1 - 1e-10)
@@ -228,7 +220,7 @@ def smooth_cif_calibration(y: Any, cif_at_t: Any, horizon: float, knots: int = 3
     x = cloglog(pred)
     knot_values = np.unique(harrell_knots(x, knots)) if np.unique(x).size > knots else np.empty(0)
     basis = _basis(x, knot_values)
-    fit = _fine_gray()(basis, time, cause, event=1)
+    fit = fine_gray(basis, time, cause, event=1)
     observed = _observed(fit, basis, horizon)
     gap = np.abs(observed - pred)
     return SmoothCifCalibration(
@@ -253,7 +245,7 @@ def cif_slope_at(y: Any, cif_at_t: Any, horizon: float) -> float:
     cause = np.where(after, 0, cause)
     if not ((cause == 1).any() and np.ptp(x) > 0):
         return math.nan
-    fit = _fine_gray()(x[:, None], np.minimum(time, horizon), cause, event=1)
+    fit = fine_gray(x[:, None], np.minimum(time, horizon), cause, event=1)
     return float(np.asarray(fit.coef, dtype=float).ravel()[0])
 
 

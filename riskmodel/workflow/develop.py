@@ -6,7 +6,6 @@ records (:class:`Developed`), and nothing of it is per-patient except the fitted
 
 from __future__ import annotations
 
-import importlib
 import math
 import warnings
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from riskmodel.models.registry import SPECS, build_family
 from riskmodel.reporting.plots import figure_png, importance_plot, shap_bar, shap_beeswarm, shap_dependence
 from riskmodel.scoring import RiskModel
 from riskmodel.stats import survival_array
+from riskmodel.stats.competing import fine_gray
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.validation import (
     CrossValidation,
@@ -229,25 +229,32 @@ def competing_tables(features: ClinicalFeatures, X: pd.DataFrame, y: Any) -> dic
     """The classical tables of a competing endpoint on the model's design, unpenalised: the
     cause-specific Cox HRs of both causes (``CauseSpecificCox(penalty=0)``, as R's ``coxph`` per
     cause) and the Fine-Gray subdistribution HRs of the event of interest
-    (:func:`riskmodel.stats.competing.fine_gray`, as ``cmprsk::crr``). A table that cannot be
-    estimated (separation, a constant column) is left out with a note in its place."""
+    (:func:`riskmodel.stats.competing.fine_gray`, as ``cmprsk::crr``). A column constant in these
+    patients is fitted without (its row is empty, as :func:`unpenalised_table`'s); a table whose fit
+    fails numerically (separation, collinearity) is left out."""
     names = [str(n) for n in features.get_feature_names_out()]
     design = np.asarray(features.transform(X), dtype=float)
+    keep = np.ptp(design, axis=0) > 0
+    kept = [n for n, k in zip(names, keep, strict=True) if k]
+    Z = design[:, keep]
+
+    def full(table: pd.DataFrame) -> pd.DataFrame:
+        return table.set_index("term").reindex(names).rename_axis("term").reset_index()
+
     out: dict[str, pd.DataFrame] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RiskModelWarning)
         try:
-            csc = CauseSpecificCox(penalty=0.0).fit(design, y).hazard_ratio_tables(names)
-            out.update({f"cause_specific_hr_cause_{k}.csv": t for k, t in csc.items()})
+            csc = CauseSpecificCox(penalty=0.0).fit(Z, y).hazard_ratio_tables(kept)
+            out.update({f"cause_specific_hr_cause_{k}.csv": full(t) for k, t in csc.items()})
         except NUMERICAL_FAILURES as exc:
             if is_own_error(exc):
                 raise
         try:
-            fine_gray = importlib.import_module("riskmodel.stats.competing").fine_gray
-            fit = fine_gray(design, np.asarray(y["time"], float), np.asarray(y["cause"], int), event=1)
-            out["fine_gray_subdistribution_hr.csv"] = fit.table(names)
-        except (AttributeError, ValueError, np.linalg.LinAlgError, ArithmeticError) as exc:
-            if is_own_error(exc):
+            fit = fine_gray(Z, np.asarray(y["time"], float), np.asarray(y["cause"], int), event=1)
+            out["fine_gray_subdistribution_hr.csv"] = full(fit.table(kept))
+        except NUMERICAL_FAILURES as exc:
+            if is_own_error(exc) and "collinear" not in str(exc):
                 raise
     return out
 

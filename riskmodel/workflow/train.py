@@ -19,7 +19,7 @@ import pandas as pd
 from riskmodel.cohort.declared import missing_data_table
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.core.csvout import safe_csv_text
-from riskmodel.errors import UserInputError
+from riskmodel.errors import NUMERICAL_FAILURES, UserInputError, is_own_error
 from riskmodel.models.registry import SPECS
 from riskmodel.privacy import PhiGuard
 from riskmodel.stats.samplesize import SampleSize
@@ -211,7 +211,14 @@ def train(
                     )
                     continue
                 step = counter.step(f"{endpoint.upper()} {family}")
-                dev = develop_family(config, prep, family, params.model_dump(), size, step)
+                try:
+                    dev = develop_family(config, prep, family, params.model_dump(), size, step)
+                except NUMERICAL_FAILURES as exc:
+                    if is_own_error(exc) or not SPECS[family].competing_only:
+                        raise
+                    # an unpenalised Fine-Gray fit of every patient that cannot be estimated
+                    result.notes.append(f"{endpoint.upper()} {family}: not trained, its fit failed ({exc})")
+                    continue
                 result.notes += dev.notes
                 run_id, uri = record_run(tracker, ctx, prep, size, dev)
                 result.runs.append(RunResult.of(prep, dev, run_id, uri))
