@@ -151,6 +151,14 @@ def develop_family(
     )
     if isinstance(model.estimator, CoxPH):
         model.hazard_ratios = unpenalised_table(features, sd.X, sd.y)
+    elif isinstance(model.estimator, CauseSpecificCox):
+        # the classical table of a competing endpoint: the event of interest's cause-specific HRs
+        # (competing events censored); both causes' and the Fine-Gray table are competing_tables
+        model.hazard_ratios = unpenalised_table(features, sd.X, survival_array(sd.y["event"], sd.y["time"]))
+        note = model.hazard_ratios.attrs.get("note", "")
+        model.hazard_ratios.attrs["method"] = "cause-specific hazard ratios of the event of interest (competing "
+        model.hazard_ratios.attrs["method"] += "events censored)"
+        model.hazard_ratios.attrs["note"] = note
     elif isinstance(model.estimator, MultipleImputationSurvival) and isinstance(
         model.estimator.estimator, CoxPH | CauseSpecificCox
     ):

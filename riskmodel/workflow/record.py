@@ -140,7 +140,8 @@ def record_run(
             tracker.log_bytes(png, name)
         tracker.log_text(safe_csv_text(dev.explained.importance, index=False), "permutation_importance.csv")
         if model.hazard_ratios is not None:
-            hr_plot = forest_plot(model.hazard_ratios, f"{label}: unpenalised hazard ratios")
+            kind = "cause-specific hazard ratios (competing events censored)" if prepared.competing else "hazard ratios"
+            hr_plot = forest_plot(model.hazard_ratios, f"{label}: unpenalised {kind}")
             tracker.log_bytes(figure_png(hr_plot), "plots/cox_hazard_ratios.png")
         tracker.log_text(render_model_report(facts), "model_report.html")
         if dev.validation is not None:

@@ -200,7 +200,8 @@ def train(
             tracker.log_text(safe_csv_text(result.missing_data, index=False), "missing_data.csv")
         for endpoint, prep in prepared.items():
             size = sizes[endpoint]
-            result.notes += [*prep.notes(), f"{endpoint.upper()} sample size: {size.summary()}"]
+            counted = " (events of interest only; competing events are not counted)" if prep.competing else ""
+            result.notes += [*prep.notes(), f"{endpoint.upper()} sample size{counted}: {size.summary()}"]
             if not size.adequate:
                 result.notes.append(_exploratory_warning(endpoint, size.epv, size.expected_shrinkage))
             for family, params in families.items():
