@@ -39,6 +39,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # every file name riskmodel writes into a model folder (besides the manifest): its own, and each family's
 FAMILY_FILES = frozenset().union(*(s.estimator.FILES for s in SPECS.values()))
+# competing-risk models: competing.json and cause_<k>/<the family's file> (riskmodel.models.competing)
+FAMILY_FILES |= frozenset().union(*(s.competing.FILES for s in SPECS.values() if s.competing is not None))
 KNOWN_FILES = frozenset({"model.json", IMPUTATION_FILE}) | FAMILY_FILES
 _VERSIONED = ("riskmodel", "numpy", "pandas", "scikit-learn", "scikit-survival", "xgboost", "xgboost-cpu", "skops")
 
@@ -79,7 +81,9 @@ def _known_file(name: str) -> bool:
     parts = name.split("/")
     if len(parts) == 1:
         return name in KNOWN_FILES
-    return len(parts) == 2 and bool(_IMPUTATION_DIR.fullmatch(parts[0])) and parts[1] in FAMILY_FILES
+    if len(parts) == 2 and name in FAMILY_FILES:  # cause_<k>/<file> of a competing-risk model
+        return True
+    return len(parts) in (2, 3) and bool(_IMPUTATION_DIR.fullmatch(parts[0])) and "/".join(parts[1:]) in FAMILY_FILES
 
 
 # --------------------------------------------------------------------------- features
