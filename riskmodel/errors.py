@@ -6,14 +6,12 @@ and carry exit code 2; the CLI prints their message and never a traceback.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
-
-import numpy as np
-import pandas as pd
 
 from riskmodel.core.pseudonyms import pseudonym
 
@@ -80,7 +78,8 @@ class GuaranteeTimeBiasError(UserInputError):
 
 
 # What a fit or a metric may raise on one fold's or resample's data: it fails that fold, not the run.
-NUMERICAL_FAILURES: tuple[type[Exception], ...] = (ValueError, np.linalg.LinAlgError, ArithmeticError)
+# (numpy's LinAlgError is a ValueError; naming it would import numpy with every command's --help.)
+NUMERICAL_FAILURES: tuple[type[Exception], ...] = (ValueError, ArithmeticError)
 
 
 MAX_LINE_CHARS = 400  # one problem's line; longer text is cut with an ellipsis
@@ -109,9 +108,13 @@ def is_own_error(exc: BaseException) -> bool:
 
 
 def _show(value: object) -> str:
-    if isinstance(value, np.generic):
+    # a numpy or pandas value can only exist once its module is imported: no import here
+    np, pd = sys.modules.get("numpy"), sys.modules.get("pandas")
+    if np is not None and isinstance(value, np.generic):
         value = value.item()
-    if value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value):
+    if pd is not None and (value is pd.NA or value is pd.NaT):
+        return "(empty)"
+    if isinstance(value, float) and value != value:
         return "(empty)"
     if isinstance(value, str) and not value.strip():
         return "(empty)" if not value else repr(value)

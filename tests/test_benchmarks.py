@@ -160,3 +160,22 @@ def test_fine_gray_benchmark_smoke_run_agrees_with_lifelines_on_the_expanded_dat
     assert result["baseline"]["name"].startswith("lifelines CoxPHFitter")
     skipped = module.run(3_000, baseline_max=2_000)
     assert "skipped" in skipped["baseline"]
+
+
+def test_hot_paths_smoke_run_agrees_with_its_references() -> None:
+    """C-index (compiled count against the previous one, scikit-survival, lifelines), cohort loading
+    against pandas, --help against a bare interpreter: every side ran and the answers agree."""
+    module = _benchmark("hot_paths")
+    result = module.main(["--quick", "--json"])
+    c = result["cindex"]
+    assert c["harrell_abs_diff_old"] <= 1e-12
+    assert c["harrell_abs_diff_sksurv"] <= 1e-12
+    assert c["uno_abs_diff_old"] <= 1e-12
+    assert c["uno_abs_diff_sksurv"] <= 1e-12
+    # lifelines counts only equal risks as tied (riskmodel and scikit-survival: within 1e-8)
+    assert c["harrell_abs_diff_lifelines"] <= 1e-8
+    for kind in ("csv", "parquet"):
+        assert result["load"][kind]["patients"] == result["load"]["n"]
+        assert result["load"][kind]["baseline_seconds"] > 0
+    assert result["help"]["baseline"] == "python -c pass"
+    assert "riskmodel --help" in module.summary(result)

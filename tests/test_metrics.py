@@ -8,6 +8,7 @@ and a plain double loop over pairs written from the definition.
 from __future__ import annotations
 
 import math
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -17,7 +18,16 @@ from lifelines.utils import concordance_index as lifelines_c
 from sksurv.metrics import concordance_index_censored, concordance_index_ipcw, integrated_brier_score
 from sksurv.nonparametric import CensoringDistributionEstimator
 
+import riskmodel.metrics as metrics_module
 from riskmodel.metrics import concordance, harrell_c, integrated_brier, uno_c
+
+# the two counts behind every C: numpy's merge count (small test sets) and the compiled walk (numba)
+COUNTS = {"merge": 10**12, "compiled": 0}
+
+
+def counted_by(kind: str):  # type: ignore[no-untyped-def]
+    """Force the concordance through one of its two counts, whatever the sample size."""
+    return patch.object(metrics_module, "COMPILED_FROM", COUNTS[kind])
 
 
 def pairs_loop(event: np.ndarray, time: np.ndarray, risk: np.ndarray, tol: float = 1e-8) -> float:
@@ -54,13 +64,15 @@ def tied_samples(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return event, time, risk
 
 
+@pytest.mark.parametrize("kind", COUNTS)
 @settings(max_examples=400, deadline=None)
-@given(tied_samples())
+@given(sample=tied_samples())
 def test_concordance_equals_the_pairwise_definition_and_scikit_survival(
-    sample: tuple[np.ndarray, np.ndarray, np.ndarray],
+    kind: str, sample: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> None:
     event, time, risk = sample
-    got = concordance(event, time, risk)
+    with counted_by(kind):
+        got = concordance(event, time, risk)
     expected = pairs_loop(event, time, risk)
     if math.isnan(expected):
         assert math.isnan(got.cindex)
@@ -71,16 +83,49 @@ def test_concordance_equals_the_pairwise_definition_and_scikit_survival(
     assert got[1:] == tuple(int(v) for v in ref[1:])  # concordant, discordant, tied risk, tied time
 
 
-def test_concordance_on_20000_random_patients_equals_scikit_survival_to_1e_12() -> None:
+@pytest.mark.parametrize("kind", COUNTS)
+def test_concordance_on_20000_random_patients_equals_scikit_survival_to_1e_12(kind: str) -> None:
     rng = np.random.default_rng(7)
     n = 20_000
     time = np.round(rng.exponential(10, n), 1)  # rounded, so many times are tied
     event = rng.random(n) < 0.7
     for risk in (rng.normal(size=n), np.round(rng.normal(size=n), 1)):
         ref = concordance_index_censored(event, time, risk)
-        got = concordance(event, time, risk)
+        with counted_by(kind):
+            got = concordance(event, time, risk)
         assert abs(got.cindex - ref[0]) <= 1e-12
         assert got[1:] == tuple(int(v) for v in ref[1:])
+
+
+@settings(max_examples=200, deadline=None)
+@given(sample=tied_samples(), seed=st.integers(0, 2**32 - 1))
+def test_weighted_concordance_is_the_same_from_both_counts(
+    sample: tuple[np.ndarray, np.ndarray, np.ndarray], seed: int
+) -> None:
+    """Uno's and Wolbers' C weigh each event: the compiled walk's compensated sums agree with numpy's
+    to 1e-12, and its pair counts exactly."""
+    event, time, risk = sample
+    weights = np.random.default_rng(seed).exponential(1.0, time.size)
+    with counted_by("merge"):
+        merged = concordance(event, time, risk, weights)
+    with counted_by("compiled"):
+        compiled = concordance(event, time, risk, weights)
+    assert compiled[1:] == merged[1:]
+    if math.isnan(merged.cindex):
+        assert math.isnan(compiled.cindex)
+    else:
+        assert compiled.cindex == pytest.approx(merged.cindex, abs=1e-12)
+
+
+def test_the_default_count_switches_to_the_compiled_walk_for_large_test_sets() -> None:
+    assert metrics_module.COMPILED_FROM == 20_000
+    rng = np.random.default_rng(2)
+    n = metrics_module.COMPILED_FROM
+    time, event, risk = rng.exponential(10, n), rng.random(n) < 0.5, rng.normal(size=n)
+    with patch("riskmodel.stats.dominance.dominance_counts", side_effect=RuntimeError("compiled")):
+        with pytest.raises(RuntimeError, match="compiled"):
+            concordance(event, time, risk)
+        concordance(event[:-1], time[:-1], risk[:-1])  # one patient fewer: numpy's merge count
 
 
 def test_harrell_c_matches_lifelines() -> None:
@@ -109,8 +154,9 @@ def test_mismatched_lengths_are_refused() -> None:
         concordance([True], [1.0, 2.0], [0.1, 0.2])
 
 
+@pytest.mark.parametrize("kind", COUNTS)
 @pytest.mark.parametrize("tau", [None, 8.0, 15.0])
-def test_uno_c_equals_scikit_survival(tau: float | None) -> None:
+def test_uno_c_equals_scikit_survival(tau: float | None, kind: str) -> None:
     rng = np.random.default_rng(11)
     n = 3000
     time = np.round(rng.exponential(10, n), 1) + 0.1
@@ -119,7 +165,37 @@ def test_uno_c_equals_scikit_survival(tau: float | None) -> None:
     y_test = y[time < time.max()]
     risk = rng.normal(size=len(y_test)) - 0.05 * y_test["time"]
     ref = concordance_index_ipcw(y, y_test, risk, tau=tau)[0]
-    assert uno_c(y, y_test, risk, tau) == pytest.approx(ref, abs=1e-12)
+    with counted_by(kind):
+        assert uno_c(y, y_test, risk, tau) == pytest.approx(ref, abs=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    train=st.lists(st.tuples(st.booleans(), st.integers(1, 8)), min_size=1, max_size=30),
+    test=st.lists(st.tuples(st.booleans(), st.integers(0, 10)), min_size=1, max_size=30),
+    scale=st.sampled_from([1.0, 0.1]),
+)
+def test_censoring_weights_equal_scikit_survival_bit_for_bit_errors_included(
+    train: list[tuple[bool, int]], test: list[tuple[bool, int]], scale: float
+) -> None:
+    """Ties of events and censorings, times beyond the follow-up, G reaching 0: the same numbers
+    (exactly) or the same ValueError as ``CensoringDistributionEstimator().fit().predict_ipcw()``."""
+    y_train = target(np.array([e for e, _ in train]), np.array([t for _, t in train]) * scale)
+    event, time = np.array([e for e, _ in test]), np.array([t for _, t in test]) * scale
+
+    def outcome(fn):  # type: ignore[no-untyped-def]
+        try:
+            return fn(), None
+        except ValueError as err:
+            return None, str(err)
+
+    expected, their_error = outcome(
+        lambda: CensoringDistributionEstimator().fit(y_train).predict_ipcw(target(event, time))
+    )
+    got, our_error = outcome(lambda: metrics_module.censoring_weights(y_train, event, time))
+    assert our_error == their_error
+    if expected is not None:
+        assert np.array_equal(got, expected)
 
 
 def test_uno_c_refuses_test_times_beyond_the_training_follow_up_like_scikit_survival() -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import pandas as pd
 import typer
 
 from riskmodel.cli.common import app, csv_option, stop_if_terminated, user_errors
@@ -14,6 +13,8 @@ from riskmodel.core.files import atomic_write_text
 from riskmodel.errors import require_writable
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from riskmodel.workflow.train import RunResult, TrainResult
 
 
@@ -166,10 +167,10 @@ def format_hazard_ratios(table: pd.DataFrame) -> str:
     for name, row in table.iterrows():
         ci = (
             f"({row['hr_lower_95']:.3g}-{row['hr_upper_95']:.3g})"
-            if np.isfinite(row["hr_lower_95"]) and np.isfinite(row["hr_upper_95"])
+            if math.isfinite(row["hr_lower_95"]) and math.isfinite(row["hr_upper_95"])
             else "(not estimable)"
         )
-        p = "n/a" if not np.isfinite(row["p"]) else ("<0.001" if row["p"] < 0.001 else f"{row['p']:.3f}")
-        fmi = f"   fmi {row['fmi']:.2f}" if "fmi" in row.index and np.isfinite(row["fmi"]) else ""
+        p = "n/a" if not math.isfinite(row["p"]) else ("<0.001" if row["p"] < 0.001 else f"{row['p']:.3f}")
+        fmi = f"   fmi {row['fmi']:.2f}" if "fmi" in row.index and math.isfinite(row["fmi"]) else ""
         lines.append(f"  {name:<28} HR {row['hr']:>8.3g} {ci:<22} p {p}{fmi}")
     return "\n".join(lines)

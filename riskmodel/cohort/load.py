@@ -319,8 +319,14 @@ def from_frame(
     if first_row is not None:
         raw.index = pd.RangeIndex(first_row, first_row + len(raw), name="row")
         if raw.shape[1]:
-            all_blank = np.logical_and.reduce([blank_mask(raw[c]).to_numpy() for c in raw.columns])
-            raw = raw.loc[~all_blank]
+            all_blank = np.ones(len(raw), dtype=bool)  # narrowed column by column: few rows stay
+            for c in raw.columns:
+                left = np.flatnonzero(all_blank)
+                if not left.size:
+                    break
+                all_blank[left] = blank_mask(raw[c].iloc[left]).to_numpy()
+            if all_blank.any():
+                raw = raw.loc[~all_blank]
     original = raw
     raw, ignored = rename_columns(raw, mapping, source)
     sensitive = sensitive_values(original, ignored, raw)

@@ -132,7 +132,7 @@ def _check_column(col: Column, s: pd.Series, rep: Reporter, needed: bool) -> pd.
     if col.kind == "event":
         rule = "must be 0 (censored) or 1 (event)"
         num = to_numeric(s, col.name, rep, rule)
-        bad = num.notna() & ~num.isin([0, 1])
+        bad = num.notna() & (num != 0) & (num != 1)
         rep.add_rows(bad, rule, col.name, s)
         events = num.where(~bad)
         return events.astype("Int64" if events.isna().any() else "int64")

@@ -1,0 +1,184 @@
+"""Hot paths outside training, each side by side with its named baseline in one process.
+
+* ``cindex``: Harrell's and Uno's C of 1,000,000 patients (``riskmodel.metrics``: the compiled
+  count) against the previous implementation (numpy's merge count, and for Uno scikit-survival's
+  censoring estimator), lifelines' ``concordance_index``, and scikit-survival's O(n²)
+  ``concordance_index_censored`` / ``concordance_index_ipcw`` at 20,000 patients (where their
+  memory allows). Differences from each reference are reported.
+* ``load``: ``riskmodel.cohort.load`` of 1,000,000 synthetic patients (read, derive, validate)
+  against ``pandas.read_csv`` and ``pandas.read_parquet`` of the same files.
+* ``help``: ``python -m riskmodel --help`` in a fresh interpreter against ``python -c pass``.
+
+Times are the best of ``--repeats`` runs (wall clock; the machine may be shared). Run:
+``python benchmarks/hot_paths.py [--quick] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from unittest.mock import patch
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def best(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
+    """The value of ``fn()`` and its best wall time over ``repeats`` runs."""
+    times, value = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - t0)
+    return value, min(times)
+
+
+def old_concordance(event: Any, time_: Any, risk: Any, weights: Any = None) -> float:
+    """The previous implementation: numpy's merge count for every size."""
+    import riskmodel.metrics as metrics
+
+    with patch.object(metrics, "COMPILED_FROM", 10**15):
+        return metrics.concordance(event, time_, risk, weights).cindex
+
+
+def old_uno(y_train: Any, y_test: Any, risk: Any, tau: float) -> float:
+    """The previous Uno's C: scikit-survival's censoring estimator and the merge count."""
+    from sksurv.nonparametric import CensoringDistributionEstimator
+
+    keep = y_test["time"] < tau
+    weights = np.zeros(len(y_test))
+    weights[keep] = CensoringDistributionEstimator().fit(y_train).predict_ipcw(y_test[keep])
+    return old_concordance(y_test["event"], y_test["time"], risk, np.square(weights))
+
+
+def cindex(n: int, repeats: int) -> dict[str, Any]:
+    from lifelines.utils import concordance_index
+    from sksurv.metrics import concordance_index_censored, concordance_index_ipcw
+
+    from riskmodel.metrics import harrell_c, uno_c
+    from riskmodel.stats import survival_array
+
+    rng = np.random.default_rng(n)
+    time_ = np.round(rng.exponential(10, n), 2) + 0.01  # rounded: many tied times
+    event = rng.random(n) < 0.7
+    risk = rng.normal(size=n) - 0.05 * time_
+    y = survival_array(event, time_)
+    tau = float(np.quantile(time_, 0.8))
+    harrell_c(event[:50_000], time_[:50_000], risk[:50_000])  # compile (or load the cached kernel) first
+    ours, t_ours = best(lambda: harrell_c(event, time_, risk), repeats)
+    old, t_old = best(lambda: old_concordance(event, time_, risk), repeats)
+    ll, t_ll = best(lambda: float(concordance_index(time_, -risk, event)), 1)
+    uno, t_uno = best(lambda: uno_c(y, y, risk, tau), repeats)
+    uno_old, t_uno_old = best(lambda: old_uno(y, y, risk, tau), repeats)
+    m = min(n, 20_000)  # scikit-survival keeps an n-long mask per event: O(n²) memory
+    sk, t_sk = best(lambda: concordance_index_censored(event[:m], time_[:m], risk[:m])[0], 1)
+    ours_m, t_ours_m = best(lambda: harrell_c(event[:m], time_[:m], risk[:m]), repeats)
+    sk_uno, t_sk_uno = best(lambda: concordance_index_ipcw(y[:m], y[:m], risk[:m], tau)[0], 1)
+    uno_m, t_uno_m = best(lambda: uno_c(y[:m], y[:m], risk[:m], tau), repeats)
+    return {
+        "n": n,
+        "harrell": {"seconds": t_ours, "old_seconds": t_old, "lifelines_seconds": t_ll, "c": ours},
+        "harrell_abs_diff_old": abs(ours - old),
+        "harrell_abs_diff_lifelines": abs(ours - ll),
+        "uno": {"seconds": t_uno, "old_seconds": t_uno_old, "c": uno},
+        "uno_abs_diff_old": abs(uno - uno_old),
+        "sksurv_n": m,
+        "sksurv": {"harrell_seconds": t_sk, "ours_seconds": t_ours_m, "uno_seconds": t_sk_uno, "ours_uno": t_uno_m},
+        "harrell_abs_diff_sksurv": abs(ours_m - sk),
+        "uno_abs_diff_sksurv": abs(uno_m - sk_uno),
+    }
+
+
+def load(n: int, repeats: int) -> dict[str, Any]:
+    import pandas as pd
+
+    from riskmodel.cohort import load as load_cohort
+    from riskmodel.cohort.load import write_csv
+    from riskmodel.cohort.synthetic import generate
+
+    frame = generate(n, seed=1)
+    out: dict[str, Any] = {"n": n}
+    with tempfile.TemporaryDirectory() as tmp:
+        csv, parquet = Path(tmp) / "cohort.csv", Path(tmp) / "cohort.parquet"
+        write_csv(frame, csv)
+        frame.to_parquet(parquet)
+        for name, path, read in (("csv", csv, pd.read_csv), ("parquet", parquet, pd.read_parquet)):
+            cohort, t_ours = best(lambda path=path: load_cohort(path), repeats)
+            _, t_base = best(lambda path=path, read=read: read(path), repeats)
+            out[name] = {
+                "seconds": t_ours,
+                "baseline_seconds": t_base,
+                "ratio": t_ours / t_base,
+                "patients": len(cohort.data),
+                "baseline": f"pandas.{read.__name__}",
+            }
+    return out
+
+
+def help_time(repeats: int) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RISKMODEL_HOME": tempfile.mkdtemp(prefix="rm-help-")}
+
+    def run(*args: str) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, *args], env=env, cwd=REPO, capture_output=True, check=True)
+        return time.perf_counter() - t0
+
+    run("-m", "riskmodel", "--help")  # warm the file cache
+    ours = min(run("-m", "riskmodel", "--help") for _ in range(repeats))
+    base = min(run("-c", "pass") for _ in range(repeats))
+    return {"seconds": ours, "baseline_seconds": base, "baseline": "python -c pass", "extra_seconds": ours - base}
+
+
+def summary(result: dict[str, Any]) -> str:
+    """The results as a few lines of text."""
+    c, ld, h = result["cindex"], result["load"], result["help"]
+    hc, uc = c["harrell"], c["uno"]
+    lines = [
+        f"Harrell C, {c['n']:,} patients: {hc['seconds']:.3f} s (previous {hc['old_seconds']:.3f} s, "
+        f"lifelines {hc['lifelines_seconds']:.2f} s); Uno's C {uc['seconds']:.3f} s "
+        f"(previous {uc['old_seconds']:.3f} s)",
+        f"  |diff| vs previous {c['harrell_abs_diff_old']:.1e}, lifelines {c['harrell_abs_diff_lifelines']:.1e}; "
+        f"vs sksurv at {c['sksurv_n']:,}: Harrell {c['harrell_abs_diff_sksurv']:.1e}, "
+        f"Uno {c['uno_abs_diff_sksurv']:.1e}",
+    ]
+    for kind in ("csv", "parquet"):
+        r = ld[kind]
+        lines.append(
+            f"load {ld['n']:,} patients ({kind}): {r['seconds']:.2f} s vs {r['baseline']} "
+            f"{r['baseline_seconds']:.2f} s = {r['ratio']:.2f}x"
+        )
+    lines.append(f"riskmodel --help: {h['seconds']:.3f} s vs python -c pass {h['baseline_seconds']:.3f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke sizes")
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    result = {
+        "cindex": cindex(20_000 if args.quick else 1_000_000, repeats),
+        "load": load(2_000 if args.quick else 1_000_000, repeats),
+        "help": help_time(2 if args.quick else 5),
+    }
+    if args.json:
+        print(json.dumps(result, default=float))
+    else:
+        print(summary(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
