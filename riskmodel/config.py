@@ -91,7 +91,8 @@ else:
         "ModelsConfig",
         __base__=_Models,
         __doc__=_Models.__doc__,
-        **{name: (s.config | None, s.config()) for name, s in SPECS.items()},
+        # a competing-only family (Fine-Gray) is off unless asked
+        **{name: (s.config | None, None if s.competing_only else s.config()) for name, s in SPECS.items()},
     )
 
 

@@ -370,6 +370,7 @@ def test_every_trial_uses_the_same_tau(tmp_path: Path, monkeypatch: pytest.Monke
     raw = yaml.safe_load(SMALL)
     raw["endpoints"] = ["lc"]
     raw["evaluation"]["min_at_risk"] = 5
+    raw["competing_risks"] = False  # the survival objective's Uno's C (LC with death competing: Wolbers')
     config = ExperimentConfig.model_validate(raw)
     taus, _ = _spy_on_tau(monkeypatch)
     tune(config, trials=3, family="cox", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import sys
 
-from riskmodel.cli import config, data, evaluate, init, models, nomogram, report, score, serve, train, tune
+from riskmodel.cli import config, data, evaluate, init, models, nomogram, report, score, serve, train, tune, update
 from riskmodel.cli.common import app, install_handlers
 
 __all__ = ["app", "run"]
 
 # imported to register them on app
-_COMMANDS = (config, data, evaluate, init, models, nomogram, report, score, serve, train, tune)
+_COMMANDS = (config, data, evaluate, init, models, nomogram, report, score, serve, train, tune, update)
 
 
 def run() -> None:

@@ -36,7 +36,7 @@ from sklearn.base import clone
 from riskmodel.errors import UserInputError
 from riskmodel.features import DeclaredEncoding
 from riskmodel.models.base import SurvivalEstimator, read_json, write_json
-from riskmodel.stats import check_survival_target
+from riskmodel.stats import check_competing_target, check_survival_target, is_competing
 
 __all__ = ["IMPUTATION_FILE", "ChainedEquations", "MultipleImputationSurvival", "nelson_aalen_at"]
 
@@ -346,6 +346,29 @@ class MultipleImputationSurvival(SurvivalEstimator):
 
         names = getattr(self, "feature_names_in_", None)
         return Z if names is None else pd.DataFrame(Z, columns=names)
+
+    def _fit_target(self, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A survival target, or a competing-risks one when the wrapped family models competing
+        risks (the imputation models then see the event of interest's indicator and hazard)."""
+        if not is_competing(y):
+            return super()._fit_target(y)
+        cause, time = check_competing_target(y)
+        self.max_time_ = float(time.max())
+        self.n_events_ = int((cause == 1).sum())
+        return cause == 1, time
+
+    def predict_cif(self, X: Any, times: Any, cause: int = 1) -> Any:
+        """A competing-risk family's CIF of ``cause``: the mean over the m models (a mean of valid
+        cumulative incidences is one)."""
+        frames = [
+            m.predict_cif(e.transform(Z), times, cause=cause)
+            for m, e, Z in zip(self.models_, self.encodings_, self.completed(X), strict=True)
+        ]
+        mean = frames[0].copy()
+        mean[:] = np.mean([f.to_numpy() for f in frames], axis=0)
+        if hasattr(X, "index"):
+            mean.index = X.index
+        return mean
 
     def predict_risk(self, X: Any) -> np.ndarray:
         """The mean over the m models of their risk scores."""

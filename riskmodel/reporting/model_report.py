@@ -86,6 +86,10 @@ class ModelFacts:
     endpoint_definition: str | None = None  # declared cohorts: from the declaration (else the study's)
     measured_later: dict[str, float] | None = None  # declared cohorts: covariates measured after time zero
     nomogram: str = ""  # Cox: the nomogram section's HTML (reporting/nomogram_plot.py: nomogram_html)
+    # competing risks: what competes ("death"; None: a survival endpoint), and the classical tables
+    # (cause-specific HRs of both causes, Fine-Gray subdistribution HRs) by artifact name
+    competing: str | None = None
+    competing_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -151,7 +155,8 @@ def _bootstrap_limitations(f: ModelFacts) -> list[str]:
     if v is None:
         return ["No bootstrap validation was run (evaluation.bootstrap = 0): only cross-validated figures."]
     out: list[str] = []
-    slope = {k: float(x) for k, x in v.table.loc["calibration_slope"].items()}
+    key = "calibration_slope" if "calibration_slope" in v.table.index else f"calibration_slope_{max(f.horizons):g}"
+    slope = {k: float(x) for k, x in v.table.loc[key].items()} if key in v.table.index else {"corrected": math.nan}
     if math.isfinite(slope["corrected"]) and slope["corrected"] < 0.9:
         out.append(
             f"Optimism-corrected calibration slope {slope['corrected']:.2f} (approx. 95% interval "
@@ -160,8 +165,9 @@ def _bootstrap_limitations(f: ModelFacts) -> list[str]:
         )
     c = {k: float(x) for k, x in v.table.loc["harrell_c"].items()}
     if math.isfinite(c["ci_low"]) and c["ci_high"] - c["ci_low"] > 0.2:
+        name = "Wolbers" if f.competing else "Harrell"
         out.append(
-            f"The corrected Harrell C's 95% interval runs from {c['ci_low']:.2f} to {c['ci_high']:.2f}: "
+            f"The corrected {name} C's 95% interval runs from {c['ci_low']:.2f} to {c['ci_high']:.2f}: "
             "discrimination is very uncertain."
         )
     if v.failed and v.failed / v.n_resamples >= 0.05:
@@ -187,11 +193,37 @@ def _rows(pairs: Sequence[tuple[str, str]]) -> str:
     return f"<table class='kv'>{cells}</table>"
 
 
-def _validation_table(v: Validation) -> pd.DataFrame:
+# The model report's names of the metric keys for a competing endpoint (the keys stay survival's).
+COMPETING_LABELS = {
+    "harrell_c": "Wolbers C",
+    "uno_c": "Wolbers C (IPCW, to τ)",
+    "td_auc": "AUC of the CIF (Blanche def. 2)",
+    "brier": "Brier of the CIF",
+    "ibs": "integrated Brier of the CIF",
+    "ibs_km": "integrated Brier, null model: Aalen-Johansen",
+    "calibration_slope": "calibration slope of the CIF (Fine-Gray on cloglog F̂)",
+    "calibration_oe": "observed/expected CIF (Aalen-Johansen / mean predicted)",
+}
+
+
+def metric_label(key: str, competing: bool) -> str:
+    """A metric key as the report names it: ``harrell_c`` → "harrell_c (Wolbers C)" with competing
+    risks; ``td_auc_12`` → "td_auc_12 (AUC of the CIF (Blanche def. 2) at 12)"; unchanged otherwise."""
+    if not competing:
+        return key
+    for stem, label in sorted(COMPETING_LABELS.items(), key=lambda kv: -len(kv[0])):
+        rest = key.removeprefix(stem)
+        if rest == "" or rest.startswith("_"):
+            at = rest.strip("_")
+            return f"{key} ({label}{f' at {at}' if at else ''})"
+    return key
+
+
+def _validation_table(v: Validation, competing: bool = False) -> pd.DataFrame:
     t = v.table.reset_index()
     return pd.DataFrame(
         {
-            "metric": t["metric"],
+            "metric": [metric_label(m, competing) for m in t["metric"]],
             "apparent": t["apparent"],
             "optimism": t["optimism"],
             "corrected": t["corrected"],
@@ -277,7 +309,14 @@ def _data_sections(f: ModelFacts) -> list[str]:
         "<h2>Outcome</h2>",
         f"<p>{html.escape(f.endpoint_definition or ENDPOINT_DEFINITIONS.get(f.endpoint, f.endpoint))} "  # type: ignore[call-overload]
         f"Time in months from the {html.escape(f.time_origin)}. "
-        f"Prediction horizons: {', '.join(f'{h:g}' for h in f.horizons)} months.</p>",
+        f"Prediction horizons: {', '.join(f'{h:g}' for h in f.horizons)} months.</p>"
+        + (
+            f"<p>Analysed as competing risks: {html.escape(f.competing)} competes with the event of interest. The "
+            "model predicts the cumulative incidence (CIF) of the event of interest, an absolute risk in the "
+            "presence of the competing event; events counts only the event of interest.</p>"
+            if f.competing
+            else ""
+        ),
         "<h2>Predictors and missing data</h2>",
         _rows(
             [
@@ -343,6 +382,7 @@ def _specification(f: ModelFacts) -> list[str]:
         f"<p>{html.escape(SPECS[f.family].description if f.family in SPECS else f.family)}.</p>",
         _rows([(k, repr(v)) for k, v in sorted(f.params.items())]),
     ]
+    parts += _competing_tables(f)
     if f.cox_coefficients is None:
         return parts
     parts.append("<h3>Coefficients of the fitted (penalised) model</h3>" + _table(f.cox_coefficients, index=True))
@@ -364,10 +404,31 @@ def _specification(f: ModelFacts) -> list[str]:
     return parts
 
 
+def _competing_tables(f: ModelFacts) -> list[str]:
+    """The cause-specific hazard ratios of both causes and the Fine-Gray subdistribution HRs."""
+    titles = {
+        "cause_specific_hr_cause_1.csv": "Cause-specific hazard ratios, event of interest (unpenalised Cox)",
+        "cause_specific_hr_cause_2.csv": f"Cause-specific hazard ratios, competing event: {f.competing} "
+        "(unpenalised Cox)",
+        "fine_gray_subdistribution_hr.csv": "Fine-Gray subdistribution hazard ratios, event of interest "
+        "(unpenalised, as cmprsk::crr)",
+    }
+    return [
+        f"<h3>{html.escape(titles.get(name, name))}</h3>" + _table(table) for name, table in f.competing_tables.items()
+    ]
+
+
 def _validation_sections(f: ModelFacts) -> list[str]:
     """Cross-validation, the bootstrap, calibration and decision curves."""
     ep = f.endpoint.upper()
-    parts = ["<h2>Internal validation</h2>", f"<p>{html.escape(f.cv_description)}</p>" + _table(f.cv, index=True)]
+    cv = f.cv.rename(index=lambda k: metric_label(str(k), bool(f.competing)))
+    parts = ["<h2>Internal validation</h2>", f"<p>{html.escape(f.cv_description)}</p>" + _table(cv, index=True)]
+    if f.competing:
+        parts.append(
+            f"<p>Competing risks: {html.escape(f.competing)} competes with the event of interest. Every measure is "
+            "of the predicted cumulative incidence (CIF) of the event of interest: Wolbers C, AUC of the CIF "
+            "(Blanche def. 2), Brier of the CIF (IPCW); null model: Aalen-Johansen.</p>"
+        )
     if f.validation is not None:
         v = f.validation
         parts.append(
@@ -376,9 +437,21 @@ def _validation_sections(f: ModelFacts) -> list[str]:
             f"the original data. {v.failed} resample(s) failed and are excluded (reasons in "
             "validation_failures.txt). Intervals: the 2.5th and 97.5th percentiles of apparent − optimism over "
             "resamples, an approximate 95% interval without documented coverage (it can be too narrow).</p>"
-            + _table(_validation_table(v))
+            + _table(_validation_table(v, bool(f.competing)))
         )
-    if f.calibration:
+    if f.calibration and f.competing:
+        parts.append(
+            "<h2>Calibration of the CIF (apparent, in-sample)</h2><p class='note'>These curves compare the model "
+            "with the patients it was fitted on, so they flatter it. Groups: the Aalen-Johansen observed CIF "
+            f"(competing events, {html.escape(f.competing)}, are not censorings) with 95% CIs. Curve: a Fine-Gray "
+            "model of the outcome on a restricted cubic spline of cloglog F̂(t) (Austin et al., Diagn Progn Res "
+            "2022), without a band; ICI, E50, E90 from it. Calibration slope: the Fine-Gray coefficient of "
+            "cloglog F̂(t); O/E: observed Aalen-Johansen CIF over the mean predicted CIF.</p>"
+        )
+        for h, curve in sorted(f.calibration.items()):
+            plot = calibration_plot(curve.groups, curve.smooth, f"{ep} CIF by {h:g} months: ICI {curve.ici:.3f}")
+            parts.append(figure_html(plot, f"calibration at {h:g} months"))
+    elif f.calibration:
         parts.append(
             "<h2>Calibration (apparent, in-sample)</h2><p class='note'>These curves compare the model with the "
             "patients it was fitted on, so they flatter it; the corrected slopes above are the honest summary. "
@@ -392,7 +465,12 @@ def _validation_sections(f: ModelFacts) -> list[str]:
     if f.decision_curves:
         parts.append(
             "<h2>Clinical utility: decision curves (apparent)</h2><p>Net benefit of acting on predicted risk ≥ the "
-            "threshold, against acting for all or none; observed risk by Kaplan-Meier (censoring handled).</p>"
+            "threshold, against acting for all or none; "
+            + (
+                "observed risk by the Aalen-Johansen CIF of the event of interest (competing events not censored).</p>"
+                if f.competing
+                else "observed risk by Kaplan-Meier (censoring handled).</p>"
+            )
         )
         for h, table in sorted(f.decision_curves.items()):
             parts.append(

@@ -14,6 +14,9 @@ A model directory holds:
   and each cause's model in ``cause_1/`` and ``cause_2/``, in that family's own files, each read
   back with that family's checks; told apart from the survival family by ``competing.json``.
   Under multiple imputation, the same inside every ``imputation_<i>/``.
+- a recalibrated model (``riskmodel update``, :mod:`riskmodel.models.recalibrated`):
+  ``recalibration.json`` and the parent model's own files in ``parent/``, read back with the
+  family's own checks.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from riskmodel.errors import ModelFileError, RiskModelError, RiskModelWarning
 from riskmodel.features import ClinicalFeatures, DeclaredFeatures, DeclaredInputs, resolve_blocks
 from riskmodel.models.base import SurvivalEstimator, read_json, write_json
 from riskmodel.models.imputation import IMPUTATION_FILE, MultipleImputationSurvival
+from riskmodel.models.recalibrated import PARENT_DIR, RECALIBRATION_FILE, Recalibrated
 from riskmodel.models.registry import SPECS, family_names
 from riskmodel.scoring.schemas import Manifest, ModelMeta
 
@@ -46,7 +50,7 @@ FAMILY_FILES = frozenset().union(*(s.estimator.FILES for s in SPECS.values()))
 # a competing counterpart's: competing.json and cause_<k>/<a family file>
 COMPETING_FILES = frozenset().union(*(s.competing.FILES for s in SPECS.values() if s.competing is not None))
 COMPETING_STATE = "competing.json"
-KNOWN_FILES = frozenset({"model.json", IMPUTATION_FILE}) | FAMILY_FILES | COMPETING_FILES
+KNOWN_FILES = frozenset({"model.json", IMPUTATION_FILE, RECALIBRATION_FILE}) | FAMILY_FILES | COMPETING_FILES
 _VERSIONED = ("riskmodel", "numpy", "pandas", "scikit-learn", "scikit-survival", "xgboost", "xgboost-cpu", "skops")
 
 
@@ -71,6 +75,12 @@ def _versions() -> dict[str, str]:
 
 # --------------------------------------------------------------------------- estimators
 def _load_estimator(family: str, folder: Path) -> SurvivalEstimator:
+    if (folder / RECALIBRATION_FILE).exists():
+        return Recalibrated.load_with(folder, lambda sub: _load_base(family, sub))
+    return _load_base(family, folder)
+
+
+def _load_base(family: str, folder: Path) -> SurvivalEstimator:
     if family not in SPECS:
         raise ModelFileError(f"{folder}: unknown model family {family!r}; this riskmodel knows {family_names()}")
     imputed = (folder / IMPUTATION_FILE).exists()
@@ -88,10 +98,13 @@ _IMPUTATION_DIR = re.compile(r"imputation_\d{1,3}")
 
 def _known_file(name: str) -> bool:
     """A file name riskmodel writes: its own, a family's (a competing model's ``cause_<k>/`` files
-    included), or either inside one imputation's folder."""
+    included), or either inside one imputation's folder; a recalibrated model's parent's in ``parent/``."""
     if name in KNOWN_FILES:
         return True
     first, _, rest = name.partition("/")
+    if first == PARENT_DIR:
+        nested = rest in (RECALIBRATION_FILE, "model.json") or rest.startswith(PARENT_DIR + "/")
+        return not nested and _known_file(rest)
     return bool(_IMPUTATION_DIR.fullmatch(first)) and rest in FAMILY_FILES | COMPETING_FILES
 
 

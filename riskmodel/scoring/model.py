@@ -77,6 +77,8 @@ class RiskModel:
     # per input, aggregates of the training values (mean and SD, or level shares) for case-mix checks;
     # empty for a model saved before riskmodel kept them (see riskmodel.features.summaries)
     input_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # an updated model's parent, method and data digest (riskmodel update); None for a trained one
+    lineage: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -405,6 +407,7 @@ class RiskModel:
             "reliable_until": self.reliable_until,
             "min_at_risk": self.min_at_risk,
             "input_summaries": self.input_summaries,
+            "lineage": self.lineage,
             "hazard_ratios": None
             if self.hazard_ratios is None
             else {
@@ -456,6 +459,7 @@ class RiskModel:
             None if meta.get("min_at_risk") is None else int(meta["min_at_risk"]),
             declaration,
             dict(meta.get("input_summaries") or {}),
+            None if meta.get("lineage") is None else dict(meta["lineage"]),
         )
 
 

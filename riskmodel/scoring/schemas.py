@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StringConstraint
 
 from riskmodel.features.safe_harbor import read_bound
 
-__all__ = ["Manifest", "ModelMeta"]
+__all__ = ["Lineage", "Manifest", "ModelMeta"]
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -52,6 +52,18 @@ class InputSummary(_Closed):
     ) = None
 
 
+class Lineage(_Closed):
+    """Where an updated model came from (``riskmodel update``): its parent, the method, the data."""
+
+    parent_model: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    parent_run_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{8,64}$")] | None = None
+    method: Literal["baseline", "slope", "refit"]
+    data_digest: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,64}$")]
+    n_patients: int = Field(ge=1)
+    n_events: int = Field(ge=1)
+    slope: FiniteFloat | None = None
+
+
 class ModelMeta(_Closed):
     """``model.json``: what a model is for, its training ranges and risk-group cut-offs."""
 
@@ -69,6 +81,7 @@ class ModelMeta(_Closed):
     min_at_risk: int | None = Field(default=None, ge=0)
     hazard_ratios: HazardRatios | None = None
     input_summaries: dict[Name, InputSummary] = {}
+    lineage: Lineage | None = None
     features: dict[str, Any]
 
     @model_validator(mode="after")

@@ -15,10 +15,12 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from riskmodel.errors import NUMERICAL_FAILURES, UserInputError, is_own_error, own_warnings_silenced
-from riskmodel.metrics import EvaluationWindow, survival_metrics
+from riskmodel.metrics import EvaluationWindow
 from riskmodel.models.registry import ParamSpace
 from riskmodel.tuning.spaces import suggest
 from riskmodel.validation import stratified_splitter
+from riskmodel.validation.crossval import fold_labels
+from riskmodel.validation.performance import performance_metrics, stratification_labels
 
 __all__ = ["NoFoldValue", "Surplus", "direction", "fold_score", "optuna_module", "run_folds", "splits"]
 
@@ -47,9 +49,11 @@ def direction(metric: str) -> str:
 
 
 def splits(y: np.ndarray, n_splits: int, n_repeats: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The CV folds of every trial, fixed once."""
-    event = np.asarray(y["event"], bool)
-    return list(stratified_splitter(event, n_splits, n_repeats, seed).split(np.zeros(len(y)), event))
+    """The CV folds of every trial, fixed once (stratified as cross-validation: on the cause with
+    competing risks)."""
+    splitter = stratified_splitter(stratification_labels(y), n_splits, n_repeats, seed)
+    labels = fold_labels(y, splitter.cvargs["n_splits"])
+    return list(splitter.split(np.zeros(len(y)), labels))
 
 
 def fold_score(
@@ -65,7 +69,9 @@ def fold_score(
     """The objective on one held-out fold (NaN when the fold cannot give it).
 
     Uno's C and the IBS are measured in the study's one evaluation ``window`` (τ and grid fixed
-    for every fold of every trial); td-AUC is at ``h``, one of the window's horizons.
+    for every fold of every trial); td-AUC is at ``h``, one of the window's horizons. A
+    competing-risks target is scored by the competing-risk measures of the CIF under the same keys
+    (:func:`riskmodel.validation.performance.performance_metrics`).
     """
 
     def pick(A: Any, idx: np.ndarray) -> Any:
@@ -78,11 +84,7 @@ def fold_score(
                 Z, estimator = fitted[:-1].transform(pick(X, test)), fitted[-1]
             else:
                 Z, estimator = pick(X, test), fitted
-
-            def survival(grid: np.ndarray) -> np.ndarray:
-                return np.asarray(estimator.predict_survival(Z, grid).to_numpy())
-
-            values = survival_metrics(y[train], y[test], estimator.predict_risk(Z), survival, window)
+            values = performance_metrics(estimator, Z, y[train], y[test], window)
     except NUMERICAL_FAILURES as exc:
         if is_own_error(exc):
             raise

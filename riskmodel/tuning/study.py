@@ -42,7 +42,7 @@ from riskmodel.config import MAX_SPLITS, ExperimentConfig, load_experiment
 from riskmodel.core.csvout import safe_csv_text
 from riskmodel.core.limits import check_limit
 from riskmodel.errors import RiskModelError, UserInputError, own_warnings_silenced
-from riskmodel.models.registry import ParamSpace, build_estimator, spec
+from riskmodel.models.registry import ParamSpace, build_family, spec
 from riskmodel.privacy import PhiGuard, PrivacyError
 from riskmodel.scoring import RiskModel
 from riskmodel.tracking import Tracker, resolve_tracking_uri
@@ -62,6 +62,7 @@ from riskmodel.workflow.prepare import (
     sample_size,
     shareable_config,
 )
+from riskmodel.workflow.record import analysis_tags
 
 __all__ = ["SEED_STRIDE", "TuneResult", "tune"]
 
@@ -125,8 +126,11 @@ class _Setup:
     horizon: float  # td-AUC's; one of the window's horizons
 
     def make(self, params: dict[str, Any]) -> Any:
-        """The pipeline of one trial's parameters."""
-        return make_pipeline(self.config, build_estimator(self.family, {**self.fixed, **params}, self.config.seed))
+        """The pipeline of one trial's parameters (CIF models for a competing endpoint)."""
+        estimator = build_family(
+            self.family, {**self.fixed, **params}, self.config.seed, competing=self.prepared.competing
+        )
+        return make_pipeline(self.config, estimator)
 
 
 def _setup(
@@ -219,6 +223,7 @@ def tune(
         "exploratory": str(result.exploratory).lower(),
         f"sampler_seed_worker_{worker}": str(_sampler_seed(s.config.seed, worker)),
         **{k.replace("evaluation.", "evaluation_"): v for k, v in s.prepared.window.params().items()},
+        **analysis_tags(s.config, s.prepared),
     }
     result.parent_run_id = parent_run(study, tracker, f"tune-{name}", tags)
     # tags, not params: a resumed study may ask for more trials, and MLflow params never change
@@ -425,7 +430,13 @@ def _refit(s: _Setup, params: dict[str, Any]) -> RiskModel:
 
 
 def _nested(s: _Setup, tracker: Tracker, result: TuneResult, trials: int, outer: int) -> None:
-    """Nested CV of the whole tuning, logged on the study's parent run."""
+    """Nested CV of the whole tuning, logged on the study's parent run (not yet for a competing endpoint)."""
+    if s.prepared.competing:
+        result.notes.append(
+            f"--nested: skipped, nested cross-validation of the tuning is not yet available for a competing-risks "
+            f"endpoint ({s.endpoint.upper()})"
+        )
+        return
     inner = max(trials // 2, 5)
     result.nested = nested_cv(s.config, s.family, s.prepared, s.space, s.fixed, outer, inner, s.metric, s.horizon)
     folds = result.nested[["harrell_c", "uno_c"]].astype(float)

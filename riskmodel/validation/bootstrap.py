@@ -17,10 +17,13 @@ import pandas as pd
 from sklearn.base import clone
 
 from riskmodel.errors import NUMERICAL_FAILURES, UserInputError, is_own_error, own_warnings_silenced
-from riskmodel.metrics import EvaluationWindow, as_window, defined_or_nan, survival_metrics
+from riskmodel.metrics import EvaluationWindow, as_window, defined_or_nan
 from riskmodel.models.cox import CoxPH, rms_fit_failure
+from riskmodel.stats import is_competing
 from riskmodel.validation.calibration import calibration_in_the_large, calibration_slope, calibration_slope_at
+from riskmodel.validation.competing import cif_observed_expected, cif_slope_at
 from riskmodel.validation.crossval import survival_matrix
+from riskmodel.validation.performance import performance_metrics, predicted_risk_by
 
 __all__ = ["Validation", "validate", "validation_metrics"]
 
@@ -58,13 +61,28 @@ def validation_metrics(
     The censoring distribution for Uno's C, td-AUC and the IBS is estimated on (X, y) itself.
     ``calibration_slope`` is the Cox coefficient of the linear predictor refitted on (X, y)
     (rms's ``Slope``); ``calibration_slope_<h>`` and ``calibration_large_<h>`` are at each horizon.
+
+    A competing-risks target gets the competing-risk measures of the CIF of the event of interest
+    (:func:`riskmodel.validation.performance.performance_metrics`) and, per horizon, the
+    calibration slope of the CIF (the Fine-Gray coefficient of cloglog F̂_1(h), Austin et al. 2022;
+    :func:`riskmodel.validation.competing.cif_slope_at`) and ``calibration_oe_<h>``, the observed
+    Aalen-Johansen CIF over the mean predicted one (1 is ideal); no overall slope.
     """
     w = as_window(window, y)
     Z = model[:-1].transform(X)
     estimator = model[-1]
-    risk = estimator.predict_risk(Z)
-    out = survival_metrics(y, y, risk, partial(survival_matrix, estimator, Z), w)
+    out = performance_metrics(estimator, Z, y, y, w)
     out.pop("ibs_km", None)
+    if is_competing(y):
+        for h in w.horizons:
+            defined = h <= estimator.max_time_
+            cif = predicted_risk_by(estimator, Z, h, y) if defined else None
+            out[f"calibration_slope_{h:g}"] = defined_or_nan(partial(cif_slope_at, y, cif, h)) if defined else math.nan
+            out[f"calibration_oe_{h:g}"] = (
+                defined_or_nan(partial(cif_observed_expected, y, cif, h)) if defined else math.nan
+            )
+        return out
+    risk = estimator.predict_risk(Z)
     out["calibration_slope"] = defined_or_nan(lambda: calibration_slope(y, _linear_predictor(estimator, risk)))
     for h in w.horizons:
         key = f"calibration_slope_{h:g}"
@@ -92,7 +110,7 @@ def _one_resample(
 ) -> tuple[dict[str, float] | None, str | None]:
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(y), len(y))
-    if not y["event"][idx].any():
+    if not y["event"][idx].any():  # with competing risks, the event of interest
         return None, "no event in the resample"
     fitted = clone(pipeline)
     try:
@@ -112,10 +130,8 @@ def _one_resample(
         return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
     if _fits_by_maximum_likelihood(fitted[-1]):
         boot["calibration_slope"] = 1.0
-    for name, value in (
-        ("in the resample", boot["calibration_slope"]),
-        ("on the original data", orig["calibration_slope"]),
-    ):
+    overall = [] if is_competing(y) else [boot["calibration_slope"], orig["calibration_slope"]]
+    for name, value in zip(("in the resample", "on the original data"), overall, strict=False):
         if not math.isfinite(value):
             # the most overfitted resamples are the ones whose slope refit diverges; dropping them
             # from the slope alone would bias it, so they leave every metric, counted

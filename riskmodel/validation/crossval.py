@@ -11,7 +11,6 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,9 +19,10 @@ from sklearn.base import clone
 from sklearn.model_selection import RepeatedStratifiedKFold
 
 from riskmodel.errors import NUMERICAL_FAILURES, RiskModelWarning, UserInputError, is_own_error
-from riskmodel.metrics import EvaluationWindow, as_window, metric_names, survival_metrics
+from riskmodel.metrics import EvaluationWindow, as_window
+from riskmodel.validation.performance import performance_metric_names, performance_metrics, stratification_labels
 
-__all__ = ["CrossValidation", "cross_validate", "stratified_splitter", "survival_matrix"]
+__all__ = ["CrossValidation", "cross_validate", "fold_labels", "stratified_splitter", "survival_matrix"]
 
 
 @dataclass
@@ -45,11 +45,12 @@ class CrossValidation:
 
 
 def stratified_splitter(event: np.ndarray, n_splits: int, n_repeats: int, seed: int) -> RepeatedStratifiedKFold:
-    """Repeated K-fold stratified on the event indicator.
+    """Repeated K-fold stratified on the event indicator (or on the cause, 0/1/2, with competing risks).
 
-    Stratification needs every fold to hold an event (and a censored patient, when there are any):
-    with fewer of them than folds, the folds are reduced (the splitter's ``n_splits`` says so).
+    Stratification needs every fold to hold an event (and a patient without one, when there are
+    any): with fewer of them than folds, the folds are reduced (the splitter's ``n_splits`` says so).
     """
+    event = np.asarray(event) == 1
     classes = [int(event.sum())] + ([int((~event).sum())] if (~event).any() else [])
     folds = min(n_splits, *classes)
     if folds < 2:
@@ -71,7 +72,10 @@ def cross_validate(
     seed: int = 0,
     progress: Callable[[], None] | None = None,
 ) -> CrossValidation:
-    """Repeated K-fold, stratified on the event indicator, refitting the whole ``pipeline`` per fold.
+    """Repeated K-fold, stratified on the event indicator (on the cause, 0/1/2, for a competing-risks
+    target), refitting the whole ``pipeline`` per fold. The metrics are those of
+    :func:`riskmodel.validation.performance.performance_metrics`: survival, or competing-risk
+    measures of the CIF of the event of interest for a competing-risks target.
 
     ``pipeline`` is a scikit-learn Pipeline whose last step is a riskmodel survival family.
     ``window``: the :class:`~riskmodel.metrics.EvaluationWindow` every fold is scored in (a list of
@@ -80,12 +84,13 @@ def cross_validate(
     parameter) stop the run.
     """
     w = as_window(window, y)
-    event = np.asarray(y["event"], bool)
-    splitter = stratified_splitter(event, n_splits, n_repeats, seed)
+    splitter = stratified_splitter(stratification_labels(y), n_splits, n_repeats, seed)
+    labels = fold_labels(y, splitter.cvargs["n_splits"])
+    names = performance_metric_names(y, w.horizons)
     rows: list[dict[str, float]] = []
     failures: list[str] = []
     noted: list[str] = []
-    for i, (train, test) in enumerate(splitter.split(X, event)):
+    for i, (train, test) in enumerate(splitter.split(X, labels)):
         repeat, fold = divmod(i, splitter.cvargs["n_splits"])
         fitted = clone(pipeline)
         try:
@@ -96,22 +101,29 @@ def cross_validate(
                 fitted.fit(X.iloc[train], y[train])
                 Z = fitted[:-1].transform(X.iloc[test])
                 model = fitted[-1]
-                metrics = survival_metrics(
-                    y[train], y[test], model.predict_risk(Z), partial(survival_matrix, model, Z), w
-                )
+                metrics = performance_metrics(model, Z, y[train], y[test], w)
             noted += [
                 f"repeat {repeat}, fold {fold}: {w.message}" for w in caught if issubclass(w.category, RiskModelWarning)
             ]
-            metrics = {k: metrics.get(k, math.nan) for k in metric_names(w.horizons)}
+            metrics = {k: metrics.get(k, math.nan) for k in names}
         except NUMERICAL_FAILURES as exc:
             if is_own_error(exc):
                 raise
             failures.append(f"repeat {repeat}, fold {fold}: {exc}")
-            metrics = dict.fromkeys(metric_names(w.horizons), math.nan)
+            metrics = dict.fromkeys(names, math.nan)
         rows.append({"repeat": repeat, "fold": fold, **metrics})
         if progress:
             progress()
     return CrossValidation(pd.DataFrame(rows), splitter.cvargs["n_splits"], len(failures), failures, noted)
+
+
+def fold_labels(y: np.ndarray, n_splits: int) -> np.ndarray:
+    """The labels the folds are stratified on: the cause (0/1/2) with competing risks, the event
+    otherwise. Competing events fewer than the folds are stratified with the censored."""
+    labels = stratification_labels(y)
+    if (labels == 2).sum() < n_splits:
+        labels = np.where(labels == 2, 0, labels)
+    return labels
 
 
 def survival_matrix(model: Any, Z: np.ndarray, grid: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ import pandas as pd
 from riskmodel.metrics import defined_or_nan, harrell_c, integrated_brier, td_auc, uno_c
 from riskmodel.models.competing import CompetingRiskEstimator
 from riskmodel.models.cox import CoxPH
+from riskmodel.models.recalibrated import Recalibrated
 from riskmodel.stats import kaplan_meier, step_values
 from riskmodel.validation.calibration import (
     CalibrationCurve,
@@ -98,9 +99,10 @@ def fixed_predictions(estimator: Any, Z: Any, y: Any, horizons: Sequence[float])
 
 
 def is_linear(estimator: Any) -> bool:
-    """Whether the risk score is a Cox linear predictor: a Cox model, or the mean of the Cox models
-    fitted on multiple imputations (the mean of their linear predictors is one)."""
-    if isinstance(estimator, CoxPH):
+    """Whether the risk score is a Cox linear predictor: a Cox model, the mean of the Cox models
+    fitted on multiple imputations (the mean of their linear predictors is one), or a recalibrated
+    model (γ·r, the linear predictor of its recalibration Cox model)."""
+    if isinstance(estimator, CoxPH | Recalibrated):
         return True
     fitted = getattr(estimator, "models_", None)
     if isinstance(estimator, CompetingRiskEstimator) or not isinstance(fitted, list):

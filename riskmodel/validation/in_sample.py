@@ -5,18 +5,29 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from riskmodel.metrics import defined_or_nan
+from riskmodel.stats import is_competing
 from riskmodel.validation.calibration import (
     CalibrationCurve,
     calibration_curve,
     d_calibration,
     survival_at_own_time,
 )
+from riskmodel.validation.competing import (
+    cif_calibration_groups,
+    cif_observed_expected,
+    cif_slope_at,
+    net_benefit_competing,
+    smooth_cif_calibration,
+)
 from riskmodel.validation.decision import net_benefit
+from riskmodel.validation.performance import predicted_risk_by
 
 __all__ = ["DECISION_THRESHOLDS", "InSample", "in_sample_calibration"]
 
@@ -49,10 +60,13 @@ def in_sample_calibration(
     and decision curves of a fitted pipeline.
 
     Only aggregates leave this function: metrics, group and grid tables, and net-benefit curves.
-    Per-patient predictions stay in memory.
+    Per-patient predictions stay in memory. A competing-risks target gets the calibration of the
+    CIF of the event of interest instead (:func:`competing_calibration`).
     """
     estimator = fitted[-1]
     Z = fitted[:-1].transform(X)
+    if is_competing(y):
+        return competing_calibration(estimator, Z, y, horizons)
     out = InSample()
     for h in horizons:
         try:
@@ -74,4 +88,42 @@ def in_sample_calibration(
         out.metrics["d_calibration_p_apparent"] = out.d_calibration_p
     except (ValueError, np.linalg.LinAlgError, ArithmeticError):
         pass
+    return out
+
+
+def competing_calibration(estimator: Any, Z: Any, y: np.ndarray, horizons: Sequence[float]) -> InSample:
+    """In-sample calibration of the CIF of the event of interest at each horizon: groups of
+    predicted CIF against the Aalen-Johansen CIF (:func:`cif_calibration_groups`), the Fine-Gray
+    smoother of Austin et al. 2022 on a grid with ICI/E50/E90 (:func:`smooth_cif_calibration`; no
+    bootstrap band: its columns are NaN), the slope of the CIF, O/E, and decision curves
+    (:func:`net_benefit_competing`). D-calibration has no competing-risks form here (NaN)."""
+    out = InSample()
+    for h in horizons:
+        try:
+            cif = predicted_risk_by(estimator, Z, h, y)
+            groups = cif_calibration_groups(y, cif, h, groups=int(np.clip(len(cif) // 8, 2, 10)))
+        except (ValueError, np.linalg.LinAlgError, ArithmeticError):
+            continue
+        lo, hi = np.percentile(cif, [5, 95])
+        grid = np.linspace(lo, hi, 40) if hi > lo else np.array([lo])
+        nan = np.full(grid.size, math.nan)
+        smooth = pd.DataFrame({"predicted": grid, "observed": nan, "observed_low": nan, "observed_high": nan})
+        ici = e50 = e90 = math.nan
+        try:
+            fit = smooth_cif_calibration(y, cif, h)
+            smooth["observed"] = fit.curve(grid)
+            ici, e50, e90 = fit.ici, fit.e50, fit.e90
+        except (ValueError, np.linalg.LinAlgError, ArithmeticError):
+            pass
+        out.curves[h] = CalibrationCurve(h, groups, smooth, ici, e50, e90)
+        out.metrics.update(
+            {
+                f"calibration_ici_{h:g}_apparent": ici,
+                f"calibration_e50_{h:g}_apparent": e50,
+                f"calibration_e90_{h:g}_apparent": e90,
+                f"calibration_oe_{h:g}_apparent": defined_or_nan(partial(cif_observed_expected, y, cif, h)),
+                f"calibration_slope_{h:g}_apparent": defined_or_nan(partial(cif_slope_at, y, cif, h)),
+            }
+        )
+        out.decision[h] = net_benefit_competing(y, cif, h, DECISION_THRESHOLDS)
     return out

@@ -17,13 +17,16 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from riskmodel.config import ExperimentConfig
-from riskmodel.errors import RiskModelWarning
+from riskmodel.errors import NUMERICAL_FAILURES, RiskModelWarning, is_own_error
 from riskmodel.explain import explain, mean_abs, permutation_importance
 from riskmodel.features import ClinicalFeatures
 from riskmodel.models import CoxPH, MultipleImputationSurvival, pooled_hazard_ratios
-from riskmodel.models.registry import SPECS, build_estimator
+from riskmodel.models.competing import CauseSpecificCox
+from riskmodel.models.registry import SPECS, build_family
 from riskmodel.reporting.plots import figure_png, importance_plot, shap_bar, shap_beeswarm, shap_dependence
 from riskmodel.scoring import RiskModel
+from riskmodel.stats import survival_array
+from riskmodel.stats.competing import fine_gray
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.validation import (
     CrossValidation,
@@ -35,7 +38,14 @@ from riskmodel.validation import (
 )
 from riskmodel.workflow.prepare import PreparedEndpoint, make_pipeline
 
-__all__ = ["EXPLAIN_SAMPLE", "Developed", "GlobalExplanation", "develop_family", "unpenalised_table"]
+__all__ = [
+    "EXPLAIN_SAMPLE",
+    "Developed",
+    "GlobalExplanation",
+    "competing_tables",
+    "develop_family",
+    "unpenalised_table",
+]
 
 EXPLAIN_SAMPLE = 1000  # patients behind the global explanations of a larger cohort
 DEPENDENCE_FEATURES = ("d90", "recurrence_interval", "volume")
@@ -63,6 +73,9 @@ class Developed:
     explained: GlobalExplanation
     metrics: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    # competing endpoints, Cox family: unpenalised cause-specific HR tables (both causes) and the
+    # Fine-Gray subdistribution HR table of the event of interest, by artifact file name
+    competing_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def features(self) -> ClinicalFeatures:
@@ -90,7 +103,7 @@ def develop_family(
     """Cross-validate, fit on all patients, bootstrap-validate, calibrate and explain one family."""
     sd, window, label = prepared.data, prepared.window, f"{prepared.endpoint.upper()} {family}"
     ev = config.evaluation
-    pipe = make_pipeline(config, build_estimator(family, params, config.seed))
+    pipe = make_pipeline(config, build_family(family, params, config.seed, competing=prepared.competing))
     notes = []
     cv = cross_validate(
         pipe, sd.X, sd.y, window, n_splits=ev.n_splits, n_repeats=ev.n_repeats, seed=config.seed, progress=tick
@@ -138,9 +151,30 @@ def develop_family(
     )
     if isinstance(model.estimator, CoxPH):
         model.hazard_ratios = unpenalised_table(features, sd.X, sd.y)
-    elif isinstance(model.estimator, MultipleImputationSurvival) and isinstance(model.estimator.estimator, CoxPH):
+    elif isinstance(model.estimator, CauseSpecificCox):
+        # the classical table of a competing endpoint: the event of interest's cause-specific HRs
+        # (competing events censored); both causes' and the Fine-Gray table are competing_tables
+        model.hazard_ratios = unpenalised_table(features, sd.X, survival_array(sd.y["event"], sd.y["time"]))
+        note = model.hazard_ratios.attrs.get("note", "")
+        model.hazard_ratios.attrs["method"] = "cause-specific hazard ratios of the event of interest (competing "
+        model.hazard_ratios.attrs["method"] += "events censored)"
+        model.hazard_ratios.attrs["note"] = note
+    elif isinstance(model.estimator, MultipleImputationSurvival) and isinstance(
+        model.estimator.estimator, CoxPH | CauseSpecificCox
+    ):
         inputs = features.transform(sd.X)  # DeclaredInputs is set to give a DataFrame (make_pipeline)
-        model.hazard_ratios = pooled_table(model.estimator, pd.DataFrame(inputs), sd.y)
+        # with competing risks: the event of interest's cause-specific table (competing events censored)
+        model.hazard_ratios = pooled_table(
+            model.estimator, pd.DataFrame(inputs), survival_array(sd.y["event"], sd.y["time"])
+        )
+        if prepared.competing:
+            model.hazard_ratios.attrs["method"] = (
+                "cause-specific hazard ratios of the event of interest (competing events censored), "
+                + model.hazard_ratios.attrs.get("method", "")
+            )
+    tables = {}
+    if prepared.competing and isinstance(model.estimator, CauseSpecificCox):
+        tables = competing_tables(features, sd.X, sd.y)
     in_sample = in_sample_calibration(fitted, sd.X, sd.y, window.horizons, config.seed)
     explained = global_explanation(fitted, sd.X, sd.y, label, config.seed)
     metrics = {
@@ -152,7 +186,7 @@ def develop_family(
         "riley_minimum_n": float(size.minimum_n),
         "events_per_parameter": size.epv,
     }
-    return Developed(family, fitted, model, cv, validation, in_sample, explained, metrics, notes)
+    return Developed(family, fitted, model, cv, validation, in_sample, explained, metrics, notes, tables)
 
 
 def cv_metrics(cv: CrossValidation) -> dict[str, float]:
@@ -197,6 +231,40 @@ def unpenalised_table(features: ClinicalFeatures, X: pd.DataFrame, y: Any) -> pd
         table = table.reindex(list(design.columns))
     table.attrs["note"] = "; ".join(notes)
     return table
+
+
+def competing_tables(features: ClinicalFeatures, X: pd.DataFrame, y: Any) -> dict[str, pd.DataFrame]:
+    """The classical tables of a competing endpoint on the model's design, unpenalised: the
+    cause-specific Cox HRs of both causes (``CauseSpecificCox(penalty=0)``, as R's ``coxph`` per
+    cause) and the Fine-Gray subdistribution HRs of the event of interest
+    (:func:`riskmodel.stats.competing.fine_gray`, as ``cmprsk::crr``). A column constant in these
+    patients is fitted without (its row is empty, as :func:`unpenalised_table`'s); a table whose fit
+    fails numerically (separation, collinearity) is left out."""
+    names = [str(n) for n in features.get_feature_names_out()]
+    design = np.asarray(features.transform(X), dtype=float)
+    keep = np.ptp(design, axis=0) > 0
+    kept = [n for n, k in zip(names, keep, strict=True) if k]
+    Z = design[:, keep]
+
+    def full(table: pd.DataFrame) -> pd.DataFrame:
+        return table.set_index("term").reindex(names).rename_axis("term").reset_index()
+
+    out: dict[str, pd.DataFrame] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RiskModelWarning)
+        try:
+            csc = CauseSpecificCox(penalty=0.0).fit(Z, y).hazard_ratio_tables(kept)
+            out.update({f"cause_specific_hr_cause_{k}.csv": full(t) for k, t in csc.items()})
+        except NUMERICAL_FAILURES as exc:
+            if is_own_error(exc):
+                raise
+        try:
+            fit = fine_gray(Z, np.asarray(y["time"], float), np.asarray(y["cause"], int), event=1)
+            out["fine_gray_subdistribution_hr.csv"] = full(fit.table(kept))
+        except NUMERICAL_FAILURES as exc:
+            if is_own_error(exc) and "collinear" not in str(exc):
+                raise
+    return out
 
 
 def pooled_table(mi: MultipleImputationSurvival, X: pd.DataFrame, y: Any) -> pd.DataFrame:

@@ -66,7 +66,9 @@ def _read_cohort(model: RiskModel, frame: pd.DataFrame, source: str) -> Cohort:
     return from_frame(frame, source=source, required=sorted(set(required)))
 
 
-def _valid_rows(model: RiskModel, frame: pd.DataFrame, source: str) -> tuple[Cohort, dict[Any, str]]:
+def _valid_rows(
+    model: RiskModel, frame: pd.DataFrame, source: str, purpose: str = "evaluate"
+) -> tuple[Cohort, dict[Any, str]]:
     """The cohort of the rows that can be read, and each other row's problems; a problem of the
     whole file (a missing outcome column) is a user error."""
     try:
@@ -76,7 +78,7 @@ def _valid_rows(model: RiskModel, frame: pd.DataFrame, source: str) -> tuple[Coh
         if rowless:
             raise UserInputError(
                 "\n".join(
-                    f"{source}: cannot evaluate the {model.endpoint.upper()} model: {_problem(p)}" for p in rowless
+                    f"{source}: cannot {purpose} the {model.endpoint.upper()} model: {_problem(p)}" for p in rowless
                 )
             ) from None
         bad: dict[Any, list[Problem]] = {}
@@ -92,9 +94,10 @@ def _problem(p: Problem) -> str:
     return str(Problem(p.rule, column=p.column, value=p.value)).removeprefix("error: ")
 
 
-def labelled_data(model: RiskModel, frame: pd.DataFrame, source: str) -> LabelledData:
-    """``frame`` read through ``model``'s declaration with its outcomes, from its landmark."""
-    cohort, bad = _valid_rows(model, frame, source)
+def labelled_data(model: RiskModel, frame: pd.DataFrame, source: str, purpose: str = "evaluate") -> LabelledData:
+    """``frame`` read through ``model``'s declaration with its outcomes, from its landmark
+    (``purpose``, the command's verb, words a problem of the whole file)."""
+    cohort, bad = _valid_rows(model, frame, source, purpose)
     sd = survival_data(
         cohort, model.endpoint, landmark_months=model.landmark_months, feature_columns=model.input_columns
     )

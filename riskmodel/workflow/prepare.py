@@ -36,6 +36,7 @@ from riskmodel.metrics import EvaluationWindow
 from riskmodel.models import CoxPH, SurvivalEstimator
 from riskmodel.models.imputation import MultipleImputationSurvival
 from riskmodel.models.registry import SPECS, family_names
+from riskmodel.stats import survival_array
 from riskmodel.stats.samplesize import SampleSize, anticipated_r2, riley_survival
 
 __all__ = [
@@ -81,9 +82,21 @@ class PreparedEndpoint:
         followed = [h for h, n in self.window.left_out.items() if n > 0]
         return sorted({*self.window.horizons, *followed})
 
+    @property
+    def competing(self) -> bool:
+        """Modelled as competing risks: the target holds the cause (0/1/2) and the models give CIFs."""
+        return bool(self.data.competing)
+
     def notes(self) -> list[str]:
         """What the user should know about this endpoint's data (counts only)."""
         out = []
+        if self.competing:
+            cause = np.asarray(self.data.y["cause"], dtype=int)
+            out.append(
+                f"{self.endpoint.upper()}: competing risks (cumulative incidence) from time zero: "
+                f"{int((cause == 1).sum())} events of interest, {int((cause == 2).sum())} competing events, "
+                f"{int((cause == 0).sum())} censored"
+            )
         if self.left_out:
             left = ", ".join(f"{h:g} ({n} followed)" for h, n in self.window.left_out.items())
             out.append(
@@ -239,11 +252,19 @@ def missing_data_handling(config: ExperimentConfig, estimator: SurvivalEstimator
 def prepare_endpoints(
     config: ExperimentConfig, cohort: Cohort, endpoints: Sequence[str] | None = None
 ) -> dict[str, PreparedEndpoint]:
-    """Every endpoint of the experiment (or ``endpoints``) from its landmark, checked trainable."""
+    """Every endpoint of the experiment (or ``endpoints``) from its landmark, checked trainable.
+
+    An endpoint that declares competing events is prepared as competing risks (a target with the
+    cause, :func:`riskmodel.stats.competing_array`) unless the experiment sets
+    ``competing_risks: false`` (then its competing events are censored: the cause-specific view).
+    """
     used = feature_columns(config)
+    competing = set(config.competing_endpoints)
     prepared: dict[str, SurvivalData] = {}
     for ep in endpoints or config.endpoints:
-        sd = survival_data(cohort, ep, landmark_months=config.landmark_months, feature_columns=used)
+        sd = survival_data(
+            cohort, ep, landmark_months=config.landmark_months, feature_columns=used, competing=ep in competing
+        )
         prepared[ep] = sd
     check_trainable(cohort, prepared, used)
     out: dict[str, PreparedEndpoint] = {}
@@ -288,7 +309,11 @@ def check_trainable(cohort: Cohort, prepared: dict[str, SurvivalData], used: Seq
 
 
 def sample_size(config: ExperimentConfig, prepared: PreparedEndpoint) -> SampleSize:
-    """Riley et al.'s assessment for one endpoint, with R²cs anticipated from the unpenalised Cox fit."""
+    """Riley et al.'s assessment for one endpoint, with R²cs anticipated from the unpenalised Cox fit.
+
+    With competing risks the events are those of the event of interest, and R²cs comes from its
+    cause-specific Cox fit (competing events censored): the size needed for that hazard's model.
+    """
     sd = prepared.data
     time, events = sd.y["time"], int(sd.y["event"].sum())
     rate = events / float(time.sum())
@@ -315,13 +340,14 @@ def sample_size(config: ExperimentConfig, prepared: PreparedEndpoint) -> SampleS
 def _complete_design(config: ExperimentConfig, sd: SurvivalData) -> tuple[Any, Any]:
     """The model matrix (every encoded column: Riley's parameters) on the patients with no missing
     covariate, where R²cs is anticipated from (with imputation, the complete cases)."""
-    features = make_pipeline(config, CoxPH())[0].fit(sd.X, sd.y)
+    y = survival_array(sd.y["event"], sd.y["time"])  # with competing risks: the event of interest's view
+    features = make_pipeline(config, CoxPH())[0].fit(sd.X, y)
     design = features.transform(sd.X)
     if config.cohort is None or not np.isnan(np.asarray(design, dtype=float)).any():
-        return design, sd.y
+        return design, y
     complete = ~np.isnan(np.asarray(design, dtype=float)).any(axis=1)
     encoded = DeclaredFeatures(config.cohort.model_dump(mode="json"), config.covariates).fit(sd.X[complete])
-    return encoded.transform(sd.X[complete]), sd.y[complete]
+    return encoded.transform(sd.X[complete]), y[complete]
 
 
 def override(
@@ -343,6 +369,9 @@ def override(
         unknown = sorted(set(models) - set(SPECS))
         if unknown:
             raise UserInputError(f"--models: unknown {', '.join(unknown)}; choose from {family_names()}")
+        for m in models:  # a family off by default (Fine-Gray) is switched on by asking for it
+            if raw["models"][m] is None and SPECS[m].competing_only and m not in config.models.model_fields_set:
+                raw["models"][m] = SPECS[m].config().model_dump()
         missing = [m for m in models if raw["models"][m] is None]
         if missing:
             raise UserInputError(f"--models: {', '.join(missing)} is switched off in this experiment")

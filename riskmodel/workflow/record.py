@@ -28,6 +28,7 @@ from riskmodel.reporting.nomogram_plot import nomogram_html
 from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, figure_png, forest_plot
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import Tracker
+from riskmodel.validation.performance import COMPETING_MEANINGS
 from riskmodel.workflow.develop import Developed
 from riskmodel.workflow.prepare import (
     PreparedEndpoint,
@@ -122,6 +123,7 @@ def record_run(
                 "riley_adequate": str(size.adequate).lower(),
                 "exploratory": str(not size.adequate).lower(),
                 "horizons": ",".join(f"{h:g}" for h in prepared.horizons),
+                **analysis_tags(ctx.config, prepared),
             },
         )
         tracker.log_text(ctx.config_yaml(), "config.yaml")
@@ -130,6 +132,8 @@ def record_run(
             tracker.log_text("\n".join(dev.cv.failures + dev.cv.fold_warnings) + "\n", "cv_notes.txt")
         if model.hazard_ratios is not None:
             tracker.log_text(safe_csv_text(model.hazard_ratios), "cox_hazard_ratios_unpenalised.csv")
+        for name, table in dev.competing_tables.items():
+            tracker.log_text(safe_csv_text(table, index=False), name)
         for name, table in dev.in_sample.artifacts().items():
             tracker.log_text(safe_csv_text(table, index=False), name)
         facts = model_facts(ctx, prepared, size, dev)
@@ -137,7 +141,8 @@ def record_run(
             tracker.log_bytes(png, name)
         tracker.log_text(safe_csv_text(dev.explained.importance, index=False), "permutation_importance.csv")
         if model.hazard_ratios is not None:
-            hr_plot = forest_plot(model.hazard_ratios, f"{label}: unpenalised hazard ratios")
+            kind = "cause-specific hazard ratios (competing events censored)" if prepared.competing else "hazard ratios"
+            hr_plot = forest_plot(model.hazard_ratios, f"{label}: unpenalised {kind}")
             tracker.log_bytes(figure_png(hr_plot), "plots/cox_hazard_ratios.png")
         tracker.log_text(render_model_report(facts), "model_report.html")
         if dev.validation is not None:
@@ -147,6 +152,29 @@ def record_run(
         with tempfile.TemporaryDirectory() as tmp:
             uri = tracker.log_model(model, model.save(Path(tmp) / "riskmodel"))
     return run_id, uri
+
+
+def competing_event_name(config: ExperimentConfig, endpoint: str) -> str:
+    """What competes with ``endpoint``'s event, in words ("death" for the bundled LC)."""
+    if config.cohort is None:
+        return "death"
+    e = next(e for e in config.cohort.endpoints if e.name == endpoint)
+    if e.competing_endpoint:
+        return f"{e.competing_endpoint} (competing endpoint)"
+    return f"{e.event} = {', '.join(map(str, e.competing_codes))}"
+
+
+def analysis_tags(config: ExperimentConfig, prepared: PreparedEndpoint) -> dict[str, str]:
+    """``riskmodel.analysis`` and, for a competing endpoint, what each metric key means there."""
+    if not prepared.competing:
+        return {"analysis": "survival"}
+    tags = {
+        "analysis": f"competing risks (cumulative incidence; {competing_event_name(config, prepared.endpoint)} "
+        "competing)",
+        "event_of_interest": prepared.endpoint,
+    }
+    tags.update({f"metric.{key}": meaning for key, meaning in COMPETING_MEANINGS.items()})
+    return tags
 
 
 def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, dev: Developed) -> ModelFacts:
@@ -189,7 +217,8 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
         size=size,
         cv=dev.cv.summary()[["mean", "sd", "folds_with_value"]],
         cv_description=(
-            f"Stratified (on the event) {dev.cv.n_splits}-fold cross-validation repeated "
+            f"Stratified (on the {'cause: censored, event, competing' if prepared.competing else 'event'}) "
+            f"{dev.cv.n_splits}-fold cross-validation repeated "
             f"{config.evaluation.n_repeats} times; mean and SD over all folds; every fold refits the whole "
             f"pipeline. Evaluation window, the same in every fold and resample: {prepared.window.describe()}."
         ),
@@ -204,8 +233,11 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
     )
     facts.cox_unpenalised = dev.model.hazard_ratios
     facts.nomogram = nomogram_html(dev.model) if isinstance(estimator, CoxPH) else ""
+    if prepared.competing:
+        facts.competing = competing_event_name(config, prepared.endpoint)
+        facts.competing_tables = dict(dev.competing_tables)
     facts.missing_data = missing_data_handling(config, dev.model.estimator)
-    facts.endpoint_definition = endpoint_definition(config, prepared.endpoint)
+    facts.endpoint_definition = endpoint_definition(config, prepared.endpoint, competing=prepared.competing)
     if config.cohort is not None:
         facts.measured_later = {
             c.name: c.measured_at_months
@@ -231,14 +263,16 @@ def model_params(estimator: Any) -> dict[str, Any]:
     return dict(estimator.get_params())
 
 
-def endpoint_definition(config: ExperimentConfig, endpoint: str) -> str | None:
+def endpoint_definition(config: ExperimentConfig, endpoint: str, *, competing: bool = False) -> str | None:
     """A declared endpoint in words: its event codes, competing codes and censoring (None: the study's)."""
     if config.cohort is None:
         return None
     e = next(e for e in config.cohort.endpoints if e.name == endpoint)
     codes = ", ".join(map(str, e.event_codes))
     text = f"{e.label or e.name}: an event is {e.event!r} = {codes}; censored = {', '.join(map(str, e.censored_codes))}"
-    if e.competing_codes:
+    if e.competing_codes and competing:
+        text += f"; a competing event ({', '.join(map(str, e.competing_codes))}) is a competing risk (cause 2)"
+    elif e.competing_codes:
         text += (
             f"; a competing event ({', '.join(map(str, e.competing_codes))}) is censored here (a cause-specific "
             "model: its risks are not absolute risks in the presence of the competing event)"

@@ -19,7 +19,8 @@ import pandas as pd
 from riskmodel.cohort.declared import missing_data_table
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.core.csvout import safe_csv_text
-from riskmodel.errors import UserInputError
+from riskmodel.errors import NUMERICAL_FAILURES, UserInputError, is_own_error
+from riskmodel.models.registry import SPECS
 from riskmodel.privacy import PhiGuard
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import Tracker
@@ -54,6 +55,7 @@ class RunResult:
     n_parameters: int
     horizons: list[float]
     hazard_ratios: pd.DataFrame | None = None  # Cox only: the unpenalised HR table
+    competing: bool = False  # a CIF model: C is Wolbers', AUC and IBS are of the CIF
 
     @classmethod
     def of(cls, prepared: PreparedEndpoint, dev: Developed, run_id: str, model_uri: str) -> RunResult:
@@ -70,6 +72,7 @@ class RunResult:
             dev.n_parameters,
             prepared.horizons,
             dev.model.hazard_ratios,
+            prepared.competing,
         )
 
 
@@ -109,6 +112,7 @@ class TrainResult:
     def table(self) -> pd.DataFrame:
         """Mean ± SD of the headline metrics, one row per run ("n/a" where undefined)."""
         horizons = sorted({h for r in self.runs for h in r.horizons})
+        competing = any(r.competing for r in self.runs)  # then C, AUC and IBS of a CIF row are of the CIF
         rows = []
         for r in self.runs:
             row: dict[str, Any] = {
@@ -117,6 +121,7 @@ class TrainResult:
                 "patients": r.n_patients,
                 "events": r.n_events,
                 "EPV": f"{r.n_events / max(r.n_parameters, 1):.1f}",
+                **({"analysis": "CIF: Wolbers C" if r.competing else "survival"} if competing else {}),
                 "Harrell C": _mean_sd(r.metrics, "harrell_c"),
                 "Uno C": _mean_sd(r.metrics, "uno_c"),
             }
@@ -195,12 +200,26 @@ def train(
             tracker.log_text(safe_csv_text(result.missing_data, index=False), "missing_data.csv")
         for endpoint, prep in prepared.items():
             size = sizes[endpoint]
-            result.notes += [*prep.notes(), f"{endpoint.upper()} sample size: {size.summary()}"]
+            counted = " (events of interest only; competing events are not counted)" if prep.competing else ""
+            result.notes += [*prep.notes(), f"{endpoint.upper()} sample size{counted}: {size.summary()}"]
             if not size.adequate:
                 result.notes.append(_exploratory_warning(endpoint, size.epv, size.expected_shrinkage))
             for family, params in families.items():
+                if SPECS[family].competing_only and not prep.competing:
+                    result.notes.append(
+                        f"{endpoint.upper()} {family}: skipped, {SPECS[family].label} models competing risks and "
+                        f"{endpoint.upper()} has no competing events here"
+                    )
+                    continue
                 step = counter.step(f"{endpoint.upper()} {family}")
-                dev = develop_family(config, prep, family, params.model_dump(), size, step)
+                try:
+                    dev = develop_family(config, prep, family, params.model_dump(), size, step)
+                except NUMERICAL_FAILURES as exc:
+                    if is_own_error(exc) or not SPECS[family].competing_only:
+                        raise
+                    # an unpenalised Fine-Gray fit of every patient that cannot be estimated
+                    result.notes.append(f"{endpoint.upper()} {family}: not trained, its fit failed ({exc})")
+                    continue
                 result.notes += dev.notes
                 run_id, uri = record_run(tracker, ctx, prep, size, dev)
                 result.runs.append(RunResult.of(prep, dev, run_id, uri))

@@ -20,6 +20,10 @@ from riskmodel.errors import ModelFileError, UserInputError
 from riskmodel.models import SPECS, CompetingRiskEstimator, build_competing_estimator
 from riskmodel.stats import competing_array, survival_array
 
+# Fine-Gray's two separate models overshoot (CIF1 + CIF2 > 1) for some patients of this design, and
+# say so; the cap that keeps the contract is what these tests check
+pytestmark = pytest.mark.filterwarnings("ignore:Fine-Gray. for:riskmodel.errors.RiskModelWarning")
+
 # fast settings for the slow families; a new family runs with its defaults
 SMALL: dict[str, dict[str, Any]] = {"rsf": {"n_estimators": 10}, "gbm": {"n_estimators": 20}}
 HORIZONS = [0.0, 0.25, 0.5, 1.0, 2.0, 3.0]
