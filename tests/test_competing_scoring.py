@@ -300,3 +300,18 @@ def test_pages_of_a_competing_and_a_survival_model_together(
     assert STACKED_ALT in text
     assert "predicted survival curves" in text
     shutil.rmtree(tmp_path / "pages")
+
+
+def test_nomogram_and_static_calculator_refuse_a_competing_model_in_its_own_words(
+    models: dict[str, RiskModel],
+) -> None:
+    from riskmodel.errors import UserInputError
+    from riskmodel.reporting.nomogram import check_nomogram_model
+    from riskmodel.serving.calculator import calculator_spec
+
+    with pytest.raises(UserInputError, match="competing-risks model") as nomogram:
+        check_nomogram_model(models["cox"])
+    assert "imputation" not in str(nomogram.value)
+    with pytest.raises(UserInputError, match="competing-risks model") as calculator:
+        calculator_spec(models["cox"])
+    assert "no formula" not in str(calculator.value)

@@ -35,7 +35,7 @@ from riskmodel.cohort.contract import COLUMNS
 from riskmodel.errors import UserInputError
 from riskmodel.features.labels import feature_input, input_label, input_unit
 from riskmodel.features.safe_harbor import shown_value
-from riskmodel.models import CoxPH
+from riskmodel.models import CoxPH, MultipleImputationSurvival
 from riskmodel.models.base import check_horizons
 from riskmodel.scoring import RiskModel
 
@@ -133,7 +133,13 @@ def check_nomogram_model(model: RiskModel) -> CoxPH:
     estimator = model.estimator
     if isinstance(estimator, CoxPH):
         return estimator
-    if model.family == "cox":
+    if model.competing:
+        why = (
+            "it is a competing-risks model, whose cumulative incidence combines two fits (cause-specific "
+            "hazards, or Fine-Gray per cause) and is not one sum of points per predictor (train the endpoint "
+            "with competing_risks: false for a cause-specific Cox nomogram)"
+        )
+    elif isinstance(estimator, MultipleImputationSurvival):
         why = "its Cox fits are pooled over multiple imputations, so there is no single set of points"
     else:
         why = f"a {model.family} model's prediction is not a sum of one score per predictor"

@@ -36,7 +36,7 @@ import pandas as pd
 from riskmodel.core.files import atomic_write_text
 from riskmodel.errors import UserInputError, own_warnings_silenced
 from riskmodel.features.safe_harbor import RANGE_WORDING
-from riskmodel.models import CoxPH
+from riskmodel.models import CoxPH, MultipleImputationSurvival
 from riskmodel.privacy import PhiGuard
 from riskmodel.scoring import RiskModel
 from riskmodel.serving.answer import model_info
@@ -212,12 +212,14 @@ def _check(model: RiskModel, fields: Sequence[InputField], recipes: Sequence[dic
 def _check_family(model: RiskModel) -> CoxPH:
     estimator = model.estimator
     if not isinstance(estimator, CoxPH):
-        kind = type(estimator).__name__
-        what = "is fitted with multiple imputation (no closed form of the pooled prediction)"
-        if "Imputation" not in kind:
+        what = f"is a {model.family} model, which has no formula a page could carry (the static calculator is for Cox)"
+        if model.competing:
             what = (
-                f"is a {model.family} model, which has no formula a page could carry (the static calculator is for Cox)"
+                "is a competing-risks model (cumulative incidence from two fits), which the static calculator does "
+                "not carry (it is for one Cox formula; train with competing_risks: false for one)"
             )
+        elif isinstance(estimator, MultipleImputationSurvival):
+            what = "is fitted with multiple imputation (no closed form of the pooled prediction)"
         raise _refuse(model, what)
     return estimator
 
