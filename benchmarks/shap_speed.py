@@ -36,7 +36,7 @@ def run(n_train: int, n_explain: int, trees: int, subset: int) -> dict[str, Any]
     from riskmodel.cohort import survival_data
     from riskmodel.cohort.synthetic import generate
     from riskmodel.explain import explain
-    from riskmodel.explain.shap_values import _interventional
+    from riskmodel.explain.shap_values import interventional_shap
     from riskmodel.features import ClinicalFeatures
     from riskmodel.models import SurvivalForest
 
@@ -61,7 +61,7 @@ def run(n_train: int, n_explain: int, trees: int, subset: int) -> dict[str, Any]
     theirs = permutation(Z[:subset], max_evals=500, silent=True)
     perm_seconds = time.perf_counter() - start
     perm_error = float(np.abs(theirs.base_values + theirs.values.sum(1) - forest.predict_risk(Z[:subset])).max())
-    exact, _, _ = _interventional(forest.predict_risk, Z[:subset], background)
+    exact, _, _ = interventional_shap(forest.predict_risk, Z[:subset], background)
 
     per_patient = perm_seconds / subset
     return {
