@@ -25,6 +25,9 @@ Cases (``--quick`` shrinks every size for a smoke run):
   already-built feature matrix.
 * ``train_default``: ``riskmodel train`` of the default experiment against the same fits in plain
   scikit-survival (``benchmarks/train_default.py``).
+* ``train_scale_<n>``: ``riskmodel train`` end to end (all families, both endpoints, the sized
+  evaluation plan) on n synthetic patients: wall time, peak memory, held-out C beside the oracle C
+  (``benchmarks/train_scale.py``; no baseline).
 
 Writes ``benchmarks/results.json`` and ``benchmarks/RESULTS.md``. Run:
 ``python benchmarks/run_all.py [--quick] [--cases forest_10000 cindex_1000000 ...]``.
@@ -309,6 +312,14 @@ def case_train(quick: bool) -> dict[str, Any]:
     return result
 
 
+def case_train_scale(n: int) -> dict[str, Any]:
+    """``riskmodel train`` end to end on n synthetic patients (benchmarks/train_scale.py)."""
+    cmd = [sys.executable, str(HERE / "train_scale.py"), str(n), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
 def case_shap(quick: bool) -> dict[str, Any]:
     """Forest TreeSHAP against shap's PermutationExplainer (benchmarks/shap_speed.py)."""
     script = HERE / "shap_speed.py"
@@ -336,6 +347,10 @@ CASES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "cox_100000": lambda q: case_cox(100_000 if not q else 2_000, q),
     "scoring_100000": lambda q: case_scoring(100_000 if not q else 2_000, q),
     "train_default": case_train,
+    **{
+        f"train_scale_{n}": (lambda q, n=n: case_train_scale(n if not q else n // 100))
+        for n in (10_000, 100_000, 1_000_000)
+    },
     "shap_forest_1000": case_shap,
 }
 

@@ -97,7 +97,8 @@ else:
 
 
 class EvaluationConfig(StrictModel):
-    """Repeated K-fold cross-validation, stratified on the event indicator."""
+    """Repeated K-fold cross-validation, stratified on the event indicator; ``train`` sizes it to the data
+    (``plan: auto``, :mod:`riskmodel.workflow.plan`)."""
 
     n_splits: Annotated[int, limited(MAX_SPLITS)] = Field(
         3, ge=2, description="Folds; 3 keeps a few events in each test fold at n=36."
@@ -107,6 +108,15 @@ class EvaluationConfig(StrictModel):
     )
     bootstrap: Annotated[int, limited(2000)] = Field(
         200, ge=0, description="Bootstrap resamples for Harrell's optimism correction of the whole pipeline; 0 = off."
+    )
+    plan: Literal["auto", "fixed"] = Field(
+        "auto",
+        description="auto: riskmodel train sizes the scheme to each endpoint's events (riskmodel.workflow.plan: "
+        "repeated CV and the bootstrap for few events, one K-fold, then a held-out split in the thousands; no "
+        "optimism bootstrap for tree ensembles); a key set here always wins. fixed: these values as written.",
+    )
+    holdout: float | None = Field(
+        None, ge=0.05, le=0.5, description="A held-out fraction: one stratified split replaces cross-validation."
     )
     min_at_risk: int = Field(
         MIN_AT_RISK,

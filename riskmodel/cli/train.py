@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,7 +14,7 @@ from riskmodel.errors import require_writable
 
 if TYPE_CHECKING:
     import pandas as pd
-
+    from riskmodel.config import ExperimentConfig
     from riskmodel.workflow.train import RunResult, TrainResult
 
 
@@ -57,6 +57,10 @@ def train_command(
 ) -> None:
     """Train every model family for every endpoint, cross-validate, bootstrap-validate, and track each run.
 
+    Before any fit it prints the evaluation plan to stderr (each model's CV scheme and bootstrap,
+    sized to the endpoint's events unless the experiment's evaluation: section says otherwise; the
+    number of fits; an estimated duration), then progress (plain lines when stderr is not a terminal).
+
     Prints the cohort's sample-size assessment (Riley et al. 2019), a table of cross-validated
     metrics (mean ± SD over folds) beside the bootstrap optimism-corrected Harrell C and calibration
     slope (with 95% intervals), and the run IDs. Compare runs with `riskmodel ui`; score new patients
@@ -64,11 +68,7 @@ def train_command(
     """
     import json
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from riskmodel.config import default_experiment_path, load_experiment
-    from riskmodel.workflow import train
 
     if summary_json is not None:
         require_writable(summary_json, option="--summary-json")  # before training, not after
@@ -86,30 +86,14 @@ def train_command(
             tracking_uri,
             summary_json,
         )
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description:<14}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("loading", total=None)
-
-        def progress(done: int, total: int, label: str) -> None:
-            stop_if_terminated()
-            bar.update(task, completed=done, total=total, description=label)
-
-        result = train(
-            config,
-            data=data,
-            endpoints=csv_option(endpoints, "--endpoints"),
-            models=csv_option(models, "--models"),
-            tracking_uri=tracking_uri,
-            progress=progress,
-            strict=strict,
-        )
+    kwargs: dict[str, Any] = {
+        "data": data,
+        "endpoints": csv_option(endpoints, "--endpoints"),
+        "models": csv_option(models, "--models"),
+        "tracking_uri": tracking_uri,
+        "strict": strict,
+    }
+    result = train_with_progress(config, kwargs)
     print_result(result)
     typer.echo(f"\nparent run {result.parent_run_id} in {result.tracking_uri}; models:")
     for run in result.runs:
@@ -118,6 +102,53 @@ def train_command(
     if summary_json:
         atomic_write_text(summary_json, json.dumps(result.summary(), indent=2, allow_nan=False))
         typer.echo(f"summary written to {summary_json}")
+
+
+def train_with_progress(config: ExperimentConfig, kwargs: dict[str, Any]) -> TrainResult:
+    """``train`` with its plan and progress on stderr: a bar on a terminal, plain lines otherwise."""
+    import sys
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from riskmodel.workflow import train
+    from riskmodel.workflow.plan import ProgressLines
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        # redirected: the plan and plain progress lines (every ~10 s or 10 % of the fits, with an ETA)
+        lines = ProgressLines(sys.stderr)
+
+        def plain(done: int, total: int, label: str) -> None:
+            stop_if_terminated()
+            lines(done, total, label)
+
+        result = train(config, progress=plain, announce=lambda text: typer.echo(text, err=True), **kwargs)
+    else:
+        with Progress(
+            TextColumn("{task.description:<14}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("loading", total=None)
+
+            def progress(done: int, total: int, label: str) -> None:
+                stop_if_terminated()
+                bar.update(task, completed=done, total=total, description=label)
+
+            result = train(config, progress=progress, announce=bar.console.print, **kwargs)
+    return result
 
 
 def print_result(result: TrainResult) -> None:

@@ -153,7 +153,10 @@ def _bootstrap_limitations(f: ModelFacts) -> list[str]:
     """What the bootstrap validation says about the model's limits (or that it was not run)."""
     v = f.validation
     if v is None:
-        return ["No bootstrap validation was run (evaluation.bootstrap = 0): only cross-validated figures."]
+        return [
+            "No bootstrap validation was run (the internal validation section says why): only cross-validated "
+            "(or held-out) figures."
+        ]
     out: list[str] = []
     key = "calibration_slope" if "calibration_slope" in v.table.index else f"calibration_slope_{max(f.horizons):g}"
     slope = {k: float(x) for k, x in v.table.loc[key].items()} if key in v.table.index else {"corrected": math.nan}

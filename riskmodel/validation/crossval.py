@@ -16,13 +16,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.model_selection import RepeatedStratifiedKFold
+from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedShuffleSplit
 
 from riskmodel.errors import NUMERICAL_FAILURES, RiskModelWarning, UserInputError, is_own_error
 from riskmodel.metrics import EvaluationWindow, as_window
 from riskmodel.validation.performance import performance_metric_names, performance_metrics, stratification_labels
 
-__all__ = ["CrossValidation", "cross_validate", "fold_labels", "stratified_splitter", "survival_matrix"]
+__all__ = [
+    "CrossValidation",
+    "cross_validate",
+    "fold_labels",
+    "holdout_validate",
+    "score_fold",
+    "stratified_splitter",
+    "survival_matrix",
+]
 
 
 @dataclass
@@ -86,35 +94,73 @@ def cross_validate(
     w = as_window(window, y)
     splitter = stratified_splitter(stratification_labels(y), n_splits, n_repeats, seed)
     labels = fold_labels(y, splitter.cvargs["n_splits"])
-    names = performance_metric_names(y, w.horizons)
     rows: list[dict[str, float]] = []
     failures: list[str] = []
     noted: list[str] = []
     for i, (train, test) in enumerate(splitter.split(X, labels)):
         repeat, fold = divmod(i, splitter.cvargs["n_splits"])
-        fitted = clone(pipeline)
-        try:
-            # A fold's own warnings (non-convergence, a stage unseen in its training part) are kept
-            # with the fold, not shown once per fold.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", RiskModelWarning)
-                fitted.fit(X.iloc[train], y[train])
-                Z = fitted[:-1].transform(X.iloc[test])
-                model = fitted[-1]
-                metrics = performance_metrics(model, Z, y[train], y[test], w)
-            noted += [
-                f"repeat {repeat}, fold {fold}: {w.message}" for w in caught if issubclass(w.category, RiskModelWarning)
-            ]
-            metrics = {k: metrics.get(k, math.nan) for k in names}
-        except NUMERICAL_FAILURES as exc:
-            if is_own_error(exc):
-                raise
-            failures.append(f"repeat {repeat}, fold {fold}: {exc}")
-            metrics = dict.fromkeys(names, math.nan)
-        rows.append({"repeat": repeat, "fold": fold, **metrics})
+        row = score_fold(pipeline, X, y, w, train, test, f"repeat {repeat}, fold {fold}", failures, noted)
+        rows.append({"repeat": repeat, "fold": fold, **row})
         if progress:
             progress()
     return CrossValidation(pd.DataFrame(rows), splitter.cvargs["n_splits"], len(failures), failures, noted)
+
+
+def holdout_validate(
+    pipeline: Any,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    window: EvaluationWindow | Sequence[float],
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    progress: Callable[[], None] | None = None,
+) -> CrossValidation:
+    """One random held-out split, stratified as the folds of :func:`cross_validate` are: the
+    pipeline fitted on ``1 - test_fraction`` of the patients and scored on the rest (the scheme of
+    a cohort with many thousands of events, where one large test set is precise). The result has
+    one "fold" (repeat 0, fold 0; its SD is undefined) and ``n_splits`` 1."""
+    w = as_window(window, y)
+    labels = fold_labels(y, 2)
+    train, test = next(StratifiedShuffleSplit(1, test_size=test_fraction, random_state=seed).split(X, labels))
+    failures: list[str] = []
+    noted: list[str] = []
+    row = score_fold(pipeline, X, y, w, np.sort(train), np.sort(test), "held-out split", failures, noted)
+    if progress:
+        progress()
+    return CrossValidation(pd.DataFrame([{"repeat": 0, "fold": 0, **row}]), 1, len(failures), failures, noted)
+
+
+def score_fold(
+    pipeline: Any,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    w: EvaluationWindow,
+    train: np.ndarray,
+    test: np.ndarray,
+    where: str,
+    failures: list[str],
+    noted: list[str],
+) -> dict[str, float]:
+    """Fit a clone of ``pipeline`` on ``train`` and score it on ``test``; a numerical failure is
+    appended to ``failures`` (all metrics NaN), a fold's own warnings to ``noted``."""
+    names = performance_metric_names(y, w.horizons)
+    fitted = clone(pipeline)
+    try:
+        # A fold's own warnings (non-convergence, a stage unseen in its training part) are kept
+        # with the fold, not shown once per fold.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RiskModelWarning)
+            fitted.fit(X.iloc[train], y[train])
+            Z = fitted[:-1].transform(X.iloc[test])
+            metrics = performance_metrics(fitted[-1], Z, y[train], y[test], w)
+        noted += [f"{where}: {c.message}" for c in caught if issubclass(c.category, RiskModelWarning)]
+        return {k: metrics.get(k, math.nan) for k in names}
+    except NUMERICAL_FAILURES as exc:
+        if is_own_error(exc):
+            raise
+        failures.append(f"{where}: {exc}")
+        return dict.fromkeys(names, math.nan)
 
 
 def fold_labels(y: np.ndarray, n_splits: int) -> np.ndarray:

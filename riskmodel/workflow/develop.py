@@ -36,6 +36,8 @@ from riskmodel.validation import (
     in_sample_calibration,
     validate,
 )
+from riskmodel.validation.crossval import holdout_validate
+from riskmodel.workflow.plan import Scheme, scheme_for
 from riskmodel.workflow.prepare import PreparedEndpoint, make_pipeline
 
 __all__ = [
@@ -73,6 +75,7 @@ class Developed:
     explained: GlobalExplanation
     metrics: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    scheme: Scheme | None = None  # how it was validated (the evaluation plan's)
     # competing endpoints, Cox family: unpenalised cause-specific HR tables (both causes) and the
     # Fine-Gray subdistribution HR table of the event of interest, by artifact file name
     competing_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
@@ -99,41 +102,17 @@ def develop_family(
     params: dict[str, Any],
     size: SampleSize,
     tick: Callable[[], None],
+    scheme: Scheme | None = None,
 ) -> Developed:
-    """Cross-validate, fit on all patients, bootstrap-validate, calibrate and explain one family."""
+    """Cross-validate (or hold out), fit on all patients, bootstrap-validate, calibrate and explain one family.
+
+    ``scheme``: the family's validation from the evaluation plan (:mod:`riskmodel.workflow.plan`);
+    None takes the plan's rule for this endpoint's events."""
     sd, window, label = prepared.data, prepared.window, f"{prepared.endpoint.upper()} {family}"
-    ev = config.evaluation
+    if scheme is None:
+        scheme = scheme_for(config, prepared.endpoint, family, int(sd.y["event"].sum()))
     pipe = make_pipeline(config, build_family(family, params, config.seed, competing=prepared.competing))
-    notes = []
-    cv = cross_validate(
-        pipe, sd.X, sd.y, window, n_splits=ev.n_splits, n_repeats=ev.n_repeats, seed=config.seed, progress=tick
-    )
-    if cv.n_splits < ev.n_splits:
-        notes.append(
-            f"{label}: {cv.n_splits}-fold instead of {ev.n_splits}-fold cross-validation, because there are "
-            "fewer events or censored patients than folds"
-        )
-    fitted = pipe.fit(sd.X, sd.y)
-    tick()
-    validation = None
-    if ev.bootstrap:
-        validation = validate(
-            pipe,
-            sd.X,
-            sd.y,
-            window,
-            n_resamples=ev.bootstrap,
-            seed=config.seed,
-            n_jobs=-1 if ev.bootstrap >= 20 else 1,
-            progress=tick,
-            fitted=fitted,
-        )
-        if SPECS[family].memorises_resamples:
-            notes.append(
-                f"{label}: the bootstrap optimism correction under-corrects tree ensembles (each resample's "
-                "patients are ~63 % of the original data, which the trees memorise); trust the "
-                "cross-validated C more for this family"
-            )
+    cv, fitted, validation, notes = internal_validation(config, prepared, pipe, family, scheme, tick)
     features: ClinicalFeatures = fitted.named_steps["features"]
     model = RiskModel.from_training(
         endpoint=prepared.endpoint,
@@ -186,7 +165,62 @@ def develop_family(
         "riley_minimum_n": float(size.minimum_n),
         "events_per_parameter": size.epv,
     }
-    return Developed(family, fitted, model, cv, validation, in_sample, explained, metrics, notes, tables)
+    return Developed(family, fitted, model, cv, validation, in_sample, explained, metrics, notes, scheme, tables)
+
+
+def internal_validation(
+    config: ExperimentConfig,
+    prepared: PreparedEndpoint,
+    pipe: Pipeline,
+    family: str,
+    scheme: Scheme,
+    tick: Callable[[], None],
+) -> tuple[CrossValidation, Pipeline, Validation | None, list[str]]:
+    """The scheme's cross-validation (or held-out split), the final fit and the bootstrap, if any."""
+    sd, window, label = prepared.data, prepared.window, f"{prepared.endpoint.upper()} {family}"
+    notes: list[str] = []
+    if scheme.n_splits:
+        cv = cross_validate(
+            pipe,
+            sd.X,
+            sd.y,
+            window,
+            n_splits=scheme.n_splits,
+            n_repeats=scheme.n_repeats,
+            seed=config.seed,
+            progress=tick,
+        )
+    else:
+        cv = holdout_validate(pipe, sd.X, sd.y, window, test_fraction=scheme.holdout, seed=config.seed, progress=tick)
+    if scheme.n_splits and cv.n_splits < scheme.n_splits:
+        notes.append(
+            f"{label}: {cv.n_splits}-fold instead of {scheme.n_splits}-fold cross-validation, because there are "
+            "fewer events or censored patients than folds"
+        )
+    fitted = pipe.fit(sd.X, sd.y)
+    tick()
+    validation = None
+    if scheme.bootstrap:
+        validation = validate(
+            pipe,
+            sd.X,
+            sd.y,
+            window,
+            n_resamples=scheme.bootstrap,
+            seed=config.seed,
+            n_jobs=-1 if scheme.bootstrap >= 20 else 1,
+            progress=tick,
+            fitted=fitted,
+        )
+        if SPECS[family].memorises_resamples:
+            notes.append(
+                f"{label}: the bootstrap optimism correction under-corrects tree ensembles (each resample's "
+                "patients are ~63 % of the original data, which the trees memorise); trust the "
+                "cross-validated C more for this family"
+            )
+    elif SPECS[family].memorises_resamples and config.evaluation.plan == "auto":
+        notes.append(f"{label}: {scheme.describe_bootstrap()}")
+    return cv, fitted, validation, notes
 
 
 def cv_metrics(cv: CrossValidation) -> dict[str, float]:

@@ -377,9 +377,11 @@ def override(
             raise UserInputError(f"--models: {', '.join(missing)} is switched off in this experiment")
         raw["models"] = {k: (v if k in models else None) for k, v in raw["models"].items()}
     try:
-        return ExperimentConfig.model_validate(raw, strict=False)
+        updated = ExperimentConfig.model_validate(raw, strict=False)
     except Exception as exc:
         raise UserInputError(str(exc)) from None
+    # the evaluation settings as given, so the plan still tells an explicit key from a default
+    return updated.model_copy(update={"evaluation": config.evaluation})
 
 
 def shareable_config(config: ExperimentConfig) -> dict[str, Any]:

@@ -124,6 +124,7 @@ def record_run(
                 "exploratory": str(not size.adequate).lower(),
                 "horizons": ",".join(f"{h:g}" for h in prepared.horizons),
                 **analysis_tags(ctx.config, prepared),
+                **(dev.scheme.estimators() if dev.scheme else {}),
             },
         )
         tracker.log_text(ctx.config_yaml(), "config.yaml")
@@ -216,12 +217,7 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
         params=model_params(estimator),
         size=size,
         cv=dev.cv.summary()[["mean", "sd", "folds_with_value"]],
-        cv_description=(
-            f"Stratified (on the {'cause: censored, event, competing' if prepared.competing else 'event'}) "
-            f"{dev.cv.n_splits}-fold cross-validation repeated "
-            f"{config.evaluation.n_repeats} times; mean and SD over all folds; every fold refits the whole "
-            f"pipeline. Evaluation window, the same in every fold and resample: {prepared.window.describe()}."
-        ),
+        cv_description=cv_description(prepared, dev),
         validation=dev.validation,
         calibration=dict(dev.in_sample.curves),
         decision_curves=dict(dev.in_sample.decision),
@@ -247,6 +243,27 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
     table = missing_data_table(cohort)
     facts.missingness = table[table["covariate"].isin(config.covariates)] if len(table) else None
     return facts
+
+
+def cv_description(prepared: PreparedEndpoint, dev: Developed) -> str:
+    """The internal validation of one run in words, and which estimator its figures come from."""
+    strata = "cause: censored, event, competing" if prepared.competing else "event"
+    scheme = dev.scheme
+    if scheme is not None and not scheme.n_splits:
+        how = (
+            f"Stratified (on the {strata}) {scheme.describe_cv()}: fitted on the rest, scored once on the held-out part"
+        )
+    else:
+        repeats = scheme.n_repeats if scheme is not None else 1
+        how = (
+            f"Stratified (on the {strata}) {dev.cv.n_splits}-fold cross-validation repeated {repeats} times; "
+            "mean and SD over all folds"
+        )
+    text = f"{how}; every fit refits the whole pipeline. Evaluation window, the same in every fold and resample: "
+    text += f"{prepared.window.describe()}."
+    if scheme is not None:
+        text += f" Bootstrap: {scheme.describe_bootstrap()}."
+    return text
 
 
 def model_params(estimator: Any) -> dict[str, Any]:

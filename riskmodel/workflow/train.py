@@ -25,6 +25,7 @@ from riskmodel.privacy import PhiGuard
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import Tracker
 from riskmodel.workflow.develop import Developed, develop_family
+from riskmodel.workflow.plan import EvaluationPlan
 from riskmodel.workflow.prepare import (
     PreparedEndpoint,
     drop_uninformative,
@@ -158,6 +159,7 @@ def train(
     tracking_uri: str | None = None,
     progress: Progress | None = None,
     strict: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train every enabled family for every endpoint; track each in MLflow; return the run IDs.
 
@@ -166,6 +168,10 @@ def train(
     tagged ``riley_adequate=false``; with ``strict`` it is a refusal instead. Each model is then
     cross-validated and, unless ``evaluation.bootstrap`` is 0, validated by the bootstrap
     (:func:`riskmodel.validation.validate`): optimism-corrected metrics with intervals.
+
+    Before any fit the evaluation plan (:mod:`riskmodel.workflow.plan`: each model's CV scheme and
+    bootstrap, sized to the endpoint's events, the number of fits and an estimate of their
+    duration from one timed fit per family) goes to ``announce`` and to the parent run's params.
 
     ``data`` replaces the experiment's data: a file, or a pandas DataFrame already in memory
     (read through the experiment's declaration, or the study's contract, exactly as a file is).
@@ -180,7 +186,10 @@ def train(
     prepared = prepare_endpoints(config, cohort)
     sizes = _sample_sizes(config, prepared, strict)
     families = config.models.enabled()
-    counter = _Progress(progress, len(prepared) * len(families) * config.evaluation.fits_per_model)
+    plan = EvaluationPlan.from_data(config, prepared, families, time_fits=announce is not None)
+    if announce:
+        announce(plan.describe())
+    counter = _Progress(progress, plan.total_fits)
     # the experiment's own settings (a seed of 2013) are never mistaken for a patient's ID
     tracker = Tracker(config.name, tracking_uri, guard=PhiGuard.for_cohort(cohort, own=shareable_config(config)))
     short = [ep for ep, s in sizes.items() if not s.adequate]
@@ -194,8 +203,9 @@ def train(
         result.notes.append(f"closed {n} run{'s' if n > 1 else ''} left RUNNING by an ended process (now KILLED)")
     with tracker.parent(f"train-{config.name}", ctx.base_tags) as parent_id:
         result.parent_run_id = parent_id
-        tracker.log(params=ctx.flat_config)
+        tracker.log(params={**ctx.flat_config, **plan.params()})
         tracker.log_text(ctx.config_yaml(), "config.yaml")
+        tracker.log_text(plan.describe() + "\n", "evaluation_plan.txt")
         if result.missing_data is not None:
             tracker.log_text(safe_csv_text(result.missing_data, index=False), "missing_data.csv")
         for endpoint, prep in prepared.items():
@@ -213,7 +223,9 @@ def train(
                     continue
                 step = counter.step(f"{endpoint.upper()} {family}")
                 try:
-                    dev = develop_family(config, prep, family, params.model_dump(), size, step)
+                    dev = develop_family(
+                        config, prep, family, params.model_dump(), size, step, plan.scheme(endpoint, family)
+                    )
                 except NUMERICAL_FAILURES as exc:
                     if is_own_error(exc) or not SPECS[family].competing_only:
                         raise
