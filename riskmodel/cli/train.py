@@ -14,6 +14,7 @@ from riskmodel.errors import require_writable
 
 if TYPE_CHECKING:
     import pandas as pd
+
     from riskmodel.config import ExperimentConfig
     from riskmodel.workflow.train import RunResult, TrainResult
 
