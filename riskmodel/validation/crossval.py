@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import RepeatedStratifiedKFold
 
+from riskmodel.core.parallel import parallel_map
 from riskmodel.errors import NUMERICAL_FAILURES, RiskModelWarning, UserInputError, is_own_error
 from riskmodel.metrics import EvaluationWindow, as_window
 from riskmodel.validation.performance import performance_metric_names, performance_metrics, stratification_labels
@@ -90,31 +91,47 @@ def cross_validate(
     rows: list[dict[str, float]] = []
     failures: list[str] = []
     noted: list[str] = []
-    for i, (train, test) in enumerate(splitter.split(X, labels)):
-        repeat, fold = divmod(i, splitter.cvargs["n_splits"])
-        fitted = clone(pipeline)
-        try:
-            # A fold's own warnings (non-convergence, a stage unseen in its training part) are kept
-            # with the fold, not shown once per fold.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", RiskModelWarning)
-                fitted.fit(X.iloc[train], y[train])
-                Z = fitted[:-1].transform(X.iloc[test])
-                model = fitted[-1]
-                metrics = performance_metrics(model, Z, y[train], y[test], w)
-            noted += [
-                f"repeat {repeat}, fold {fold}: {w.message}" for w in caught if issubclass(w.category, RiskModelWarning)
-            ]
-            metrics = {k: metrics.get(k, math.nan) for k in names}
-        except NUMERICAL_FAILURES as exc:
-            if is_own_error(exc):
-                raise
-            failures.append(f"repeat {repeat}, fold {fold}: {exc}")
-            metrics = dict.fromkeys(names, math.nan)
+    k = splitter.cvargs["n_splits"]
+    units = [(divmod(i, k), train, test) for i, (train, test) in enumerate(splitter.split(X, labels))]
+    # folds run here, on local cores or on the Dask cluster in use (riskmodel.core.parallel); their
+    # results come back in fold order, so the table is the same wherever they ran
+    for (repeat, fold), (metrics, notes, failure) in zip(
+        [u[0] for u in units], parallel_map(_one_fold, units, shared=(pipeline, X, y, w, names)), strict=True
+    ):
+        noted += notes
+        if failure is not None:
+            failures.append(failure)
         rows.append({"repeat": repeat, "fold": fold, **metrics})
         if progress:
             progress()
     return CrossValidation(pd.DataFrame(rows), splitter.cvargs["n_splits"], len(failures), failures, noted)
+
+
+def _one_fold(
+    pipeline: Any,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    w: EvaluationWindow,
+    names: list[str],
+    unit: tuple[tuple[int, int], np.ndarray, np.ndarray],
+) -> tuple[dict[str, float], list[str], str | None]:
+    """One fold: its metrics, its own warnings (non-convergence, a stage unseen in its training
+    part: kept with the fold, not shown once per fold), and why its fit failed (or None)."""
+    (repeat, fold), train, test = unit
+    fitted = clone(pipeline)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RiskModelWarning)
+            fitted.fit(X.iloc[train], y[train])
+            Z = fitted[:-1].transform(X.iloc[test])
+            metrics = performance_metrics(fitted[-1], Z, y[train], y[test], w)
+        own = [c for c in caught if issubclass(c.category, RiskModelWarning)]
+        noted = [f"repeat {repeat}, fold {fold}: {c.message}" for c in own]
+        return {k: metrics.get(k, math.nan) for k in names}, noted, None
+    except NUMERICAL_FAILURES as exc:
+        if is_own_error(exc):
+            raise
+        return dict.fromkeys(names, math.nan), [], f"repeat {repeat}, fold {fold}: {exc}"
 
 
 def fold_labels(y: np.ndarray, n_splits: int) -> np.ndarray:
