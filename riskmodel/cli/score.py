@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from riskmodel.cli.cluster import cluster_option
 from riskmodel.cli.common import app, user_errors
+from riskmodel.core.parallel import current_cluster
 from riskmodel.errors import require_writable
 
 
@@ -23,6 +25,7 @@ def _counts(records: list[dict[str, Any]]) -> str:
 
 @app.command("score")
 @user_errors
+@cluster_option
 def score_command(
     model: Annotated[
         list[str],
@@ -67,12 +70,16 @@ def score_command(
 
     Example: riskmodel score --model runs:/<LC run>/model --model runs:/<OS run>/model
     --patients new.csv --report reports/
+
+    A Parquet dataset (a folder of .parquet files) with --out FOLDER is scored a partition at a time
+    into FOLDER/<partition>.csv; with --cluster the partitions are spread over the Dask workers
+    (which must see both folders at the same paths).
     """
     from riskmodel.errors import UserInputError
     from riskmodel.scoring import read_patients, write_scores
     from riskmodel.tracking import load_model
 
-    if out is not None:
+    if out is not None and not patients.is_dir():
         require_writable(out, option="--out")
 
     times = None
@@ -87,6 +94,11 @@ def score_command(
     declared = {m.declaration is not None for m in risk_models}
     if len(declared) > 1:
         raise UserInputError("score models of declared cohorts and of the built-in contract in separate commands")
+    if patients.is_dir() or current_cluster() is not None:
+        if report is not None or out is None:
+            raise UserInputError("a Parquet dataset (or --cluster) is scored into an --out folder, without --report")
+        _score_dataset(risk_models, patients, out, times, mapping, declared.pop(), allow_extrapolation)
+        return
     table = read_patients(patients, mapping=mapping, declared=declared.pop())
     records: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
@@ -109,6 +121,39 @@ def score_command(
     if report is not None:
         typer.echo(f"{len(pages)} patient report(s) in {report}/ (index.html lists them)", err=True)
     if bad:
+        raise typer.Exit(1)
+
+
+def _score_dataset(
+    models: list[Any], folder: Path, out: Path, times: Any, mapping: Any, declared: bool, allow_extrapolation: bool
+) -> None:
+    """Score a Parquet dataset partition by partition (on the cluster in use, if any) into ``out``."""
+    from riskmodel.scoring.partitions import score_partitions
+
+    suffix = out.suffix.lower() if out.suffix.lower() in (".csv", ".json") and not out.is_dir() else ".csv"
+    target = out.with_suffix("") if out.suffix.lower() in (".csv", ".json") and not out.is_dir() else out
+    parts = score_partitions(
+        models,
+        folder,
+        target,
+        times=times,
+        mapping=mapping,
+        declared=declared,
+        allow_extrapolation=allow_extrapolation,
+        suffix=suffix,
+    )
+    for m, model in enumerate(models):
+        n = {k: sum(p.counts[m][k] for p in parts) for k in ("patients", "scored", "refused", "error")}
+        typer.echo(
+            f"{n['scored']} of {n['patients']} patients scored, {n['refused']} refused, {n['error']} not read "
+            f"({model.endpoint.upper()}, {model.family}; {len(parts)} partitions)",
+            err=True,
+        )
+    for p in parts:
+        for line in p.unscored:
+            typer.echo(f"  {Path(p.source).name} {line}", err=True)
+    typer.echo(f"results in {target}/ (one file per partition)", err=True)
+    if any(c["error"] for p in parts for c in p.counts):
         raise typer.Exit(1)
 
 

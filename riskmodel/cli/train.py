@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from riskmodel.cli.cluster import cluster_option
 from riskmodel.cli.common import app, csv_option, stop_if_terminated, user_errors
 from riskmodel.core.files import atomic_write_text
 from riskmodel.errors import require_writable
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 @app.command("train")
 @user_errors
+@cluster_option
 def train_command(
     experiment: Annotated[
         Path | None,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from riskmodel.cli.cluster import cluster_option
 from riskmodel.cli.common import app, stop_if_terminated, user_errors
 
 if TYPE_CHECKING:
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
 @app.command("tune")
 @user_errors
+@cluster_option
 def tune_command(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML; its tune: section sets metric and spaces.")],
     trials: Annotated[int, typer.Option(help="Total finished (complete or pruned) trials the study should hold.")],

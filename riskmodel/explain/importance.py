@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskmodel.core.parallel import parallel_map
 from riskmodel.metrics import harrell_c
 
 __all__ = ["permutation_importance"]
@@ -25,14 +26,33 @@ def permutation_importance(
     event, time = np.asarray(y["event"], bool), np.asarray(y["time"], float)
     Za = np.asarray(Z, dtype=float)
     full = harrell_c(event, time, estimator.predict_risk(Za))
-    rng = np.random.default_rng(seed)
+    # one seed per feature, so the features can run anywhere (riskmodel.core.parallel: here, or on
+    # the Dask cluster in use) and give the same drops; results come back in feature order
+    seeds = np.random.SeedSequence(seed).spawn(len(names))
+    units = [(j, repeats, s) for j, s in enumerate(seeds)]
     rows = []
-    for j, name in enumerate(names):
-        drops = np.empty(repeats)
-        for r in range(repeats):
-            shuffled = Za.copy()
-            shuffled[:, j] = rng.permutation(shuffled[:, j])
-            drops[r] = full - harrell_c(event, time, estimator.predict_risk(shuffled))
+    for name, drops in zip(
+        names, parallel_map(_feature_drops, units, shared=(estimator, Za, event, time, full)), strict=True
+    ):
         low, high = np.percentile(drops, [2.5, 97.5])
         rows.append({"feature": name, "c_drop": drops.mean(), "ci_low": low, "ci_high": high, "repeats": repeats})
     return pd.DataFrame(rows).sort_values("c_drop", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _feature_drops(
+    estimator: Any,
+    Za: np.ndarray,
+    event: np.ndarray,
+    time: np.ndarray,
+    full: float,
+    unit: tuple[int, int, np.random.SeedSequence],
+) -> np.ndarray:
+    """The drops in Harrell's C over ``repeats`` shuffles of column ``j``."""
+    j, repeats, seed = unit
+    rng = np.random.default_rng(seed)
+    drops = np.empty(repeats)
+    shuffled = Za.copy()
+    for r in range(repeats):
+        shuffled[:, j] = rng.permutation(Za[:, j])
+        drops[r] = full - harrell_c(event, time, estimator.predict_risk(shuffled))
+    return drops

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from riskmodel.core.parallel import parallel_map
 from riskmodel.errors import NUMERICAL_FAILURES, UserInputError, is_own_error, own_warnings_silenced
 from riskmodel.metrics import EvaluationWindow
 from riskmodel.models.registry import ParamSpace
@@ -93,6 +94,13 @@ def fold_score(
     return float(values.get(key, math.nan))
 
 
+def _fold_unit(
+    X: Any, y: np.ndarray, metric: str, window: EvaluationWindow, horizon: float, unit: tuple[Any, Any, Any]
+) -> float:
+    pipeline, train, test = unit
+    return fold_score(pipeline, X, y, train, test, metric, window, horizon)
+
+
 def run_folds(
     trial: Any,
     make: Callable[[dict[str, Any]], Any],
@@ -109,8 +117,10 @@ def run_folds(
     optuna = optuna_module()
     params = {name: suggest(trial, name, s) for name, s in space.items()}
     scores: list[float] = []
-    for k, (train, test) in enumerate(folds):
-        value = fold_score(make(params), X, y, train, test, metric, window, horizon)
+    # one fold after the other here, or all of them at once on the Dask cluster in use
+    # (riskmodel.core.parallel), read back in fold order (a pruned trial releases the rest)
+    units = [(make(params), train, test) for train, test in folds]
+    for k, value in enumerate(parallel_map(_fold_unit, units, shared=(X, y, metric, window, horizon))):
         scores.append(value)
         if on_fold:
             on_fold(k, value)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from riskmodel.core.parallel import parallel_map
 from riskmodel.errors import NUMERICAL_FAILURES, UserInputError, is_own_error, own_warnings_silenced
 from riskmodel.metrics import EvaluationWindow, as_window, defined_or_nan
 from riskmodel.models.cox import CoxPH, rms_fit_failure
@@ -162,11 +163,10 @@ def validate(
     ``rms::validate`` leaves out (:func:`riskmodel.models.cox.rms_fit_failure`); a calibration
     slope that cannot be estimated. As in rms, an unpenalised Cox model's slope on its own
     training data is 1 by definition.
-    Reproducible from ``seed`` whatever ``n_jobs`` is (each resample has its own seed).
+    Reproducible from ``seed`` whatever ``n_jobs`` is, and on a Dask cluster (each resample has its own
+    seed; results are gathered in resample order).
     ``fitted``: the pipeline already fitted on all of (X, y), when the caller has it (not refitted).
     """
-    from joblib import Parallel, delayed
-
     if n_resamples < 1:
         raise UserInputError(f"n_resamples must be at least 1, got {n_resamples}")
     w = as_window(window, y)
@@ -175,7 +175,8 @@ def validate(
     if _fits_by_maximum_likelihood(full[-1]):
         apparent["calibration_slope"] = 1.0
     seeds = np.random.SeedSequence(seed).spawn(n_resamples)
-    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_one_resample)(pipeline, X, y, w, s) for s in seeds)
+    # on local cores, or on the Dask cluster in use (riskmodel.core.parallel), in resample order
+    jobs = parallel_map(_one_resample, seeds, shared=(pipeline, X, y, w), n_jobs=n_jobs)
     rows: list[dict[str, float]] = []
     failures: list[str] = []
     for i, (optimism, failure) in enumerate(jobs):

@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedShuffleSplit
 
+from riskmodel.core.parallel import parallel_map
 from riskmodel.errors import NUMERICAL_FAILURES, RiskModelWarning, UserInputError, is_own_error
 from riskmodel.metrics import EvaluationWindow, as_window
 from riskmodel.validation.performance import performance_metric_names, performance_metrics, stratification_labels
@@ -27,7 +28,6 @@ __all__ = [
     "cross_validate",
     "fold_labels",
     "holdout_validate",
-    "score_fold",
     "stratified_splitter",
     "survival_matrix",
 ]
@@ -94,13 +94,25 @@ def cross_validate(
     w = as_window(window, y)
     splitter = stratified_splitter(stratification_labels(y), n_splits, n_repeats, seed)
     labels = fold_labels(y, splitter.cvargs["n_splits"])
+    names = performance_metric_names(y, w.horizons)
     rows: list[dict[str, float]] = []
     failures: list[str] = []
     noted: list[str] = []
-    for i, (train, test) in enumerate(splitter.split(X, labels)):
-        repeat, fold = divmod(i, splitter.cvargs["n_splits"])
-        row = score_fold(pipeline, X, y, w, train, test, f"repeat {repeat}, fold {fold}", failures, noted)
-        rows.append({"repeat": repeat, "fold": fold, **row})
+    k = splitter.cvargs["n_splits"]
+    places = [divmod(i, k) for i in range(k * n_repeats)]
+    units = [
+        (f"repeat {r}, fold {f}", train, test)
+        for (r, f), (train, test) in zip(places, splitter.split(X, labels), strict=True)
+    ]
+    # folds run here, on local cores or on the Dask cluster in use (riskmodel.core.parallel); their
+    # results come back in fold order, so the table is the same wherever they ran
+    for (repeat, fold), (metrics, notes, failure) in zip(
+        places, parallel_map(_one_fold, units, shared=(pipeline, X, y, w, names)), strict=True
+    ):
+        noted += notes
+        if failure is not None:
+            failures.append(failure)
+        rows.append({"repeat": repeat, "fold": fold, **metrics})
         if progress:
             progress()
     return CrossValidation(pd.DataFrame(rows), splitter.cvargs["n_splits"], len(failures), failures, noted)
@@ -123,44 +135,40 @@ def holdout_validate(
     w = as_window(window, y)
     labels = fold_labels(y, 2)
     train, test = next(StratifiedShuffleSplit(1, test_size=test_fraction, random_state=seed).split(X, labels))
-    failures: list[str] = []
-    noted: list[str] = []
-    row = score_fold(pipeline, X, y, w, np.sort(train), np.sort(test), "held-out split", failures, noted)
+    names = performance_metric_names(y, w.horizons)
+    row, noted, failure = _one_fold(pipeline, X, y, w, names, ("held-out split", np.sort(train), np.sort(test)))
     if progress:
         progress()
+    failures = [failure] if failure is not None else []
     return CrossValidation(pd.DataFrame([{"repeat": 0, "fold": 0, **row}]), 1, len(failures), failures, noted)
 
 
-def score_fold(
+def _one_fold(
     pipeline: Any,
     X: pd.DataFrame,
     y: np.ndarray,
     w: EvaluationWindow,
-    train: np.ndarray,
-    test: np.ndarray,
-    where: str,
-    failures: list[str],
-    noted: list[str],
-) -> dict[str, float]:
-    """Fit a clone of ``pipeline`` on ``train`` and score it on ``test``; a numerical failure is
-    appended to ``failures`` (all metrics NaN), a fold's own warnings to ``noted``."""
-    names = performance_metric_names(y, w.horizons)
+    names: list[str],
+    unit: tuple[str, np.ndarray, np.ndarray],
+) -> tuple[dict[str, float], list[str], str | None]:
+    """One fold (``unit``: where it is, e.g. "repeat 0, fold 1", and its train and test rows): its
+    metrics, its own warnings (non-convergence, a stage unseen in its training part: kept with the
+    fold, not shown once per fold), and why its fit failed (or None)."""
+    where, train, test = unit
     fitted = clone(pipeline)
     try:
-        # A fold's own warnings (non-convergence, a stage unseen in its training part) are kept
-        # with the fold, not shown once per fold.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RiskModelWarning)
             fitted.fit(X.iloc[train], y[train])
             Z = fitted[:-1].transform(X.iloc[test])
             metrics = performance_metrics(fitted[-1], Z, y[train], y[test], w)
-        noted += [f"{where}: {c.message}" for c in caught if issubclass(c.category, RiskModelWarning)]
-        return {k: metrics.get(k, math.nan) for k in names}
+        own = [c for c in caught if issubclass(c.category, RiskModelWarning)]
+        noted = [f"{where}: {c.message}" for c in own]
+        return {k: metrics.get(k, math.nan) for k in names}, noted, None
     except NUMERICAL_FAILURES as exc:
         if is_own_error(exc):
             raise
-        failures.append(f"{where}: {exc}")
-        return dict.fromkeys(names, math.nan)
+        return dict.fromkeys(names, math.nan), [], f"{where}: {exc}"
 
 
 def fold_labels(y: np.ndarray, n_splits: int) -> np.ndarray:
