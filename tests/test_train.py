@@ -29,6 +29,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained(store: Path) -> TrainResult:
     raw = load_experiment(REPO / "experiments" / "default.yaml").model_dump()
     raw["evaluation"] = {"n_splits": 3, "n_repeats": 2, "bootstrap": 10}  # the full protocol: the slow test
+    # this file holds the survival path (S(t), hazard ratios, survival pages) to account; LC with death
+    # competing, the default, is trained end to end in test_competing_e2e.py and test_competing_train.py
+    raw["competing_risks"] = False
     config = ExperimentConfig.model_validate(raw, strict=False)
     return train(config, tracking_uri=f"sqlite:///{store}/mlflow.db")
 
