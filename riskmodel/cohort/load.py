@@ -258,6 +258,8 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, int]:
 
 
 def rename_columns(frame: pd.DataFrame, mapping: ColumnMapping, source: str) -> tuple[pd.DataFrame, list[str]]:
+    """The table with the user's headers renamed to canonical columns by ``mapping`` (headers
+    compared normalised), and the headers the mapping leaves out (ignored)."""
     if frame.shape[1] == 0:
         raise CohortFileError(f"{source}: the table has no columns (is the file or sheet empty?)")
     user = {normalise_header(k): v for k, v in mapping.columns.items()}

@@ -133,6 +133,7 @@ def xgboost_tree_dicts(model: Any) -> tuple[list[dict[str, np.ndarray]], float]:
 
 
 def forest_shap(forest: Any, Z: np.ndarray, horizon: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Path-dependent TreeSHAP of a fitted forest's risk (``horizon`` None) or S(horizon): (values, base values)."""
     # scikit-learn compares float32 features with float64 thresholds; give shap the same numbers
     return tree_shap(forest_tree_dicts(forest, horizon), forest._binned(Z).astype(np.float32).astype(np.float64))
 

@@ -53,6 +53,7 @@ def prepare_store(uri: str) -> str | None:
 
 
 def mlflow_module(uri: str) -> Any:
+    """mlflow, imported here only (its own loggers quietened) and pointed at the tracking ``uri``."""
     import logging
 
     import mlflow
