@@ -55,6 +55,7 @@ EXPERIMENT: dict[str, Any] = {
     "horizons": [6, 12],
     "models": {"cox": {}, "rsf": None, "gbm": None},
     "evaluation": {"n_splits": 3, "n_repeats": 1, "bootstrap": 0},
+    "competing_risks": False,  # the cause-specific view these tests check; competing: test_competing_e2e.py
     "imputation": {"n_imputations": 2},
 }
 

@@ -74,7 +74,7 @@ def cif_interval(cif: float, var: float) -> tuple[float, float]:
 
     >>> low, high = cif_interval(0.5, 0.01)
     >>> round(low, 4), round(high, 4)
-    (0.3035, 0.6632)
+    (0.2952, 0.6745)
     """
     if not 0 < cif < 1 or var <= 0:
         return math.nan, math.nan

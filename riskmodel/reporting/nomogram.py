@@ -153,7 +153,7 @@ def nice_ticks(lo: float, hi: float, n: int = 6, *, cover: bool = False) -> list
     >>> nice_ticks(85.7, 133.6)
     [90.0, 100.0, 110.0, 120.0, 130.0]
     >>> nice_ticks(0, 163.2, 8, cover=True)[-1]
-    180.0
+    175.0
     """
     if not hi > lo:
         return [float(lo)]
