@@ -300,6 +300,18 @@ class CompetingRiskEstimator(SurvivalEstimator):
                 model.save_state(sub)
 
     @classmethod
+    def _load_cause(cls, sub: Path, model: CompetingRiskEstimator, path: Path) -> Any:
+        """One cause's fitted component from its folder (the family's own checks), matched to ``model``."""
+        part = cls.component.load_state(sub)
+        if part.n_features_in_ != model.n_features_in_ or part.max_time_ > model.max_time_:
+            raise ModelFileError(f"{sub}: does not match {path.name} (features or follow-up); refusing to load")
+        return part
+
+    def _restore_causes(self, models: list[Any]) -> None:
+        """Set the per-cause components read by :meth:`load_state` (None for a cause without one)."""
+        self.models_ = models
+
+    @classmethod
     def load_state(cls, folder: Path) -> CompetingRiskEstimator:
         """The fitted model from ``competing.json`` and the components' own files (each checked by
         its family's ``load_state``, as a survival model's would be)."""
@@ -307,7 +319,7 @@ class CompetingRiskEstimator(SurvivalEstimator):
         d = read_json(path, CompetingFile)
         model = cls(**estimator_params(cls, d["params"], path))
         model._restore_common(d)
-        models: list[SurvivalEstimator | None] = []
+        models: list[Any] = []
         for k in CAUSES:
             sub = folder / f"cause_{k}"
             if k not in d["fitted_causes"]:
@@ -317,13 +329,10 @@ class CompetingRiskEstimator(SurvivalEstimator):
                 continue
             if sub.is_symlink() or not sub.is_dir():
                 raise ModelFileError(f"{sub}: missing or not a plain folder; refusing to load")
-            part = cls.component.load_state(sub)
-            if part.n_features_in_ != model.n_features_in_ or part.max_time_ > model.max_time_:
-                raise ModelFileError(f"{sub}: does not match {path.name} (features or follow-up); refusing to load")
-            models.append(part)
+            models.append(cls._load_cause(sub, model, path))
         if d["risk_horizon"] > model.max_time_ or 1 not in d["fitted_causes"]:
             raise ModelFileError(f"{path}: no cause-1 model, or a risk horizon beyond follow-up; refusing to load")
-        model.models_ = models
+        model._restore_causes(models)
         model.risk_horizon_ = float(d["risk_horizon"])
         model.n_competing_ = int(d["n_competing"])
         return model

@@ -36,8 +36,8 @@ from pydantic import FiniteFloat, model_validator
 from sklearn.utils.validation import check_is_fitted
 
 from riskmodel.errors import ModelFileError, RiskModelWarning, UserInputError
-from riskmodel.models.base import StateFile, check_baseline, estimator_params, read_json, write_json
-from riskmodel.models.competing import CAUSES, CompetingFile, CompetingRiskEstimator
+from riskmodel.models.base import StateFile, check_baseline, read_json, write_json
+from riskmodel.models.competing import CAUSES, CompetingRiskEstimator
 from riskmodel.stats.competing import fine_gray
 
 __all__ = ["FineGray", "FineGrayCauseFile"]
@@ -189,32 +189,13 @@ class FineGray(CompetingRiskEstimator):
             write_json(sub / "fine_gray.json", payload)
 
     @classmethod
-    def load_state(cls, folder: Path) -> FineGray:
-        """The fitted model from its JSON files, each checked (schema, shapes, baselines, follow-up)."""
-        path = folder / cls.STATE_FILE
-        d = read_json(path, CompetingFile)
-        model = cls(**estimator_params(cls, d["params"], path))
-        model._restore_common(d)
-        parts: list[_CauseModel | None] = []
-        for k in CAUSES:
-            sub = folder / f"cause_{k}"
-            if k not in d["fitted_causes"]:
-                if sub.exists():
-                    raise ModelFileError(f"{sub}: a model for cause {k}, which {path.name} says has none")
-                parts.append(None)
-                continue
-            if sub.is_symlink() or not sub.is_dir():
-                raise ModelFileError(f"{sub}: missing or not a plain folder; refusing to load")
-            c = read_json(sub / "fine_gray.json", FineGrayCauseFile)
-            if c["n_features_in"] != model.n_features_in_ or (
-                c["event_times"] and c["event_times"][-1] > model.max_time_
-            ):
-                raise ModelFileError(f"{sub}: does not match {path.name} (features or follow-up); refusing to load")
-            parts.append(_CauseModel(c["coef"], c["mean"], c["event_times"], c["baseline_cumhaz"]))
-        if d["risk_horizon"] > model.max_time_ or 1 not in d["fitted_causes"]:
-            raise ModelFileError(f"{path}: no cause-1 model, or a risk horizon beyond follow-up; refusing to load")
-        model.cause_models_ = parts
-        model.models_ = list(parts)
-        model.risk_horizon_ = float(d["risk_horizon"])
-        model.n_competing_ = int(d["n_competing"])
-        return model
+    def _load_cause(cls, sub: Path, model: CompetingRiskEstimator, path: Path) -> _CauseModel:
+        """One cause's Fine-Gray fit from ``fine_gray.json`` (schema, shapes, baseline), matched to ``model``."""
+        c = read_json(sub / "fine_gray.json", FineGrayCauseFile)
+        if c["n_features_in"] != model.n_features_in_ or (c["event_times"] and c["event_times"][-1] > model.max_time_):
+            raise ModelFileError(f"{sub}: does not match {path.name} (features or follow-up); refusing to load")
+        return _CauseModel(c["coef"], c["mean"], c["event_times"], c["baseline_cumhaz"])
+
+    def _restore_causes(self, models: list[Any]) -> None:
+        self.cause_models_ = models
+        self.models_ = list(models)
