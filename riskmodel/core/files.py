@@ -39,6 +39,7 @@ __all__ = [
     "process_alive",
     "retry_first_use",
     "sqlite_setup_lock",
+    "staged_file",
     "staged_folder",
 ]
 
@@ -158,6 +159,35 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+@contextmanager
+def staged_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write in several steps (a streamed output); on
+    success it is flushed to disk and renamed over ``path``, on any error removed, so ``path`` is
+    either the old file, untouched, or the complete new one. Refusals as :func:`atomic_write_text`."""
+    target = Path(path)
+    require_writable(target)
+    clean_stale_temporaries(target.parent)
+    mode = _file_mode(target)
+    fd, name = tempfile.mkstemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent)
+    tmp = Path(name)
+    try:
+        os.fchmod(fd, mode)
+        os.close(fd)
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        friendly = disk_error(exc, target)
+        if friendly is None:
+            raise
+        raise friendly from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @contextmanager

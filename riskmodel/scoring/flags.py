@@ -17,7 +17,7 @@ import pandas as pd
 
 from riskmodel.cohort.contract import column
 from riskmodel.cohort.declaration import CohortDeclaration, CovariateDeclaration
-from riskmodel.features.safe_harbor import RANGE_WORDING, shown_value
+from riskmodel.features.safe_harbor import AGE_CAP, RANGE_WORDING, shown_value
 from riskmodel.models import MultipleImputationSurvival
 
 __all__ = ["EXTRAPOLATED", "OUTSIDE", "missing_flags", "outside_flags"]
@@ -33,15 +33,16 @@ def outside_flags(model: Any, data: pd.DataFrame) -> dict[Any, list[str]]:
     for name in model.numeric_ranges:
         if name not in data.columns:
             continue
-        values = pd.to_numeric(data[name], errors="coerce")
+        values = pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float)
         unit, age = _unit(model.declaration, name), model.is_age(name)
-        for row, v in values.items():
-            side = model.range_position(name, float(v))
-            if side:
-                flags.setdefault(row, []).append(
-                    f"{name} {shown_value(float(v), age=age)} is {side} {RANGE_WORDING}: "
-                    f"{model.shown_range(name)}{unit}"
-                )
+        side = _sides(model, name, values)
+        hit = np.flatnonzero(side != "")  # only the flagged rows are formatted, each distinct value once
+        if not len(hit):
+            continue
+        shown = {v: shown_value(v, age=age) for v in set(values[hit].tolist())}
+        where = f"{RANGE_WORDING}: {model.shown_range(name)}{unit}"
+        for row, v, s in zip(data.index[hit], values[hit].tolist(), side[hit].tolist(), strict=True):
+            flags.setdefault(row, []).append(f"{name} {shown[v]} is {s} {where}")
     for name, seen in model.categories.items():
         if name not in data.columns:
             continue
@@ -49,6 +50,14 @@ def outside_flags(model: Any, data: pd.DataFrame) -> dict[Any, list[str]]:
         for row, v in values[values.notna() & ~values.astype(str).isin(seen)].items():
             flags.setdefault(row, []).append(f"{name} {v} was not seen in training (seen: {', '.join(seen)})")
     return flags
+
+
+def _sides(model: Any, name: str, values: np.ndarray) -> np.ndarray:
+    """ "below", "above" or "" per value against the stored range of ``name`` (as
+    ``RiskModel.range_position``, on the whole column: an age capped at 90 first)."""
+    lo, hi = model.numeric_ranges[name]
+    v = np.minimum(values, AGE_CAP) if model.is_age(name) else values  # NaN stays NaN: neither side
+    return np.where(v < lo, "below", np.where(v > hi, "above", ""))
 
 
 def missing_flags(model: Any, data: pd.DataFrame, Z: Any) -> dict[Any, list[str]]:

@@ -47,9 +47,7 @@ def _level_refusals(model: Any, df: pd.DataFrame, decl: CohortDeclaration) -> di
         for rule in c.event_at_landmark:
             if rule.endpoint != model.endpoint:
                 continue
-            wanted = {v.casefold() for v in rule.levels}
-            values = _text(df[c.column])
-            hit = np.array([v is not None and v.casefold() in wanted for v in values], dtype=bool)
+            hit = _level_mask(df[c.column], {v.casefold() for v in rule.levels})
             meaning = rule.meaning or (
                 f"{c.name} {'/'.join(rule.levels)} at {c.measured_at_months:g} months means the "
                 f"{model.endpoint.upper()} event has happened"
@@ -57,6 +55,14 @@ def _level_refusals(model: Any, df: pd.DataFrame, decl: CohortDeclaration) -> di
             for row in df.index[hit]:
                 out.setdefault(row, f"{meaning}; {NOT_AT_RISK}")
     return out
+
+
+def _level_mask(values: pd.Series, wanted: set[str]) -> np.ndarray:
+    """Where a cell, as text without its outer spaces, is one of ``wanted`` (case-folded): each
+    distinct value is looked at once, not each row."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    hits = np.array([str(v).strip().casefold() in wanted for v in uniques], dtype=bool)
+    return np.append(hits, False)[codes]  # the sentinel -1 (a missing cell) reads the appended False
 
 
 def _numbers(values: pd.Series) -> np.ndarray:
@@ -70,11 +76,10 @@ def _outcome_refusals(model: Any, df: pd.DataFrame, decl: CohortDeclaration) -> 
     ep = next((e for e in decl.endpoints if e.name == model.endpoint), None)
     if ep is not None and ep.time in df.columns:
         months = _numbers(df[ep.time]) * ep.months_per_unit
-        events = _text(df[ep.event]) if ep.event in df.columns else [None] * len(df)
+        ended = np.flatnonzero(np.isfinite(months) & (months <= landmark))  # only these rows are read
+        events = _text(df[ep.event].iloc[ended]) if ep.event in df.columns else [None] * len(ended)
         codes = {str(v).strip() for v in ep.event_codes}
-        for row, t, e in zip(df.index, months, events, strict=True):
-            if not (np.isfinite(t) and t <= landmark):
-                continue
+        for row, t, e in zip(df.index[ended], months[ended], events, strict=True):
             what = f"{model.endpoint.upper()} event" if e in codes else f"{model.endpoint.upper()} follow-up ended"
             out[row] = f"{what} at {t:.3g} months, at or before the {landmark:g}-month landmark; {NOT_AT_RISK}"
     if model.declaration is None and {"os_months", "os_event"} <= set(df.columns):

@@ -9,7 +9,6 @@ from the MLflow store.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +36,10 @@ from riskmodel.features.summaries import input_summaries
 from riskmodel.models import SurvivalEstimator
 from riskmodel.models.base import check_horizons
 from riskmodel.models.cif import is_competing_model
-from riskmodel.privacy import pseudonym
 from riskmodel.scoring.competing import CompetingLabels, competing_curves, competing_frame, event_labels
 from riskmodel.scoring.files import read_model_dir, write_model_dir
 from riskmodel.scoring.flags import EXTRAPOLATED, OUTSIDE, missing_flags, outside_flags
+from riskmodel.scoring.frame import identities, problem_text, risk_groups
 from riskmodel.scoring.landmark import landmark_refusals
 
 __all__ = ["RISK_GROUPS_3", "RiskModel"]
@@ -270,34 +269,30 @@ class RiskModel:
         """
         t = [float(x) for x in check_horizons(self.horizons if times is None else times, self.max_time)]
         records: dict[Any, dict[str, Any]] = {}
+        who = self._identities(df)
         refused = landmark_refusals(self, df)
         for row, reason in refused.items():
-            records[row] = {**self._identity(df, row), "status": "refused", "reason": reason, "risk_group": None}
+            records[row] = {**who[row], "status": "refused", "reason": reason, "risk_group": None}
         rest = df.drop(index=list(refused))
         data, bad = self.split_valid(rest) if len(rest) else (rest, {})  # every row refused: nothing to read
         for row, problems in bad.items():
-            records[row] = self._error_record(
-                df,
-                row,
-                "; ".join(
-                    str(Problem(p.rule, column=p.column, value=p.value)).removeprefix("error: ") for p in problems
-                ),
-            )
+            records[row] = self._error_record(who[row], problem_text(problems))
         if len(data):
-            data, Z, unseen = self._encode(data)
+            data, Z, unseen = self.encode(data)
             for row, message in unseen.items():
-                records[row] = self._error_record(df, row, message)
+                records[row] = self._error_record(who[row], message)
         if len(data):
             risk = self.estimator.predict_risk(Z)
             curves = self._curves(Z, t)
             outside = outside_flags(self, data)
             imputed = missing_flags(self, data, Z)
             unstable = self.horizon_flags(t)
+            groups = risk_groups(self.risk_cutoffs, np.asarray(risk, dtype=float))
             for i, row in enumerate(data.index):
                 status = "scored" if row not in outside else (EXTRAPOLATED if allow_extrapolation else OUTSIDE)
-                group = self.risk_group(float(risk[i])) if status != OUTSIDE else None
+                group = groups[i] if status != OUTSIDE else None
                 records[row] = {
-                    **self._identity(df, row),
+                    **who[row],
                     "status": status,
                     **({"reason": "no risk group: " + "; ".join(outside[row])} if status == OUTSIDE else {}),
                     "time_origin": self.time_origin,
@@ -332,7 +327,7 @@ class RiskModel:
                 return good.iloc[:0], bad
             return self.validate_patients(good, with_id=True), bad
 
-    def _encode(self, data: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[Any, str]]:
+    def encode(self, data: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[Any, str]]:
         """The feature matrix in one pass; rows the fitted features cannot encode (a one-hot level
         unseen in training) are isolated one by one only when that pass fails."""
         try:
@@ -371,21 +366,25 @@ class RiskModel:
         age = self.is_age(name)
         return f"{shown_value(lo, age=age)}-{shown_value(hi, age=age)}"
 
-    def _identity(self, df: pd.DataFrame, row: Any) -> dict[str, Any]:
-        """The patient's own ID (the score output is the user's local file), its pseudonym (the only
-        identifier on a patient page, so pages can be joined back), the row, endpoint and family."""
-        pid = df.at[row, self.id_column] if self.id_column in df.columns else None
-        missing = pid is None or (isinstance(pid, float) and math.isnan(pid)) or not str(pid).strip()
+    def _identities(self, df: pd.DataFrame) -> dict[Any, dict[str, Any]]:
+        """Per row: the patient's own ID (the score output is the user's local file), its pseudonym (the
+        only identifier on a patient page, so pages can be joined back), the row, endpoint and family.
+        The pseudonyms are computed together (the salt read once)."""
+        ids, names = identities(df, self.id_column)
         return {
-            "patient_id": None if missing else str(pid),
-            "pseudonym": None if missing else pseudonym(pid),
-            "row": _plain(row),
-            "endpoint": self.endpoint,
-            "family": self.family,
+            row: {
+                "patient_id": pid,
+                "pseudonym": name,
+                "row": _plain(row),
+                "endpoint": self.endpoint,
+                "family": self.family,
+            }
+            for row, pid, name in zip(df.index, ids, names, strict=True)
         }
 
-    def _error_record(self, df: pd.DataFrame, row: Any, message: str) -> dict[str, Any]:
-        return {**self._identity(df, row), "status": "error", "error": message}
+    @staticmethod
+    def _error_record(identity: dict[str, Any], message: str) -> dict[str, Any]:
+        return {**identity, "status": "error", "error": message}
 
     # ------------------------------------------------------------------ files
     def save(self, folder: str | Path) -> Path:
