@@ -12,6 +12,16 @@ from riskmodel.cli.common import app, user_errors
 from riskmodel.core.parallel import current_cluster
 from riskmodel.errors import require_writable
 
+# riskmodel.scoring.stream.DEFAULT_CHUNK_ROWS, spelt out: the option's default must not import scoring
+DEFAULT_CHUNK_ROWS = 100_000
+OUT_HELP = (
+    "Write results to FILE.json, FILE.csv or FILE.parquet. A .parquet patients file scored into .csv or "
+    ".parquet is streamed in chunks (--chunk-rows): memory stays bounded however many patients."
+)
+CHUNK_HELP = (
+    "Patients read, scored and written at a time when a .parquet file is streamed. Peak memory is about MEMORY_NOTE."
+)
+
 
 def _counts(records: list[dict[str, Any]]) -> str:
     """ "34 of 36 patients scored (3 outside the development data), 2 refused" for one model."""
@@ -39,7 +49,7 @@ def score_command(
         str | None,
         typer.Option(help="Comma-separated months after the model's time zero. Default: the model's horizons."),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write results to FILE.json or FILE.csv.")] = None,
+    out: Annotated[Path | None, typer.Option(help=OUT_HELP)] = None,
     mapping: Annotated[Path | None, typer.Option(help="Column mapping YAML for the patients file.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for runs:/ and models:/.")] = None,
     report: Annotated[
@@ -50,6 +60,7 @@ def score_command(
             "the results (--out) carry each patient's pseudonym and page, to join pages back to your IDs."
         ),
     ] = None,
+    chunk_rows: Annotated[int, typer.Option(min=1, help=CHUNK_HELP)] = DEFAULT_CHUNK_ROWS,
     allow_extrapolation: Annotated[
         bool,
         typer.Option(
@@ -71,6 +82,9 @@ def score_command(
     Example: riskmodel score --model runs:/<LC run>/model --model runs:/<OS run>/model
     --patients new.csv --report reports/
 
+    A .parquet file scored into --out FILE.parquet or .csv is streamed, --chunk-rows patients at a time
+    (the statuses and row numbers of a whole-file scoring; no output left if the run stops).
+
     A Parquet dataset (a folder of .parquet files) with --out FOLDER is scored a partition at a time
     into FOLDER/<partition>.csv; with --cluster the partitions are spread over the Dask workers
     (which must see both folders at the same paths).
@@ -82,12 +96,7 @@ def score_command(
     if out is not None and not patients.is_dir():
         require_writable(out, option="--out")
 
-    times = None
-    if horizons is not None:
-        try:
-            times = [float(h) for h in horizons.split(",") if h.strip()]
-        except ValueError:
-            raise typer.BadParameter(f"not a list of numbers: {horizons!r}", param_hint="--horizons") from None
+    times = _times(horizons)
     if report is not None:
         require_writable(report, folder=True, option="--report")
     risk_models = [load_model(m, tracking_uri=tracking_uri) for m in model]
@@ -98,6 +107,9 @@ def score_command(
         if report is not None or out is None:
             raise UserInputError("a Parquet dataset (or --cluster) is scored into an --out folder, without --report")
         _score_dataset(risk_models, patients, out, times, mapping, declared.pop(), allow_extrapolation)
+        return
+    if out is not None and _streamed(patients, out, report):
+        _score_stream(risk_models, patients, out, times, mapping, declared.pop(), allow_extrapolation, chunk_rows)
         return
     table = read_patients(patients, mapping=mapping, declared=declared.pop())
     records: list[dict[str, Any]] = []
@@ -121,6 +133,72 @@ def score_command(
     if report is not None:
         typer.echo(f"{len(pages)} patient report(s) in {report}/ (index.html lists them)", err=True)
     if bad:
+        raise typer.Exit(1)
+
+
+def _times(horizons: str | None) -> list[float] | None:
+    """--horizons as numbers (None: the model's own)."""
+    if horizons is None:
+        return None
+    try:
+        return [float(h) for h in horizons.split(",") if h.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"not a list of numbers: {horizons!r}", param_hint="--horizons") from None
+
+
+def _streamed(patients: Path, out: Path, report: Path | None) -> bool:
+    """Whether scores go to a streamed output: a .parquet one, or a .csv one of a .parquet file."""
+    if out.suffix.lower() == ".parquet":
+        if report is not None:
+            from riskmodel.errors import UserInputError
+
+            raise UserInputError("--report writes pages beside --out FILE.csv or FILE.json, not FILE.parquet")
+        return True
+    return out.suffix.lower() == ".csv" and patients.suffix.lower() in (".parquet", ".pq") and report is None
+
+
+def _score_stream(
+    models: list[Any],
+    patients: Path,
+    out: Any,
+    times: Any,
+    mapping: Any,
+    declared: bool,
+    allow_extrapolation: bool,
+    chunk_rows: int,
+) -> None:
+    """Score a .parquet file chunk by chunk (any other file in one piece) into ``out`` (.csv or .parquet)."""
+    from riskmodel.scoring import read_patients
+    from riskmodel.scoring.stream import parquet_chunks, score_stream
+
+    if patients.suffix.lower() in (".parquet", ".pq"):
+        total, chunks = parquet_chunks(patients, chunk_rows=chunk_rows, mapping=mapping, declared=declared)
+    else:
+        table = read_patients(patients, mapping=mapping, declared=declared)
+        total, chunks = len(table), iter([table])
+    progress = (lambda line: typer.echo(line, err=True)) if total > chunk_rows else None
+    summary = score_stream(
+        models,
+        chunks,
+        out,
+        source=patients.name,
+        times=times,
+        allow_extrapolation=allow_extrapolation,
+        total=total,
+        progress=progress,
+    )
+    for model, n in zip(models, summary.counts, strict=True):
+        text = f"{n['scored']} of {n['patients']} patients scored"
+        text += f" ({n['outside']} outside the development data)" if n["outside"] else ""
+        text += f", {n['refused']} refused (not at risk after the landmark)" if n["refused"] else ""
+        typer.echo(f"{text} ({model.endpoint.upper()}, {model.family}, time zero: {model.time_origin})", err=True)
+    typer.echo(f"results in {out}", err=True)
+    for row, status, endpoint, family, why in summary.unscored:
+        which = f" by the {endpoint.upper()} {family} model" if len(models) > 1 else ""
+        typer.echo(f"  row {row}: {'refused' if status == 'refused' else 'not scored'}{which}: {why}", err=True)
+    if summary.more_unscored:
+        typer.echo(f"  and {summary.more_unscored} more rows not scored (each has its status in {out})", err=True)
+    if any(n["error"] for n in summary.counts):
         raise typer.Exit(1)
 
 

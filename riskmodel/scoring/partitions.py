@@ -5,7 +5,8 @@ across the cluster's workers (:func:`riskmodel.core.parallel.parallel_map`): eac
 partition, scores it with every model, and writes ``scores/<partition>.csv`` (or ``.json``), the
 same file ``riskmodel score --patients dataset/<partition>.parquet --out scores/<partition>.csv``
 writes. Only counts and the unscored rows' reasons come back. Without a cluster the partitions are
-scored one after the other on this machine, so memory holds one partition at a time.
+scored one after the other on this machine; a partition scored into .csv is streamed in chunks
+(:mod:`riskmodel.scoring.stream`), so memory holds one chunk at a time.
 
 The workers must see the dataset and the output folder at the same paths (a shared file system,
 as on a SLURM or PBS cluster). The models travel to the workers in memory, already loaded and
@@ -21,6 +22,7 @@ from typing import Any
 from riskmodel.core.parallel import parallel_map
 from riskmodel.errors import UserInputError, require_writable
 from riskmodel.scoring.patients import read_patients, write_scores
+from riskmodel.scoring.stream import parquet_chunks, score_stream
 
 __all__ = ["PartitionScores", "dataset_partitions", "score_partitions"]
 
@@ -76,10 +78,23 @@ def _score_partition(
     allow_extrapolation: bool,
     unit: tuple[str, str],
 ) -> PartitionScores:
-    """One partition: read, score with every model, write; return the counts (no patient rows)."""
+    """One partition: read, score with every model, write; return the counts (no patient rows).
+    A .csv output is streamed (:mod:`riskmodel.scoring.stream`): the file ``riskmodel score
+    --patients <partition>.parquet --out <partition>.csv`` writes, in bounded memory."""
     src, dst = unit
-    table = read_patients(src, mapping=mapping, declared=declared)
     result = PartitionScores(src, dst)
+    if dst.lower().endswith(".csv"):
+        _, chunks = parquet_chunks(src, mapping=mapping, declared=declared)
+        summary = score_stream(
+            models, chunks, dst, source=Path(src).name, times=times, allow_extrapolation=allow_extrapolation
+        )
+        keys = ("endpoint", "family", "patients", "scored", "refused", "error")
+        result.counts = [{k: c[k] for k in keys} for c in summary.counts]
+        for row, outcome, endpoint, family, why in summary.unscored:
+            verb = "refused" if outcome == "refused" else "not scored"
+            result.unscored.append(f"row {row}: {verb} by the {endpoint.upper()} {family} model: {why}")
+        return result
+    table = read_patients(src, mapping=mapping, declared=declared)
     records: list[dict[str, Any]] = []
     for model in models:
         these = model.score(table, times, allow_extrapolation=allow_extrapolation)
