@@ -20,9 +20,13 @@ Cases (``--quick`` shrinks every size for a smoke run):
   ``concordance_index``; the largest difference from each is reported.
 * ``cox_100000``: ``CoxPH(penalty=0)`` against lifelines' ``CoxPHFitter``, with the largest
   coefficient difference.
-* ``scoring_100000``: a saved model loaded from its directory scores 100,000 patients (validation,
-  features, risk and S(t) at 3 horizons, no plots) against the bare estimator's predictions on the
-  already-built feature matrix.
+* ``scoring_100000``: ``score_frame`` on 100,000 patients' raw cells (validation, features, risk
+  and S(t) at 3 horizons, flags, statuses, pseudonyms: the score command minus file I/O) against
+  the bare estimator's predictions at the same horizons on the already-built feature matrix; Cox
+  in the table, forest and boosting in results.json (``benchmarks/score_stream.py``).
+* ``score_parquet_1000000``: ``riskmodel score`` of 1,000,000 patients Parquet to Parquet,
+  streamed, as a subprocess (wall time, peak RSS), against ``read_parquet`` + features + bare Cox
+  + ``to_parquet``; the whole file in one chunk beside it (``benchmarks/score_stream.py``).
 * ``train_default``: ``riskmodel train`` of the default experiment against the same fits in plain
   scikit-survival (``benchmarks/train_default.py``).
 * ``train_scale_<n>``: ``riskmodel train`` end to end (all families, both endpoints, the sized
@@ -272,37 +276,29 @@ def case_cox(n: int, quick: bool) -> dict[str, Any]:
 
 
 def case_scoring(n: int, quick: bool) -> dict[str, Any]:
-    from riskmodel.models import GradientBoostingSurvival
-    from riskmodel.scoring import RiskModel
+    """``score_frame`` (validation, features, predictions, flags, statuses) against the bare estimator
+    on the built matrix, Cox as the headline and forest and boosting beside it (``score_stream.py``)."""
+    from score_stream import case_frame
 
-    d = _design(5000, n)
-    horizons = [6.0, 12.0, 24.0]
-    estimator = GradientBoostingSurvival().fit(d["X_train"], d["y_train"])
-    frame = d["frame"]
-    train_rows = frame.iloc[: len(d["y_train"])]
-    model = RiskModel.from_training(
-        endpoint="os",
-        family="gbm",
-        experiment="benchmark",
-        landmark_months=3,
-        horizons=horizons,
-        features=d["features"],
-        estimator=estimator,
-        X=train_rows,
-    )
-    patients = frame.iloc[len(d["y_train"]) :].drop(columns=["os_months", "os_event", "lc_months", "lc_event"])
     with tempfile.TemporaryDirectory() as tmp:
-        model.save(Path(tmp) / "model")
-        out: dict[str, Any] = {"n": len(patients)}
+        frame = case_frame(n, Path(tmp))
+    cox = frame["cox"]
+    return {
+        "n": n,
+        "ours": {"seconds": cox["ours_seconds"]},
+        "baseline": {"seconds": cox["bare_seconds"], "name": "bare Cox predict on the built matrix"},
+        "families": frame,
+    }
 
-        def score() -> Any:
-            return RiskModel.load(Path(tmp) / "model").predict_frame(patients, horizons)
 
-        scored, m = _timed(score)
-        out["ours"] = {**m, "patients_per_second": len(scored) / m["seconds"]}
-    _, mb = _timed(lambda: (estimator.predict_risk(d["X_test"]), estimator.predict_survival(d["X_test"], horizons)))
-    out["baseline"] = {**mb, "name": "bare estimator on the built feature matrix"}
-    return out
+def case_score_parquet(n: int) -> dict[str, Any]:
+    """``riskmodel score`` Parquet to Parquet, streamed, against pandas + the bare estimator (``score_stream.py``)."""
+    from score_stream import case_parquet, fit_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = case_parquet(n, Path(tmp), fit_model("cox", Path(tmp) / "model"))
+    result["baseline"]["name"] = "read_parquet + features + bare Cox + to_parquet"
+    return result
 
 
 def case_train(quick: bool) -> dict[str, Any]:
@@ -346,6 +342,7 @@ CASES: dict[str, Callable[[bool], dict[str, Any]]] = {
     **{f"cindex_{n}": (lambda q, n=n: case_cindex(n if not q else n // 100, q)) for n in (10_000, 100_000, 1_000_000)},
     "cox_100000": lambda q: case_cox(100_000 if not q else 2_000, q),
     "scoring_100000": lambda q: case_scoring(100_000 if not q else 2_000, q),
+    "score_parquet_1000000": lambda q: case_score_parquet(1_000_000 if not q else 10_000),
     "train_default": case_train,
     **{
         f"train_scale_{n}": (lambda q, n=n: case_train_scale(n if not q else n // 100))
