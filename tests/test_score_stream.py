@@ -232,3 +232,14 @@ def test_the_cli_default_chunk_is_the_library_default() -> None:
     from riskmodel.cli.score import DEFAULT_CHUNK_ROWS as cli_default
 
     assert cli_default == DEFAULT_CHUNK_ROWS
+
+
+def test_a_declared_cohorts_id_repeated_in_a_later_chunk_stops_the_run() -> None:
+    """A declared cohort's validation refuses every copy of a repeated ID, the first included; a
+    streamed file has written the first already, so the repeat is one line and exit 2 (UserInputError)."""
+    from riskmodel.errors import UserInputError
+
+    seen = SeenIds("p.parquet", declared=True, id_column="mrn")
+    seen(pd.DataFrame({"mrn": ["A", "B"]}, index=[1, 2]))
+    with pytest.raises(UserInputError, match=r"p\.parquet, row 4, column mrn, .*first on row 2"):
+        seen(pd.DataFrame({"mrn": ["C", "B"]}, index=[3, 4]))
