@@ -5,8 +5,9 @@
   ``survival::concordance`` with competing events censored past every time, the AUC and IPCW Brier
   of the CIF (and the Aalen-Johansen null's Brier) equal ``riskRegression::Score``, O/E equals
   ``cmprsk::cuminc``'s Aalen-Johansen CIF over the mean prediction, and the calibration slope equals
-  ``cmprsk::crr`` on cloglog of the predicted CIF: all to 1e-8 absolute (measured: about 1e-15 for
-  the metrics, 1e-9 or less for crr's slope, whose Newton steps stop at its own tolerance).
+  ``cmprsk::crr`` on cloglog of the predicted CIF. Tolerances: 1e-8 absolute for C, AUC, Brier and
+  O/E (measured at most 2e-15); 1e-5 for the slope (measured 9e-7: crr stops its Newton steps at
+  its default tolerance, 1e-6).
   The validation times get a tiny per-patient offset (< 1e-3 months, the same for LC and death)
   so that no two patients tie: survival::concordance counts a tied event/censoring pair as
   comparable and Wolbers' definition does not.
@@ -138,7 +139,7 @@ def test_wolbers_c_auc_brier_oe_and_slope_equal_r_on_the_same_predictions(synthe
         assert got[f"brier_km_{h:g}"] == pytest.approx(r["null"][k], abs=TOL)
         assert got[f"scaled_brier_{h:g}"] == pytest.approx(1 - r["brier"][k] / r["null"][k], abs=TOL)
         assert got[f"oe_{h:g}"] == pytest.approx(r["oe"][k], abs=TOL)
-        assert got[f"slope_{h:g}"] == pytest.approx(r["slope"][k], abs=1e-6)
+        assert got[f"slope_{h:g}"] == pytest.approx(r["slope"][k], abs=1e-5)
 
 
 def test_the_target_is_the_competing_view_from_the_landmark_and_every_measure_has_an_interval(
