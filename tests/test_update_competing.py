@@ -128,6 +128,8 @@ def test_in_the_large_moves_o_e_to_one_on_an_independent_sample_of_the_new_setti
     assert table.at["oe_12", "updated_apparent"] == pytest.approx(1.0, abs=1e-9)
     assert table.at["oe_12", "parent"] > 1.3
     assert table.at["harrell_c", "parent"] == pytest.approx(table.at["harrell_c", "updated_apparent"], abs=1e-12)
+    summary = json.loads((setting["root"] / "baseline" / "update.json").read_text())
+    assert summary["meanings"]["harrell_c"].startswith("Wolbers C")
 
 
 @pytest.mark.skipif(not HAS_R, reason="R is not installed (.ci/run installs r-cran-cmprsk)")

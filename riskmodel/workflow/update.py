@@ -72,6 +72,12 @@ __all__ = ["UPDATE_EXPERIMENT", "UPDATE_METHODS", "Update", "fit_update", "updat
 
 UPDATE_EXPERIMENT = "update"
 UPDATE_METHODS = ("baseline", "slope", "refit")
+# what each measure's key means for a competing-risks (CIF) model
+COMPETING_UPDATE_MEANINGS = {
+    "harrell_c": "Wolbers C (concordance of the CIF of the event of interest)",
+    "oe": "O/E of the CIF: the Aalen-Johansen CIF over the mean predicted CIF",
+    "slope": "calibration slope of the CIF: the Fine-Gray coefficient of cloglog CIF (at a horizon)",
+}
 
 
 @dataclass
@@ -357,7 +363,9 @@ def _registered_name(uri: str) -> str | None:
 
 
 def _summary(result: Update) -> dict[str, Any]:
+    meanings = {"meanings": COMPETING_UPDATE_MEANINGS} if result.model.competing else {}
     return {
+        **meanings,
         "method": result.method,
         "endpoint": result.model.endpoint,
         "family": result.model.family,
@@ -397,6 +405,8 @@ def _track(result: Update, out: Path, tracking_uri: str | None, guard: PhiGuard,
         "n_events": str(result.n_events),
         "left_out_rows": str(len(result.bad_rows)),
     }
+    if result.model.competing:  # the same keys, measures of the CIF of the event of interest
+        tags.update(analysis="competing", **{f"metric.{k}": v for k, v in COMPETING_UPDATE_MEANINGS.items()})
     artifacts = {name: (out / name).read_text(encoding="utf-8") for name in ("update.json", "update_performance.csv")}
     recorded = record_update(
         UPDATE_EXPERIMENT,
