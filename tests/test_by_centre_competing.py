@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 HAS_R = shutil.which("Rscript") is not None
 
 
-def export(n: int = 480, seed: int = 5) -> pd.DataFrame:
+def export(n: int = 320, seed: int = 5) -> pd.DataFrame:
     """The synthetic LC with death competing (a death after the last LC assessment competes at death)."""
     raw = generate(n, seed, centres=4, centre_heterogeneity=CentreHeterogeneity(log_hazard_sd=0.3))
     lc, died = raw["lc_event"].to_numpy(bool), raw["os_event"].to_numpy(bool)

@@ -11,9 +11,10 @@
   The validation times get a tiny per-patient offset (< 1e-3 months, the same for LC and death)
   so that no two patients tie: survival::concordance counts a tied event/censoring pair as
   comparable and Wolbers' definition does not.
-* The CLI end to end: the bundled LC model, trained with death competing, evaluated on a perturbed
-  copy of the bundled cohort with new identifiers: exit 0, the report names every measure as one of
-  the CIF, and no identifier reaches the evaluation run's tags, metrics or artifacts.
+* The CLI end to end: the bundled LC model (Cox, death competing, fitted and logged as train
+  does) evaluated on a perturbed copy of the bundled cohort with new identifiers: exit 0, the
+  report names every measure as one of the CIF, and no identifier reaches the evaluation run's
+  tags, metrics or artifacts.
 * Refusals: one line, exit 2.
 """
 
@@ -38,10 +39,12 @@ from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.errors import UserInputError
 from riskmodel.features import ClinicalFeatures
 from riskmodel.models.competing import CauseSpecificCox
+from riskmodel.models.registry import build_family
 from riskmodel.reporting.validation_report import render_validation_report
 from riskmodel.scoring import RiskModel, read_patients
-from riskmodel.workflow import train
+from riskmodel.tracking import Tracker
 from riskmodel.workflow.evaluate import evaluate_one
+from riskmodel.workflow.prepare import load_cohort, make_pipeline, prepare_endpoints
 from tests.conftest import REPO
 
 HAS_R = shutil.which("Rscript") is not None
@@ -187,15 +190,30 @@ def test_the_report_names_each_measure_as_one_of_the_cif(synthetic: dict[str, An
 # ------------------------------------------------------------------------------------------ the CLI
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The bundled LC model (Cox, death competing) trained into MLflow; a perturbed copy of the cohort."""
+    """The bundled LC model (Cox, death competing) as train builds and logs it; a perturbed copy of
+    the cohort. (The model is fitted as ``train`` fits it, without its cross-validation: not needed here.)"""
     root = tmp_path_factory.mktemp("bundled_competing")
     raw = load_experiment(REPO / "experiments" / "default.yaml").model_dump()
     raw.update(endpoints=["lc"], horizons=[6.0, 12.0], models={"cox": {"penalty": 0.1}, "rsf": None, "gbm": None})
-    raw["evaluation"].update(n_splits=3, n_repeats=1, bootstrap=0)
+    config = ExperimentConfig.model_validate(raw, strict=False)
+    prep = prepare_endpoints(config, load_cohort(config))["lc"]
+    assert prep.competing
+    pipe = make_pipeline(config, build_family("cox", {"penalty": 0.1}, config.seed, competing=True))
+    pipe.fit(prep.data.X, prep.data.y)
+    model = RiskModel.from_training(
+        endpoint="lc",
+        family="cox",
+        experiment=config.name,
+        landmark_months=config.landmark_months,
+        horizons=[6.0, 12.0],
+        features=pipe.named_steps["features"],
+        estimator=pipe.named_steps["model"],
+        X=prep.data.X,
+    )
     store = f"sqlite:///{root}/mlflow.db"
-    result = train(ExperimentConfig.model_validate(raw, strict=False), tracking_uri=store)
-    (run,) = result.runs
-    assert run.competing
+    tracker = Tracker("development", store)
+    with tracker.parent("development", {}):
+        uri = tracker.log_model(model, model.save(root / "riskmodel"))
     cohort = pd.read_csv(REPO / "data" / "reconstructed_cohort.csv")
     rng = np.random.default_rng(3)
     stretch = rng.uniform(
@@ -209,7 +227,7 @@ def bundled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     path = root / "external.csv"
     external.to_csv(path, index=False)
-    return {"root": root, "store": store, "uri": run.model_uri, "data": path, "cohort": cohort, "external": external}
+    return {"root": root, "store": store, "uri": uri, "data": path, "cohort": cohort, "external": external}
 
 
 def _evaluate(bundled: dict[str, Any], data: Path, out: Path, *extra: str) -> tuple[int, str]:
