@@ -241,17 +241,3 @@ def test_a_model_file_without_training_aggregates_says_case_mix_is_unavailable(c
     assert len(data.bad_rows) == 2
     assert "Standardised differences: unavailable" in render_validation_report([facts])
     assert facts.summary(1)["case_mix"]["max_abs_standardised_difference"] is None
-
-
-def test_a_competing_risks_model_is_refused_for_now(centres) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
-    from riskmodel.errors import UserInputError
-    from riskmodel.models.competing import CauseSpecificCox
-    from riskmodel.scoring import read_patients
-    from riskmodel.workflow.evaluate import evaluate_one
-
-    competing = replace(centres["model"], estimator=CauseSpecificCox())
-    frame = read_patients(Path(centres["data"]))
-    with pytest.raises(UserInputError, match=r"competing-risks model .* does not validate those yet"):
-        evaluate_one("cr", competing, frame, "c.csv", horizons=None, development=None, n_boot=0, seed=0)

@@ -42,7 +42,10 @@ def evaluate_command(
     """Validate saved models on a labelled cohort they never saw (external validation).
 
     Each model reads the cohort through its own declaration, outcomes required, from its own
-    landmark and time zero. For each model and horizon: Harrell and Uno C, time-dependent AUC;
+    landmark and time zero (a competing-risks model: its cause, from the endpoint's competing event,
+    and every measure of the CIF: Wolbers C, AUC and IPCW Brier of the CIF against the
+    Aalen-Johansen null, O/E, slope and ICI of the CIF, competing decision curves). For each
+    model and horizon: Harrell and Uno C, time-dependent AUC;
     Brier, IBS and their scaled versions against the Kaplan-Meier null; O/E, calibration slope,
     ICI/E50/E90 and calibration plots; decision curves; case-mix against the training aggregates
     kept in the model file. 95% CIs by bootstrap of the patients (the model fixed). A row that
@@ -75,9 +78,14 @@ def evaluate_command(
             typer.echo(f"  row {row}: left out of the {e.title} evaluation: {message}", err=True)
         est = e.validation.estimates()
         oe = ", ".join(f"O/E at {h:g} = {est[f'oe_{h:g}']:.3g}" for h in e.validation.horizons)
+        events, c = f"{e.validation.n_events} events", "Harrell C"
+        if e.competing is not None:  # a CIF model: its events of interest and competing events, Wolbers' C
+            words = e.competing
+            events = f"{e.validation.n_events} {words.event} events, {e.n_competing} competing ({words.competing})"
+            c, oe = "Wolbers C", f"O/E of the CIF: {oe.replace('O/E at ', 'at ')}"
         typer.echo(
-            f"{e.title}: {e.validation.n_patients} patients, {e.validation.n_events} events "
-            f"({e.bad_rows} rows left out); Harrell C = {est['harrell_c']:.3f}, {oe}; run {e.run_id}",
+            f"{e.title}: {e.validation.n_patients} patients, {events} "
+            f"({e.bad_rows} rows left out); {c} = {est['harrell_c']:.3f}, {oe}; run {e.run_id}",
             err=True,
         )
     typer.echo(f"report in {out / 'validation_report.html'}", err=True)

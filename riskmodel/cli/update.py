@@ -40,8 +40,11 @@ def update_command(
 
     baseline: a new baseline hazard on the new patients, the risk score fixed. slope: the same
     plus a calibration slope on the risk score. refit: the same model, settings and features
-    refitted on the new patients. The new model keeps its lineage (parent, method, data digest)
-    in its file and as MLflow tags under the "update" experiment. Parent and update are compared
+    refitted on the new patients. A competing-risks (CIF) model: baseline shifts its cloglog CIF so
+    the mean predicted CIF equals the Aalen-Johansen CIF at the reference horizon, slope fits a
+    Fine-Gray intercept and slope on it, refit refits the cause-specific models. The new model
+    keeps its lineage (parent, method, data digest) in its file and as MLflow tags under the
+    "update" experiment. Parent and update are compared
     on the update data by bootstrap: the update redone in each resample, its optimism subtracted.
 
     Example: riskmodel update --model runs:/<run id>/model --data hospital_b.csv --method baseline

@@ -122,7 +122,10 @@ class Recalibrated(SurvivalEstimator):
         if parent is None or not hasattr(parent, "max_time_"):
             raise UserInputError("Recalibrated needs a fitted parent model (a clone has none: build a new one)")
         if is_competing_model(parent):
-            raise UserInputError("a competing-risks model (CIF) cannot be recalibrated yet")
+            raise UserInputError(
+                "a competing-risks model (CIF) cannot be recalibrated yet as a survival model; "
+                "its CIF is recalibrated by riskmodel.models.recalibrated_cif.RecalibratedCif"
+            )
         if isinstance(parent, Recalibrated):
             return parent.parent_, parent.slope_, parent.reference_horizon_
         if getattr(parent, "risk_is_log_hazard", False):

@@ -19,10 +19,11 @@ import pandas as pd
 
 from riskmodel.reporting.page import page, table_html
 from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, figure_html, pyplot
+from riskmodel.scoring.competing import CompetingLabels
 from riskmodel.validation.case_mix import SMD_MARK
 from riskmodel.validation.external import ExternalValidation
 
-__all__ = ["EvaluatedModel", "render_validation_report", "smd_plot"]
+__all__ = ["EvaluatedModel", "measure_label", "render_validation_report", "smd_plot"]
 
 _LABELS = {
     "harrell_c": "Harrell's C",
@@ -40,11 +41,41 @@ _LABELS = {
     "e50": "E50",
     "e90": "E90",
 }
+# a competing-risks model's measures, all of the CIF of the event of interest ({event}); never S(t)
+_COMPETING_LABELS = {
+    "harrell_c": "Wolbers C ({competing} competing)",
+    "uno_c": "Wolbers C with IPCW, truncated at the largest horizon ({competing} competing)",
+    "td_auc": "AUC of the CIF of {event} (Blanche definition 2)",
+    "brier": "Brier score of the CIF of {event} (IPCW)",
+    "brier_km": "Brier score of the Aalen-Johansen null (CIF of {event} without covariates)",
+    "scaled_brier": "scaled Brier score of the CIF (1 − Brier/Brier Aalen-Johansen)",
+    "ibs": "integrated Brier score of the CIF of {event}",
+    "ibs_km": "integrated Brier score of the Aalen-Johansen null",
+    "scaled_ibs": "scaled integrated Brier score of the CIF",
+    "oe": "O/E (observed Aalen-Johansen CIF of {event} / mean predicted CIF)",
+    "slope": "calibration slope of the CIF (Fine-Gray coefficient of cloglog CIF)",
+    "ici": "ICI of the CIF of {event}",
+    "e50": "E50 of the CIF of {event}",
+    "e90": "E90 of the CIF of {event}",
+}
 _GROUPS = {
     "Discrimination": ("harrell_c", "uno_c", "td_auc"),
     "Overall accuracy": ("brier", "brier_km", "scaled_brier", "ibs", "ibs_km", "scaled_ibs"),
     "Calibration": ("oe", "slope", "ici", "e50", "e90"),
 }
+
+
+def measure_label(measure: str, competing: CompetingLabels | None = None) -> str:
+    """What measure ``measure`` (a key's stem: ``harrell_c``, ``brier``, …) is, in words; with
+    ``competing`` (a CIF model's events) the competing-risk measure of the CIF it stands for.
+
+    >>> measure_label("harrell_c", CompetingLabels("local failure", "death without local failure", "alive"))
+    'Wolbers C (death without local failure competing)'
+    """
+    if competing is None:
+        return _LABELS.get(measure, measure)
+    template = _COMPETING_LABELS.get(measure, measure)
+    return template.format(event=competing.event, competing=competing.competing)
 
 
 @dataclass
@@ -70,6 +101,8 @@ class EvaluatedModel:
     digest: str = ""
     development_run: str | None = None
     run_id: str | None = None
+    competing: CompetingLabels | None = None  # a competing-risks (CIF) model's events in words
+    n_competing: int = 0  # competing events among the analysed patients (a CIF model)
 
     @property
     def title(self) -> str:
@@ -80,7 +113,21 @@ class EvaluatedModel:
         return f"{index}-{self.endpoint}-{self.family}"
 
     def summary(self, index: int) -> dict[str, Any]:
-        """This model's part of ``metrics.json``."""
+        """This model's part of ``metrics.json`` (a competing model's also says what it measures)."""
+        out = self._summary(index)
+        if self.competing is not None:
+            out["patients"]["competing_events"] = self.n_competing
+            out["analysis"] = {
+                "kind": "competing risks",
+                "measures_of": f"the cumulative incidence (CIF) of {self.competing.event}",
+                "competing_event": self.competing.competing,
+                "meanings": {
+                    m: measure_label(m, self.competing) for m in dict.fromkeys(self.validation.table["measure"])
+                },
+            }
+        return out
+
+    def _summary(self, index: int) -> dict[str, Any]:
         v = self.validation
         return {
             "model": self.uri,
@@ -133,11 +180,12 @@ def smd_plot(table: pd.DataFrame, title: str) -> Any:
     return fig
 
 
-def _measures(v: ExternalValidation) -> str:
+def _measures(e: EvaluatedModel) -> str:
+    v = e.validation
     parts = []
     for group, names in _GROUPS.items():
         t = v.table[v.table["measure"].isin(names)].copy()
-        t["measure"] = t["measure"].map(_LABELS)
+        t["measure"] = t["measure"].map(lambda m: measure_label(m, e.competing))
         t["horizon (months)"] = t["horizon"].map(lambda h: "" if math.isnan(h) else f"{h:g}")
         t = t[["measure", "horizon (months)", "estimate", "low", "high"]].rename(
             columns={"low": "95% CI low", "high": "95% CI high"}
@@ -148,11 +196,17 @@ def _measures(v: ExternalValidation) -> str:
 
 def _flow(e: EvaluatedModel) -> str:
     v = e.validation
+    if e.competing is not None:
+        events = (
+            f"{v.n_events} events of interest ({html.escape(e.competing.event)}) and {e.n_competing} competing "
+            f"events ({html.escape(e.competing.competing)})"
+        )
+    else:
+        events = f"{v.n_events} {html.escape(e.endpoint.upper())} events"
     return (
         f"<p>{e.rows_read} rows read from {html.escape(e.source)}; {e.bad_rows} left out because a value could "
         f"not be read (listed by row when the command ran); {e.not_at_risk} not at risk after the model's time "
-        f"zero ({html.escape(e.time_origin)}); <b>{v.n_patients} patients analysed, {v.n_events} "
-        f"{html.escape(e.endpoint.upper())} events</b>.</p>"
+        f"zero ({html.escape(e.time_origin)}); <b>{v.n_patients} patients analysed, {events}</b>.</p>"
     )
 
 
@@ -180,7 +234,42 @@ def _case_mix(e: EvaluatedModel) -> str:
     return "".join(parts)
 
 
+def _cif_calibration_figure(e: EvaluatedModel, h: float) -> Any:
+    """The calibration plot of the CIF: axes and legend say CIF and Aalen-Johansen, not risk and KM."""
+    assert e.competing is not None
+    cal = e.validation.calibration[h]
+    fig = calibration_plot(
+        cal.groups, cal.smooth, f"{e.title}: CIF of {e.competing.event} at {h:g} months, calibration"
+    )
+    ax = fig.axes[0]
+    ax.set_xlabel(f"predicted CIF of {e.competing.event} by {h:g} months")
+    ax.set_ylabel("observed CIF (Aalen-Johansen)")
+    words = {
+        "groups: Kaplan-Meier, 95% CI": "groups: Aalen-Johansen CIF, 95% CI",
+        "smoothed (Cox, RCS)": "smoothed (Fine-Gray on cloglog CIF, RCS)",
+    }
+    kept = [(hd, words.get(lb, lb)) for hd, lb in zip(*ax.get_legend_handles_labels(), strict=True) if "band" not in lb]
+    ax.legend([k[0] for k in kept], [k[1] for k in kept], fontsize=7, loc="upper left")
+    return fig
+
+
+def _cif_figures(e: EvaluatedModel) -> str:
+    assert e.competing is not None
+    parts = []
+    for h in e.validation.horizons:
+        what = f"CIF of {e.competing.event} at {h:g} months"
+        parts.append(f"<h4>{html.escape(what)}: calibration against Aalen-Johansen, and the decision curve</h4>")
+        parts.append(figure_html(_cif_calibration_figure(e, h), f"{what}: calibration"))
+        title = f"{e.title}: decision curve, CIF of {e.competing.event} by {h:g} months (competing risks)"
+        parts.append(
+            figure_html(decision_curve_plot(e.validation.decision[h], title), f"decision curve at {h:g} months")
+        )
+    return "".join(parts)
+
+
 def _figures(e: EvaluatedModel) -> str:
+    if e.competing is not None:
+        return _cif_figures(e)
     parts = []
     for h in e.validation.horizons:
         cal = e.validation.calibration[h]
@@ -191,16 +280,32 @@ def _figures(e: EvaluatedModel) -> str:
     return "".join(parts)
 
 
-def _model_sections(e: EvaluatedModel) -> list[str]:
+def _outcome(e: EvaluatedModel) -> str:
     v = e.validation
     horizons = ", ".join(f"{h:g}" for h in v.horizons)
+    if e.competing is None:
+        return (
+            f"<p>{html.escape(e.endpoint.upper())}, in months after {html.escape(e.time_origin)}; "
+            f"{v.n_events} events among {v.n_patients} patients; horizons {horizons} months.</p>"
+        )
+    c = e.competing
+    return (
+        f"<p>{html.escape(e.endpoint.upper())} with competing risks, in months after {html.escape(e.time_origin)}: "
+        f"{v.n_events} events of interest ({html.escape(c.event)}) and {e.n_competing} competing events "
+        f"({html.escape(c.competing)}) among {v.n_patients} patients; horizons {horizons} months. The model "
+        f"predicts the cumulative incidence (CIF) of {html.escape(c.event)}, the probability of it happening "
+        f"by a horizon before {html.escape(c.competing)}; it is not a survival probability, and a competing "
+        "event is not a censoring.</p>"
+    )
+
+
+def _model_sections(e: EvaluatedModel) -> list[str]:
     return [
         f"<h2>{html.escape(e.title)}</h2>",
         "<h3>TRIPOD+AI 5, 6, 20a: data source, participants and flow</h3>",
         _flow(e),
         "<h3>TRIPOD+AI 8, 21: outcome and number of events</h3>",
-        f"<p>{html.escape(e.endpoint.upper())}, in months after {html.escape(e.time_origin)}; "
-        f"{v.n_events} events among {v.n_patients} patients; horizons {horizons} months.</p>",
+        _outcome(e),
         "<h3>TRIPOD+AI 12g: how the predictions were calculated</h3>",
         f"<p>The saved model {html.escape(e.uri)} (family {html.escape(e.family)}), unchanged: its own "
         "feature pipeline and estimator, loaded from its pickle-free folder. "
@@ -208,29 +313,52 @@ def _model_sections(e: EvaluatedModel) -> list[str]:
         "<h3>TRIPOD+AI 16, 20c: development against evaluation data (case-mix)</h3>",
         _case_mix(e),
         "<h3>TRIPOD+AI 23a: model performance, with 95% confidence intervals</h3>",
-        _measures(v),
+        _measures(e),
         "<h3>TRIPOD+AI 23a: calibration plots and decision curves</h3>",
         _figures(e),
         *(f"<p class='note'>{html.escape(n)}</p>" for n in e.notes),
     ]
 
 
+_SURVIVAL_MEASURES = (
+    "<p>Discrimination: Harrell's and Uno's C, and the "
+    "cumulative/dynamic AUC at each horizon. Overall accuracy: the IPCW Brier score at each horizon and "
+    "integrated over time, each also scaled against the Kaplan-Meier null model of the validation data. "
+    "Calibration: O/E (the Kaplan-Meier risk over the mean predicted risk), the calibration slope (Cox "
+    "regression on the linear predictor of a Cox model; at each horizon on log(−log S(h)) for every family), "
+    "ICI, E50 and E90 (Austin et al. 2020), grouped (Kaplan-Meier per group) and smoothed calibration "
+    "curves with bands. Clinical utility: decision curves. Censoring weights come from the validation "
+    "data.</p>"
+)
+_COMPETING_MEASURES = (
+    "<p>Competing-risks models ({names}): every measure is of the predicted cumulative incidence (CIF) of the "
+    "event of interest at a horizon, never of a survival probability, and competing events are not censorings. "
+    "Discrimination: Wolbers C (Wolbers et al. 2009) and its IPCW form truncated at the largest horizon "
+    "(Wolbers et al. 2014), the AUC of the CIF (Blanche et al. 2013, definition 2: cases had the event of "
+    "interest by the horizon, controls everyone else). Overall accuracy: the IPCW Brier score of the CIF at "
+    "each horizon and integrated over time, beside the Aalen-Johansen null model of the validation data "
+    "(riskRegression's Score). Calibration: O/E (the Aalen-Johansen CIF over the mean predicted CIF), the "
+    "calibration slope and ICI, E50, E90 from Fine-Gray models on cloglog of the predicted CIF (Austin et al., "
+    "Diagn Progn Res 2022), grouped calibration against the Aalen-Johansen CIF with 95% CIs and the smoothed "
+    "curve (without a band). Clinical utility: decision curves with competing risks (the Aalen-Johansen CIF "
+    "among the treated). Censoring weights come from the validation data.</p>"
+)
+
+
 def render_validation_report(evaluated: list[EvaluatedModel]) -> str:
-    """The whole page for the evaluated models."""
+    """The whole page for the evaluated models (survival and competing-risks models each described)."""
     first = evaluated[0].validation
+    competing = [e.title for e in evaluated if e.competing is not None]
     parts = [
         "<h1>External validation report</h1>",
         "<h2>TRIPOD+AI 12e: performance measures</h2>",
-        "<p>Each model is fixed; 95% confidence intervals are bootstrap percentile intervals over "
-        f"{first.n_boot} resamples of the validation patients. Discrimination: Harrell's and Uno's C, and the "
-        "cumulative/dynamic AUC at each horizon. Overall accuracy: the IPCW Brier score at each horizon and "
-        "integrated over time, each also scaled against the Kaplan-Meier null model of the validation data. "
-        "Calibration: O/E (the Kaplan-Meier risk over the mean predicted risk), the calibration slope (Cox "
-        "regression on the linear predictor of a Cox model; at each horizon on log(−log S(h)) for every family), "
-        "ICI, E50 and E90 (Austin et al. 2020), grouped (Kaplan-Meier per group) and smoothed calibration "
-        "curves with bands. Clinical utility: decision curves. Censoring weights come from the validation "
-        "data.</p>",
+        f"<p>Each model is fixed; 95% confidence intervals are bootstrap percentile intervals over "
+        f"{first.n_boot} resamples of the validation patients.</p>",
     ]
+    if competing:
+        parts.append(_COMPETING_MEASURES.format(names=html.escape(", ".join(competing))))
+    if len(competing) < len(evaluated):
+        parts.append(_SURVIVAL_MEASURES)
     for e in evaluated:
         parts.extend(_model_sections(e))
     parts.append(

@@ -37,6 +37,7 @@ from riskmodel.features import ClinicalFeatures, DeclaredFeatures, DeclaredInput
 from riskmodel.models.base import SurvivalEstimator, read_json, write_json
 from riskmodel.models.imputation import IMPUTATION_FILE, MultipleImputationSurvival
 from riskmodel.models.recalibrated import PARENT_DIR, RECALIBRATION_FILE, Recalibrated
+from riskmodel.models.recalibrated_cif import CIF_RECALIBRATION_FILE, RecalibratedCif
 from riskmodel.models.registry import SPECS, family_names
 from riskmodel.scoring.schemas import Manifest, ModelMeta
 
@@ -50,7 +51,8 @@ FAMILY_FILES = frozenset().union(*(s.estimator.FILES for s in SPECS.values()))
 # a competing counterpart's: competing.json and cause_<k>/<a family file>
 COMPETING_FILES = frozenset().union(*(s.competing.FILES for s in SPECS.values() if s.competing is not None))
 COMPETING_STATE = "competing.json"
-KNOWN_FILES = frozenset({"model.json", IMPUTATION_FILE, RECALIBRATION_FILE}) | FAMILY_FILES | COMPETING_FILES
+RECALIBRATION_FILES = frozenset({RECALIBRATION_FILE, CIF_RECALIBRATION_FILE})
+KNOWN_FILES = frozenset({"model.json", IMPUTATION_FILE}) | RECALIBRATION_FILES | FAMILY_FILES | COMPETING_FILES
 _VERSIONED = ("riskmodel", "numpy", "pandas", "scikit-learn", "scikit-survival", "xgboost", "xgboost-cpu", "skops")
 
 
@@ -77,6 +79,8 @@ def _versions() -> dict[str, str]:
 def _load_estimator(family: str, folder: Path) -> SurvivalEstimator:
     if (folder / RECALIBRATION_FILE).exists():
         return Recalibrated.load_with(folder, lambda sub: _load_base(family, sub))
+    if (folder / CIF_RECALIBRATION_FILE).exists():
+        return RecalibratedCif.load_with(folder, lambda sub: _load_base(family, sub))
     return _load_base(family, folder)
 
 
@@ -103,7 +107,7 @@ def _known_file(name: str) -> bool:
         return True
     first, _, rest = name.partition("/")
     if first == PARENT_DIR:
-        nested = rest in (RECALIBRATION_FILE, "model.json") or rest.startswith(PARENT_DIR + "/")
+        nested = rest in RECALIBRATION_FILES | {"model.json"} or rest.startswith(PARENT_DIR + "/")
         return not nested and _known_file(rest)
     return bool(_IMPUTATION_DIR.fullmatch(first)) and rest in FAMILY_FILES | COMPETING_FILES
 

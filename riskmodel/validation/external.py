@@ -53,6 +53,7 @@ __all__ = [
     "external_validation",
     "fixed_predictions",
     "is_linear",
+    "measure_table",
     "observed_expected",
     "point_estimates",
 ]
@@ -233,7 +234,9 @@ class ExternalValidation:
         return float(row["low"]), float(row["high"])
 
 
-def _measure_table(point: dict[str, float], boots: pd.DataFrame) -> pd.DataFrame:
+def measure_table(point: dict[str, float], boots: pd.DataFrame) -> pd.DataFrame:
+    """One row per measure of ``point``: its key, stem, horizon, estimate and the 95 % percentile
+    interval over the bootstrap replicates ``boots`` (non-finite replicates left out)."""
     rows = []
     for key, value in point.items():
         name, _, suffix = key.rpartition("_")
@@ -300,7 +303,7 @@ def validate_predictions(
             continue
         rows.append(point_estimates(y[idx], p.take(idx)))
     boots = pd.DataFrame(rows, columns=list(point))
-    table = _measure_table(point, boots)
+    table = measure_table(point, boots)
     bands = n_boot if band_resamples is None else band_resamples
     calibration, decision = {}, {}
     for j, h in enumerate(p.horizons):

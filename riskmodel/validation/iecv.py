@@ -35,6 +35,7 @@ from riskmodel.stats.meta import Method, PooledMeasure, pool_c_index, pool_calib
 from riskmodel.validation.external import ExternalValidation
 
 __all__ = [
+    "COMPETING_MEASURE_NAMES",
     "MEASURES",
     "centre_row",
     "forest_table",
@@ -49,6 +50,12 @@ MEASURES: dict[str, tuple[str, str, str]] = {
     "slope": ("slope", "slope_se", "calibration slope"),
     "oe": ("oe", "log_oe_se", "O/E"),
 }
+# the pooled measures' names for a competing-risks (CIF) model (riskmodel.validation.external_competing)
+COMPETING_MEASURE_NAMES: dict[str, str] = {
+    "c": "Wolbers C",
+    "slope": "calibration slope of the CIF (Fine-Gray on cloglog CIF)",
+    "oe": "O/E of the CIF (Aalen-Johansen / mean predicted)",
+}
 _Z = float(stats.norm.ppf(0.975))
 
 
@@ -58,9 +65,12 @@ def _sd(values: Any) -> float:
     return float(np.std(finite, ddof=1)) if finite.size >= 2 else math.nan
 
 
-def centre_row(centre: str, validation: ExternalValidation, horizon: float) -> dict[str, Any]:
+def centre_row(
+    centre: str, validation: ExternalValidation, horizon: float, *, competing: bool = False
+) -> dict[str, Any]:
     """One held-out centre's row: counts, C, slope and O/E at ``horizon`` with their bootstrap SEs,
-    and the other measures at ``horizon`` (point estimates)."""
+    and the other measures at ``horizon`` (point estimates). ``competing``: the validation of a CIF
+    model (Wolbers C; the slope and O/E of the CIF; the Aalen-Johansen null's Brier)."""
     est = validation.estimates()
     reps = validation.replicates
     h = f"{horizon:g}"
@@ -78,7 +88,11 @@ def centre_row(centre: str, validation: ExternalValidation, horizon: float) -> d
         "c_se": _sd(reps["harrell_c"]) if "harrell_c" in reps else math.nan,
         "slope": est[slope_key],
         "slope_se": _sd(reps[slope_key]) if slope_key in reps else math.nan,
-        "slope_on": "linear predictor" if linear else f"log(-log S({h}))",
+        "slope_on": f"cloglog CIF({h}), Fine-Gray"
+        if competing
+        else "linear predictor"
+        if linear
+        else f"log(-log S({h}))",
         "oe": est[f"oe_{h}"],
         "log_oe_se": _sd(log_oe),
         "uno_c": est["uno_c"],

@@ -45,14 +45,23 @@ from riskmodel.cohort import Cohort
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.core.csvout import safe_csv_text
 from riskmodel.errors import RiskModelWarning, UserInputError
-from riskmodel.models.registry import build_estimator
+from riskmodel.models.registry import build_family
 from riskmodel.privacy import PhiGuard
 from riskmodel.reporting.forest import meta_forest_plot
 from riskmodel.reporting.plots import figure_png
 from riskmodel.stats.meta import Method, PooledMeasure
 from riskmodel.tracking import Tracker
 from riskmodel.validation.external import fixed_predictions, validate_predictions
-from riskmodel.validation.iecv import MEASURES, centre_row, forest_table, pool_centres, pooled_metrics, pooled_table
+from riskmodel.validation.external_competing import fixed_cif_predictions, validate_cif_predictions
+from riskmodel.validation.iecv import (
+    COMPETING_MEASURE_NAMES,
+    MEASURES,
+    centre_row,
+    forest_table,
+    pool_centres,
+    pooled_metrics,
+    pooled_table,
+)
 from riskmodel.workflow.prepare import (
     PreparedEndpoint,
     drop_uninformative,
@@ -91,6 +100,7 @@ class CentreRun:
     measures: pd.DataFrame  # every measure of every centre with its percentile bootstrap CI
     pooled: dict[str, PooledMeasure]
     run_id: str = ""
+    competing: bool = False  # a CIF model: c is Wolbers C, slope and oe are of the CIF
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -214,22 +224,29 @@ def _validate_family(
     """Hold out each centre, develop the pipeline on the rest, validate it there; pool across centres."""
     labels, centre = centres
     X, y = prep.data.X, prep.data.y
+    competing = bool(prep.data.competing)
     rows, measures = [], []
     horizons = sorted({*(h for h in prep.horizons if h <= horizon), horizon})
     for label in labels:
         held = (centre == label).fillna(False).to_numpy()
-        pipe = make_pipeline(config, build_estimator(family, params, config.seed))
+        pipe = make_pipeline(config, build_family(family, params, config.seed, competing=competing))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RiskModelWarning)  # a fold's convergence notes: the pooling says enough
             fitted = pipe.fit(X[~held], y[~held])
         Z = fitted.named_steps["features"].transform(X[held])
-        p = fixed_predictions(fitted.named_steps["model"], Z, y[held], horizons)
-        v = validate_predictions(y[held], p, n_boot=config.evaluation.bootstrap, seed=config.seed, band_resamples=0)
-        rows.append(centre_row(label, v, horizon))
+        boot = config.evaluation.bootstrap
+        if competing:  # Wolbers C, the IPCW Brier, O/E and slope of the CIF (riskmodel evaluate's)
+            q = fixed_cif_predictions(fitted.named_steps["model"], Z, y[held], horizons)
+            v = validate_cif_predictions(y[held], q, n_boot=boot, seed=config.seed)
+        else:
+            p = fixed_predictions(fitted.named_steps["model"], Z, y[held], horizons)
+            v = validate_predictions(y[held], p, n_boot=boot, seed=config.seed, band_resamples=0)
+        rows.append(centre_row(label, v, horizon, competing=competing))
         measures.append(v.table.assign(centre=label))
         tick(f"{prep.endpoint.upper()} {family} {label}")
     table = pd.DataFrame(rows)
-    return CentreRun(prep.endpoint, family, horizon, table, pd.concat(measures, ignore_index=True), {})
+    measured = pd.concat(measures, ignore_index=True)
+    return CentreRun(prep.endpoint, family, horizon, table, measured, {}, competing=competing)
 
 
 def internal_external(
@@ -266,19 +283,14 @@ def internal_external(
     cohort = load_cohort(config, frame)
     config, dropped = drop_uninformative(config, cohort)
     prepared = prepare_endpoints(config, cohort)
-    for prep in prepared.values():
-        if prep.data.competing:
-            raise UserInputError(
-                f"{prep.endpoint.upper()}: a competing-risks endpoint; validation by centre does not handle CIF "
-                "models yet (set competing_risks: false for the cause-specific view)"
-            )
     result = CentreValidation(config.name, "", column, notes=list(dropped))
     plans = {}
     for ep, prep in prepared.items():
         labels, centre, notes = held_out_centres(prep, column, cohort.source)
         horizon = _main_horizon(prep, centre, labels, config.evaluation.min_at_risk)
+        what = "Wolbers C, and the slope and O/E of the CIF," if prep.data.competing else "C, slope and O/E"
         notes.append(
-            f"{ep.upper()}: {len(labels)} centres held out in turn; C, slope and O/E at {horizon:g} months pooled "
+            f"{ep.upper()}: {len(labels)} centres held out in turn; {what} at {horizon:g} months pooled "
             f"by random-effects meta-analysis ({method}); SEs from {config.evaluation.bootstrap} bootstrap resamples"
         )
         result.notes += notes
@@ -321,6 +333,9 @@ def _track(result: CentreValidation, config: ExperimentConfig, cohort: Cohort, t
             "meta_method": next(iter(run.pooled.values())).meta.method,
             "se_method": f"bootstrap ({config.evaluation.bootstrap} resamples of each held-out centre)",
         }
+        competing = run.competing
+        if competing:  # the same keys; every measure is of the CIF of the event of interest
+            tags.update(analysis="competing", **{f"metric.{k}": v for k, v in COMPETING_MEASURE_NAMES.items()})
         label = f"{run.endpoint.upper()} {run.family}"
         with tracker.parent(f"iecv-{run.endpoint}-{run.family}", tags) as run_id:
             run.run_id = run_id
@@ -330,8 +345,7 @@ def _track(result: CentreValidation, config: ExperimentConfig, cohort: Cohort, t
             tracker.log_text(safe_csv_text(run.measures, index=False), "iecv/centre_measures.csv")
             tracker.log_text(safe_csv_text(pooled_table(run.pooled), index=False), "iecv/pooled.csv")
             for key, pooled in run.pooled.items():
-                title = f"{label}: {MEASURES[key][2]} by held-out centre" + (
-                    f" at {run.horizon:g} months" if key != "c" else ""
-                )
+                name = COMPETING_MEASURE_NAMES[key] if competing else MEASURES[key][2]
+                title = f"{label}: {name} by held-out centre" + (f" at {run.horizon:g} months" if key != "c" else "")
                 figure = meta_forest_plot(forest_table(run.table, key), pooled, title)
                 tracker.log_bytes(figure_png(figure), f"iecv/forest_{key}.png")

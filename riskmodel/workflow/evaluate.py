@@ -23,20 +23,22 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.cohort import Cohort, from_frame, survival_data
+from riskmodel.cohort.contract import COMPETING_ENDPOINTS
 from riskmodel.cohort.declared import from_frame_declared
 from riskmodel.core.csvout import safe_csv_text
 from riskmodel.core.files import staged_folder
 from riskmodel.errors import CohortValidationError, Problem, UserInputError, require_writable
 from riskmodel.metrics import MIN_AT_RISK
-from riskmodel.models.competing import CompetingRiskEstimator
 from riskmodel.privacy import PhiGuard
 from riskmodel.reporting.page import json_safe
-from riskmodel.reporting.validation_report import EvaluatedModel, render_validation_report
+from riskmodel.reporting.validation_report import EvaluatedModel, measure_label, render_validation_report
 from riskmodel.scoring import RiskModel, read_patients
+from riskmodel.stats import is_competing
 from riskmodel.tracking import load_model
 from riskmodel.tracking.evaluation import record_evaluation, source_run_id
 from riskmodel.validation.case_mix import membership_c, outside_ranges, standardised_differences
 from riskmodel.validation.external import external_validation
+from riskmodel.validation.external_competing import competing_external_validation
 
 __all__ = ["EVALUATE_EXPERIMENT", "LabelledData", "evaluate_models", "labelled_data"]
 
@@ -63,7 +65,18 @@ def _read_cohort(model: RiskModel, frame: pd.DataFrame, source: str) -> Cohort:
             frame, model.declaration, source=source, covariates=model.input_columns, endpoints=[model.endpoint]
         )
     required = ["patient_id", *model.input_columns, f"{model.endpoint}_months", f"{model.endpoint}_event"]
+    required += competing_columns(model)
     return from_frame(frame, source=source, required=sorted(set(required)))
+
+
+def competing_columns(model: RiskModel) -> list[str]:
+    """The columns of a bundled-contract competing model's competing endpoint (LC: death's
+    ``os_months``, ``os_event``); none for a survival model or a declared cohort's (its declaration
+    reads its competing endpoint with it)."""
+    if not model.competing or model.declaration is not None or model.endpoint not in COMPETING_ENDPOINTS:
+        return []
+    other = COMPETING_ENDPOINTS[model.endpoint][0]
+    return [f"{other}_months", f"{other}_event"]
 
 
 def _valid_rows(
@@ -76,9 +89,12 @@ def _valid_rows(
     except CohortValidationError as exc:
         rowless = [p for p in exc.problems if p.row is None]
         if rowless:
+            why = _competing_reason(model)
             raise UserInputError(
                 "\n".join(
-                    f"{source}: cannot {purpose} the {model.endpoint.upper()} model: {_problem(p)}" for p in rowless
+                    f"{source}: cannot {purpose} the {model.endpoint.upper()} model: {_problem(p)}"
+                    + (why if p.column in competing_columns(model) else "")
+                    for p in rowless
                 )
             ) from None
         bad: dict[Any, list[Problem]] = {}
@@ -90,6 +106,14 @@ def _valid_rows(
     return _read_cohort(model, kept, source), {r: "; ".join(map(_problem, ps)) for r, ps in bad.items()}
 
 
+def _competing_reason(model: RiskModel) -> str:
+    words = model.event_labels
+    return (
+        f" (a competing-risks model: its competing event, {words.competing}, comes from this column; "
+        f"without it the cumulative incidence of {words.event} cannot be validated)"
+    )
+
+
 def _problem(p: Problem) -> str:
     return str(Problem(p.rule, column=p.column, value=p.value)).removeprefix("error: ")
 
@@ -99,8 +123,19 @@ def labelled_data(model: RiskModel, frame: pd.DataFrame, source: str, purpose: s
     (``purpose``, the command's verb, words a problem of the whole file)."""
     cohort, bad = _valid_rows(model, frame, source, purpose)
     sd = survival_data(
-        cohort, model.endpoint, landmark_months=model.landmark_months, feature_columns=model.input_columns
+        cohort,
+        model.endpoint,
+        landmark_months=model.landmark_months,
+        feature_columns=model.input_columns,
+        competing=model.competing,
     )
+    if model.competing and not is_competing(sd.y):
+        raise UserInputError(
+            f"{source}: cannot {purpose} the {model.endpoint.upper()} competing-risks model: these data give no "
+            f"competing event for {model.endpoint.upper()} (its declaration names none, or an outcome is missing); "
+            f"a CIF model needs each patient's cause: {model.event_labels.event}, "
+            f"{model.event_labels.competing}, or censored"
+        )
     digest = hashlib.sha256(cohort.data.to_csv(index=False).encode()).hexdigest()[:16]
     return LabelledData(cohort, sd.X, sd.y, len(frame), bad, len(cohort.data) - len(sd.y), digest)
 
@@ -156,8 +191,6 @@ def evaluate_one(
     seed: int,
 ) -> tuple[EvaluatedModel, LabelledData]:
     """One model validated on one labelled table (no file written)."""
-    if isinstance(model.estimator, CompetingRiskEstimator):
-        raise UserInputError(f"{uri}: a competing-risks model (CIF); riskmodel evaluate does not validate those yet")
     data = labelled_data(model, frame, source)
     chosen = [float(h) for h in (horizons or model.horizons)]
     try:
@@ -166,7 +199,10 @@ def evaluate_one(
         if horizons:
             raise
         raise UserInputError(f"{exc} (the model's own horizons; choose others with --horizons)") from None
-    result = external_validation(model, data.X, data.y, chosen, n_boot=n_boot, seed=seed)
+    if model.competing:
+        result = competing_external_validation(model, data.X, data.y, chosen, n_boot=n_boot, seed=seed)
+    else:
+        result = external_validation(model, data.X, data.y, chosen, n_boot=n_boot, seed=seed)
     age = model.is_age
     smd = standardised_differences(data.X, model.input_summaries, age) if model.input_summaries else None
     share, outside = outside_ranges(data.X, model.numeric_ranges, model.categories, age)
@@ -187,6 +223,8 @@ def evaluate_one(
         membership_c=c_member,
         membership_note=member_note,
         notes=[*data.notes, *notes, *result.notes],
+        competing=model.event_labels if model.competing else None,
+        n_competing=int((data.y["cause"] == 2).sum()) if model.competing else 0,
     )
     return facts, data
 
@@ -198,7 +236,10 @@ def _write_outputs(stage: Path, evaluated: list[EvaluatedModel]) -> None:
         folder = stage / e.folder_name(i)
         folder.mkdir()
         v = e.validation
-        (folder / "metrics.csv").write_text(safe_csv_text(v.table, index=False), encoding="utf-8")
+        table = v.table
+        if e.competing is not None:  # the keys keep the survival names; the column says what each measures
+            table = table.assign(meaning=[measure_label(m, e.competing) for m in table["measure"]])
+        (folder / "metrics.csv").write_text(safe_csv_text(table, index=False), encoding="utf-8")
         for h in v.horizons:
             cal = v.calibration[h]
             (folder / f"calibration_groups_{h:g}.csv").write_text(safe_csv_text(cal.groups, index=False), "utf-8")
@@ -282,6 +323,11 @@ def _track(facts: EvaluatedModel, index: int, out: Path, tracking_uri: str | Non
         "horizons": ",".join(f"{h:g}" for h in v.horizons),
         "bootstrap_resamples": str(v.n_boot),
     }
+    if facts.competing is not None:  # every measure is of the CIF of the event of interest: said per metric
+        tags["analysis"] = "competing"
+        tags["competing_event"] = facts.competing.competing
+        tags["n_competing_events"] = str(facts.n_competing)
+        tags.update({f"metric.{m}": measure_label(m, facts.competing) for m in dict.fromkeys(v.table["measure"])})
     folder = out / facts.folder_name(index)
     artifacts = {f"tables/{p.name}": p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.csv"))}
     artifacts["validation_report.html"] = (out / "validation_report.html").read_text(encoding="utf-8")

@@ -7,6 +7,13 @@ Models, 2009, ch. 20; Vergouwe et al., Stat Med 2017;36:4529-39):
 * ``slope``: the same plus a calibration slope on the risk score;
 * ``refit``: the declared model refitted on the new patients, same features and settings.
 
+A competing-risks (CIF) model climbs the same ladder on the cloglog scale of its CIF of the event
+of interest (:mod:`riskmodel.models.recalibrated_cif`): ``baseline`` shifts it so that the mean
+predicted CIF at τ is the update data's Aalen-Johansen CIF; ``slope`` is a Fine-Gray fit on
+cloglog F̂(τ) (intercept and slope; Austin et al. 2022); ``refit`` refits the cause-specific
+models. τ is the largest horizon with at least ``MIN_AT_RISK`` update patients still followed.
+Its measures are Wolbers C, and the O/E and Fine-Gray slopes of the CIF, under the same keys.
+
 The update data are read as ``riskmodel evaluate`` reads a labelled cohort
 (:func:`riskmodel.workflow.evaluate.labelled_data`: the model's declaration, outcomes required,
 its landmark; bad rows reported and left out). The updated model keeps its lineage (parent model
@@ -46,13 +53,17 @@ from riskmodel.models import CoxPH
 from riskmodel.models.cif import is_competing_model
 from riskmodel.models.imputation import MultipleImputationSurvival
 from riskmodel.models.recalibrated import Recalibrated
+from riskmodel.models.recalibrated_cif import RecalibratedCif
 from riskmodel.privacy import PhiGuard
 from riskmodel.reporting.page import json_safe
 from riskmodel.scoring import RiskModel, read_patients
+from riskmodel.stats import is_competing
+from riskmodel.stats.competing_metrics import wolbers_c
 from riskmodel.tracking import load_model
 from riskmodel.tracking.evaluation import source_run_id
 from riskmodel.tracking.lineage import record_update
 from riskmodel.validation.calibration import calibration_slope, calibration_slope_at
+from riskmodel.validation.competing import cif_observed_expected, cif_slope_at
 from riskmodel.validation.external import is_linear, observed_expected
 from riskmodel.workflow.develop import pooled_table, unpenalised_table
 from riskmodel.workflow.evaluate import check_horizons, labelled_data
@@ -61,6 +72,12 @@ __all__ = ["UPDATE_EXPERIMENT", "UPDATE_METHODS", "Update", "fit_update", "updat
 
 UPDATE_EXPERIMENT = "update"
 UPDATE_METHODS = ("baseline", "slope", "refit")
+# what each measure's key means for a competing-risks (CIF) model
+COMPETING_UPDATE_MEANINGS = {
+    "harrell_c": "Wolbers C (concordance of the CIF of the event of interest)",
+    "oe": "O/E of the CIF: the Aalen-Johansen CIF over the mean predicted CIF",
+    "slope": "calibration slope of the CIF: the Fine-Gray coefficient of cloglog CIF (at a horizon)",
+}
 
 
 @dataclass
@@ -85,10 +102,17 @@ class Update:
         return float(row[column])
 
 
-def _reference_horizon(parent: RiskModel) -> float:
-    """τ of the cloglog risk score of a parent that is not a log-hazard model: its largest horizon."""
+def _reference_horizon(parent: RiskModel, y: Any = None) -> float:
+    """τ of the cloglog risk score of a parent that is not a log-hazard model: its largest horizon.
+
+    A competing model's CIF is recalibrated at τ on the update data ``y``: its largest horizon at
+    which at least ``MIN_AT_RISK`` update patients are still followed (else its first horizon)."""
     inside = [h for h in parent.horizons if h <= parent.max_time]
-    return float(max(inside)) if inside else float(parent.max_time)
+    if y is None:
+        return float(max(inside)) if inside else float(parent.max_time)
+    time = np.asarray(y["time"], float)
+    followed = [h for h in inside if h < time.max() and int((time >= h).sum()) >= MIN_AT_RISK]
+    return float(max(followed)) if followed else float(min(parent.horizons))
 
 
 def fit_update(parent: RiskModel, X: pd.DataFrame, y: Any, method: str) -> tuple[Any, Any]:
@@ -99,17 +123,24 @@ def fit_update(parent: RiskModel, X: pd.DataFrame, y: Any, method: str) -> tuple
     again, as training does (a pipeline of features and model).
     """
     if method == "refit":
-        base = parent.estimator.parent_ if isinstance(parent.estimator, Recalibrated) else parent.estimator
+        recalibrated = isinstance(parent.estimator, Recalibrated | RecalibratedCif)
+        base = parent.estimator.parent_ if recalibrated else parent.estimator
         pipe = Pipeline([("features", clone(parent.features)), ("model", clone(base))]).fit(X, y)
         return pipe.named_steps["features"], pipe.named_steps["model"]
     Z = parent.features.transform(X)
+    if parent.competing:  # the CIF's cloglog shifted, or a Fine-Gray intercept and slope on it
+        cif_model = RecalibratedCif(parent.estimator, method, reference_horizon=_reference_horizon(parent, y))
+        return parent.features, cif_model.fit(Z, y)
     model = Recalibrated(parent.estimator, method, reference_horizon=_reference_horizon(parent)).fit(Z, y)
     return parent.features, model
 
 
 def _measures(features: Any, estimator: Any, X: pd.DataFrame, y: Any, horizons: Sequence[float]) -> dict[str, float]:
-    """Harrell's C, O/E and the calibration slopes of one fitted model on ``X``, ``y``."""
+    """Harrell's C, O/E and the calibration slopes of one fitted model on ``X``, ``y`` (a competing
+    target: Wolbers C, the O/E and slopes of the CIF, under the same keys)."""
     Z = features.transform(X)
+    if is_competing(y):
+        return _cif_measures(estimator, Z, y, horizons)
     risk = np.asarray(estimator.predict_risk(Z), dtype=float)
     event, time = np.asarray(y["event"], bool), np.asarray(y["time"], float)
     out = {"harrell_c": defined_or_nan(lambda: harrell_c(event, time, risk))}
@@ -118,6 +149,19 @@ def _measures(features: Any, estimator: Any, X: pd.DataFrame, y: Any, horizons: 
     for j, h in enumerate(horizons):
         out[f"oe_{h:g}"] = defined_or_nan(functools.partial(observed_expected, y, surv[:, j], h))
         out[f"slope_{h:g}"] = defined_or_nan(functools.partial(calibration_slope_at, y, surv[:, j], h))
+    return out
+
+
+def _cif_measures(estimator: Any, Z: Any, y: Any, horizons: Sequence[float]) -> dict[str, float]:
+    """Wolbers C (``harrell_c``), no linear-predictor slope, O/E of the CIF against Aalen-Johansen
+    (``oe_<h>``) and the Fine-Gray slope of cloglog CIF (``slope_<h>``) (riskmodel.validation.competing)."""
+    risk = np.asarray(estimator.predict_risk(Z), dtype=float)
+    cause, time = np.asarray(y["cause"], int), np.asarray(y["time"], float)
+    out = {"harrell_c": defined_or_nan(functools.partial(wolbers_c, time, cause, risk)), "slope": math.nan}
+    cif = np.asarray(estimator.predict_cif(Z, list(horizons)).to_numpy(), dtype=float)
+    for j, h in enumerate(horizons):
+        out[f"oe_{h:g}"] = defined_or_nan(functools.partial(cif_observed_expected, y, cif[:, j], h))
+        out[f"slope_{h:g}"] = defined_or_nan(functools.partial(cif_slope_at, y, cif[:, j], h))
     return out
 
 
@@ -237,7 +281,7 @@ def updated_model(parent: RiskModel, X: pd.DataFrame, y: Any, method: str, linea
             risk_cutoffs=[float(c) for c in cutoffs],
             reliable_until=window.reliable_until,
             min_at_risk=window.min_at_risk,
-            hazard_ratios=parent.hazard_ratios if method == "baseline" else None,
+            hazard_ratios=parent.hazard_ratios if method == "baseline" and not parent.competing else None,
         )
         lineage = {**lineage, "slope": float(estimator.slope_)}
     model.lineage = lineage
@@ -245,8 +289,11 @@ def updated_model(parent: RiskModel, X: pd.DataFrame, y: Any, method: str, linea
 
 
 def _check_parent(uri: str, model: RiskModel, method: str) -> None:
-    if is_competing_model(model.estimator):
-        raise UserInputError(f"{uri}: a competing-risks model (CIF); riskmodel update does not update those yet")
+    if is_competing_model(model.estimator) and isinstance(model.estimator, RecalibratedCif) and method != "refit":
+        raise UserInputError(
+            f"{uri}: this competing-risks model's CIF was recalibrated already; update its parent model instead "
+            "(or refit it: --method refit)"
+        )
     if method not in UPDATE_METHODS:
         raise UserInputError(f"--method: {method!r} is not one of {', '.join(UPDATE_METHODS)}")
 
@@ -316,7 +363,9 @@ def _registered_name(uri: str) -> str | None:
 
 
 def _summary(result: Update) -> dict[str, Any]:
+    meanings = {"meanings": COMPETING_UPDATE_MEANINGS} if result.model.competing else {}
     return {
+        **meanings,
         "method": result.method,
         "endpoint": result.model.endpoint,
         "family": result.model.family,
@@ -356,6 +405,8 @@ def _track(result: Update, out: Path, tracking_uri: str | None, guard: PhiGuard,
         "n_events": str(result.n_events),
         "left_out_rows": str(len(result.bad_rows)),
     }
+    if result.model.competing:  # the same keys, measures of the CIF of the event of interest
+        tags.update(analysis="competing", **{f"metric.{k}": v for k, v in COMPETING_UPDATE_MEANINGS.items()})
     artifacts = {name: (out / name).read_text(encoding="utf-8") for name in ("update.json", "update_performance.csv")}
     recorded = record_update(
         UPDATE_EXPERIMENT,
