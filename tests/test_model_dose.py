@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from riskmodel.cohort import local_failure_competing
 from riskmodel.cohort.declaration import CohortDeclaration
+from riskmodel.cohort.synthetic import generate
 from riskmodel.features import ClinicalFeatures, DeclaredFeatures
-from riskmodel.models import CoxPH
+from riskmodel.models import CoxPH, SurvivalForest
+from riskmodel.models.competing import CauseSpecificCox
+from riskmodel.reporting.model_dose import model_dose_html
+from riskmodel.scoring import RiskModel
+from riskmodel.stats import competing_array, survival_array
 from riskmodel.validation.partial_effect import partial_effect, partial_effect_inputs
 
 HAS_R = shutil.which("Rscript") is not None
@@ -140,10 +148,54 @@ def test_which_inputs_get_a_curve(fitted: tuple[DeclaredFeatures, CoxPH, pd.Data
     """A spline-modelled input and the study's dose get one; a linear age does not."""
     features, _, X, _ = fitted
     assert partial_effect_inputs(features, X) == ["d90"]
-    from riskmodel.cohort.synthetic import generate
-
     frame = generate(200, seed=2)
     study = ClinicalFeatures("study", landmark_months=3).fit(frame)
     assert partial_effect_inputs(study, frame) == ["d90_gy"]
     published = ClinicalFeatures("published", landmark_months=3).fit(frame)
     assert partial_effect_inputs(published, frame) == ["d90_gy"]  # a step at 110 Gy, drawn as the model has it
+
+
+def _study_model(estimator: Any, competing: bool = False) -> tuple[RiskModel, pd.DataFrame, np.ndarray]:
+    frame = generate(150, seed=6)
+    features = ClinicalFeatures("preimplant").fit(frame)
+    X = frame[features.input_columns()]
+    if competing:
+        cr = local_failure_competing(frame)
+        y = competing_array(cr["event_type"].to_numpy(int), cr["time"].to_numpy(float))
+    else:
+        y = survival_array(frame["os_event"].to_numpy(bool), frame["os_months"].to_numpy(float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimator.fit(features.transform(X), y)
+    model = RiskModel.from_training(
+        endpoint="lc" if competing else "os",
+        family=type(estimator).__name__,
+        experiment="t",
+        landmark_months=0,
+        horizons=[6.0],
+        features=features,
+        estimator=estimator,
+        X=X,
+    )
+    return model, X, y
+
+
+def test_the_report_section_per_family() -> None:
+    """Cox: a figure with the tests; a competing Cox: cause 1's cause-specific log hazard; a forest:
+    the partial effect is shown for the Cox model."""
+    cox, X, y = _study_model(CoxPH(penalty=0.0))
+    section = model_dose_html(cox, X, y)
+    assert "<img" in section
+    assert "LR overall" in section
+    assert "Wald non-linearity" not in section  # a linear dose has no non-linear terms
+    csc, X, y = _study_model(CauseSpecificCox(penalty=0.0), competing=True)
+    section = model_dose_html(csc, X, y)
+    assert "<img" in section
+    effect = partial_effect(csc.features, csc.estimator.models_[0], X, "d90_gy")
+    assert effect.curve["log_hr"].iloc[-1] == pytest.approx(
+        csc.estimator.models_[0].coef_[0] * (effect.curve["value"].iloc[-1] - effect.reference), rel=1e-12
+    )
+    forest, X, y = _study_model(SurvivalForest(n_estimators=5))
+    section = model_dose_html(forest, X, y)
+    assert "<img" not in section
+    assert "is shown for the Cox model" in section

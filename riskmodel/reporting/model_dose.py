@@ -104,6 +104,12 @@ def model_dose_html(model: Any, X: pd.DataFrame, y: Any = None) -> str:
     cox, what = _cox_part(model.estimator)
     declaration = getattr(model, "declaration", None)
     names = ", ".join(input_label(c, declaration) for c in inputs)
+    if cox is None and model.family == "cox":  # pooled over imputations: no one fit's covariance to draw from
+        return (
+            f"{_HEADING}<p>The partial effect of {html.escape(names)} is not drawn for a Cox model pooled over "
+            "multiple imputations (no single fit's coefficients and covariance); the pooled hazard ratios are "
+            "in the unpenalised table.</p>"
+        )
     if cox is None:
         return (
             f"{_HEADING}<p>The partial effect of {html.escape(names)} on the log hazard, with its 95% band and "
