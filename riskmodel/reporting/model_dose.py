@@ -9,8 +9,8 @@ report's section (:mod:`riskmodel.reporting.dose_section`) fits its own spline a
 threshold analysis; this one shows what the trained model says.
 
 A competing-risks Cox model shows the cause-specific log hazard of the event of interest; the
-forest and boosting have no log-hazard coefficients, so their report says the partial effect is
-shown for the Cox model. Only aggregates go in: the curve over the 5th smallest to the 5th
+forest, boosting and Fine-Gray families say the partial effect on the log hazard is shown for the
+Cox model. Only aggregates go in: the curve over the 5th smallest to the 5th
 largest value, patients per bin, test statistics.
 """
 
@@ -98,7 +98,10 @@ def _event_target(y: Any) -> Any:
 def model_dose_html(model: Any, X: pd.DataFrame, y: Any = None) -> str:
     """The section's HTML for a trained :class:`~riskmodel.scoring.RiskModel` on its training inputs
     ``X`` (and target ``y``, for likelihood-ratio tests); "" when no input qualifies."""
-    inputs = partial_effect_inputs(model.features, X)
+    try:
+        inputs = partial_effect_inputs(model.features, X)
+    except (ValueError, np.linalg.LinAlgError):  # inputs the transformer refuses one at a time: no section
+        return ""
     if not inputs:
         return ""
     cox, what = _cox_part(model.estimator)
@@ -113,8 +116,9 @@ def model_dose_html(model: Any, X: pd.DataFrame, y: Any = None) -> str:
     if cox is None:
         return (
             f"{_HEADING}<p>The partial effect of {html.escape(names)} on the log hazard, with its 95% band and "
-            "tests of non-linearity, is shown for the Cox model (family cox) of this experiment: this family "
-            f"({html.escape(str(model.family))}) has no log-hazard coefficients to draw it from.</p>"
+            "tests of non-linearity, is shown for the Cox model (family cox) of this experiment; this family "
+            f"({html.escape(str(model.family))}) has no log-hazard coefficients and covariance of its own to draw "
+            "it from.</p>"
         )
     parts = [_HEADING]
     for column in inputs:
