@@ -6,7 +6,7 @@
 * Per-centre measures: each held-out centre's Harrell C equals scikit-survival's
   ``concordance_index_censored`` of an independent Cox fit (lifelines, unpenalised, on the other
   three centres) on that centre, to 1e-9 (measured: 0); its O/E at 12 months equals R's (``coxph`` with Efron
-  ties on the other centres, ``survfit(ctype = 1)``: Breslow's baseline, as riskmodel's Cox; the
+  ties on the other centres, ``survfit`` with its default ``ctype = 2``: Efron's baseline, as riskmodel's Cox; the
   Kaplan-Meier risk by ``survfit``), to 1e-6 (measured: 2.2e-16).
 * Bad input: no centre declared, a single centre, a centre with fewer than 5 events, an unknown
   ``--by``: exit 2, one line. A centre with 5-9 events is pooled with a warning naming it.
@@ -204,7 +204,7 @@ d$log_volume <- log(d$lesion_volume_cm3)
 for (centre in sort(unique(d$centre))) {
   dev <- d[d$centre != centre, ]; test <- d[d$centre == centre, ]
   fit <- coxph(Surv(os_months, os_event) ~ age_years + kps + d90_gy + log_volume, data = dev, ties = "efron")
-  s <- summary(survfit(fit, newdata = test, ctype = 1), times = h)$surv  # Breslow's baseline
+  s <- summary(survfit(fit, newdata = test), times = h)$surv  # Efron's baseline (ctype 2), as the Efron fit
   km <- summary(survfit(Surv(os_months, os_event) ~ 1, data = test), times = h)$surv
   cat(centre, sprintf("%.17g", (1 - km) / mean(1 - s)), sep = "\t")
   cat("\n")

@@ -434,7 +434,8 @@ def test_every_run_logs_a_tripod_model_report_that_renders(trained: TrainResult,
         assert ("<h3>Nomogram</h3>" in text) == (run.family == "cox")
         if CHROMIUM is not None and run.family == "cox":
             loaded, total = rendered_images(page, tmp_path)
-            assert total == 2 * len(run.horizons) + 1  # calibration and decision curves, and the nomogram
+            # calibration and decision curves, the nomogram, the dose-response, the SHAP figures (6)
+            assert total == 2 * len(run.horizons) + 1 + 1 + 6
             assert loaded == total
 
 

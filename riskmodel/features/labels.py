@@ -9,6 +9,8 @@ clinician (patient pages, their SHAP waterfalls and what-if curves).
 * :func:`shown_input` shows one input value with its label and unit ("D90 120 Gy", "age 90+ years").
 * :func:`feature_input` finds the input a model feature is computed from.
 * :func:`feature_labels` shows one patient's model features as the clinical values they encode.
+* :func:`column_label` names a model column as a clinician reads it, for tables and figures of the
+  whole model ("M stage M1", "lesion volume (cm³, log scale)", "D90 (spline term 1)").
 
 Ages follow Safe Harbor (90+) through :func:`riskmodel.features.safe_harbor.shown_value`.
 """
@@ -16,6 +18,7 @@ Ages follow Safe Harbor (90+) through :func:`riskmodel.features.safe_harbor.show
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +27,18 @@ import pandas as pd
 
 from riskmodel.features.safe_harbor import is_age, shown_value
 
-__all__ = ["CLINICAL_NAMES", "feature_input", "feature_labels", "input_label", "input_unit", "shown_input"]
+__all__ = [
+    "CLINICAL_NAMES",
+    "column_label",
+    "column_labels",
+    "feature_input",
+    "feature_labels",
+    "input_label",
+    "input_unit",
+    "relabel",
+    "shown_input",
+    "variable_label",
+]
 
 # the bundled study's columns as a clinician names them
 CLINICAL_NAMES: dict[str, str] = {
@@ -114,6 +128,84 @@ def feature_input(feature: str, inputs: Sequence[str]) -> str | None:
     if feature.startswith(("d90_ge_", "d90_high")) and "d90_gy" in inputs:
         return "d90_gy"
     return max(matches, key=len) if matches else None
+
+
+def _computed_label(feature: str) -> str:
+    """A feature computed from several inputs: "BED implant (Gy, α/β 10)"."""
+    match = re.fullmatch(r"(bed|eqd2)_(\w+?)_gy_ab([\d.]+)", feature)
+    if match is None:
+        return feature.replace("_", " ")
+    kind, part, ab = match.groups()
+    return f"{_COMPUTED[kind]} {part} (Gy, α/β {ab})"
+
+
+def column_label(feature: str, inputs: Sequence[str], declaration: Any = None) -> str:
+    """A model column as a clinician names it, for a table or figure of the whole model.
+
+    >>> inputs = ["d90_gy", "lesion_volume_cm3", "m_stage", "t_stage", "response_3mo"]
+    >>> column_label("d90_gy", inputs), column_label("log_lesion_volume_cm3", inputs), column_label("m1", inputs)
+    ('D90 (Gy)', 'lesion volume (cm³, log scale)', 'M stage M1')
+    >>> column_label("t_stage_T3", inputs), column_label("response_cr_pr", inputs)
+    ('T stage T3', '3-month response CR/PR')
+    >>> column_label("d90_ge_110gy", inputs), column_label("d90_gy_rcs1", inputs)
+    ('D90 ≥ 110 Gy', 'D90 (spline term 1)')
+    """
+    source = feature_input(feature, inputs)
+    if source is None:
+        return _computed_label(feature)
+    label, unit = input_label(source, declaration), input_unit(source, declaration)
+    fixed = {
+        "m1": "M stage M1",
+        "grade_moderate_or_high": "grade moderate or high",
+        "response_cr_pr": "3-month response CR/PR",
+    }
+    if feature in fixed:
+        return fixed[feature]
+    threshold = re.fullmatch(r"d90_ge_([\d.]+)gy", feature)
+    spline = re.fullmatch(rf"{re.escape(source)}_rcs(\d+)", feature)
+    if feature.endswith("_missing"):
+        return f"{label} missing"
+    if threshold:
+        return f"{label} ≥ {threshold.group(1)} Gy"
+    if spline:
+        return f"{label} (spline term {spline.group(1)})"
+    if feature == f"log_{source}":
+        return f"{label} ({unit + ', ' if unit else ''}log scale)"
+    if feature.endswith("_ordinal"):
+        return f"{label} (ordinal code)"
+    if feature.startswith(f"{source}_"):
+        return f"{label} {feature[len(source) + 1 :]}"
+    return f"{label} ({unit})" if unit else label
+
+
+def variable_label(name: str, declaration: Any = None) -> str:
+    """An input as a figure or table names it: "D90 (Gy)", "M stage".
+
+    >>> variable_label("lesion_volume_cm3"), variable_label("m_stage")
+    ('lesion volume (cm³)', 'M stage')
+    """
+    unit = input_unit(name, declaration)
+    return f"{input_label(name, declaration)} ({unit})" if unit else input_label(name, declaration)
+
+
+def column_labels(
+    features: Sequence[str], inputs: Sequence[str], declaration: Any = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(model column → its clinical label, cohort column → its clinical name with unit): the labels
+    of a report's tables and lists (the model report's ``ModelFacts.labels`` and ``input_labels``)."""
+    columns = {str(n): column_label(str(n), inputs, declaration) for n in features}
+    return columns, {str(c): variable_label(str(c), declaration) for c in inputs}
+
+
+def relabel(frame: pd.DataFrame, labels: dict[str, str], column: str | None = None) -> pd.DataFrame:
+    """A table with its index (or ``column``) of model or cohort columns shown as their ``labels``."""
+    if column is not None and column in frame.columns:
+        return frame.assign(**{column: [labels.get(str(v), str(v)) for v in frame[column]]})
+    if column is None:
+        out = frame.rename(index=lambda v: labels.get(str(v), str(v)))
+        out.index.name = frame.index.name
+        return out
+    return frame
 
 
 def _feature_label(feature: str, value: float, source: str | None, row: pd.Series, declaration: Any) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "breslow_cumulative_hazard",
     "check_baseline",
     "check_horizons",
+    "efron_cumulative_hazard",
     "estimator_params",
     "proportional_survival",
     "read_json",
@@ -84,6 +85,39 @@ def breslow_cumulative_hazard(
     event_times, counts = np.unique(ts[es], return_counts=True)
     first = np.searchsorted(ts, event_times, side="left")
     increments = counts / at_risk[first] * np.exp(-shift)
+    return event_times, np.cumsum(increments)
+
+
+def efron_cumulative_hazard(
+    time: np.ndarray, event: np.ndarray, log_hazard: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Efron's baseline cumulative hazard at each distinct event time: the baseline that goes with
+    an Efron-ties Cox fit (Efron 1977, *JASA* 72:557; R's ``survfit.coxph`` and riskRegression's
+    ``predictCox`` for ``ties = "efron"``). With d tied events at t, risk-set weight sum S0 and the
+    tied events' weight sum S_d (weights exp(η)):
+
+        ΔH0(t) = Σ_{l=0}^{d−1} 1 / (S0 − (l/d)·S_d),
+
+    which is Breslow's d / S0 without ties.
+
+    >>> import numpy as np
+    >>> t, H = efron_cumulative_hazard(np.array([1.0, 1.0, 2.0]), np.array([1, 1, 1]), np.zeros(3))
+    >>> t.tolist(), [round(float(h), 6) for h in H]  # 1/3 + 1/(3 - 1), then + 1/1
+    ([1.0, 2.0], [0.833333, 1.833333])
+    """
+    order = np.argsort(time, kind="stable")
+    ts, es = np.asarray(time, float)[order], np.asarray(event, dtype=bool)[order]
+    shift = float(np.max(log_hazard)) if len(log_hazard) else 0.0
+    w = np.exp(np.asarray(log_hazard, float)[order] - shift)
+    at_risk = np.cumsum(w[::-1])[::-1]
+    event_times, counts = np.unique(ts[es], return_counts=True)
+    s0 = at_risk[np.searchsorted(ts, event_times, side="left")]
+    group = np.repeat(np.arange(event_times.size), counts)
+    tied = np.bincount(group, w[es], event_times.size)  # events sorted by time: es picks them in order
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    frac = (np.arange(group.size) - first[group]) / counts[group]
+    terms = 1.0 / (s0[group] - frac * tied[group])
+    increments = np.bincount(group, terms, event_times.size) * np.exp(-shift)
     return event_times, np.cumsum(increments)
 
 

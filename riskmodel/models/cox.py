@@ -1,5 +1,13 @@
 """Cox proportional hazards with Efron ties, an L2 penalty by default, and an HR table.
 
+The baseline cumulative hazard follows the ties, as R's ``survfit.coxph`` pairs them (``ctype``
+1 for Breslow's ties, 2 for Efron's): Efron's ties give Efron's baseline
+(:func:`riskmodel.models.base.efron_cumulative_hazard`; Efron 1977, *JASA* 72:557), Breslow's
+ties Breslow's (:func:`riskmodel.models.base.breslow_cumulative_hazard`; Breslow 1972). Both are
+at the training mean of the features, so S(t | x) = exp(−H0(t)·exp((x − x̄)β)). Without tied event
+times they are the same; a model file written before the baseline followed the ties holds
+Breslow's and predicts with it.
+
 The penalised objective is the *mean* log partial likelihood minus
 ``penalty · (½(1 − l1_ratio)·‖β‖² + l1_ratio·Σ√(β² + ε))``, on standardised covariates (so one
 penalty treats features on different scales alike). The L1 part is the smooth approximation that
@@ -29,6 +37,7 @@ from riskmodel.models.base import (
     SurvivalEstimator,
     breslow_cumulative_hazard,
     check_baseline,
+    efron_cumulative_hazard,
     estimator_params,
     proportional_survival,
     read_json,
@@ -207,7 +216,7 @@ def newton_fit(
 
 
 class CoxFile(StateFile):
-    """``cox.json``: coefficients, scaling, information and the Breslow baseline, finite and of
+    """``cox.json``: coefficients, scaling, information and the baseline, finite and of
     matching lengths (the hazard-ratio table is descriptive: NaN where a penalised fit has no SE)."""
 
     coef: list[FiniteFloat]
@@ -235,7 +244,7 @@ class CoxFile(StateFile):
 
 
 class CoxPH(SurvivalEstimator):
-    """Penalised Cox proportional hazards (Efron ties) with a Breslow baseline.
+    """Penalised Cox proportional hazards (Efron ties), with the baseline of its ties (module docstring).
 
     Parameters
     ----------
@@ -297,9 +306,8 @@ class CoxPH(SurvivalEstimator):
                 stacklevel=2,
             )
         self.coef_ = beta / self.scale_
-        self.event_times_, self.baseline_cumhaz_ = breslow_cumulative_hazard(
-            time, event, (Xa - self.mean_) @ self.coef_
-        )
+        baseline = efron_cumulative_hazard if self.ties == "efron" else breslow_cumulative_hazard
+        self.event_times_, self.baseline_cumhaz_ = baseline(time, event, (Xa - self.mean_) @ self.coef_)
         self.hazard_ratios_ = self._hazard_table(info if self.penalty == 0 and converged else None)
         return self
 
@@ -380,7 +388,7 @@ class CoxPH(SurvivalEstimator):
         return proportional_survival(self.predict_risk(X), cumhaz)
 
     def save_state(self, folder: Path) -> None:
-        """Coefficients, scaling, information and the Breslow baseline, as ``cox.json``."""
+        """Coefficients, scaling, information and the baseline (of the ties), as ``cox.json``."""
         table = self.hazard_ratios_
         write_json(
             folder / "cox.json",

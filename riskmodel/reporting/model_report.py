@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.cohort.contract import ENDPOINT_DEFINITIONS
+from riskmodel.features.labels import relabel
 from riskmodel.models.registry import SPECS
 from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, figure_html
 from riskmodel.stats.samplesize import SampleSize
@@ -86,6 +87,11 @@ class ModelFacts:
     endpoint_definition: str | None = None  # declared cohorts: from the declaration (else the study's)
     measured_later: dict[str, float] | None = None  # declared cohorts: covariates measured after time zero
     nomogram: str = ""  # Cox: the nomogram section's HTML (reporting/nomogram_plot.py: nomogram_html)
+    dose_response: str = ""  # the dose's (and spline inputs') partial effects (reporting/model_dose.py)
+    explanations: str = ""  # global SHAP and importance figures, clinically labelled (reporting/shap_global.py)
+    # clinical labels (features/labels.py: column_labels): model column → "M stage M1", cohort column → "M stage"
+    labels: dict[str, str] = field(default_factory=dict)
+    input_labels: dict[str, str] = field(default_factory=dict)
     # competing risks: what competes ("death"; None: a survival endpoint), and the classical tables
     # (cause-specific HRs of both causes, Fine-Gray subdistribution HRs) by artifact name
     competing: str | None = None
@@ -267,6 +273,7 @@ def render(f: ModelFacts) -> str:
         *_data_sections(f),
         *_specification(f),
         *_validation_sections(f),
+        f.explanations,
     ]
     if f.notes:
         items = "".join(f"<li>{html.escape(n)}</li>" for n in f.notes)
@@ -324,8 +331,8 @@ def _data_sections(f: ModelFacts) -> list[str]:
         _rows(
             [
                 ("feature set", f.feature_set),
-                ("cohort columns read", ", ".join(f.inputs)),
-                ("model features", ", ".join(f.features)),
+                ("cohort columns read", ", ".join(f.input_labels.get(c, c) for c in f.inputs)),
+                ("model features", ", ".join(f.labels.get(c, c) for c in f.features)),
                 ("missing data", f.missing_data),
                 _measured_later_row(f),
             ]
@@ -333,7 +340,13 @@ def _data_sections(f: ModelFacts) -> list[str]:
         *(
             [
                 "<p>Missing values in the file (before any complete-case exclusion):</p>"
-                + _table(f.missingness[["covariate", "missing", "percent", "policy", "handling"]])
+                + _table(
+                    relabel(
+                        f.missingness[["covariate", "missing", "percent", "policy", "handling"]],
+                        f.input_labels,
+                        "covariate",
+                    )
+                )
             ]
             if f.missingness is not None and len(f.missingness)
             else []
@@ -387,8 +400,11 @@ def _specification(f: ModelFacts) -> list[str]:
     ]
     parts += _competing_tables(f)
     if f.cox_coefficients is None:
-        return parts
-    parts.append("<h3>Coefficients of the fitted (penalised) model</h3>" + _table(f.cox_coefficients, index=True))
+        return [*parts, f.dose_response]
+    parts.append(
+        "<h3>Coefficients of the fitted (penalised) model</h3>"
+        + _table(relabel(f.cox_coefficients, f.labels), index=True)
+    )
     if f.baseline_survival:
         parts.append(
             "<p>Baseline survival S₀(t) at the mean of every feature: "
@@ -397,12 +413,13 @@ def _specification(f: ModelFacts) -> list[str]:
             "file.</p>"
         )
     parts.append(f.nomogram)
+    parts.append(f.dose_response)
     if f.cox_unpenalised is not None:
         method = f.cox_unpenalised.attrs.get("method", "")
         parts.append(
             "<h3>Unpenalised hazard ratios (classical table, same design)</h3>"
             + (f"<p>{html.escape(method)}.</p>" if method else "")
-            + _table(f.cox_unpenalised, index=True)
+            + _table(relabel(f.cox_unpenalised, f.labels), index=True)
         )
     return parts
 
@@ -417,7 +434,8 @@ def _competing_tables(f: ModelFacts) -> list[str]:
         "(unpenalised, as cmprsk::crr)",
     }
     return [
-        f"<h3>{html.escape(titles.get(name, name))}</h3>" + _table(table) for name, table in f.competing_tables.items()
+        f"<h3>{html.escape(titles.get(name, name))}</h3>" + _table(relabel(table, f.labels, "term"))
+        for name, table in f.competing_tables.items()
     ]
 
 

@@ -7,7 +7,7 @@ of its axis; the predictor whose contributions span the widest range gets 0-100 
 other axis is scaled by the same factor, ``points = (Xβ − min Xβ) · 100 / max range``. The total
 points T of a patient map back to the linear predictor ``lp = intercept + T / scale`` (the
 intercept gathers each axis's minimum and the centring at the training means), and to the
-survival probability at each horizon, S(h | lp) = S₀(h)^exp(lp) with the model's Breslow baseline
+survival probability at each horizon, S(h | lp) = S₀(h)^exp(lp) with the model's baseline (of its ties)
 (S₀ at the training means of the features, as ``rms::Survival`` of a ``cph`` fit).
 
 Axes are in clinical units, never encodings (labels from :mod:`riskmodel.features.labels`): a log

@@ -31,7 +31,6 @@ __all__ = [
     "schoenfeld_plot",
     "shap_bar",
     "shap_beeswarm",
-    "shap_dependence",
     "shap_waterfall",
     "stacked_cif_plot",
 ]
@@ -144,15 +143,6 @@ def shap_bar(explanation: Any, title: str) -> Any:
     import shap
 
     fig = _shap_figure(lambda: shap.plots.bar(explanation, show=False, max_display=15))
-    fig.axes[0].set_title(title, fontsize=10)
-    return fig
-
-
-def shap_dependence(explanation: Any, feature: str, title: str) -> Any:
-    """SHAP value of one feature against its value."""
-    import shap
-
-    fig = _shap_figure(lambda: shap.plots.scatter(explanation[:, feature], show=False), 5.2, 4.0)
     fig.axes[0].set_title(title, fontsize=10)
     return fig
 

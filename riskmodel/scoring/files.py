@@ -7,7 +7,7 @@ A model directory holds:
 - ``model.json``: endpoint, family, landmark, horizons, feature pipeline state, training ranges
   and risk-group cut-offs (no patient rows).
 - the estimator's files, written and read by its family (``save_state`` / ``load_state`` in
-  :mod:`riskmodel.models`): ``cox.json`` (coefficients and Breslow baseline); ``booster.ubj``
+  :mod:`riskmodel.models`): ``cox.json`` (coefficients and baseline); ``booster.ubj``
   (xgboost's own format) with ``gbm.json``; or ``estimator.skops`` for scikit-survival forests and
   boosting, loaded with an allow-list of types kept in the family's code, never read from the file.
 - a competing-risk model (the family's counterpart, ``FamilySpec.competing``): ``competing.json``

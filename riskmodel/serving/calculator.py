@@ -1,6 +1,6 @@
 """``riskmodel calculator``: a Cox model as one self-contained, offline HTML calculator.
 
-A Cox model is a formula: S(t | x) = exp(−H₀(t)·exp(η)), η = (z − z̄)ᵀβ (Cox 1972; the Breslow
+A Cox model is a formula: S(t | x) = exp(−H₀(t)·exp(η)), η = (z − z̄)ᵀβ (Cox 1972; the ties'
 baseline H₀ at each horizon), and its pointwise 95% band exp(−H₀(t)·exp(η ± 1.96·se(η))),
 se(η)² = (z − z̄)ᵀV(z − z̄) with V the inverse information (Kalbfleisch & Prentice 2002, §4.2.2;
 as :func:`riskmodel.explain.whatif.cox_band`). The page carries β, z̄, V, H₀ at the horizons, the

@@ -118,8 +118,8 @@ def cox_coef(X: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
     return np.asarray(np.linalg.solve(A, gamma))
 
 
-def cox_summary(X: np.ndarray, time: np.ndarray, event: np.ndarray) -> CoxSummary:
-    """Fit ``CoxPH(penalty=0)`` on X; a ValueError when the fit does not converge (separation).
+def cox_summary(X: np.ndarray, time: np.ndarray, event: np.ndarray, ties: str = "efron") -> CoxSummary:
+    """Fit ``CoxPH(penalty=0, ties=ties)`` on X; a ValueError when the fit does not converge (separation).
 
     The fit runs on orthonormal columns (X centred = Q·R, fitted on Q·√n) and is mapped back
     (β = (R/√n)⁻¹ γ, V = (R/√n)⁻¹ V_γ (R/√n)⁻ᵀ; the likelihood is unchanged). A spline's columns
@@ -130,7 +130,7 @@ def cox_summary(X: np.ndarray, time: np.ndarray, event: np.ndarray) -> CoxSummar
     Z, A = _orthonormal(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RiskModelWarning)
-        model = CoxPH(penalty=0).fit(Z, y)
+        model = CoxPH(penalty=0, ties=ties).fit(Z, y)  # type: ignore[arg-type]
     if not model.converged_ or model.constant_.any():
         raise ValueError("the Cox fit does not converge (a covariate separates the events)")
     back = np.linalg.inv(A)

@@ -23,7 +23,7 @@ from riskmodel.features import ClinicalFeatures
 from riskmodel.models import CoxPH, MultipleImputationSurvival, pooled_hazard_ratios
 from riskmodel.models.competing import CauseSpecificCox
 from riskmodel.models.registry import SPECS, build_family
-from riskmodel.reporting.plots import figure_png, importance_plot, shap_bar, shap_beeswarm, shap_dependence
+from riskmodel.reporting.shap_global import global_figures
 from riskmodel.scoring import RiskModel
 from riskmodel.stats import survival_array
 from riskmodel.stats.competing import fine_gray
@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 EXPLAIN_SAMPLE = 1000  # patients behind the global explanations of a larger cohort
-DEPENDENCE_FEATURES = ("d90", "recurrence_interval", "volume")
 
 
 @dataclass
@@ -60,6 +59,7 @@ class GlobalExplanation:
     metrics: dict[str, float]
     importance: pd.DataFrame
     figures: dict[str, bytes]
+    report_html: str = ""  # the model report's Explanations section (reporting/shap_global.py)
 
 
 @dataclass
@@ -359,15 +359,5 @@ def global_explanation(fitted: Pipeline, X: pd.DataFrame, y: np.ndarray, label: 
     names = list(explanation.feature_names)
     metrics = {f"shap_mean_abs_{name}": float(v) for name, v in mean_abs(explanation).items()}
     importance = permutation_importance(fitted[-1], explanation.data, y[rows], names, seed=seed)
-    figures = {
-        "plots/shap_beeswarm.png": figure_png(shap_beeswarm(explanation, f"{label}: SHAP of the risk score")),
-        "plots/shap_bar.png": figure_png(shap_bar(explanation, f"{label}: mean |SHAP| of the risk score")),
-        "plots/permutation_importance.png": figure_png(
-            importance_plot(importance, f"{label}: permutation importance (in-sample)")
-        ),
-    }
-    for name in names:
-        if any(key in name for key in DEPENDENCE_FEATURES) and np.unique(explanation[:, name].data).size > 2:
-            fig = shap_dependence(explanation, name, f"{label}: SHAP dependence on {name}")
-            figures[f"plots/shap_dependence_{name}.png"] = figure_png(fig)
-    return GlobalExplanation(metrics, importance, figures)
+    figures, section = global_figures(explanation, X.iloc[rows], fitted[0], importance, label)
+    return GlobalExplanation(metrics, importance, figures, section)

@@ -22,8 +22,10 @@ from riskmodel.cohort.declared import missing_data_table
 from riskmodel.config import ExperimentConfig
 from riskmodel.core.csvout import safe_csv_text
 from riskmodel.core.version import __version__
+from riskmodel.features.labels import column_labels
 from riskmodel.models import CoxPH, MultipleImputationSurvival
 from riskmodel.reporting import ModelFacts, render_model_report
+from riskmodel.reporting.model_dose import model_dose_html
 from riskmodel.reporting.nomogram_plot import nomogram_html
 from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, figure_png, forest_plot
 from riskmodel.stats.samplesize import SampleSize
@@ -229,6 +231,9 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
     )
     facts.cox_unpenalised = dev.model.hazard_ratios
     facts.nomogram = nomogram_html(dev.model) if isinstance(estimator, CoxPH) else ""
+    facts.dose_response = model_dose_html(dev.model, sd.X, sd.y)
+    facts.explanations = dev.explained.report_html
+    facts.labels, facts.input_labels = column_labels(names, feature_columns(config), config.cohort)
     if prepared.competing:
         facts.competing = competing_event_name(config, prepared.endpoint)
         facts.competing_tables = dict(dev.competing_tables)

@@ -1,6 +1,10 @@
-"""Cox against lifelines' CoxPHFitter, an independent implementation, on the same design matrix."""
+"""Cox against lifelines' CoxPHFitter (coefficients, SEs) and R's survfit.coxph (S(t | x), by ties), same design."""
 
 from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,7 +46,7 @@ def test_hr_table_matches_lifelines_on_the_bundled_cohort(bundled: Cohort) -> No
     assert list(ours.index) == list(ref.index)
 
 
-def test_efron_ties_and_breslow_baseline_match_lifelines() -> None:
+def test_efron_ties_match_lifelines_coefficients_and_standard_errors() -> None:
     frame = generate(3000, seed=9)
     frame["os_months"] = np.ceil(frame["os_months"])  # heavy ties: whole months
     X, y = design(frame, "os")
@@ -50,10 +54,58 @@ def test_efron_ties_and_breslow_baseline_match_lifelines() -> None:
     ref = lifelines_fit(X, y)
     np.testing.assert_allclose(model.coef_, ref.params_.to_numpy(), atol=1e-6)
     np.testing.assert_allclose(model.hazard_ratios_["se"], ref.standard_errors_.to_numpy(), rtol=1e-5)
-    base = ref.baseline_cumulative_hazard_.iloc[:, 0]
-    np.testing.assert_allclose(model.baseline_cumhaz_, base.loc[model.event_times_].to_numpy(), rtol=1e-5)
-    S_ref = ref.predict_survival_function(X.head(20), times=[4.0, 9.0]).T.to_numpy()
-    np.testing.assert_allclose(model.predict_survival(X.head(20), [4.0, 9.0]).to_numpy(), S_ref, rtol=1e-5)
+
+
+HAS_R = shutil.which("Rscript") is not None
+R_SURVFIT = """
+suppressMessages(library(survival))
+f <- function(key, x) writeLines(paste(c(key, trimws(formatC(x, digits = 17, format = "g"))), collapse = "\t"))
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1])
+new <- read.csv(args[2])
+times <- as.numeric(strsplit(args[3], ",")[[1]])
+for (ties in c("efron", "breslow")) {
+  fit <- coxph(Surv(time, event) ~ ., data = d, ties = ties,
+               control = coxph.control(eps = 1e-14, iter.max = 200, toler.chol = 1e-15))
+  s <- summary(survfit(fit, newdata = new), times = times, extend = TRUE)
+  f(paste0(ties, ":coef"), coef(fit))
+  f(paste0(ties, ":surv"), s$surv)  # times × patients, flattened patient by patient
+}
+"""
+
+
+@pytest.mark.skipif(not HAS_R, reason="needs Rscript (R's survival)")
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_survival_matches_r_survfit_of_the_same_ties(ties: str, tmp_path: Path) -> None:
+    """S(t | x) equals R's ``survfit(coxph(…, ties = ties), newdata)``: the baseline follows the
+    ties (Efron fit → Efron's baseline, survfit's ctype 2; Breslow → Breslow's, ctype 1), at several
+    t and x, on whole-month times (many ties). Tolerance 1e-8 absolute (measured: ~1e-13)."""
+    frame = generate(600, seed=21)
+    frame["os_months"] = np.ceil(frame["os_months"])
+    X, y = design(frame, "os")
+    assert len(np.unique(y["time"][y["event"]])) < y["event"].sum() / 3  # tied event times, many
+    times = [1.0, 4.0, 9.0, 17.0, 30.0]
+    new = X.iloc[[0, 5, 17, 123, 400]]
+    X.assign(time=y["time"], event=y["event"].astype(int)).to_csv(tmp_path / "d.csv", index=False)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    ref = run_r(R_SURVFIT, tmp_path, str(tmp_path / "d.csv"), str(tmp_path / "new.csv"), ",".join(map(str, times)))
+    model = CoxPH(penalty=0, ties=ties).fit(X, y)  # type: ignore[arg-type]
+    np.testing.assert_allclose(model.coef_, ref[f"{ties}:coef"], atol=1e-9)
+    ours = model.predict_survival(new, times).to_numpy()
+    np.testing.assert_allclose(ours, ref[f"{ties}:surv"].reshape(len(new), len(times)), atol=1e-8, rtol=0)
+    other = CoxPH(penalty=0, ties="breslow" if ties == "efron" else "efron").fit(X, y)
+    assert np.abs(other.predict_survival(new, times).to_numpy() - ours).max() > 1e-4  # the test can tell them apart
+
+
+def run_r(script: str, folder: Path, *args: str) -> dict[str, np.ndarray]:
+    (folder / "check.R").write_text(script, encoding="utf-8")
+    run = subprocess.run(["Rscript", str(folder / "check.R"), *args], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr
+    out: dict[str, np.ndarray] = {}
+    for line in run.stdout.splitlines():
+        key, *values = line.split("\t")
+        out[key] = np.array([float(v) for v in values])
+    return out
 
 
 def test_penalised_fit_has_no_wald_intervals_and_shrinks(bundled: Cohort) -> None:
