@@ -8,7 +8,8 @@ patients still at risk after t_i have a lower (or tied) predicted risk. The coun
 the time order, merging sorted blocks as a merge sort does, with every block of one level
 answered by a single vectorised ``searchsorted``: O(n log n) work in numpy, no Python loop over
 patients. From ``COMPILED_FROM`` patients on, the same counts come from a compiled walk
-(``riskmodel.stats.dominance``, numba): 5-6× faster at a million patients.
+(``riskmodel.stats.dominance``, numba: radix sorts and a Fenwick walk), several times faster at a
+million patients.
 
 The definitions are scikit-survival's, so the results agree with it exactly (tested to 1e-12):
 
@@ -238,22 +239,24 @@ def censoring_weights(y_train: np.ndarray, event: np.ndarray, time: np.ndarray) 
     G is looked up at the last training time at or before t (an exact match within machine eps);
     a time beyond the training follow-up, an all-censored training set, and G = 0 at an event are
     ValueErrors (beyond the follow-up only while G > 0 there). Its fit counts times in a Python
-    loop (0.6 s at 10⁶ patients); this is numpy.
+    loop (0.6 s at 10⁶ patients); this is numpy, after one sort of the training times with their
+    events (compiled, :func:`riskmodel.stats.dominance.sort_with_flags`, for a large training set).
     """
     names: Any = y_train.dtype.names
     e_tr = np.asarray(y_train[names[0]]).astype(bool)
     t_tr = np.asarray(y_train[names[1]]).astype(float)
     if not e_tr.any():
         raise ValueError("all samples are censored")
-    t_sorted = np.sort(t_tr)  # values only: twice as fast as an argsort
+    t_sorted, e_sorted = _sorted_times(t_tr, e_tr)
     starts = np.flatnonzero(np.r_[True, t_sorted[1:] != t_sorted[:-1]])
     unique_time = t_sorted[starts]
-    total = np.diff(np.r_[starts, t_sorted.size])
+    ends = np.r_[starts[1:], t_sorted.size]
+    total = ends - starts
     if e_tr.all():
         grid, prob = unique_time, np.ones(unique_time.size)
     else:
-        event_times = np.sort(t_tr[e_tr])
-        n_events = np.searchsorted(event_times, unique_time, "right") - np.searchsorted(event_times, unique_time)
+        events_before = np.r_[0, np.cumsum(e_sorted)]
+        n_events = events_before[ends] - events_before[starts]
         censored = total - n_events
         at_risk = t_sorted.size - np.r_[0, np.cumsum(total)][:-1] - n_events
         ratio = np.divide(censored, at_risk, out=np.zeros(unique_time.size), where=censored != 0)
@@ -275,6 +278,16 @@ def censoring_weights(y_train: np.ndarray, event: np.ndarray, time: np.ndarray) 
     weights = np.zeros(is_event.size)
     weights[is_event] = 1.0 / g_hat
     return weights
+
+
+def _sorted_times(t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The times sorted, each with its event flag (ties in any order: only counts are used)."""
+    if t.size >= COMPILED_FROM and _numba_installed() and np.isfinite(t).all():
+        from riskmodel.stats.dominance import sort_with_flags  # imports numba: only for large sets
+
+        return sort_with_flags(t, e)
+    order = np.argsort(t)
+    return t[order], e[order]
 
 
 def integrated_brier(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarray, grid: Any) -> float:

@@ -17,12 +17,14 @@ FAST_FROM = 1000  # columns at least this long take the vectorised reading of pl
 # anything else (blanks, spaces, exponents, units, text) goes through pandas, one cell at a time.
 _PLAIN = r"^-?[0-9]+(\.[0-9]+)?$"
 _PLAIN_CHARS = 16
-_last: tuple[object, tuple[np.ndarray, np.ndarray] | None] = (None, None)
+_PYTHON_UNIQUES = 1000  # beyond this many distinct texts, a regular expression screens them first
+_last: tuple[object, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = (None, None)
 
 
-def plain_decimals(s: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
-    """For a long column of text: the mask of its plain decimal cells and their values (read by
-    Arrow in C); ``None`` for a short column, another dtype, or cells that are not all text.
+def plain_decimals(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """For a long column of text: the mask of its plain decimal cells, their values (read by
+    Arrow in C) and the mask of its blank cells; ``None`` for a short column, another dtype, or
+    cells that are not all text.
 
     The last column's answer is kept, so the blank check and the numeric coercion of one column
     read it once.
@@ -33,42 +35,65 @@ def plain_decimals(s: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
         return answer
     answer = None
     if s.dtype == object and len(s) >= FAST_FROM:
-        plain, values = _read_plain(s.iloc[:FAST_FROM])  # a text column (ids, categories) stops here
+        plain, values, blank = _read_plain(s.iloc[:FAST_FROM])  # a text column (ids, categories) stops here
         if plain is not None and plain.any():
-            plain, values = _read_plain(s)
-            answer = None if plain is None else (plain, values)
+            plain, values, blank = _read_plain(s)
+            answer = None if plain is None else (plain, values, blank)
     _last = (s, answer)
     return answer
 
 
-def _read_plain(s: pd.Series) -> tuple[np.ndarray | None, np.ndarray]:
+def _read_plain(s: pd.Series) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     import pyarrow as pa  # type: ignore[import-untyped]
     import pyarrow.compute as pc  # type: ignore[import-untyped]
 
     try:
         text = pa.array(s.to_numpy(), type=pa.string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers, dates or booleans among the cells
-        return None, np.empty(0)
+        return None, np.empty(0), np.empty(0)
     plain = pc.and_(
         pc.match_substring_regex(text, _PLAIN), pc.less_equal(pc.utf8_length(text), _PLAIN_CHARS)
     ).fill_null(False)
     values = pc.cast(text.filter(plain), pa.float64()).to_numpy(zero_copy_only=False)
-    return plain.to_numpy(zero_copy_only=False), values
+    blank = _text_blank(text, known=plain)
+    return plain.to_numpy(zero_copy_only=False), values, blank
+
+
+def _text_blank(text: Any, known: Any = None) -> np.ndarray:
+    """Where an Arrow text array is missing, or holds text that Python's ``str.strip()`` empties.
+    Python decides once per distinct text (``known`` numbers aside), so the rule is exactly the
+    slow path's; text with a visible ASCII character is not blank, which settles most of many."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    missing = pc.is_null(text)
+    pending = pc.invert(missing) if known is None else pc.invert(pc.or_(missing, known))
+    others = pc.unique(text.filter(pending))
+    if len(others) > _PYTHON_UNIQUES:  # identifiers: a visible ASCII character settles most of them
+        others = others.filter(pc.invert(pc.match_substring_regex(others, "[!-~]")))
+    empty = [v for v in others.to_pylist() if not v.strip()]
+    blank = pc.or_(missing, pc.is_in(text, value_set=pa.array(empty, type=pa.string()))) if empty else missing
+    return np.asarray(blank.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def blank_mask(s: pd.Series) -> pd.Series:
     """True where a cell is empty: NaN/None/NaT or only white space."""
     fast = plain_decimals(s)
-    if fast is not None:  # a plain decimal is not blank; the other cells are looked at one by one
-        plain = fast[0]
-        blank = np.zeros(len(s), dtype=bool)
-        if not plain.all():
-            blank[~plain] = _blank_cells(s[~plain]).to_numpy()  # (plain.any() holds: no full copy)
-        return pd.Series(blank, index=s.index)
+    if fast is not None:
+        return pd.Series(fast[2], index=s.index)
     return _blank_cells(s)
 
 
 def _blank_cells(s: pd.Series) -> pd.Series:
+    if s.dtype == object and len(s) >= FAST_FROM:  # a long text column: decided in Arrow
+        import pyarrow as pa
+
+        try:
+            text = pa.array(s.to_numpy(), type=pa.string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers, dates or booleans among the cells
+            pass
+        else:
+            return pd.Series(_text_blank(text), index=s.index)
     if s.dtype == object:
         uniques = pd.unique(s.dropna())
         empty = [v for v in uniques if isinstance(v, str) and not v.strip()]
@@ -147,7 +172,7 @@ def to_numeric(
         return pd.Series(np.nan, index=s.index)
     fast = plain_decimals(s)
     if fast is not None:  # plain decimals break no rule; the other cells go through pandas below
-        plain, values = fast
+        plain, values, _ = fast
         num = np.full(len(s), np.nan)
         num[plain] = values
         if not plain.all():

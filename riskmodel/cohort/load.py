@@ -293,7 +293,11 @@ def rename_columns(frame: pd.DataFrame, mapping: ColumnMapping, source: str) -> 
             f"{source}: none of its columns ({shown}) is a cohort column; "
             "is this the right file? (see data/README.md, or map names with --mapping)"
         )
-    out = frame[list(targets)].rename(columns=targets)
+    if list(targets) == names:  # every column kept, in order: new names, the same arrays
+        out = frame.copy(deep=False)
+        out.columns = pd.Index(list(targets.values()), dtype=object)
+    else:
+        out = frame[list(targets)].rename(columns=targets)
     for col, renames in mapping.values.items():
         if col in out.columns:
             lookup = {v: renames.get(str(v).strip(), v) for v in pd.unique(out[col].dropna())}

@@ -125,10 +125,12 @@ def _check_column(col: Column, s: pd.Series, rep: Reporter, needed: bool) -> pd.
     if col.kind == "category":
         return _check_category(col, s, blank, rep)
     if col.kind == "bool":
-        lookup = {v: _BOOL.get(str(v).strip().lower()) for v in pd.unique(s[~blank])}
-        mapped = s.map(lookup).where(~blank)
-        rep.add_rows(mapped.isna() & ~blank, "must be yes or no", col.name, s)
-        return mapped.astype("boolean")
+        codes, uniques = _distinct(s, blank)
+        answers = [_BOOL.get(str(v).strip().lower()) for v in uniques]
+        known = np.array([a is not None for a in answers] + [False])[codes]  # code -1 (blank): last
+        truth = np.array([bool(a) for a in answers] + [False])[codes]
+        rep.add_rows(pd.Series(~known & ~blank.to_numpy(), index=s.index), "must be yes or no", col.name, s)
+        return pd.Series(pd.arrays.BooleanArray(truth, ~known), index=s.index)
     if col.kind == "event":
         rule = "must be 0 (censored) or 1 (event)"
         num = to_numeric(s, col.name, rep, rule)
@@ -196,9 +198,13 @@ def _check_id(s: pd.Series, blank: pd.Series, rep: Reporter) -> pd.Series:
 
 def _check_category(col: Column, s: pd.Series, blank: pd.Series, rep: Reporter) -> pd.Series:
     assert col.allowed is not None
-    lookup = {v: normalise_category(col, v) for v in pd.unique(s[~blank])}
-    canon = s.map(lookup).where(~blank)
-    unknown = canon.isna() & ~blank
+    ordered = col.name == "response_3mo"
+    cats = list(reversed(RESPONSE_CATEGORIES)) if ordered else list(col.allowed)
+    codes, uniques = _distinct(s, blank)
+    place: dict[str | None, int] = {c: i for i, c in enumerate(cats)}
+    canon_codes = np.array([place.get(normalise_category(col, v), -1) for v in uniques] + [-1], dtype=np.int64)
+    cat_codes = canon_codes[codes]  # code -1 (blank) reads the last entry: missing
+    unknown = pd.Series((cat_codes < 0) & ~blank.to_numpy(), index=s.index)
     rule = f"must be one of {', '.join(col.allowed)}"
     if col.name == "pathological_grade" and unknown.any():
         g_code = unknown & s.astype(str).str.strip().str.lower().isin(_GRADE_CODES)
@@ -210,9 +216,14 @@ def _check_category(col: Column, s: pd.Series, blank: pd.Series, rep: Reporter) 
         )
         unknown &= ~g_code
     rep.add_rows(unknown, rule, col.name, s)
-    ordered = col.name == "response_3mo"
-    cats = list(reversed(RESPONSE_CATEGORIES)) if ordered else list(col.allowed)
-    return pd.Series(pd.Categorical(canon, categories=cats, ordered=ordered), index=s.index)
+    return pd.Series(pd.Categorical.from_codes(cat_codes, categories=pd.Index(cats), ordered=ordered), index=s.index)
+
+
+def _distinct(s: pd.Series, blank: pd.Series) -> tuple[np.ndarray, list[object]]:
+    """Each cell's code among the column's distinct non-blank cells (-1 for a blank one), and
+    those cells: one hashing pass, so a rule is decided once per distinct spelling."""
+    codes, uniques = pd.factorize(s.where(~blank))
+    return codes, list(uniques)
 
 
 def _check_rows(t: pd.DataFrame, rep: Reporter, *, fitting: bool = True) -> None:
