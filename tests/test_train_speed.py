@@ -1,0 +1,74 @@
+"""What makes the default ``train`` fast must not change a number: folds on two processes give the
+table of folds run here, xgboost on one thread gives the trees of every thread, and the rule that
+picks the processes keeps a large cohort in one process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from riskmodel.cohort import load_bundled, survival_data
+from riskmodel.features import ClinicalFeatures
+from riskmodel.models import GradientBoostingSurvival
+from riskmodel.models.competing_trees import CauseSpecificBoosting
+from riskmodel.models.forest import LARGE_COHORT
+from riskmodel.stats import survival_array
+from riskmodel.validation import cross_validate
+from riskmodel.workflow.develop import PARALLEL_FROM_UNITS, local_jobs
+
+
+@pytest.fixture(scope="module")
+def lc_competing() -> tuple[pd.DataFrame, np.ndarray]:
+    data = survival_data(load_bundled(), "lc", landmark_months=3, feature_columns=["response_3mo"], competing=True)
+    return data.X, data.y
+
+
+def boosting_pipeline(n_jobs: int | None = None) -> Pipeline:
+    model = CauseSpecificBoosting(n_estimators=30, learning_rate=0.05, max_depth=2, n_jobs=n_jobs)
+    return Pipeline([("features", ClinicalFeatures("study", landmark_months=3)), ("model", model)])
+
+
+def test_folds_on_two_processes_give_exactly_the_folds_run_here(lc_competing: tuple[pd.DataFrame, np.ndarray]) -> None:
+    X, y = lc_competing
+    here = cross_validate(boosting_pipeline(), X, y, [6, 12], n_splits=3, n_repeats=2, seed=5, n_jobs=1)
+    apart = cross_validate(boosting_pipeline(), X, y, [6, 12], n_splits=3, n_repeats=2, seed=5, n_jobs=2)
+    assert len(here.folds) == 6
+    pd.testing.assert_frame_equal(here.folds, apart.folds, check_exact=True)  # tolerance 0: bit for bit
+    assert here.fold_warnings == apart.fold_warnings
+    assert here.failures == apart.failures
+
+
+def test_xgboost_on_one_thread_grows_the_trees_of_every_thread(lc_competing: tuple[pd.DataFrame, np.ndarray]) -> None:
+    X, y = lc_competing
+    Z = ClinicalFeatures("study", landmark_months=3).fit_transform(X)
+    target = survival_array(y["event"], y["time"])  # the event of interest, competing deaths censored
+    default = GradientBoostingSurvival(n_estimators=40, max_depth=2).fit(Z, target)
+    every_core = GradientBoostingSurvival(n_estimators=40, max_depth=2, n_jobs=-1).fit(Z, target)
+    assert default.booster_.save_raw("json") == every_core.booster_.save_raw("json")  # the same trees, exactly
+    np.testing.assert_array_equal(default.predict_risk(Z), every_core.predict_risk(Z))
+
+
+@pytest.mark.parametrize(
+    ("n_jobs", "patients", "threads"),
+    [(None, 36, 1), (None, 9_999, 1), (None, 10_000, 0), (None, 10**6, 0), (1, 10**6, 1), (-1, 36, 0), (3, 36, 3)],
+)
+def test_xgboost_threads_follow_n_jobs_else_the_cohort_size(n_jobs: int | None, patients: int, threads: int) -> None:
+    assert GradientBoostingSurvival(n_jobs=n_jobs)._threads(patients) == threads  # 0: xgboost's every core
+
+
+@pytest.mark.parametrize(
+    ("patients", "folds", "jobs"),
+    [
+        (36, 30, -1),
+        (36, PARALLEL_FROM_UNITS, -1),
+        (36, PARALLEL_FROM_UNITS - 1, 1),
+        (LARGE_COHORT, 30, 1),
+        (10**5, 5, 1),
+    ],
+)
+def test_folds_go_to_every_core_only_for_a_small_cohort_with_enough_of_them(
+    patients: int, folds: int, jobs: int
+) -> None:
+    assert local_jobs(patients, folds) == jobs
