@@ -1,21 +1,27 @@
 """What makes the default ``train`` fast must not change a number: folds on two processes give the
-table of folds run here, xgboost on one thread gives the trees of every thread, and the rule that
-picks the processes keeps a large cohort in one process."""
+table of folds run here, xgboost on one thread gives the trees of every thread, a bootstrap
+resample's features taken from the original data's give its own, and the rule that picks the
+processes keeps a large cohort in one process."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from riskmodel.cohort import load_bundled, survival_data
+from riskmodel.cohort.synthetic import generate
 from riskmodel.features import ClinicalFeatures
+from riskmodel.features.clinical import FEATURE_SETS
 from riskmodel.models import GradientBoostingSurvival
+from riskmodel.models.competing import CauseSpecificCox
 from riskmodel.models.competing_trees import CauseSpecificBoosting
 from riskmodel.models.forest import LARGE_COHORT
 from riskmodel.stats import survival_array
-from riskmodel.validation import cross_validate
+from riskmodel.validation import cross_validate, validate
+from riskmodel.validation.bootstrap import validation_metrics
 from riskmodel.workflow.develop import PARALLEL_FROM_UNITS, local_jobs
 
 
@@ -72,3 +78,28 @@ def test_folds_go_to_every_core_only_for_a_small_cohort_with_enough_of_them(
     patients: int, folds: int, jobs: int
 ) -> None:
     assert local_jobs(patients, folds) == jobs
+
+
+@pytest.mark.parametrize("feature_set", list(FEATURE_SETS))
+def test_features_transform_row_by_row_so_a_resample_reuses_the_original_datas_rows(feature_set: str) -> None:
+    # the bootstrap transforms the original data once per resample and takes the resample's rows of it
+    data = survival_data(generate(200, seed=4), "os", landmark_months=3, feature_columns=["response_3mo"])
+    idx = np.random.default_rng(0).integers(0, len(data.y), len(data.y))
+    step = ClinicalFeatures(feature_set, landmark_months=3, stage_coding="onehot").fit(data.X.iloc[idx], data.y[idx])
+    np.testing.assert_array_equal(step.transform(data.X)[idx], step.transform(data.X.iloc[idx]))  # exactly
+
+
+def test_the_bootstrap_gives_each_resample_the_optimism_of_its_own_transform(
+    lc_competing: tuple[pd.DataFrame, np.ndarray],
+) -> None:
+    X, y = lc_competing
+    pipe = Pipeline([("features", ClinicalFeatures("study", landmark_months=3)), ("model", CauseSpecificCox(0.1))])
+    result = validate(pipe, X, y, [6, 12], n_resamples=3, seed=8)
+    rng = np.random.default_rng(np.random.SeedSequence(8).spawn(3)[0])  # resample 0, as validate draws it
+    idx = rng.integers(0, len(y), len(y))
+    fitted = clone(pipe).fit(X.iloc[idx], y[idx])
+    boot = validation_metrics(fitted, X.iloc[idx], y[idx], [6, 12])  # each transforming its own rows
+    orig = validation_metrics(fitted, X, y, [6, 12])
+    row = result.per_resample.set_index("resample").loc[0]
+    for key in boot:
+        np.testing.assert_equal(row[key], boot[key] - orig[key])  # tolerance 0 (NaN equals NaN)
