@@ -1,7 +1,8 @@
 """What makes the default ``train`` fast must not change a number: folds on two processes give the
 table of folds run here, xgboost on one thread gives the trees of every thread, a bootstrap
-resample's features taken from the original data's give its own, and the rule that picks the
-processes keeps a large cohort in one process."""
+resample's features taken from the original data's give its own, the integrated Brier score of a
+CIF computed for all times at once gives the per-time scores' trapezoid, and the rule that picks
+the processes keeps a large cohort in one process."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from riskmodel.models import GradientBoostingSurvival
 from riskmodel.models.competing import CauseSpecificCox
 from riskmodel.models.competing_trees import CauseSpecificBoosting
 from riskmodel.models.forest import LARGE_COHORT
-from riskmodel.stats import survival_array
+from riskmodel.stats import competing_array, competing_metrics, survival_array
+from riskmodel.stats.competing_metrics import cif_brier, cif_integrated_brier
 from riskmodel.validation import cross_validate, validate
 from riskmodel.validation.bootstrap import validation_metrics
 from riskmodel.workflow.develop import PARALLEL_FROM_UNITS, local_jobs
@@ -103,3 +105,28 @@ def test_the_bootstrap_gives_each_resample_the_optimism_of_its_own_transform(
     row = result.per_resample.set_index("resample").loc[0]
     for key in boot:
         np.testing.assert_equal(row[key], boot[key] - orig[key])  # tolerance 0 (NaN equals NaN)
+
+
+@pytest.mark.parametrize("block", [1_000_000, 50])  # one block of times, and a block of 2 times at a time
+def test_the_integrated_cif_brier_is_the_trapezoid_of_each_times_brier_to_the_bit(
+    lc_competing: tuple[pd.DataFrame, np.ndarray], monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    _, y = lc_competing
+    train, test = y[::2], y[1::2]
+    grid = np.linspace(1.0, float(test["time"].max()) - 0.5, 25)
+    rng = np.random.default_rng(2)
+    cif = np.sort(rng.uniform(0, 0.6, (len(test), grid.size)), axis=1)  # non-decreasing in time
+    monkeypatch.setattr(competing_metrics, "GRID_BLOCK", block)
+    each = [cif_brier(train, test, cif[:, k], float(t)) for k, t in enumerate(grid)]
+    expected = float(np.trapezoid(each, grid) / (grid[-1] - grid[0]))
+    assert cif_integrated_brier(train, test, cif, grid) == expected  # tolerance 0
+
+
+def test_the_integrated_cif_brier_refuses_a_time_where_a_weight_is_one_over_zero() -> None:
+    # every training patient is censored or has had an event by month 3: G(t) = 0 from then on
+    train = competing_array(np.array([1, 0, 0]), np.array([1.0, 2.0, 3.0]))
+    test = competing_array(np.array([1, 2, 0, 1]), np.array([1.0, 2.0, 5.0, 6.0]))
+    cif = np.tile([0.1, 0.3, 0.5], (4, 1))
+    with pytest.raises(ValueError, match=r"G reaches 0 before 4: IPCW weights are undefined"):
+        cif_integrated_brier(train, test, cif, np.array([1.5, 2.5, 4.0]))
+    assert np.isfinite(cif_integrated_brier(train, test, cif[:, :2], np.array([1.5, 2.5])))
