@@ -7,7 +7,9 @@ with scikit-survival's own CoxPHSurvivalAnalysis, RandomSurvivalForest and
 GradientBoostingSurvivalAnalysis, same hyperparameters, on the same feature matrices, with no
 metrics, no tracking and no model files. The ratio is what riskmodel's evaluation, MLflow
 tracking and pickle-free saving cost on top of the bare fits. Each side runs in its own process,
-so peak memory (max RSS) is measured separately.
+so peak memory (max RSS) is measured separately, and so is CPU time (user + system, with the
+worker processes each side starts): on a machine shared with other jobs the wall time grows with
+their load, which is printed beside it (the 1-minute load average before and after).
 
 Run: ``python benchmarks/train_default.py``
 """
@@ -73,15 +75,16 @@ def baseline() -> None:
                     make().fit(X[train], y[train])
 
 
-def measure(cmd: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one child process."""
+def measure(cmd: list[str], cwd: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system, the process and the worker
+    processes it waited for) of one child process."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -92,26 +95,36 @@ def main() -> None:
     if args.part == "baseline":
         baseline()
         return
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         ours = measure(
             [sys.executable, "-m", "riskmodel", "train", str(REPO / "experiments" / "default.yaml")], Path(tmp)
         )
         base = measure([sys.executable, str(Path(__file__).resolve()), "--part", "baseline"], Path(tmp))
+    load = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} cores"
     if args.json:
         print(
             json.dumps(
                 {
-                    "note": "peak = max RSS of each whole process",
-                    "ours": {"seconds": ours[0], "peak_mib": ours[1]},
-                    "baseline": {"seconds": base[0], "peak_mib": base[1], "name": "plain scikit-survival, same fits"},
+                    "note": "peak = max RSS of each whole process; cpu = user + system, with its workers",
+                    "load_average": load,
+                    "ratio": {"wall": ours[0] / base[0], "cpu": ours[2] / base[2], "peak": ours[1] / base[1]},
+                    "ours": {"seconds": ours[0], "peak_mib": ours[1], "cpu_seconds": ours[2]},
+                    "baseline": {
+                        "seconds": base[0],
+                        "peak_mib": base[1],
+                        "cpu_seconds": base[2],
+                        "name": "plain scikit-survival, same fits",
+                    },
                 }
             )
         )
         return
-    print(f"{'':34} {'wall s':>8} {'peak MiB':>9}")
-    print(f"{'riskmodel train (default)':34} {ours[0]:>8.1f} {ours[1]:>9.0f}")
-    print(f"{'plain scikit-survival, same fits':34} {base[0]:>8.1f} {base[1]:>9.0f}")
-    print(f"{'ratio':34} {ours[0] / base[0]:>8.2f} {ours[1] / base[1]:>9.2f}")
+    print(f"{'':34} {'wall s':>8} {'CPU s':>8} {'peak MiB':>9}")
+    print(f"{'riskmodel train (default)':34} {ours[0]:>8.1f} {ours[2]:>8.1f} {ours[1]:>9.0f}")
+    print(f"{'plain scikit-survival, same fits':34} {base[0]:>8.1f} {base[2]:>8.1f} {base[1]:>9.0f}")
+    print(f"{'ratio':34} {ours[0] / base[0]:>8.2f} {ours[2] / base[2]:>8.2f} {ours[1] / base[1]:>9.2f}")
+    print(f"load average: {load}")
 
 
 if __name__ == "__main__":

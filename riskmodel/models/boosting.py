@@ -49,6 +49,10 @@ __all__ = ["XGBOOST_ONLY", "BoostingFile", "GradientBoostingSurvival"]
 
 # the parameters scikit-survival's boosting has no equivalent for (module docstring)
 XGBOOST_ONLY = ("min_child_weight", "reg_lambda", "reg_alpha", "n_jobs")
+# below this many patients xgboost runs on one thread unless n_jobs says otherwise: a tree of a few
+# hundred rows is built in microseconds, and OpenMP's thread start and spin-waits cost far more than
+# that (10x the fit's CPU on 36 patients, more on a loaded machine); one thread gives the same trees
+THREADED_FROM = 10_000
 
 
 class BoostingFile(StateFile):
@@ -149,10 +153,14 @@ class GradientBoostingSurvival(SurvivalEstimator):
                 "reg_lambda": self.reg_lambda,
                 "reg_alpha": self.reg_alpha,
                 "seed": self.random_state,
-                "nthread": self.n_jobs or 0,
+                "nthread": self._threads(len(Xa)),
             }
             # QuantileDMatrix: the hist method's binned copy only, not a second full float matrix
-            self.booster_ = xgb.train(params, xgb.QuantileDMatrix(Xa, label=label), num_boost_round=self.n_estimators)
+            self.booster_ = xgb.train(
+                params,
+                xgb.QuantileDMatrix(Xa, label=label, nthread=params["nthread"]),
+                num_boost_round=self.n_estimators,
+            )
         else:
             from sksurv.ensemble import GradientBoostingSurvivalAnalysis
 
@@ -166,6 +174,13 @@ class GradientBoostingSurvival(SurvivalEstimator):
             ).fit(Xa, y)
         self.event_times_, self.baseline_cumhaz_ = breslow_cumulative_hazard(time, event, self._margin(Xa))
         return self
+
+    def _threads(self, n: int) -> int:
+        """xgboost's ``nthread``: ``n_jobs`` if set (-1 or 0: every core), else every core from
+        :data:`THREADED_FROM` patients and one below."""
+        if self.n_jobs is not None:
+            return max(self.n_jobs, 0)
+        return 0 if n >= THREADED_FROM else 1
 
     def leaf_values(self) -> tuple[np.ndarray, float]:
         """xgboost only: (leaf value per tree and node id, in float64; the margin's base offset).
@@ -203,7 +218,11 @@ class GradientBoostingSurvival(SurvivalEstimator):
             rows = np.arange(table.shape[0])
             for start in range(0, len(Xa), 100_000):
                 part = Xa[start : start + 100_000]
-                leaf = self.booster_.predict(xgb.DMatrix(part), pred_leaf=True).astype(np.int64).reshape(len(part), -1)
+                leaf = (
+                    self.booster_.predict(xgb.DMatrix(part, nthread=self._threads(len(Xa))), pred_leaf=True)
+                    .astype(np.int64)
+                    .reshape(len(part), -1)
+                )
                 out[start : start + len(part)] = offset + table[rows[None, :], leaf].sum(axis=1)
             return out
         return np.asarray(self.model_.predict(Xa), dtype=float)

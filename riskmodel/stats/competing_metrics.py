@@ -111,6 +111,9 @@ class _Censoring:
         return np.asarray(np.r_[1.0, self.surv][k], dtype=float)
 
 
+GRID_BLOCK = 1_000_000  # IPCW weights held at once by the integrated Brier score (times × patients)
+
+
 def _horizon_weights(g: _Censoring, cause: np.ndarray, time: np.ndarray, horizon: float) -> np.ndarray:
     """IPCW weight of each test patient at ``horizon`` (0 for a patient censored by then)."""
     before = (time <= horizon) & (cause != 0)
@@ -312,12 +315,35 @@ def cif_integrated_brier(y_train: Any, y_test: Any, cif: Any, grid: Any) -> floa
         raise ValueError(f"cif has shape {est.shape}, expected {(time.size, times.size)}")
     if times.min() < 0 or times.max() >= time.max():
         raise ValueError(f"time points must lie before the end of the test follow-up ({time.max():g}), and not below 0")
-    g = _Censoring(y_train)
-    scores = [
-        float(np.mean(_horizon_weights(g, cause, time, float(t)) * np.square(((time <= t) & (cause == 1)) - est[:, k])))
-        for k, t in enumerate(times)
-    ]
+    scores = _brier_over_grid(_Censoring(y_train), cause, time, est, times)
     return float(np.trapezoid(scores, times) / (times[-1] - times[0]))
+
+
+def _brier_over_grid(
+    g: _Censoring, cause: np.ndarray, time: np.ndarray, est: np.ndarray, times: np.ndarray
+) -> list[float]:
+    """:func:`cif_brier` at every time of ``times`` (``est``: patients × times), a block of times at
+    a time (at most :data:`GRID_BLOCK` weights in memory): the weights of :func:`_horizon_weights`
+    for a block at once, each time's mean over patients taken over a contiguous row, as the
+    one-time score takes it, so every score is the same to the bit."""
+    g_own = g.before(time)  # G(T_i−), whatever the time
+    step = max(1, GRID_BLOCK // max(time.size, 1))
+    scores: list[float] = []
+    for start in range(0, times.size, step):
+        block = times[start : start + step]
+        before = (time[None, :] <= block[:, None]) & (cause != 0)[None, :]  # times × patients
+        after = time[None, :] > block[:, None]
+        g_h = g.at(block)
+        bad = (before & (g_own <= 0)[None, :]).any(axis=1) | (after.any(axis=1) & (g_h <= 0))
+        if bad.any():
+            t = float(block[int(np.argmax(bad))])
+            raise ValueError(f"the censoring survival G reaches 0 before {t:g}: IPCW weights are undefined")
+        with np.errstate(divide="ignore"):
+            w = np.where(before, 1.0 / g_own[None, :], np.where(after, 1.0 / g_h[:, None], 0.0))
+        outcome = before & (cause == 1)[None, :]
+        squared = np.ascontiguousarray(w * np.square(outcome - est[:, start : start + step].T))
+        scores += [float(np.mean(row)) for row in squared]
+    return scores
 
 
 def competing_metric_names(horizons: Sequence[float]) -> list[str]:

@@ -55,7 +55,7 @@ class Validation:
 
 
 def validation_metrics(
-    model: Any, X: pd.DataFrame, y: np.ndarray, window: EvaluationWindow | Sequence[float]
+    model: Any, X: pd.DataFrame, y: np.ndarray, window: EvaluationWindow | Sequence[float], *, Z: Any = None
 ) -> dict[str, float]:
     """Discrimination, IBS and calibration of a fitted pipeline on (X, y), in the evaluation window.
 
@@ -68,9 +68,12 @@ def validation_metrics(
     calibration slope of the CIF (the Fine-Gray coefficient of cloglog F̂_1(h), Austin et al. 2022;
     :func:`riskmodel.validation.competing.cif_slope_at`) and ``calibration_oe_<h>``, the observed
     Aalen-Johansen CIF over the mean predicted one (1 is ideal); no overall slope.
+
+    ``Z``: ``model[:-1].transform(X)``, when the caller has it already (not transformed again).
     """
     w = as_window(window, y)
-    Z = model[:-1].transform(X)
+    if Z is None:
+        Z = model[:-1].transform(X)
     estimator = model[-1]
     out = performance_metrics(estimator, Z, y, y, w)
     out.pop("ibs_km", None)
@@ -106,6 +109,11 @@ def _fits_by_maximum_likelihood(estimator: Any) -> bool:
     return isinstance(estimator, CoxPH) and estimator.penalty == 0
 
 
+def _rows(Z: Any, idx: np.ndarray) -> Any:
+    """Rows ``idx`` of a feature matrix (an array, or a DataFrame from a declared cohort's features)."""
+    return Z.iloc[idx] if isinstance(Z, pd.DataFrame) else Z[idx]
+
+
 def _one_resample(
     pipeline: Any, X: pd.DataFrame, y: np.ndarray, window: EvaluationWindow, seed: np.random.SeedSequence
 ) -> tuple[dict[str, float] | None, str | None]:
@@ -117,14 +125,17 @@ def _one_resample(
     try:
         with own_warnings_silenced():
             fitted.fit(X.iloc[idx], y[idx])
+            # the feature steps transform row by row, so the resample's rows of the original data's
+            # features are its own features: one transform serves both scores
+            Z = fitted[:-1].transform(X)
             if _fits_by_maximum_likelihood(fitted[-1]):
                 # rms::validate leaves out the resamples whose cph refit fails: separation (no
                 # maximum in 10 iterations) or a coefficient that is not estimable
-                why = rms_fit_failure(fitted[:-1].transform(X.iloc[idx]), y[idx])
+                why = rms_fit_failure(_rows(Z, idx), y[idx])
                 if why is not None:
                     return None, why
-            boot = validation_metrics(fitted, X.iloc[idx], y[idx], window)
-            orig = validation_metrics(fitted, X, y, window)
+            boot = validation_metrics(fitted, X.iloc[idx], y[idx], window, Z=_rows(Z, idx))
+            orig = validation_metrics(fitted, X, y, window, Z=Z)
     except NUMERICAL_FAILURES as exc:
         if is_own_error(exc):
             raise

@@ -78,6 +78,7 @@ def cross_validate(
     n_splits: int = 3,
     n_repeats: int = 10,
     seed: int = 0,
+    n_jobs: int = 1,
     progress: Callable[[], None] | None = None,
 ) -> CrossValidation:
     """Repeated K-fold, stratified on the event indicator (on the cause, 0/1/2, for a competing-risks
@@ -89,7 +90,8 @@ def cross_validate(
     ``window``: the :class:`~riskmodel.metrics.EvaluationWindow` every fold is scored in (a list of
     horizons gives the window of the whole of ``y``). A fold whose fit fails numerically is counted
     in ``failed_fits`` (with its reason), not dropped silently; riskmodel's own errors (a bad
-    parameter) stop the run.
+    parameter) stop the run. ``n_jobs``: local processes for the folds (-1: every core; on a Dask
+    cluster in use, its workers); the table is the same bit for bit whatever it is.
     """
     w = as_window(window, y)
     splitter = stratified_splitter(stratification_labels(y), n_splits, n_repeats, seed)
@@ -107,7 +109,7 @@ def cross_validate(
     # folds run here, on local cores or on the Dask cluster in use (riskmodel.core.parallel); their
     # results come back in fold order, so the table is the same wherever they ran
     for (repeat, fold), (metrics, notes, failure) in zip(
-        places, parallel_map(_one_fold, units, shared=(pipeline, X, y, w, names)), strict=True
+        places, parallel_map(_one_fold, units, shared=(pipeline, X, y, w, names), n_jobs=n_jobs), strict=True
     ):
         noted += notes
         if failure is not None:

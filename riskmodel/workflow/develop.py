@@ -22,6 +22,7 @@ from riskmodel.explain import explain, mean_abs, permutation_importance
 from riskmodel.features import ClinicalFeatures
 from riskmodel.models import CoxPH, MultipleImputationSurvival, pooled_hazard_ratios
 from riskmodel.models.competing import CauseSpecificCox
+from riskmodel.models.forest import LARGE_COHORT
 from riskmodel.models.registry import SPECS, build_family
 from riskmodel.reporting.shap_global import global_figures
 from riskmodel.scoring import RiskModel
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 EXPLAIN_SAMPLE = 1000  # patients behind the global explanations of a larger cohort
+PARALLEL_FROM_UNITS = 4  # fewer fits than this do not pay for sending the cohort to another process
 
 
 @dataclass
@@ -188,6 +190,7 @@ def internal_validation(
             n_splits=scheme.n_splits,
             n_repeats=scheme.n_repeats,
             seed=config.seed,
+            n_jobs=local_jobs(len(sd.y), scheme.n_splits * scheme.n_repeats),
             progress=tick,
         )
     else:
@@ -221,6 +224,14 @@ def internal_validation(
     elif SPECS[family].memorises_resamples and config.evaluation.plan == "auto":
         notes.append(f"{label}: {scheme.describe_bootstrap()}")
     return cv, fitted, validation, notes
+
+
+def local_jobs(n_patients: int, n_units: int) -> int:
+    """Processes for a small cohort's cross-validation folds: every core (-1) from
+    :data:`PARALLEL_FROM_UNITS` folds below :data:`~riskmodel.models.forest.LARGE_COHORT` patients,
+    where each fit runs on one core; otherwise one, and the families' own fits use the cores
+    (``n_jobs`` of the forest and of xgboost) without a copy of the cohort in every process."""
+    return -1 if n_units >= PARALLEL_FROM_UNITS and n_patients < LARGE_COHORT else 1
 
 
 def cv_metrics(cv: CrossValidation) -> dict[str, float]:
