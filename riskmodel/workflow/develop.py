@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 EXPLAIN_SAMPLE = 1000  # patients behind the global explanations of a larger cohort
+# above SHAP_LARGE_COHORT patients, SHAP explains SHAP_SAMPLE_LARGE of them: TreeSHAP's cost grows with
+# the leaves of each tree (√n patients a tree), and a competing model's exact values with 2^p predictions
+SHAP_LARGE_COHORT, SHAP_SAMPLE_LARGE = 20_000, 200
 DEPENDENCE_FEATURES = ("d90", "recurrence_interval", "volume")
 
 
@@ -349,21 +352,30 @@ def global_explanation(fitted: Pipeline, X: pd.DataFrame, y: np.ndarray, label: 
     permutation importance on Harrell's C with intervals over 20 shuffles.
 
     Above :data:`EXPLAIN_SAMPLE` patients both use a seeded random sample of that many (TreeSHAP
-    of a deep forest costs ~20 ms a patient; a mean |SHAP| is precise long before 100,000).
+    of a deep forest costs ~20 ms a patient; a mean |SHAP| is precise long before 100,000). Above
+    :data:`SHAP_LARGE_COHORT` patients SHAP uses a seeded :data:`SHAP_SAMPLE_LARGE` of those (a
+    100,000-patient forest's trees have ~3× the leaves of a 10,000-patient one's), and the labels
+    say how many patients each explanation read.
     """
     rows = np.arange(len(y))
+    perm_label = label
     if len(rows) > EXPLAIN_SAMPLE:
         rows = np.sort(np.random.default_rng(seed).choice(rows, EXPLAIN_SAMPLE, replace=False))
-        label = f"{label} ({EXPLAIN_SAMPLE} sampled patients)"
-    explanation = explain(fitted, X.iloc[rows])
+        label = perm_label = f"{label} ({EXPLAIN_SAMPLE} sampled patients)"
+    shap_rows = rows
+    if len(y) > SHAP_LARGE_COHORT:
+        shap_rows = np.sort(np.random.default_rng(seed).choice(rows, SHAP_SAMPLE_LARGE, replace=False))
+        label = label.replace(f"({EXPLAIN_SAMPLE} sampled", f"({SHAP_SAMPLE_LARGE} sampled")
+    explanation = explain(fitted, X.iloc[shap_rows])
     names = list(explanation.feature_names)
     metrics = {f"shap_mean_abs_{name}": float(v) for name, v in mean_abs(explanation).items()}
-    importance = permutation_importance(fitted[-1], explanation.data, y[rows], names, seed=seed)
+    data = explanation.data if shap_rows is rows else np.asarray(fitted[:-1].transform(X.iloc[rows]), dtype=float)
+    importance = permutation_importance(fitted[-1], data, y[rows], names, seed=seed)
     figures = {
         "plots/shap_beeswarm.png": figure_png(shap_beeswarm(explanation, f"{label}: SHAP of the risk score")),
         "plots/shap_bar.png": figure_png(shap_bar(explanation, f"{label}: mean |SHAP| of the risk score")),
         "plots/permutation_importance.png": figure_png(
-            importance_plot(importance, f"{label}: permutation importance (in-sample)")
+            importance_plot(importance, f"{perm_label}: permutation importance (in-sample)")
         ),
     }
     for name in names:
