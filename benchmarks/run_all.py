@@ -30,8 +30,10 @@ Cases (``--quick`` shrinks every size for a smoke run):
 * ``train_default``: ``riskmodel train`` of the default experiment against the same fits in plain
   scikit-survival (``benchmarks/train_default.py``).
 * ``train_scale_<n>``: ``riskmodel train`` end to end (all families, both endpoints, the sized
-  evaluation plan) on n synthetic patients: wall time, peak memory, held-out C beside the oracle C
-  (``benchmarks/train_scale.py``; no baseline).
+  evaluation plan) on n synthetic patients: wall time, CPU time, peak memory, held-out C beside the
+  oracle C (``benchmarks/train_scale.py``; no baseline). ``train_scale_100000_dask``: the 100,000
+  run again through a scheduler and two workers started as separate processes, its metrics
+  compared with the local run's (``dask_identical``).
 
 Writes ``benchmarks/results.json`` and ``benchmarks/RESULTS.md``. Run:
 ``python benchmarks/run_all.py [--quick] [--cases forest_10000 cindex_1000000 ...]``.
@@ -308,9 +310,10 @@ def case_train(quick: bool) -> dict[str, Any]:
     return result
 
 
-def case_train_scale(n: int) -> dict[str, Any]:
-    """``riskmodel train`` end to end on n synthetic patients (benchmarks/train_scale.py)."""
-    cmd = [sys.executable, str(HERE / "train_scale.py"), str(n), "--json"]
+def case_train_scale(n: int, dask: bool = False) -> dict[str, Any]:
+    """``riskmodel train`` end to end on n synthetic patients (benchmarks/train_scale.py); ``dask``:
+    also through a scheduler and two workers started as separate processes, metrics compared."""
+    cmd = [sys.executable, str(HERE / "train_scale.py"), str(n), "--json", *(["--dask"] if dask else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
@@ -348,6 +351,7 @@ CASES: dict[str, Callable[[bool], dict[str, Any]]] = {
         f"train_scale_{n}": (lambda q, n=n: case_train_scale(n if not q else n // 100))
         for n in (10_000, 100_000, 1_000_000)
     },
+    "train_scale_100000_dask": lambda q: case_train_scale(100_000 if not q else 1_000, dask=True),
     "shap_forest_1000": case_shap,
 }
 

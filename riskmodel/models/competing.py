@@ -102,12 +102,16 @@ def aalen_johansen_cif(
         dh[k][:, np.searchsorted(grid, t[keep])] = d[:, keep]
     q = dh.sum(axis=0)
     over = q > 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(over, dh / q, dh)
-    infinite = np.isinf(dh)
-    if infinite.any():  # an infinite hazard takes the whole jump, shared among the infinite ones
-        share = np.where(np.isinf(q), infinite / np.maximum(infinite.sum(axis=0), 1), share)
-    after = np.cumprod(np.where(over, 0.0, 1.0 - q), axis=1)
+    if over.any() or np.isinf(dh).any():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(over, dh / q, dh)
+        infinite = np.isinf(dh)
+        if infinite.any():  # an infinite hazard takes the whole jump, shared among the infinite ones
+            share = np.where(np.isinf(q), infinite / np.maximum(infinite.sum(axis=0), 1), share)
+        after = np.cumprod(np.where(over, 0.0, 1.0 - q), axis=1)
+    else:  # the usual case, without a capped jump: the same values without the temporaries
+        share = dh
+        after = np.cumprod(1.0 - q, axis=1)
     before = np.concatenate([np.ones((n, 1)), after[:, :-1]], axis=1)
     cif = np.cumsum(before[None] * share, axis=2)
     idx = np.searchsorted(grid, horizons, side="right") - 1
@@ -201,23 +205,31 @@ class CompetingRiskEstimator(SurvivalEstimator):
         """The times at which the component's cumulative hazard may jump."""
         raise NotImplementedError
 
-    def _jumps(self, model: SurvivalEstimator, X: Any) -> np.ndarray:  # pragma: no cover - every family overrides
-        """The component's cumulative-hazard increments at :meth:`_jump_times` (patients × times, ≥ 0)."""
+    def _jumps(self, model: SurvivalEstimator, X: Any, count: int) -> np.ndarray:  # pragma: no cover
+        """The component's cumulative-hazard increments at the first ``count`` of :meth:`_jump_times`
+        (patients × count, ≥ 0): the later ones cannot change a CIF up to the last horizon asked."""
         raise NotImplementedError
+
+    def _jump_count(self, model: SurvivalEstimator, until: float) -> int:
+        """How many of the component's jump times are ≤ ``until``."""
+        return int(np.searchsorted(self._jump_times(model), until, side="right"))
 
     def _incidence(self, X: Any, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(CIFs: 2 × n × times, event-free: n × times), in blocks of patients that keep memory bounded."""
         check_is_fitted(self, "models_")
         Xa = self._check_features(X)
-        fitted = [m for m in self.models_ if m is not None]
-        grid = sum(int((self._jump_times(m) <= times.max()).sum()) for m in fitted)
-        block = max(1, _CELLS // max(grid, 1))
+        until = float(times.max()) if times.size else -math.inf
+        # each cause's jump times up to the last horizon (increasing: a prefix)
+        jt = [self._jump_times(m)[: self._jump_count(m, until)] if m is not None else np.empty(0) for m in self.models_]
+        block = max(1, _CELLS // max(sum(t.size for t in jt), 1))
         cifs, survs = [], []
         for start in range(0, len(Xa), block):
             part = X.iloc[start : start + block] if isinstance(X, pd.DataFrame) else Xa[start : start + block]
             rows = len(part)
-            jt = [self._jump_times(m) if m is not None else np.empty(0) for m in self.models_]
-            dh = [self._jumps(m, part) if m is not None else np.empty((rows, 0)) for m in self.models_]
+            dh = [
+                self._jumps(m, part, t.size) if m is not None else np.empty((rows, 0))
+                for m, t in zip(self.models_, jt, strict=True)
+            ]
             cif, surv = aalen_johansen_cif(jt, dh, times)
             cifs.append(cif)
             survs.append(surv)
@@ -352,9 +364,9 @@ class CauseSpecificCox(CompetingRiskEstimator):
     def _jump_times(self, model: SurvivalEstimator) -> np.ndarray:
         return np.asarray(model.event_times_, dtype=float)
 
-    def _jumps(self, model: SurvivalEstimator, X: Any) -> np.ndarray:
+    def _jumps(self, model: SurvivalEstimator, X: Any, count: int) -> np.ndarray:
         with np.errstate(over="ignore"):
-            return np.outer(np.exp(model.predict_risk(X)), np.diff(model.baseline_cumhaz_, prepend=0.0))
+            return np.outer(np.exp(model.predict_risk(X)), np.diff(model.baseline_cumhaz_[:count], prepend=0.0))
 
     def hazard_ratio_tables(self, names: Sequence[str] | None = None) -> dict[int, pd.DataFrame]:
         """Per cause (1, 2): term, coef, se, hr, lower, upper (95% CI), p, from each component's

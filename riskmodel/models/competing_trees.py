@@ -86,9 +86,9 @@ class CauseSpecificForest(CompetingRiskEstimator):
     def _jump_times(self, model: SurvivalEstimator) -> np.ndarray:
         return np.asarray(model.model_.unique_times_, dtype=float)
 
-    def _jumps(self, model: SurvivalEstimator, X: Any) -> np.ndarray:
-        _, cumhaz = model.cumulative_hazard_matrix(X)
-        return np.diff(cumhaz, axis=1, prepend=0.0)
+    def _jumps(self, model: SurvivalEstimator, X: Any, count: int) -> np.ndarray:
+        _, cumhaz = model.cumulative_hazard_matrix(X, until=self._jump_times(model)[count - 1] if count else -np.inf)
+        return np.diff(cumhaz[:, :count], axis=1, prepend=0.0)
 
 
 class CauseSpecificBoosting(CompetingRiskEstimator):
@@ -131,6 +131,6 @@ class CauseSpecificBoosting(CompetingRiskEstimator):
     def _jump_times(self, model: SurvivalEstimator) -> np.ndarray:
         return np.asarray(model.event_times_, dtype=float)
 
-    def _jumps(self, model: SurvivalEstimator, X: Any) -> np.ndarray:
+    def _jumps(self, model: SurvivalEstimator, X: Any, count: int) -> np.ndarray:
         with np.errstate(over="ignore"):
-            return np.outer(np.exp(model.predict_risk(X)), np.diff(model.baseline_cumhaz_, prepend=0.0))
+            return np.outer(np.exp(model.predict_risk(X)), np.diff(model.baseline_cumhaz_[:count], prepend=0.0))

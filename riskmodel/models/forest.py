@@ -29,8 +29,9 @@ scikit-survival on the same data.
 
 from __future__ import annotations
 
-import copy
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +50,7 @@ LARGE_COHORT = 1000  # above this many patients the speed settings switch on by 
 DEFAULT_TIME_GRID = 100
 DEFAULT_MAX_BINS = 128
 SAMPLES_PER_ROOT_N = 30  # per-tree subsample: 30·√n patients
+PREDICT_BLOCK = 4096  # patients per block of a prediction (memory: block × times × 8 bytes a tree)
 
 Auto = Literal["auto"]
 
@@ -207,6 +209,7 @@ class SurvivalForest(SurvivalEstimator):
             n_jobs=jobs,
             random_state=self.random_state,
         ).fit(self._binned(Xa), target)
+        self._set_node_risks()
         return self
 
     def _binned(self, X: Any) -> np.ndarray:
@@ -224,25 +227,68 @@ class SurvivalForest(SurvivalEstimator):
                 out[:, j] = np.where(np.isnan(x), np.nan, rounded)
         return out
 
-    def _predictor(self, X: Any) -> tuple[Any, np.ndarray]:
-        """(the forest set to use every core for a large batch, one core otherwise; binned features).
-
-        The forest is a shallow copy that shares the fitted trees: predicting never changes the
-        fitted ``model_``, and threads predicting at once (tune's trials) each set their own copy.
-        """
+    def _predictor(self, X: Any) -> np.ndarray:
+        """The features checked and rounded onto the training bin edges, as the trees read them (float32)."""
         check_is_fitted(self, "model_")
-        Xb = self._binned(self._check_features(X))
-        forest = copy.copy(self.model_)
-        forest.n_jobs = -1 if len(Xb) > 10 * LARGE_COHORT else 1
-        return forest, Xb
+        return np.ascontiguousarray(self._binned(self._check_features(X)), dtype=np.float32)
+
+    def _ensemble(self, X: Any, kind: Literal["risk", "cumhaz", "survival"], columns: int | None = None) -> np.ndarray:
+        """The mean over the trees of each tree's risk, cumulative hazard or S(t) (n, or n × times;
+        ``columns``: only the first that many times).
+
+        The trees' own prediction, without scikit-survival's per-tree input checks and thread pool:
+        each tree's leaves (``tree_.apply``, which sends a missing value the side its split stored)
+        index its node values, summed tree by tree in the forest's order and divided by the number
+        of trees, the operations of scikit-survival's ``_predict`` on one core, so the result is
+        bit-identical to it (tests/models/test_forest_predict.py). A tree's risk (its cumulative
+        hazard summed over the event times, scikit-survival's ``SurvivalTree.predict``) is summed
+        once per node at fit (``node_risks_``), not once per patient. Every patient's sum
+        runs in the same order whatever the block, so blocks of :data:`PREDICT_BLOCK` patients
+        bound the memory and run on every core for a large batch (above 10 × :data:`LARGE_COHORT`)
+        with the same result: deterministic, where scikit-survival's threads add trees in any order.
+        """
+        Xb = self._predictor(X)
+        trees = self.model_.estimators_
+        cols = len(self.model_.unique_times_) if columns is None else columns
+        width: tuple[int, ...] = () if kind == "risk" else (cols,)
+        channel = 1 if kind == "survival" else 0
+        node_risks = self.node_risks_
+
+        def block(start: int) -> np.ndarray:
+            part = Xb[start : start + PREDICT_BLOCK]
+            out = np.zeros((len(part), *width))
+            for i, tree in enumerate(trees):
+                leaves = tree.tree_.apply(part)
+                out += node_risks[i][leaves] if kind == "risk" else tree.tree_.value[leaves, :cols, channel]
+            return out
+
+        starts = range(0, len(Xb), PREDICT_BLOCK)
+        if len(Xb) > 10 * LARGE_COHORT and (os.cpu_count() or 1) > 1:
+            with ThreadPoolExecutor(os.cpu_count()) as pool:
+                parts = list(pool.map(block, starts))
+        else:
+            parts = [block(s) for s in starts]
+        out = np.concatenate(parts) if parts else np.zeros((0, *width))
+        out /= len(trees)
+        return out
+
+    def _set_node_risks(self) -> None:
+        """Per tree, each node's risk (its cumulative hazard summed over the event times, as
+        ``SurvivalTree.predict`` sums it for a patient): set after fitting or loading, a few KB a tree."""
+        low = self.model_.low_memory
+        self.node_risks_ = (
+            [] if low else [t.tree_.value[:, t.is_event_time_, 0].sum(1) for t in self.model_.estimators_]
+        )
 
     def predict_risk(self, X: Any) -> np.ndarray:
         """Sum of the ensemble cumulative hazard over the training event times (higher = worse)."""
-        forest, Xb = self._predictor(X)
-        return np.asarray(forest.predict(Xb), dtype=float)
+        if self.model_.low_memory:
+            return np.asarray(self.model_.predict(self._predictor(X)), dtype=float)
+        return self._ensemble(X, "risk")
 
-    def cumulative_hazard_matrix(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(the forest's times, the ensemble cumulative hazard of each patient at them: n × times).
+    def cumulative_hazard_matrix(self, X: Any, until: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(the forest's times, the ensemble cumulative hazard of each patient at them: n × times);
+        with ``until``, only the times up to it (the rest of the curve is not computed).
 
         Each tree's leaf holds the Nelson-Aalen estimate of its patients, so the ensemble average
         is non-decreasing in t with increments in [0, 1]. The times are every distinct training
@@ -250,16 +296,16 @@ class SurvivalForest(SurvivalEstimator):
         """
         if self.model_.low_memory:
             raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
-        forest, Xb = self._predictor(X)
-        cumhaz = forest.predict_cumulative_hazard_function(Xb, return_array=True)
-        return np.asarray(self.model_.unique_times_, dtype=float), np.asarray(cumhaz, dtype=float)
+        times = np.asarray(self.model_.unique_times_, dtype=float)
+        if until is not None:
+            times = times[: int(np.searchsorted(times, until, side="right"))]
+        return times, self._ensemble(X, "cumhaz", columns=times.size)
 
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         if self.model_.low_memory:
             raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
-        forest, Xb = self._predictor(X)
-        surv = forest.predict_survival_function(Xb, return_array=True)
         idx = np.searchsorted(self.model_.unique_times_, times, side="right") - 1
+        surv = self._ensemble(X, "survival", columns=max(int(idx.max(initial=0)) + 1, 1))
         return np.where(idx[None, :] >= 0, surv[:, np.clip(idx, 0, None)], 1.0)
 
     def save_state(self, folder: Path) -> None:
@@ -277,6 +323,7 @@ class SurvivalForest(SurvivalEstimator):
         forest = cls(**estimator_params(cls, d["params"], folder / "estimator.json"))
         forest.model_ = load_skops_exclusive(folder / "estimator.skops", cls.SKOPS_ROOT, cls.SKOPS_ALLOWED)
         _check_forest(forest.model_, folder / "estimator.skops")
+        forest._set_node_risks()
         edges = d.get("bin_edges")
         forest.bin_edges_ = None if edges is None else [None if e is None else np.asarray(e) for e in edges]
         grid = d.get("time_grid")

@@ -106,7 +106,13 @@ def _dependence(values: np.ndarray, x: np.ndarray, log: bool, title: str, xlabel
 
 
 def explanation_figures(
-    explanation: Any, X: pd.DataFrame, inputs: Sequence[str], importance: pd.DataFrame, label: str, declaration: Any
+    explanation: Any,
+    X: pd.DataFrame,
+    inputs: Sequence[str],
+    importance: pd.DataFrame,
+    label: str,
+    declaration: Any,
+    importance_label: str | None = None,
 ) -> dict[str, tuple[Any, str]]:
     """(matplotlib figure, title) by artifact name (open: the caller renders and closes them)."""
     grouped = clinical_explanation(explanation, X, inputs, declaration)
@@ -115,7 +121,7 @@ def explanation_figures(
     titles = {
         "plots/shap_beeswarm.png": f"{label}: SHAP of the risk score, per variable",
         "plots/shap_bar.png": f"{label}: mean |SHAP| of the risk score, per variable",
-        "plots/permutation_importance.png": f"{label}: permutation importance (in-sample)",
+        "plots/permutation_importance.png": f"{importance_label or label}: permutation importance (in-sample)",
     }
     out = {
         "plots/shap_beeswarm.png": (
@@ -140,7 +146,12 @@ def explanation_figures(
 
 
 def global_figures(
-    explanation: Any, X: pd.DataFrame, features: Any, importance: pd.DataFrame, label: str
+    explanation: Any,
+    X: pd.DataFrame,
+    features: Any,
+    importance: pd.DataFrame,
+    label: str,
+    importance_label: str | None = None,
 ) -> tuple[dict[str, bytes], str]:
     """(PNG bytes by artifact name, the model report's "Explanations" section as HTML).
 
@@ -155,7 +166,7 @@ def global_figures(
     if isinstance(declaration, dict):
         declaration = declaration_of(declaration)
 
-    drawn = explanation_figures(explanation, X, inputs, importance, label, declaration)
+    drawn = explanation_figures(explanation, X, inputs, importance, label, declaration, importance_label)
     pngs = {name: figure_png(fig) for name, (fig, _) in drawn.items()}
     images = "".join(
         f'<figure><img alt="{html.escape(drawn[name][1])}" '

@@ -52,6 +52,9 @@ __all__ = [
 
 EXPLAIN_SAMPLE = 1000  # patients behind the global explanations of a larger cohort
 PARALLEL_FROM_UNITS = 4  # fewer fits than this do not pay for sending the cohort to another process
+# above SHAP_LARGE_COHORT patients, SHAP explains SHAP_SAMPLE_LARGE of them: TreeSHAP's cost grows with
+# the leaves of each tree (√n patients a tree), and a competing model's exact values with 2^p predictions
+SHAP_LARGE_COHORT, SHAP_SAMPLE_LARGE = 20_000, 200
 
 
 @dataclass
@@ -360,15 +363,26 @@ def global_explanation(fitted: Pipeline, X: pd.DataFrame, y: np.ndarray, label: 
     permutation importance on Harrell's C with intervals over 20 shuffles.
 
     Above :data:`EXPLAIN_SAMPLE` patients both use a seeded random sample of that many (TreeSHAP
-    of a deep forest costs ~20 ms a patient; a mean |SHAP| is precise long before 100,000).
+    of a deep forest costs ~20 ms a patient; a mean |SHAP| is precise long before 100,000). Above
+    :data:`SHAP_LARGE_COHORT` patients SHAP uses a seeded :data:`SHAP_SAMPLE_LARGE` of those (a
+    100,000-patient forest's trees have ~3× the leaves of a 10,000-patient one's), and the labels
+    say how many patients each explanation read.
     """
     rows = np.arange(len(y))
+    perm_label = label
     if len(rows) > EXPLAIN_SAMPLE:
         rows = np.sort(np.random.default_rng(seed).choice(rows, EXPLAIN_SAMPLE, replace=False))
-        label = f"{label} ({EXPLAIN_SAMPLE} sampled patients)"
-    explanation = explain(fitted, X.iloc[rows])
+        label = perm_label = f"{label} ({EXPLAIN_SAMPLE} sampled patients)"
+    shap_rows = rows
+    if len(y) > SHAP_LARGE_COHORT:
+        shap_rows = np.sort(np.random.default_rng(seed).choice(rows, SHAP_SAMPLE_LARGE, replace=False))
+        label = label.replace(f"({EXPLAIN_SAMPLE} sampled", f"({SHAP_SAMPLE_LARGE} sampled")
+    explanation = explain(fitted, X.iloc[shap_rows])
     names = list(explanation.feature_names)
     metrics = {f"shap_mean_abs_{name}": float(v) for name, v in mean_abs(explanation).items()}
-    importance = permutation_importance(fitted[-1], explanation.data, y[rows], names, seed=seed)
-    figures, section = global_figures(explanation, X.iloc[rows], fitted[0], importance, label)
+    data = explanation.data if shap_rows is rows else np.asarray(fitted[:-1].transform(X.iloc[rows]), dtype=float)
+    importance = permutation_importance(fitted[-1], data, y[rows], names, seed=seed)
+    figures, section = global_figures(
+        explanation, X.iloc[shap_rows], fitted[0], importance, label, importance_label=perm_label
+    )
     return GlobalExplanation(metrics, importance, figures, section)
