@@ -14,7 +14,7 @@ import pandas as pd
 from riskmodel.cohort._cells import FAST_FROM, Reporter, blank_mask, to_numeric
 from riskmodel.cohort.contract import COLUMNS, ENDPOINTS, RESPONSE_CATEGORIES, Column
 
-__all__ = ["normalise_category", "validate_frame"]
+__all__ = ["normalise_category", "validate_frame", "visible_edges"]
 
 _SYNONYMS: dict[str, dict[str, str]] = {
     "sex": {"male": "M", "m": "M", "man": "M", "female": "F", "f": "F", "woman": "F"},
@@ -206,8 +206,8 @@ def _distinct_text_ids(s: pd.Series, blank: pd.Series) -> pd.Series | None:
 
     An ID whose first and last characters are visible ASCII is its own ``str.strip()``, so Python
     strips only the others; Arrow counts the distinct IDs (hashed in C)."""
-    if s.dtype != object or len(s) < FAST_FROM:
-        return None
+    if s.dtype != object or len(s) < FAST_FROM or pd.api.types.infer_dtype(s, skipna=True) != "string":
+        return None  # Arrow would read bytes as text, where astype(str) writes b'...'
     import pyarrow as pa  # type: ignore[import-untyped]
     import pyarrow.compute as pc  # type: ignore[import-untyped]
 
@@ -216,7 +216,7 @@ def _distinct_text_ids(s: pd.Series, blank: pd.Series) -> pd.Series | None:
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers or other objects among the cells
         return None
     ids = s.where(~blank)
-    strip = np.flatnonzero(~(_visible_edges(text) | blank.to_numpy(dtype=bool)))
+    strip = np.flatnonzero(~(visible_edges(text) | blank.to_numpy(dtype=bool)))
     if len(strip):
         ids.iloc[strip] = [v.strip() for v in s.iloc[strip].tolist()]
         ids = ids.where(~blank)
@@ -229,7 +229,7 @@ def _distinct_text_ids(s: pd.Series, blank: pd.Series) -> pd.Series | None:
     return ids
 
 
-def _visible_edges(text: Any) -> np.ndarray:
+def visible_edges(text: Any) -> np.ndarray:
     """Per cell of an Arrow string array (offset 0), whether its first and last bytes are visible
     ASCII (``!`` to ``~``); in UTF-8 a byte below 0x80 is a whole character."""
     _, offsets_buffer, data_buffer = text.buffers()
