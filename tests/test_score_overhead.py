@@ -176,3 +176,18 @@ def test_an_unknown_stage_is_still_refused_by_row() -> None:
     assert "row 7" in lines[0]
     assert "T9" in lines[0]
     assert "row 9" in lines[1]
+
+
+def test_a_typed_number_column_breaks_the_same_rules_as_its_text() -> None:
+    rng = np.random.default_rng(4)
+    values = rng.choice([55.0, 70.5, np.inf, -np.inf, np.nan, 130.0, -3.0, 17.0], 1500)
+    typed_rep, text_rep = Reporter("p.csv"), Reporter("p.csv")
+    index = pd.RangeIndex(2, 1502)
+    as_numbers = pd.DataFrame({"age_years": values, "kps": rng.choice([80, 90, 45, 130], 1500)}, index=index)
+    as_text = as_numbers.map(lambda v: "" if v != v else repr(float(v)) if isinstance(v, float) else str(v))
+    a = validate_frame(as_numbers, typed_rep, require_outcomes=False, required=[])
+    b = validate_frame(as_text.astype(object), text_rep, require_outcomes=False, required=[])
+    pd.testing.assert_frame_equal(a, b)
+    key = [(p.row, p.column, p.rule, p.severity) for p in typed_rep.finish()]
+    assert key == [(p.row, p.column, p.rule, p.severity) for p in text_rep.finish()]
+    assert sum(p.rule == "must be a finite number" for p in typed_rep.finish()) == min(50, int(np.isinf(values).sum()))

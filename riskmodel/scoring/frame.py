@@ -146,8 +146,8 @@ def score_chunk(
     flags = np.full(len(df), "", dtype=object)
     if len(data):
         _fill_scored(model, num, text, flags, position[data.index].to_numpy(), data, Z, t, allow_extrapolation)
-    table = {**num, **text, "row": df.index.to_numpy(), "flags": flags}
-    return pd.DataFrame({c: table[c] for c in columns}), problems
+    table = {**num, **text, "row": df.index.to_numpy(copy=True), "flags": flags}
+    return pd.DataFrame({c: table[c] for c in columns}, copy=False), problems  # its own fresh arrays: no copy
 
 
 def _fill_scored(
