@@ -134,6 +134,8 @@ class Reporter:
         severity: Severity = "error",
     ) -> None:
         """Record one problem for every row where ``mask`` is true."""
+        if not mask.any():  # most rules hold on most columns: nothing to walk
+            return
         mask = mask.fillna(False).astype(bool)
         for row in mask.index[mask.to_numpy()]:
             self.add(rule, row=row, column=column, value=values.loc[row], severity=severity)
@@ -170,6 +172,13 @@ def to_numeric(
     if pd.api.types.is_bool_dtype(s):
         rep.add_rows(pd.Series(True, index=s.index), "must be a number, not true/false", column, s)
         return pd.Series(np.nan, index=s.index)
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":  # already numbers: only infinities break a rule
+        num = s.to_numpy(dtype=float)
+        inf = np.isinf(num)
+        if inf.any():
+            rep.add_rows(pd.Series(inf, index=s.index), "must be a finite number", column, s)
+            num = np.where(inf, np.nan, num)
+        return pd.Series(num, index=s.index, name=s.name)
     fast = plain_decimals(s)
     if fast is not None:  # plain decimals break no rule; the other cells go through pandas below
         plain, values, _ = fast

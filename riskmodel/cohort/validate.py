@@ -6,14 +6,15 @@ Every problem is collected (never only the first); the caller decides whether to
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from riskmodel.cohort._cells import Reporter, blank_mask, to_numeric
+from riskmodel.cohort._cells import FAST_FROM, Reporter, blank_mask, to_numeric
 from riskmodel.cohort.contract import COLUMNS, ENDPOINTS, RESPONSE_CATEGORIES, Column
 
-__all__ = ["normalise_category", "validate_frame"]
+__all__ = ["normalise_category", "validate_frame", "visible_edges"]
 
 _SYNONYMS: dict[str, dict[str, str]] = {
     "sex": {"male": "M", "m": "M", "man": "M", "female": "F", "f": "F", "woman": "F"},
@@ -181,6 +182,9 @@ def _check_range(col: Column, num: pd.Series, raw: pd.Series, rep: Reporter) -> 
 
 
 def _check_id(s: pd.Series, blank: pd.Series, rep: Reporter) -> pd.Series:
+    fast = _distinct_text_ids(s, blank)
+    if fast is not None:  # a long column of text IDs, none repeated: nothing to report
+        return fast
     ids = s.astype(str).str.strip().where(~blank)
     dup = ids.notna() & ids.duplicated(keep=False)
     if dup.any():
@@ -194,6 +198,48 @@ def _check_id(s: pd.Series, blank: pd.Series, rep: Reporter) -> pd.Series:
                     value=s[row],
                 )
     return ids
+
+
+def _distinct_text_ids(s: pd.Series, blank: pd.Series) -> pd.Series | None:
+    """``_check_id``'s IDs (text without outer spaces, NaN where blank) of a long column of text,
+    when none is repeated; else ``None`` (the general path then finds and reports the repeats).
+
+    An ID whose first and last characters are visible ASCII is its own ``str.strip()``, so Python
+    strips only the others; Arrow counts the distinct IDs (hashed in C)."""
+    if s.dtype != object or len(s) < FAST_FROM or pd.api.types.infer_dtype(s, skipna=True) != "string":
+        return None  # Arrow would read bytes as text, where astype(str) writes b'...'
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+    try:
+        text = pa.array(s.to_numpy(), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers or other objects among the cells
+        return None
+    ids = s.where(~blank)
+    strip = np.flatnonzero(~(visible_edges(text) | blank.to_numpy(dtype=bool)))
+    if len(strip):
+        ids.iloc[strip] = [v.strip() for v in s.iloc[strip].tolist()]
+        ids = ids.where(~blank)
+        text = pa.array(ids.to_numpy(), type=pa.string(), from_pandas=True)
+    else:
+        text = text.filter(pa.array(~blank.to_numpy(dtype=bool)))
+    present = int((~blank).sum())
+    if pc.count_distinct(text, mode="only_valid").as_py() != present:
+        return None
+    return ids
+
+
+def visible_edges(text: Any) -> np.ndarray:
+    """Per cell of an Arrow string array (offset 0), whether its first and last bytes are visible
+    ASCII (``!`` to ``~``); in UTF-8 a byte below 0x80 is a whole character."""
+    _, offsets_buffer, data_buffer = text.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[: len(text) + 1]
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    start, end = offsets[:-1], offsets[1:]
+    ok = end > start
+    first = data[np.where(ok, start, 0)] if len(data) else np.zeros(len(start), np.uint8)
+    last = data[np.where(ok, end - 1, 0)] if len(data) else first
+    return ok & (first >= 0x21) & (first <= 0x7E) & (last >= 0x21) & (last <= 0x7E)
 
 
 def _check_category(col: Column, s: pd.Series, blank: pd.Series, rep: Reporter) -> pd.Series:

@@ -251,15 +251,20 @@ class ClinicalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return values.to_numpy(dtype=float)
 
     def _categories(self, X: pd.DataFrame, col: str) -> pd.Series:
+        codes, levels = self._category_codes(X, col)
+        return pd.Series(levels[codes], index=X.index, name=col, dtype=object)
+
+    def _category_codes(self, X: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's code into the column's canonical levels (normalised once per distinct
+        spelling); raises on a missing or unknown value."""
         spec = column(col)
-        raw = X[col]
-        lookup = {v: normalise_category(spec, v) for v in pd.unique(raw.dropna())}
-        canon = raw.map(lookup)
-        bad = canon.isna()
+        codes, uniques = pd.factorize(X[col], use_na_sentinel=True)
+        levels = np.array([normalise_category(spec, v) for v in uniques] + [None], dtype=object)
+        bad = pd.Series(np.array([v is None for v in levels])[codes], index=X.index)  # code -1 (missing): last
         if bad.any():
             assert spec.allowed is not None
             self._fail(X, col, bad, f"must be one of {', '.join(spec.allowed)}")
-        return canon.astype(object)
+        return codes, levels
 
     def _fail(self, X: pd.DataFrame, col: str, bad: pd.Series, rule: str) -> None:
         rows = list(X.index[bad.to_numpy()])
@@ -309,9 +314,9 @@ class ClinicalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def _stage(self, X: pd.DataFrame) -> list[np.ndarray]:
         out: list[np.ndarray] = []
         for col, levels in self.stage_levels_.items():
-            stage = self._categories(X, col)
-            unseen = ~stage.isin(levels)
+            at, canon = self._category_codes(X, col)  # each distinct level decided once, rows by code
             if self.stage_coding == "onehot":
+                unseen = pd.Series(np.array([v not in levels for v in canon])[at], index=X.index)
                 if unseen.any():
                     self._fail(
                         X,
@@ -320,9 +325,9 @@ class ClinicalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                         f"was not seen when the features were fitted "
                         f"(seen: {', '.join(levels)}); one-hot coding cannot represent it",
                     )
-                out += [(stage == lvl).to_numpy(dtype=float) for lvl in levels[1:]]
+                out += [np.array([v == lvl for v in canon], dtype=float)[at] for lvl in levels[1:]]
             else:
-                codes = stage.map(_ORDINAL_STAGE[col]).to_numpy(dtype=float)
+                codes = np.array([_ORDINAL_STAGE[col].get(v, np.nan) for v in canon], dtype=float)[at]
                 seen_codes = [_ORDINAL_STAGE[col][lvl] for lvl in levels]
                 outside = (codes < min(seen_codes)) | (codes > max(seen_codes))
                 if outside.any():

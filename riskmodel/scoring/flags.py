@@ -35,29 +35,33 @@ def outside_flags(model: Any, data: pd.DataFrame) -> dict[Any, list[str]]:
             continue
         values = pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float)
         unit, age = _unit(model.declaration, name), model.is_age(name)
-        side = _sides(model, name, values)
-        hit = np.flatnonzero(side != "")  # only the flagged rows are formatted, each distinct value once
+        below, above = _sides(model, name, values)
+        hit = np.flatnonzero(below | above)  # only the flagged rows are formatted, each distinct value once
         if not len(hit):
             continue
         shown = {v: shown_value(v, age=age) for v in set(values[hit].tolist())}
         where = f"{RANGE_WORDING}: {model.shown_range(name)}{unit}"
-        for row, v, s in zip(data.index[hit], values[hit].tolist(), side[hit].tolist(), strict=True):
-            flags.setdefault(row, []).append(f"{name} {shown[v]} is {s} {where}")
+        for row, v, low in zip(data.index[hit], values[hit].tolist(), below[hit].tolist(), strict=True):
+            flags.setdefault(row, []).append(f"{name} {shown[v]} is {'below' if low else 'above'} {where}")
     for name, seen in model.categories.items():
         if name not in data.columns:
             continue
-        values = data[name].astype(object)
-        for row, v in values[values.notna() & ~values.astype(str).isin(seen)].items():
-            flags.setdefault(row, []).append(f"{name} {v} was not seen in training (seen: {', '.join(seen)})")
+        # each distinct value is looked at once (as text, as the stored levels are), not each row
+        codes, uniques = pd.factorize(data[name], use_na_sentinel=True)
+        distinct = pd.Series(uniques).astype(object).tolist()
+        unseen = np.array([str(v) not in seen for v in distinct] + [False], dtype=bool)  # -1 (missing): last
+        message = [f"{name} {v} was not seen in training (seen: {', '.join(seen)})" for v in distinct]
+        for row, code in zip(data.index[unseen[codes]], codes[unseen[codes]].tolist(), strict=True):
+            flags.setdefault(row, []).append(message[code])
     return flags
 
 
-def _sides(model: Any, name: str, values: np.ndarray) -> np.ndarray:
-    """ "below", "above" or "" per value against the stored range of ``name`` (as
+def _sides(model: Any, name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the values below and above the stored range of ``name`` (as
     ``RiskModel.range_position``, on the whole column: an age capped at 90 first)."""
     lo, hi = model.numeric_ranges[name]
     v = np.minimum(values, AGE_CAP) if model.is_age(name) else values  # NaN stays NaN: neither side
-    return np.where(v < lo, "below", np.where(v > hi, "above", ""))
+    return v < lo, v > hi
 
 
 def missing_flags(model: Any, data: pd.DataFrame, Z: Any) -> dict[Any, list[str]]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskmodel.cohort.validate import visible_edges
 from riskmodel.core.pseudonyms import pseudonyms
 from riskmodel.errors import Problem
 from riskmodel.models.base import check_horizons
@@ -51,6 +52,9 @@ def identities(df: pd.DataFrame, id_column: str) -> tuple[list[str | None], list
     """Each row's own ID as text (None when blank) and its pseudonym, as ``RiskModel.score`` gives them."""
     if id_column not in df.columns:
         return [None] * len(df), [None] * len(df)
+    fast = _text_identities(df[id_column])
+    if fast is not None:
+        return fast
     raw = df[id_column].to_numpy(dtype=object)
     ids: list[str | None] = [
         None if v is None or (isinstance(v, float) and math.isnan(v)) or not str(v).strip() else str(v) for v in raw
@@ -58,6 +62,33 @@ def identities(df: pd.DataFrame, id_column: str) -> tuple[list[str | None], list
     present = [v for v in ids if v is not None]
     names = iter(pseudonyms(present))
     return ids, [None if v is None else next(names) for v in ids]
+
+
+def _text_identities(s: pd.Series) -> tuple[list[str | None], list[str | None]] | None:
+    """:func:`identities` of a long column of text (cells None or NaN where missing), Python's
+    ``str.strip()`` run only on the IDs whose first or last character is not visible ASCII (the
+    others are their own stripped text); ``None`` for any other column."""
+    raw = s.to_numpy(dtype=object)
+    if s.dtype != object or len(s) < 1000 or pd.api.types.infer_dtype(raw, skipna=True) != "string":
+        return None  # Arrow would read bytes as text, where str() writes b'...'
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    try:
+        text = pa.array(raw, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers or other objects among the cells
+        return None
+    present = ~np.asarray(text.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if not all(v is None or (isinstance(v, float) and math.isnan(v)) for v in raw[~present].tolist()):
+        return None  # another missing marker (pd.NA...): the general path writes it as text
+    keys = raw.copy()
+    for i in np.flatnonzero(present & ~visible_edges(text)).tolist():
+        keys[i] = raw[i].strip()
+        present[i] = bool(keys[i])
+    ids = raw.copy()
+    ids[~present] = None
+    names = np.full(len(raw), None, dtype=object)
+    names[present] = pseudonyms(keys[present].tolist())
+    return ids.tolist(), names.tolist()
 
 
 def problem_text(problems: Iterable[Problem]) -> str:
@@ -115,8 +146,8 @@ def score_chunk(
     flags = np.full(len(df), "", dtype=object)
     if len(data):
         _fill_scored(model, num, text, flags, position[data.index].to_numpy(), data, Z, t, allow_extrapolation)
-    table = {**num, **text, "row": df.index.to_numpy(), "flags": flags}
-    return pd.DataFrame({c: table[c] for c in columns}), problems
+    table = {**num, **text, "row": df.index.to_numpy(copy=True), "flags": flags}
+    return pd.DataFrame({c: table[c] for c in columns}, copy=False), problems  # its own fresh arrays: no copy
 
 
 def _fill_scored(
