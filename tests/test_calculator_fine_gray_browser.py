@@ -2,8 +2,9 @@
 Playwright): the page's own JavaScript gives the CIF of the event of interest, 1 − exp(−Λ₁₀(t)·e^η),
 and the risk score (that CIF at the model's risk horizon) equal to ``riskmodel score``'s to 1e-9
 on 60 random patients (measured: ≤ 1.2e-16 over the 54 scored ones), with the same statuses and
-risk groups; the page labels the result as a CIF
-with the competing event named. The cause-specific Cox model is refused in one line."""
+risk groups; the page labels the result as a CIF with the competing event named. The
+cause-specific Cox model is refused in one line. The web calculator's page (``riskmodel serve``'s,
+its API answered in process) draws a Fine-Gray model's table of both CIFs and the event-free probability."""
 
 from __future__ import annotations
 
@@ -150,3 +151,40 @@ def test_the_cause_specific_cox_model_is_refused_in_one_line(bundled: Cohort) ->
     assert "Aalen-Johansen" in message
     assert "fine_gray" in message
     assert "use `riskmodel serve`" in message
+
+
+def test_the_served_page_draws_the_cif_table_of_a_fine_gray_model(browser: Any, folder: Path) -> None:
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from riskmodel.serving.app import create_app
+
+    client = TestClient(create_app([RiskModel.load(folder)]))
+    base = "http://calculator.test/"
+
+    def handle(route: Any) -> None:  # the app answers in this process: no server, no port
+        request = route.request
+        path = "/" + request.url.removeprefix(base)
+        if request.method == "POST":
+            r = client.post(path, content=request.post_data, headers={"content-type": "application/json"})
+        else:
+            r = client.get(path)
+        route.fulfill(status=r.status_code, body=r.content, headers={"content-type": r.headers["content-type"]})
+
+    page = browser.new_page()
+    page.route(f"{base}**", handle)
+    page.goto(base)
+    for name, value in PATIENT.items():
+        if isinstance(value, str):
+            page.select_option(f"#f-{name}", value)
+        else:
+            page.fill(f"#f-{name}", str(value))
+    page.click("button[type=submit]")
+    page.wait_for_selector("body[data-state=answered]", timeout=30_000)
+    section = "section[data-endpoint=lc]"
+    assert page.inner_text(f"{section} .status") == "Status: scored"
+    table = page.inner_text(f"{section} table.cif")
+    assert "CIF of local failure" in table
+    assert "CIF of death without local failure" in table
+    assert "12 months after the 3-month landmark" in table
+    page.close()
