@@ -24,13 +24,15 @@ def nomogram_command(
     ] = Path("nomogram.svg"),
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for runs:/ and models:/.")] = None,
 ) -> None:
-    """Draw a Cox model's nomogram (the rms layout) and write its points table.
+    """Draw a Cox or Fine-Gray model's nomogram (the rms layout) and write its points table.
 
     A 0-100 points axis; one axis per predictor in clinical units (a spline drawn as its
     non-linear point scale, a log-transformed input on its own scale); total points; the linear
-    predictor; one survival-probability axis per horizon. Points are scaled as rms::nomogram
-    scales them; axes cover the training ranges only. Forest and boosting models have no
-    nomogram (their predictions are not sums of per-predictor points): use riskmodel score.
+    predictor; one survival-probability axis per horizon (a Fine-Gray model: one axis per horizon
+    of the event of interest's cumulative incidence; the competing event's is not drawn). Points
+    are scaled as rms::nomogram scales them; axes cover the training ranges only. Forest and
+    boosting models, and cause-specific Cox competing-risks models, have no nomogram (their
+    predictions are not sums of per-predictor points): use riskmodel score.
 
     Example: riskmodel nomogram --model runs:/<LC run>/model --horizons 6,12 --out lc_nomogram.pdf
     """
@@ -46,8 +48,9 @@ def nomogram_command(
             raise typer.BadParameter(f"not a list of numbers: {horizons!r}", param_hint="--horizons") from None
     require_writable(out, option="--out")
     risk_model = load_model(model, tracking_uri=tracking_uri)
-    check_nomogram_model(risk_model)
+    form = check_nomogram_model(risk_model)
     figure, table = write_nomogram(risk_model, out, times)
+    kind = "Cox" if form.outcome == "survival" else "Fine-Gray"
     typer.echo(
-        f"nomogram of the {risk_model.endpoint.upper()} Cox model in {figure}; points table in {table}", err=True
+        f"nomogram of the {risk_model.endpoint.upper()} {kind} model in {figure}; points table in {table}", err=True
     )

@@ -60,14 +60,17 @@ def serve_command(
 @app.command("calculator")
 @user_errors
 def calculator_command(
-    model: Annotated[str, typer.Option(help="A Cox model: folder, runs:/<id>/model or models:/<name>/<v>.")],
+    model: Annotated[
+        str, typer.Option(help="A Cox or Fine-Gray model: folder, runs:/<id>/model or models:/<name>/<v>.")
+    ],
     out: Annotated[Path, typer.Option(help="The HTML file to write (one self-contained page, works offline).")],
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for runs:/ and models:/.")] = None,
 ) -> None:
-    """Export a Cox model as one offline HTML calculator (coefficients, encoding, baseline, ranges inline).
+    """Export a Cox or Fine-Gray model as one offline HTML calculator (coefficients, encoding, baseline, ranges inline).
 
-    Its numbers equal the Python model's to 1e-9. The forest and boosting cannot be written as a
-    formula: use `riskmodel serve` for them.
+    Its numbers equal the Python model's to 1e-9 (a Fine-Gray model: the CIF of the event of
+    interest). The forest and boosting, and the cause-specific Cox competing model, cannot be
+    written as one formula: use `riskmodel serve` for them.
     """
     from riskmodel.errors import require_writable
     from riskmodel.serving.calculator import write_calculator

@@ -1,4 +1,4 @@
-"""A Cox model's nomogram as numbers: points per predictor value, total points, linear predictor, S(h).
+"""A nomogram as numbers: points per predictor value, total points, linear predictor, S(h) or CIF(h).
 
 The layout and scaling are those of Harrell's ``rms::nomogram`` (Harrell, *Regression Modeling
 Strategies*, 2nd ed., §10.10 and §20.8; Iasonos et al., J Clin Oncol 2008;26:1364-70): each
@@ -10,6 +10,13 @@ intercept gathers each axis's minimum and the centring at the training means), a
 survival probability at each horizon, S(h | lp) = S₀(h)^exp(lp) with the model's baseline (of its ties)
 (S₀ at the training means of the features, as ``rms::Survival`` of a ``cph`` fit).
 
+A Fine-Gray model (Fine & Gray, JASA 1999) gets the same points from β₁, its event of interest's
+subdistribution coefficients, and one axis per horizon of that event's cumulative incidence,
+CIF₁(h | lp) = 1 − exp(−Λ₁₀(h)·exp(lp)) (as ``cmprsk::predict.crr``), labelled with the endpoint's
+words ("CIF of local failure at 12 months (death competing)"). The competing event's CIF comes
+from a separate model and is not drawn; the caption says so. The probability mapping is
+:func:`riskmodel.reporting.nomogram_form.probability`, shared by both.
+
 Axes are in clinical units, never encodings (labels from :mod:`riskmodel.features.labels`): a log
 feature is drawn as the value itself (its ticks then fall at log spacing), a restricted cubic
 spline as its non-linear point scale over the input, a coded category as its levels (levels with
@@ -17,8 +24,9 @@ equal points share one tick: "CR/PR"). The values of a numeric axis lie within t
 training range (5th smallest to 5th largest, :func:`riskmodel.features.safe_harbor.shared_range`),
 so the nomogram carries no patient's value and does not extrapolate.
 
-Only a Cox model has a nomogram: the forest's and the boosting's predictions are not a sum of one
-function per predictor. :func:`check_nomogram_model` says so, and points to the calculator.
+Only a Cox and a Fine-Gray model have a nomogram: the forest's and the boosting's predictions are not a
+sum of one function per predictor, nor is a cause-specific Cox model's CIF (two hazards through the
+Aalen-Johansen formula). :func:`check_nomogram_model` says so, and points to the calculator.
 """
 
 from __future__ import annotations
@@ -35,18 +43,21 @@ from riskmodel.cohort.contract import COLUMNS
 from riskmodel.errors import UserInputError
 from riskmodel.features.labels import feature_input, input_label, input_unit
 from riskmodel.features.safe_harbor import shown_value
-from riskmodel.models import CoxPH, MultipleImputationSurvival
 from riskmodel.models.base import check_horizons
+from riskmodel.reporting.nomogram_form import (
+    CALCULATOR,
+    LinearForm,
+    Outcome,
+    check_nomogram_model,
+    competing_words,
+    probability,
+)
 from riskmodel.scoring import RiskModel
 
 __all__ = ["Nomogram", "NomogramAxis", "check_nomogram_model", "nice_ticks", "nomogram_table"]
 
 _PROBABILITIES = (0.99, 0.98, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05, 0.02, 0.01)
 _LOG_MANTISSAS = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
-CALCULATOR = (
-    "use the calculator instead: riskmodel score --model URI --patients FILE (per-patient predictions, "
-    "with --report for pages), or the web calculator riskmodel serve"
-)
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,8 @@ class NomogramAxis:
 
 @dataclass(frozen=True)
 class Nomogram:
-    """A Cox model's nomogram: predictor axes, total points, linear predictor and S(h) axes."""
+    """A nomogram: predictor axes, total points, linear predictor, and S(h) axes (Cox) or the
+    event of interest's CIF(h) axes (Fine-Gray)."""
 
     endpoint: str
     time_origin: str
@@ -72,24 +84,48 @@ class Nomogram:
     intercept: float  # the linear predictor at 0 total points
     max_total: float  # the largest total points a patient on the axes can have
     horizons: list[float]
-    cumhaz: dict[float, float]  # H0(h): S(h | lp) = exp(-H0(h) exp(lp))
+    cumhaz: dict[float, float]  # H0(h): S(h | lp) = exp(-H0(h) exp(lp)), or CIF(h | lp) = 1 - that
     notes: list[str] = field(default_factory=list)
+    outcome: Outcome = "survival"  # "cif": Fine-Gray's event of interest
+    events: tuple[str, str] = ("", "")  # a CIF's event and competing event, in the endpoint's words
 
     def linear_predictor(self, total_points: Any) -> np.ndarray:
         """The linear predictor (log hazard ratio against the training means) at ``total_points``."""
         return self.intercept + np.asarray(total_points, dtype=float) / self.scale
 
-    def survival(self, total_points: Any, horizon: float) -> np.ndarray:
-        """S(horizon) at ``total_points``."""
-        lp = self.linear_predictor(total_points)
-        return np.asarray(np.exp(-self.cumhaz[horizon] * np.exp(lp)), dtype=float)
+    def probability(self, total_points: Any, horizon: float) -> np.ndarray:
+        """The probability axis's value at ``total_points``: S(horizon), or a Fine-Gray CIF(horizon)."""
+        return probability(self.outcome, self.cumhaz[horizon], self.linear_predictor(total_points))
 
-    def total_points_at(self, probability: float, horizon: float) -> float:
-        """The total points at which S(horizon) equals ``probability`` (NaN if no hazard by then)."""
+    def survival(self, total_points: Any, horizon: float) -> np.ndarray:
+        """S(horizon) at ``total_points`` (a Cox model's; a CIF nomogram has :meth:`probability` only)."""
+        if self.outcome != "survival":
+            raise ValueError("a Fine-Gray nomogram gives the CIF of the event (probability), not survival")
+        return self.probability(total_points, horizon)
+
+    def total_points_at(self, p: float, horizon: float) -> float:
+        """The total points at which the horizon's probability equals ``p`` (NaN if no hazard by then)."""
         h0 = self.cumhaz[horizon]
-        if h0 <= 0 or not 0 < probability < 1:
+        if h0 <= 0 or not 0 < p < 1:
             return math.nan
-        return float((math.log(-math.log(probability) / h0) - self.intercept) * self.scale)
+        hazard = -math.log(p) if self.outcome == "survival" else -math.log1p(-p)
+        return float((math.log(hazard / h0) - self.intercept) * self.scale)
+
+    def axis_label(self, horizon: float) -> str:
+        """The points table's name of a horizon's axis: "S(12 months)", or "CIF of local failure at
+        12 months (death competing)"."""
+        if self.outcome == "survival":
+            return f"S({horizon:g} months)"
+        event, competing = self.events
+        words = competing if competing.startswith("competing event") else f"{competing} competing"
+        return f"CIF of {event} at {horizon:g} months ({words})"
+
+    @property
+    def caption(self) -> str:
+        """What the figure leaves out: a Fine-Gray nomogram's competing CIF."""
+        if self.outcome == "survival":
+            return ""
+        return f"The CIF of the competing event ({self.events[1]}) is not drawn: it comes from a separate model."
 
     def total_ticks(self) -> list[float]:
         """Ticks of the total-points axis, 0 to at least :attr:`max_total` (as R's ``pretty``)."""
@@ -118,32 +154,10 @@ class Nomogram:
         rows += [("total points", f"{t:g}", t) for t in self.total_ticks()]
         rows += [("linear predictor", f"{v:g}", (v - self.intercept) * self.scale) for v in self.lp_ticks()]
         for h in self.horizons:
-            rows += [(_survival_label(h), f"{p:g}", t) for p, t in self.probability_ticks(h)]
+            rows += [(self.axis_label(h), f"{p:g}", t) for p, t in self.probability_ticks(h)]
         table = pd.DataFrame(rows, columns=["axis", "value", "points"])
         table["points"] = table["points"].round(2)
         return table
-
-
-def _survival_label(horizon: float) -> str:
-    return f"S({horizon:g} months)"
-
-
-def check_nomogram_model(model: RiskModel) -> CoxPH:
-    """The model's Cox estimator, or a one-line refusal naming the calculator for other families."""
-    estimator = model.estimator
-    if isinstance(estimator, CoxPH):
-        return estimator
-    if model.competing:
-        why = (
-            "it is a competing-risks model, whose cumulative incidence combines two fits (cause-specific "
-            "hazards, or Fine-Gray per cause) and is not one sum of points per predictor (train the endpoint "
-            "with competing_risks: false for a cause-specific Cox nomogram)"
-        )
-    elif isinstance(estimator, MultipleImputationSurvival):
-        why = "its Cox fits are pooled over multiple imputations, so there is no single set of points"
-    else:
-        why = f"a {model.family} model's prediction is not a sum of one score per predictor"
-    raise UserInputError(f"no nomogram for the {model.endpoint.upper()} {model.family} model: {why}; {CALCULATOR}")
 
 
 def nice_ticks(lo: float, hi: float, n: int = 6, *, cover: bool = False) -> list[float]:
@@ -294,7 +308,7 @@ def _label(model: RiskModel, name: str) -> str:
     return f"{label} ({unit})" if unit else label
 
 
-def _contributions(model: RiskModel, cox: CoxPH, inputs: list[_Input]) -> tuple[list[np.ndarray], float]:
+def _contributions(model: RiskModel, form: LinearForm, inputs: list[_Input]) -> tuple[list[np.ndarray], float]:
     """Each input's Xβ (its own features only) at its axis values, and the reference patient's
     linear predictor minus its inputs' contributions (the constant of the additive form)."""
     base = {i.name: i.base for i in inputs}
@@ -303,8 +317,8 @@ def _contributions(model: RiskModel, cox: CoxPH, inputs: list[_Input]) -> tuple[
         rows += [{**base, i.name: np.nan if v is None else v} for v in i.values]
     frame = pd.DataFrame(rows, columns=model.input_columns)
     Z = np.asarray(model.features.transform(frame), dtype=float)
-    coef = np.asarray(cox.coef_, dtype=float)
-    lp0 = float(cox.predict_risk(Z[:1])[0])
+    coef = form.coef
+    lp0 = float(form.lp(Z[:1])[0])
     constant = lp0 - sum(float(Z[0, i.columns] @ coef[i.columns]) for i in inputs)
     out, start = [], 1
     for i in inputs:
@@ -334,26 +348,27 @@ def _merged(i: _Input, xb: np.ndarray) -> tuple[list[str], list[Any], np.ndarray
 
 
 def nomogram_table(model: RiskModel, horizons: Sequence[float] | None = None) -> Nomogram:
-    """The nomogram of a Cox ``model`` (``rms::nomogram``'s scaling, clinical axes) at ``horizons``
-    (default: the model's). Raises a one-line :class:`UserInputError` for other families, naming
-    the calculator."""
-    cox = check_nomogram_model(model)
+    """The nomogram of a Cox or Fine-Gray ``model`` (``rms::nomogram``'s scaling, clinical axes) at
+    ``horizons`` (default: the model's). Raises a one-line :class:`UserInputError` for other
+    families, naming the calculator."""
+    form = check_nomogram_model(model)
     times = [float(h) for h in check_horizons(model.horizons if horizons is None else horizons, model.max_time)]
     names = [str(n) for n in model.features.get_feature_names_out()]
     inputs = _inputs(model, names)
-    xbs, constant = _contributions(model, cox, inputs)
+    xbs, constant = _contributions(model, form, inputs)
     merged = [_merged(i, xb) for i, xb in zip(inputs, xbs, strict=True)]
     ranges = [float(xb.max() - xb.min()) for _, _, xb in merged]
     widest = max(ranges, default=0.0)
     if not widest > 0:
-        raise UserInputError(f"no nomogram: every coefficient of the {model.endpoint.upper()} Cox model is 0")
+        raise UserInputError(
+            f"no nomogram: every coefficient of the {model.endpoint.upper()} {model.family} model is 0"
+        )
     scale = 100.0 / widest
     axes = [
         NomogramAxis(i.name, _label(model, i.name), ticks, values, [float(p) for p in (xb - xb.min()) * scale], i.scale)
         for i, (ticks, values, xb) in zip(inputs, merged, strict=True)
     ]
-    at_mean = cox.predict_survival(np.asarray(cox.mean_, dtype=float)[None, :], times).to_numpy()[0]
-    cumhaz = {h: float(-np.log(s)) if s > 0 else math.inf for h, s in zip(times, at_mean, strict=True)}
+    cumhaz = {h: float(v) for h, v in zip(times, form.cumhaz_at(times), strict=True)}
     return Nomogram(
         endpoint=model.endpoint,
         time_origin=model.time_origin,
@@ -364,4 +379,6 @@ def nomogram_table(model: RiskModel, horizons: Sequence[float] | None = None) ->
         horizons=times,
         cumhaz=cumhaz,
         notes=model.horizon_flags(times),
+        outcome=form.outcome,
+        events=competing_words(model) if form.outcome == "cif" else ("", ""),
     )

@@ -3,8 +3,9 @@
 Rows from the top: a 0-100 points axis; one axis per predictor at its points (a log feature's ticks
 fall at log spacing, a spline's at its non-linear scale; ticks closer than a label's width, or
 running backwards, alternate above and below the line; a tick with no room either side stays
-unlabelled); total points; the linear predictor; one
-survival-probability axis per horizon. The figure carries only the model's axes (clinical values
+unlabelled); total points; the linear predictor; one survival-probability axis per horizon (a
+Fine-Gray model: one axis of the event of interest's CIF per horizon, and a caption saying the
+competing event's CIF is not drawn). The figure carries only the model's axes (clinical values
 within the stored training ranges), never a patient's row or identifier.
 """
 
@@ -66,12 +67,15 @@ def nomogram_figure(nom: Nomogram, title: str | None = None) -> Any:
     for h in nom.horizons:
         y -= 1
         ticks = nom.probability_ticks(h)
-        label = f"{h:g}-month {nom.endpoint.upper()} probability"
+        label = f"{h:g}-month {nom.endpoint.upper()} probability" if nom.outcome == "survival" else nom.axis_label(h)
         _row(ax, y, label, [t * stretch for _, t in ticks], [f"{p:g}" for p, _ in ticks])
     ax.set_xlim(-45, 104)
     ax.set_ylim(y - 0.8, n_rows + 0.7)
     ax.axis("off")
-    ax.set_title(title or f"Nomogram: {nom.endpoint.upper()}, time zero: {nom.time_origin}", fontsize=10, loc="left")
+    heading = title or f"Nomogram: {nom.endpoint.upper()}, time zero: {nom.time_origin}"
+    if nom.outcome == "cif":
+        heading += f" (Fine-Gray model of {nom.events[0]})\n{nom.caption}"
+    ax.set_title(heading, fontsize=10, loc="left")
     if nom.notes:
         fig.text(0.01, 0.005, "\n".join(nom.notes), fontsize=6.5, color="#a00", va="bottom")
     return fig
@@ -84,10 +88,16 @@ def nomogram_html(model: RiskModel) -> str:
     except UserInputError as exc:
         return f"<h3>Nomogram</h3><p>{html.escape(str(exc))}</p>"
     table = nom.points_table()
+    what = "the survival probability at each horizon."
+    if nom.outcome == "cif":
+        what = (
+            f"the cumulative incidence of {nom.events[0]} at each horizon (the Fine-Gray model of the event, "
+            f"{nom.events[1]} competing). {nom.caption}"
+        )
     return (
         "<h3>Nomogram</h3><p>Points per predictor value as <code>rms::nomogram</code> scales them (the widest "
         "predictor spans 0-100), from the fitted model's coefficients; total points give the linear predictor "
-        "and the survival probability at each horizon. Axes cover the training ranges only.</p>"
+        f"and {html.escape(what)} Axes cover the training ranges only.</p>"
         + figure_html(nomogram_figure(nom), f"nomogram of the {model.endpoint.upper()} model")
         + table.to_html(index=False, border=0, escape=True, classes="t", float_format=lambda v: f"{v:.1f}")
     )

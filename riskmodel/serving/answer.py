@@ -128,6 +128,17 @@ def _what_if(model: RiskModel, frame: pd.DataFrame, feature: str) -> dict[str, A
     }
 
 
+def competing_answer(model: RiskModel, record: dict[str, Any]) -> dict[str, Any]:
+    """A competing model's probabilities per horizon, from its score record (as ``riskmodel score``)."""
+    unstable = set(model.unstable_horizons(model.horizons))
+    rows = []
+    for key in record["cif"]:
+        values = {name: float(record[name][key]) for name in ("cif", "cif_competing", "event_free")}
+        shown = {name: format_probability(v) for name, v in values.items()}
+        rows.append({"months": float(key), **values, "shown": shown, "unstable": float(key) in unstable})
+    return {"events": dict(record["events"]), "cumulative_incidence": rows}
+
+
 def answer(
     model: RiskModel, frame: pd.DataFrame, *, allow_extrapolation: bool = False, what_if_input: str = "d90_gy"
 ) -> dict[str, Any]:
@@ -141,6 +152,8 @@ def answer(
         "risk_score": record.get("risk_score"),
         "flags": list(record.get("flags", [])),
     }
+    if "cif" in record:  # a competing-risk model: both CIFs and the event-free probability per horizon
+        return out | competing_answer(model, record)
     if "survival" not in record:  # refused by the landmark rule, or a row the model cannot read
         return out
     data = model.validate_patients(frame)

@@ -1,4 +1,4 @@
-"""``riskmodel calculator``: a Cox model as one self-contained, offline HTML calculator.
+"""``riskmodel calculator``: a Cox or Fine-Gray model as one self-contained, offline HTML calculator.
 
 A Cox model is a formula: S(t | x) = exp(−H₀(t)·exp(η)), η = (z − z̄)ᵀβ (Cox 1972; the ties'
 baseline H₀ at each horizon), and its pointwise 95% band exp(−H₀(t)·exp(η ± 1.96·se(η))),
@@ -13,12 +13,21 @@ the clinical inputs to each model feature z:
   CR/PR groupings), computed by the model's own feature transformer;
 * ``constant``: a feature no input moves (a missing-value flag, always 0 when every field is filled).
 
+A Fine-Gray model (Fine & Gray, JASA 1999;94:496-509) is one formula too, for its event of interest:
+CIF₁(t | x) = 1 − exp(−Λ₁₀(t)·exp(η)), η = (z − z̄)ᵀβ₁, with Λ₁₀ the baseline cumulative
+subdistribution hazard (:mod:`riskmodel.reporting.nomogram_form`). The page carries β₁, z̄, Λ₁₀ at
+the horizons and at the model's risk horizon (its risk score is the CIF there, as
+:meth:`riskmodel.scoring.RiskModel.score`'s), and labels the result as the cumulative incidence of
+the event with the competing event named. It has no band (no covariance of β₁ is stored) and no CIF
+of the competing event (a separate model, capped by the first: ``riskmodel serve`` gives both).
+
 The recipe is not trusted: it is read off the model's own transformer by probing it (one input
 moved at a time), and then checked against that transformer on :data:`CHECK_PATIENTS` random
 patients; a feature that combines several inputs (BED), or whose values the recipe does not
 reproduce to 1e-12, is refused with one line, as are the forest and boosting (no formula: use
-``riskmodel serve``) and a model with multiple imputation (no closed form of the pooled
-prediction). The page's script repeats :meth:`riskmodel.scoring.RiskModel.score`'s statuses:
+``riskmodel serve``), the cause-specific Cox competing model (its CIF combines two cause-specific
+hazards through the Aalen-Johansen formula) and a model with multiple imputation (no closed form of
+the pooled prediction). The page's script repeats :meth:`riskmodel.scoring.RiskModel.score`'s statuses:
 refused by the landmark rule, outside the development data (no risk group), error.
 """
 
@@ -36,13 +45,14 @@ import pandas as pd
 from riskmodel.core.files import atomic_write_text
 from riskmodel.errors import UserInputError, own_warnings_silenced
 from riskmodel.features.safe_harbor import RANGE_WORDING
-from riskmodel.models import CoxPH, MultipleImputationSurvival
+from riskmodel.models import CauseSpecificCox, CoxPH, MultipleImputationSurvival
+from riskmodel.models.cif import risk_horizon
 from riskmodel.privacy import PhiGuard
+from riskmodel.reporting.nomogram_form import LinearForm, competing_words, linear_form
 from riskmodel.scoring import RiskModel
 from riskmodel.serving.answer import model_info
 from riskmodel.serving.calculator_page import calculator_html
 from riskmodel.serving.form import InputField, input_fields, landmark_rules
-from riskmodel.stats import step_values
 from riskmodel.stats.splines import restricted_cubic_spline
 
 __all__ = ["CHECK_PATIENTS", "TOLERANCE", "calculator_spec", "feature_recipe", "write_calculator"]
@@ -209,43 +219,68 @@ def _check(model: RiskModel, fields: Sequence[InputField], recipes: Sequence[dic
         raise _refuse(model, f"has an encoding the calculator does not reproduce (largest difference {worst:.3g})")
 
 
-def _check_family(model: RiskModel) -> CoxPH:
+def _check_family(model: RiskModel) -> LinearForm:
+    """The model's formula (Cox, or Fine-Gray's event of interest), or a one-line refusal."""
+    form = linear_form(model)
+    if form is not None:
+        return form
     estimator = model.estimator
-    if not isinstance(estimator, CoxPH):
-        what = f"is a {model.family} model, which has no formula a page could carry (the static calculator is for Cox)"
-        if model.competing:
-            what = (
-                "is a competing-risks model (cumulative incidence from two fits), which the static calculator does "
-                "not carry (it is for one Cox formula; train with competing_risks: false for one)"
-            )
-        elif isinstance(estimator, MultipleImputationSurvival):
-            what = "is fitted with multiple imputation (no closed form of the pooled prediction)"
-        raise _refuse(model, what)
-    return estimator
+    what = f"is a {model.family} model, which has no formula a page could carry (the static calculator is for Cox)"
+    if isinstance(estimator, CauseSpecificCox):
+        what = (
+            "is a cause-specific Cox competing-risks model, whose CIF combines two cause-specific hazards through the "
+            "Aalen-Johansen formula, which the static calculator does not carry (train a Fine-Gray model, family "
+            "fine_gray, for a calculator of the CIF, or competing_risks: false for a Cox one)"
+        )
+    elif model.competing:
+        what = (
+            f"is a competing-risks {model.family} model (cumulative incidence from fits per cause), which the static "
+            "calculator does not carry (it carries a Cox or Fine-Gray formula)"
+        )
+    elif isinstance(estimator, MultipleImputationSurvival):
+        what = "is fitted with multiple imputation (no closed form of the pooled prediction)"
+    raise _refuse(model, what)
+
+
+def _covariance(model: RiskModel) -> list[list[float]] | None:
+    """A Cox model's inverse information (for the band); None for Fine-Gray or a singular one."""
+    information = getattr(model.estimator, "information_", None) if isinstance(model.estimator, CoxPH) else None
+    try:
+        cov = None if information is None else np.linalg.inv(np.asarray(information, dtype=float))
+    except np.linalg.LinAlgError:
+        cov = None
+    return None if cov is None else [[float(v) for v in row] for row in cov]
+
+
+def _outcome(model: RiskModel, form: LinearForm) -> dict[str, Any]:
+    """What the page computes: S(t), or the event's CIF with its risk horizon and the events' words."""
+    if form.outcome == "survival":
+        return {"outcome": "survival", "risk_cumhaz": None, "events": None}
+    event, competing = competing_words(model)
+    return {
+        "outcome": "cif",
+        "risk_cumhaz": float(form.cumhaz_at([risk_horizon(model.estimator)])[0]),
+        "events": {"event": event, "competing": competing},
+    }
 
 
 def calculator_spec(model: RiskModel) -> dict[str, Any]:
     """Everything the page needs, as JSON data (finite numbers only; ranges and categories already
     shareable as model files hold them)."""
-    cox = _check_family(model)
+    form = _check_family(model)
     fields = input_fields([model])
     recipes = feature_recipe(model, fields)
     _check(model, fields, recipes)
-    information = getattr(cox, "information_", None)
-    try:
-        cov = None if information is None else np.linalg.inv(np.asarray(information, dtype=float))
-    except np.linalg.LinAlgError:
-        cov = None
-    cumhaz = step_values(cox.event_times_, cox.baseline_cumhaz_, np.asarray(model.horizons, dtype=float))
     return {
         "model": model_info(model),
         "fields": [f.as_json() | {"age": model.is_age(f.name), "required": True} for f in fields],
         "features": [str(n) for n in model.features.get_feature_names_out()],
         "recipes": recipes,
-        "coef": [float(v) for v in cox.coef_],
-        "mean": [float(v) for v in cox.mean_],
-        "covariance": None if cov is None else [[float(v) for v in row] for row in cov],
-        "cumhaz": [float(v) for v in cumhaz],
+        "coef": [float(v) for v in form.coef],
+        "mean": [float(v) for v in form.mean],
+        "covariance": _covariance(model),
+        "cumhaz": [float(v) for v in form.cumhaz_at(model.horizons)],
+        **_outcome(model, form),
         "risk_cutoffs": [float(c) for c in model.risk_cutoffs],
         "numeric_ranges": {k: [float(lo), float(hi)] for k, (lo, hi) in model.numeric_ranges.items()},
         "categories": dict(model.categories),
@@ -268,7 +303,7 @@ def _finite(value: Any, where: str = "spec") -> None:
 
 
 def write_calculator(model: RiskModel, out: str | Path) -> Path:
-    """Write the calculator page of a Cox model to ``out``; returns the path."""
+    """Write the calculator page of a Cox or Fine-Gray model to ``out``; returns the path."""
     spec = calculator_spec(model)
     _finite(spec)
     text = calculator_html(spec)

@@ -102,22 +102,27 @@ function calculate(inputs) {
     for (let i = 0; i < c.length; i++) for (let j = 0; j < c.length; j++) q += c[i] * SPEC.covariance[i][j] * c[j];
     se = Math.sqrt(Math.max(q, 0));
   }
+  const cif = SPEC.outcome === "cif";
+  // S = exp(-H e^eta) of a Cox model; a Fine-Gray model's CIF of the event = 1 - exp(-H e^eta)
   const surv = H => Math.exp(-Math.exp(eta + Math.log(H)));
+  const incidence = H => -Math.expm1(-Math.exp(eta + Math.log(H)));
   const horizons = SPEC.model.horizons.map((h, i) => {
     const H = SPEC.cumhaz[i];
+    if (cif) return {months: h, cif: incidence(H), lower: null, upper: null, unstable: SPEC.unstable.includes(h)};
     return {months: h, survival: surv(H), lower: se === null ? null : Math.exp(-Math.exp(eta + Z95 * se + Math.log(H))),
             upper: se === null ? null : Math.exp(-Math.exp(eta - Z95 * se + Math.log(H))),
             unstable: SPEC.unstable.includes(h)};
   });
+  const risk = cif ? incidence(SPEC.risk_cumhaz) : eta;
   const flags = outsideFlags(inputs);
   const status = flags.length ? "outside the development data" : "scored";
   for (const h of horizons) {
     if (h.unstable) {
-      flags.push(`S(${h.months}): fewer than ${SPEC.min_at_risk} training patients were followed to ` +
-        `${h.months} months; this prediction is unstable`);
+      flags.push(`${cif ? "CIF" : "S"}(${h.months}): fewer than ${SPEC.min_at_risk} training patients were ` +
+        `followed to ${h.months} months; this prediction is unstable`);
     }
   }
-  return {status, risk_score: eta, risk_group: status === "scored" ? riskGroup(eta) : null, horizons, flags,
+  return {status, risk_score: risk, risk_group: status === "scored" ? riskGroup(risk) : null, horizons, flags,
           reason: status === "scored" ? null : "no risk group: outside the development data"};
 }
 window.riskmodelCalculate = calculate;
@@ -141,11 +146,17 @@ function show(result) {
   if (result.horizons) {
     const group = result.risk_group === null ? `none (${result.status})` : result.risk_group;
     add("p", `Risk group: ${group}`, "risk-group");
+    const ev = SPEC.events;
     for (const h of result.horizons) {
       const band = h.lower === null ? "no band" : `95% band ${fmtP(h.lower)} – ${fmtP(h.upper)}`;
-      add("p", `P(event-free at ${h.months} months after the ${SPEC.model.time_origin}): ` +
-        `${fmtP(h.survival)} (${band})` +
+      const what = ev ? `CIF of ${ev.event} by ${h.months} months after the ${SPEC.model.time_origin} ` +
+        `(${ev.competing} competing)` : `P(event-free at ${h.months} months after the ${SPEC.model.time_origin})`;
+      add("p", `${what}: ${fmtP(ev ? h.cif : h.survival)} (${band})` +
         (h.unstable ? "; unstable: few training patients followed this long" : ""), "horizon");
+    }
+    if (ev) {
+      add("p", `The CIF of the competing event (${ev.competing}) is not shown: it comes from a separate model ` +
+        "(riskmodel serve gives both).", "note");
     }
     for (const f of result.flags) add("p", f, "flag");
   }
@@ -182,13 +193,14 @@ def calculator_html(spec: dict[str, Any]) -> str:
     ]
     m = spec["model"]
     title = f"{m['endpoint'].upper()} {m['family']} calculator ({m['experiment']})"
+    kind = "Cox" if spec.get("outcome", "survival") == "survival" else "Fine-Gray"
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; script-src 'unsafe-inline'; "
         "style-src 'unsafe-inline'\">"
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
-        "<p class='note'>A Cox model as a formula, computed in this page: nothing is sent anywhere. Exploratory "
+        f"<p class='note'>A {kind} model as a formula, computed in this page: nothing is sent anywhere. Exploratory "
         "predictions of a model trained on a small cohort; a patient outside the development data gets no risk "
         "group.</p><form id='patient' novalidate>"
         + "".join(field_html(f) for f in fields)

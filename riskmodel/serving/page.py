@@ -94,6 +94,28 @@ function whatIfPlot(w) {
   const shade = [[lo, w.training_range[0]], [w.training_range[1], hi]].filter(([a, b]) => b > a);
   return plot(`What if ${w.label} were different? S(${w.horizon} months)`, `${w.label} (${w.unit})`, series, shade);
 }
+function renderCompeting(m, box) {
+  const group = m.risk_group === null ? `none (${m.status})` : m.risk_group;
+  box.appendChild(el("p", `Risk group: ${group}`, "risk-group"));
+  const table = el("table", null, "cif");
+  const head = table.insertRow();
+  for (const h of ["horizon", `CIF of ${m.events.cif}`, `CIF of ${m.events.cif_competing}`, m.events.event_free, ""]) {
+    head.appendChild(el("th", h));
+  }
+  for (const h of m.cumulative_incidence) {
+    const row = table.insertRow();
+    row.insertCell().textContent = `${h.months} months after the ${m.time_origin}`;
+    for (const k of ["cif", "cif_competing", "event_free"]) row.insertCell().textContent = h.shown[k];
+    row.insertCell().textContent = h.unstable ? "unstable: few training patients followed this long" : "";
+  }
+  box.appendChild(table);
+  if (m.flags.length) {
+    const ul = el("ul", null, "flags");
+    for (const f of m.flags) ul.appendChild(el("li", f));
+    box.appendChild(ul);
+  }
+  return box;
+}
 function renderModel(m) {
   const box = el("section", null, "model");
   box.dataset.endpoint = m.endpoint;
@@ -102,6 +124,7 @@ function renderModel(m) {
   const cls = m.status === "scored" ? "scored" : m.status.includes("outside") ? "outside" : m.status;
   box.appendChild(el("p", `Status: ${m.status}`, `status ${cls}`));
   if (m.reason) box.appendChild(el("p", m.reason, "reason"));
+  if (m.cumulative_incidence) return renderCompeting(m, box);
   if (!m.horizon_probabilities) return box;
   const group = m.risk_group === null ? `none (${m.status})` : m.risk_group;
   box.appendChild(el("p", `Risk group: ${group}`, "risk-group"));

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FieldProblem", "HorizonProbability", "ModelAnswer", "Prediction", "ProblemReport"]
+__all__ = ["CompetingProbability", "FieldProblem", "HorizonProbability", "ModelAnswer", "Prediction", "ProblemReport"]
 
 
 class _Closed(BaseModel):
@@ -22,6 +22,17 @@ class HorizonProbability(_Closed):
     shown: str = Field(description="The probability as shown to a clinician ('< 0.01', never '0.00').")
     lower: float | None = None
     upper: float | None = None
+    unstable: bool = Field(description="Fewer than the minimum number of training patients were followed this long.")
+
+
+class CompetingProbability(_Closed):
+    """A competing-risk model's three probabilities at one horizon (they add up to 1)."""
+
+    months: float = Field(description="Months after the model's time zero.")
+    cif: float = Field(description="Cumulative incidence of the event of interest by this horizon.")
+    cif_competing: float = Field(description="Cumulative incidence of the competing event by this horizon.")
+    event_free: float = Field(description="Probability of neither event by this horizon.")
+    shown: dict[str, str] = Field(description="Each probability as shown to a clinician ('< 0.01', never '0.00').")
     unstable: bool = Field(description="Fewer than the minimum number of training patients were followed this long.")
 
 
@@ -86,6 +97,10 @@ class ModelAnswer(_Closed):
     risk_score: float | None = None
     flags: list[str] = Field(default_factory=list)
     horizon_probabilities: list[HorizonProbability] | None = None
+    events: dict[str, str] | None = Field(
+        None, description="A competing-risk model's events in words (keys cif, cif_competing, event_free)."
+    )
+    cumulative_incidence: list[CompetingProbability] | None = None
     curve: Curve | None = None
     shap: Shap | None = None
     what_if: WhatIf | None = None

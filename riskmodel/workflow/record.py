@@ -26,6 +26,7 @@ from riskmodel.features.labels import column_labels
 from riskmodel.models import CoxPH, MultipleImputationSurvival
 from riskmodel.reporting import ModelFacts, render_model_report
 from riskmodel.reporting.model_dose import model_dose_html
+from riskmodel.reporting.nomogram_form import linear_form
 from riskmodel.reporting.nomogram_plot import nomogram_html
 from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, figure_png, forest_plot
 from riskmodel.stats.samplesize import SampleSize
@@ -230,7 +231,7 @@ def model_facts(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, d
         reconstructed=reconstructed,
     )
     facts.cox_unpenalised = dev.model.hazard_ratios
-    facts.nomogram = nomogram_html(dev.model) if isinstance(estimator, CoxPH) else ""
+    facts.nomogram = nomogram_html(dev.model) if linear_form(dev.model) is not None else ""  # Cox, Fine-Gray
     facts.dose_response = model_dose_html(dev.model, sd.X, sd.y)
     facts.explanations = dev.explained.report_html
     facts.labels, facts.input_labels = column_labels(names, feature_columns(config), config.cohort)
