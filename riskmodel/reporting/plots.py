@@ -8,9 +8,14 @@ beeswarm, the scaled Schoenfeld residuals); no identifier reaches them.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import html
 import io
+import pickle
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Executor, Future
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -24,6 +29,8 @@ __all__ = [
     "decision_curve_plot",
     "figure_html",
     "figure_png",
+    "figure_pngs",
+    "figure_worker",
     "forest_plot",
     "importance_plot",
     "over_time_plot",
@@ -52,6 +59,63 @@ def figure_png(fig: Any, dpi: int = 110) -> bytes:
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     pyplot().close(fig)
     return buf.getvalue()
+
+
+# the worker process of :func:`figure_worker` (None: every figure is drawn in this process)
+_WORKER: list[Executor] = []
+
+
+def _close_workers() -> None:
+    while _WORKER:
+        _WORKER.pop().shutdown(wait=True)  # figure_pngs waited for every figure it sent
+
+
+atexit.register(_close_workers)
+
+
+@contextmanager
+def figure_worker() -> Iterator[None]:
+    """Inside the block, :func:`figure_pngs` draws every other figure on one worker process while
+    this process draws the rest (a ``train`` draws about 100 figures, most of their cost in
+    ``savefig``; the worker starts at the first batch and ends with the block)."""
+    if _WORKER:  # nested: the outer block's worker serves
+        yield
+        return
+    from joblib.externals.loky import ProcessPoolExecutor as loky_pool  # main is not re-imported there
+
+    _WORKER.append(loky_pool(max_workers=1))
+    try:
+        yield
+    finally:
+        _close_workers()
+
+
+def _png_of_pickled(pickled: bytes, dpi: int) -> bytes:
+    """A pickled figure's PNG (runs on the worker process; the bytes are those of :func:`figure_png`)."""
+    pyplot()
+    return figure_png(pickle.loads(pickled), dpi)  # a figure the parent process pickled, never a file
+
+
+def figure_pngs(figures: Mapping[str, Any], dpi: int = 110) -> dict[str, bytes]:
+    """PNG bytes of several figures (each closed), by name in the order given: the same bytes as
+    :func:`figure_png` of each. Inside :func:`figure_worker`, every other figure is drawn on the
+    worker process while this one draws the others; a figure that cannot be pickled is drawn here."""
+    later: dict[str, tuple[bytes, Future[bytes]]] = {}
+    if _WORKER and len(figures) > 1:
+        for name in list(figures)[1::2]:
+            try:
+                pickled = pickle.dumps(figures[name])
+            except (pickle.PicklingError, TypeError, AttributeError):
+                continue
+            later[name] = pickled, _WORKER[0].submit(_png_of_pickled, pickled, dpi)
+            pyplot().close(figures[name])
+    here = {name: figure_png(fig, dpi) for name, fig in figures.items() if name not in later}
+    for name, (pickled, future) in later.items():
+        try:
+            here[name] = future.result()
+        except Exception:  # a worker that died: the figure is drawn here instead
+            here[name] = _png_of_pickled(pickled, dpi)
+    return {name: here[name] for name in figures}
 
 
 def figure_html(fig: Any, alt: str) -> str:
@@ -133,7 +197,14 @@ def shap_beeswarm(explanation: Any, title: str) -> Any:
     """shap's beeswarm: one dot per patient and feature, coloured by the feature's value."""
     import shap
 
-    fig = _shap_figure(lambda: shap.plots.beeswarm(explanation, show=False, max_display=15))
+    # shap jitters the dots with NumPy's global generator: seeded here (and given back as it was), so
+    # that one run's figure is the next run's, byte for byte
+    state = np.random.get_state()  # noqa: NPY002
+    np.random.seed(0)  # noqa: NPY002 - shap reads the global generator
+    try:
+        fig = _shap_figure(lambda: shap.plots.beeswarm(explanation, show=False, max_display=15))
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
     fig.axes[0].set_title(title, fontsize=10)
     return fig
 

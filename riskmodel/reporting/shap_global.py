@@ -28,7 +28,7 @@ import pandas as pd
 
 from riskmodel.features.declared import declaration_of
 from riskmodel.features.labels import column_label, feature_input, input_label, variable_label
-from riskmodel.reporting.plots import figure_png, importance_plot, pyplot, shap_bar, shap_beeswarm
+from riskmodel.reporting.plots import figure_pngs, importance_plot, pyplot, shap_bar, shap_beeswarm
 
 __all__ = [
     "DEPENDENCE_INPUTS",
@@ -167,7 +167,7 @@ def global_figures(
         declaration = declaration_of(declaration)
 
     drawn = explanation_figures(explanation, X, inputs, importance, label, declaration, importance_label)
-    pngs = {name: figure_png(fig) for name, (fig, _) in drawn.items()}
+    pngs = figure_pngs({name: fig for name, (fig, _) in drawn.items()})
     images = "".join(
         f'<figure><img alt="{html.escape(drawn[name][1])}" '
         f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></figure>'

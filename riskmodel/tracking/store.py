@@ -189,16 +189,12 @@ class Tracker:
         tags: Mapping[str, str] | None = None,
     ) -> None:
         """Params (values cut to MLflow's limit), finite metrics, and riskmodel.* tags."""
-        import math
-
-        params, metrics, tags = self._checked(params, metrics, tags)
-        if params:
-            self.mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
-        finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
-        if finite:
-            self.mlflow.log_metrics(finite)
-        if tags:
-            self.mlflow.set_tags({f"{TAG_PREFIX}{k}": v for k, v in tags.items()})
+        run = self.mlflow.active_run()
+        if run is None:
+            raise RuntimeError("Tracker.log needs an active run (parent or child)")
+        # one batch (one transaction of the store), as the fluent log_params, log_metrics and set_tags
+        # would write them one call each
+        self.log_to(run.info.run_id, params=params, metrics=metrics, tags=tags)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """A text artifact (configs, tables of aggregates)."""

@@ -124,10 +124,11 @@ def _one_resample(
     fitted = clone(pipeline)
     try:
         with own_warnings_silenced():
-            fitted.fit(X.iloc[idx], y[idx])
             # the feature steps transform row by row, so the resample's rows of the original data's
-            # features are its own features: one transform serves both scores
+            # features are its own features: one transform serves the model's fit and both scores
+            fitted[:-1].fit(X.iloc[idx], y[idx])
             Z = fitted[:-1].transform(X)
+            fitted[-1].fit(_rows(Z, idx), y[idx])
             if _fits_by_maximum_likelihood(fitted[-1]):
                 # rms::validate leaves out the resamples whose cph refit fails: separation (no
                 # maximum in 10 iterations) or a coefficient that is not estimable

@@ -28,7 +28,7 @@ from riskmodel.reporting import ModelFacts, render_model_report
 from riskmodel.reporting.model_dose import model_dose_html
 from riskmodel.reporting.nomogram_form import linear_form
 from riskmodel.reporting.nomogram_plot import nomogram_html
-from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, figure_png, forest_plot
+from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, figure_png, figure_pngs, forest_plot
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import Tracker
 from riskmodel.validation.performance import COMPETING_MEANINGS
@@ -306,12 +306,10 @@ def endpoint_definition(config: ExperimentConfig, endpoint: str, *, competing: b
 def figures(facts: ModelFacts) -> dict[str, bytes]:
     """Calibration and decision-curve PNGs for the run's artifacts."""
     ep = facts.endpoint.upper()
-    out = {}
+    drawn = {}
     for h, curve in facts.calibration.items():
         fig = calibration_plot(curve.groups, curve.smooth, f"{ep} by {h:g} months (apparent): ICI {curve.ici:.3f}")
-        out[f"plots/calibration_{h:g}.png"] = figure_png(fig)
+        drawn[f"plots/calibration_{h:g}.png"] = fig
     for h, table in facts.decision_curves.items():
-        out[f"plots/decision_curve_{h:g}.png"] = figure_png(
-            decision_curve_plot(table, f"{ep} by {h:g} months (apparent)")
-        )
-    return out
+        drawn[f"plots/decision_curve_{h:g}.png"] = decision_curve_plot(table, f"{ep} by {h:g} months (apparent)")
+    return figure_pngs(drawn)  # half of them on the figure worker, inside train's figure_worker()

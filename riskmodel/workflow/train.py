@@ -22,6 +22,7 @@ from riskmodel.core.csvout import safe_csv_text
 from riskmodel.errors import NUMERICAL_FAILURES, UserInputError, is_own_error
 from riskmodel.models.registry import SPECS
 from riskmodel.privacy import PhiGuard
+from riskmodel.reporting.plots import figure_worker
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import Tracker
 from riskmodel.workflow.develop import Developed, develop_family
@@ -201,7 +202,8 @@ def train(
     if tracker.stale_runs:
         n = len(tracker.stale_runs)
         result.notes.append(f"closed {n} run{'s' if n > 1 else ''} left RUNNING by an ended process (now KILLED)")
-    with tracker.parent(f"train-{config.name}", ctx.base_tags) as parent_id:
+    # the figures of each run are drawn half here, half on a worker process (riskmodel.reporting.plots)
+    with figure_worker(), tracker.parent(f"train-{config.name}", ctx.base_tags) as parent_id:
         result.parent_run_id = parent_id
         tracker.log(params={**ctx.flat_config, **plan.params()})
         tracker.log_text(ctx.config_yaml(), "config.yaml")
