@@ -8,6 +8,8 @@ import io
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +116,35 @@ def test_progress_lines_at_each_tenth_with_an_eta() -> None:
     assert len(text) == 10  # 10 %, 20 %, ... 100 %: not one line a fit
     assert text[-1].startswith("train: 100/100 fits (100%), OS cox, elapsed ")
     assert text[-1].endswith("ETA 0:00:00")
+
+
+def test_a_quiet_step_after_a_fit_gets_a_still_working_line_naming_it() -> None:
+    out = io.StringIO()
+    lines = ProgressLines(out, every_seconds=3600, every_fraction=0.25, heartbeat_seconds=3600)
+    lines(1, 4, "LC rsf")  # the first fit: printed
+    lines(1, 4, "LC rsf: recording the run")  # a stage, not a fit: within every_seconds, not printed
+    lines.heartbeat()  # a minute has not passed: nothing
+    assert out.getvalue().count("\n") == 1
+    lines.heartbeat_seconds = 0.0
+    lines.heartbeat()
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("train: 1/4 fits (25%), LC rsf: recording the run, elapsed ")
+    assert last.endswith(", still working")
+
+
+def test_the_heartbeat_thread_speaks_between_fits_and_stops_with_the_block() -> None:
+    out = io.StringIO()
+    with ProgressLines(out, every_seconds=3600, every_fraction=0.5, heartbeat_seconds=0.05) as lines:
+        lines(2, 4, "OS rsf")
+        deadline = time.monotonic() + 30
+        while "still working" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert "train: 2/4 fits (50%), OS rsf, elapsed " in out.getvalue()
+    assert "still working" in out.getvalue()
+    assert not any(t.name == "riskmodel-progress" for t in threading.enumerate())
+    before = out.getvalue()
+    time.sleep(0.2)
+    assert out.getvalue() == before  # stopped: no line after the block
 
 
 @pytest.mark.slow

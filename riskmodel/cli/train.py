@@ -126,14 +126,16 @@ def train_with_progress(config: ExperimentConfig, kwargs: dict[str, Any]) -> Tra
 
     console = Console(stderr=True)
     if not console.is_terminal:
-        # redirected: the plan and plain progress lines (every ~10 s or 10 % of the fits, with an ETA)
+        # redirected: the plan and plain progress lines (every ~10 s or 10 % of the fits, with an ETA;
+        # a "still working" line after a minute of silence)
         lines = ProgressLines(sys.stderr)
 
         def plain(done: int, total: int, label: str) -> None:
             stop_if_terminated()
             lines(done, total, label)
 
-        result = train(config, progress=plain, announce=lambda text: typer.echo(text, err=True), **kwargs)
+        with lines:
+            result = train(config, progress=plain, announce=lambda text: typer.echo(text, err=True), **kwargs)
     else:
         with Progress(
             TextColumn("{task.description:<14}"),

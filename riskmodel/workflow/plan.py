@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterable
@@ -272,26 +273,72 @@ def clock(seconds: float) -> str:
 class ProgressLines:
     """Progress as plain lines (for a stream that is not a terminal): at most one line every
     ``every_seconds``, plus one at each ``every_fraction`` of the fits and at the end, with an ETA
-    from the mean time a fit so far."""
+    from the mean time a fit so far.
 
-    def __init__(self, stream: IO[str] | None = None, every_seconds: float = 10.0, every_fraction: float = 0.1) -> None:
+    A call with an unchanged ``done`` and a new ``label`` names the step under way (``"OS rsf:
+    recording the run"``) without counting a fit. Between fits, :meth:`heartbeat` (a daemon thread
+    started by ``with lines:``) repeats the last line with "still working" every
+    ``heartbeat_seconds`` of silence, so a long step after a fit (calibration, explanations,
+    recording at registry scale) never leaves the log quiet for minutes.
+    """
+
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        every_seconds: float = 10.0,
+        every_fraction: float = 0.1,
+        heartbeat_seconds: float = 60.0,
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.every_seconds, self.every_fraction = every_seconds, every_fraction
+        self.heartbeat_seconds = heartbeat_seconds
         self.start = self.last = time.monotonic()
         self.step = 0
+        self.latest: tuple[int, int, str] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> ProgressLines:
+        self._thread = threading.Thread(target=self._beat, name="riskmodel-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(self.heartbeat_seconds, 5.0)):
+            self.heartbeat()
+
+    def heartbeat(self) -> None:
+        """Repeat the last line, marked "still working", if nothing was printed for a while."""
+        with self._lock:
+            if self.latest is None or time.monotonic() - self.last < self.heartbeat_seconds:
+                return
+            self._print(*self.latest, note=", still working")
 
     def __call__(self, done: int, total: int, label: str) -> None:
+        with self._lock:
+            self.latest = (done, total, label)
+            now = time.monotonic()
+            step = int(done / max(total, 1) / self.every_fraction) if self.every_fraction else 0
+            if done < total and step == self.step and now - self.last < self.every_seconds:
+                return
+            self.step = step
+            self._print(done, total, label)
+
+    def _print(self, done: int, total: int, label: str, note: str = "") -> None:
         now = time.monotonic()
-        step = int(done / max(total, 1) / self.every_fraction) if self.every_fraction else 0
-        if done < total and step == self.step and now - self.last < self.every_seconds:
-            return
-        self.step, self.last = step, now
+        self.last = now
         elapsed = now - self.start
         eta = elapsed / done * (total - done) if done else math.nan
         shown = clock(eta) if math.isfinite(eta) else "?"
         print(
             f"train: {done}/{total} fits ({100 * done / max(total, 1):.0f}%), {label}, elapsed {clock(elapsed)}, "
-            f"ETA {shown}",
+            f"ETA {shown}{note}",
             file=self.stream,
             flush=True,
         )

@@ -235,6 +235,7 @@ def train(
                     result.notes.append(f"{endpoint.upper()} {family}: not trained, its fit failed ({exc})")
                     continue
                 result.notes += dev.notes
+                counter.stage(f"{endpoint.upper()} {family}: recording the run")
                 run_id, uri = record_run(tracker, ctx, prep, size, dev)
                 result.runs.append(RunResult.of(prep, dev, run_id, uri))
         tracker.log(tags={"children": str(len(result.runs))})
@@ -254,6 +255,11 @@ class _Progress:
                 self.report(self.done, self.total, label)
 
         return advance
+
+    def stage(self, label: str) -> None:
+        """Name the step under way (no fit counted)."""
+        if self.report:
+            self.report(self.done, self.total, label)
 
 
 def _sample_sizes(
