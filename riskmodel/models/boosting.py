@@ -239,9 +239,9 @@ class GradientBoostingSurvival(SurvivalEstimator):
             self.booster_.save_model(str(folder / "booster.ubj"))
             write_json(folder / "gbm.json", {**self._common_state(), **baseline})
             return
-        import skops.io as sio
+        from riskmodel.core.memory import dump_skops
 
-        sio.dump(self.model_, folder / "estimator.skops")
+        dump_skops(self.model_, folder / "estimator.skops")
         write_json(folder / "estimator.json", {**self._common_state(), **baseline})
 
     @classmethod

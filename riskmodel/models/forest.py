@@ -39,6 +39,7 @@ import numpy as np
 from pydantic import FiniteFloat
 from sklearn.utils.validation import check_is_fitted
 
+from riskmodel.core.memory import dump_skops, release_freed_memory
 from riskmodel.errors import ModelFileError, UserInputError
 from riskmodel.models.base import StateFile, SurvivalEstimator, estimator_params, read_json, write_json
 from riskmodel.models.untrusted import check_sklearn_tree, load_skops_exclusive
@@ -190,6 +191,7 @@ class SurvivalForest(SurvivalEstimator):
         """Fit the forest; returns ``self``."""
         from sksurv.ensemble import RandomSurvivalForest
 
+        release_freed_memory()  # a freed forest's pages (the held-out split's) are not built beside
         Xa, event, time = self._begin_fit(X, y)
         grid, samples, bins, jobs = self._settings(len(time), int(np.unique(time[event]).size))
         self.bin_edges_ = bin_edges(Xa, bins) if bins is not None else None
@@ -309,10 +311,9 @@ class SurvivalForest(SurvivalEstimator):
         return np.where(idx[None, :] >= 0, surv[:, np.clip(idx, 0, None)], 1.0)
 
     def save_state(self, folder: Path) -> None:
-        """scikit-survival's forest as ``estimator.skops``; bin edges and time grid in ``estimator.json``."""
-        import skops.io as sio
-
-        sio.dump(self.model_, folder / "estimator.skops")
+        """scikit-survival's forest as ``estimator.skops`` (written as it is made: no copy of the
+        trees in memory); bin edges and time grid in ``estimator.json``."""
+        dump_skops(self.model_, folder / "estimator.skops")
         extra = {"bin_edges": self.bin_edges_, "time_grid": self.time_grid_}
         write_json(folder / "estimator.json", {**self._common_state(), **extra})
 
