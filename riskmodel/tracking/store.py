@@ -132,16 +132,22 @@ class Tracker:
         nothing was written that the guard had not passed)."""
         self.guard.check("run name", name)
         self.guard.check("tags", dict(tags))
-        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=self._owner_tags()) as run:
-            self.mlflow.set_tags({f"{TAG_PREFIX}{k}": v for k, v in tags.items()})
-            try:
-                yield run.info.run_id
-            except KeyboardInterrupt:
+        try:
+            with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=self._owner_tags()) as run:
+                self.mlflow.set_tags({f"{TAG_PREFIX}{k}": v for k, v in tags.items()})
+                try:
+                    yield run.info.run_id
+                except KeyboardInterrupt:
+                    self.mlflow.end_run(status="KILLED")
+                    raise
+                except PrivacyError as exc:
+                    self.refused(run.info.run_id, exc)
+                    raise
+        except KeyboardInterrupt:  # one landing while a run opened or closed: none of ours stays RUNNING
+            while self.mlflow.active_run() is not None:
                 self.mlflow.end_run(status="KILLED")
-                raise
-            except PrivacyError as exc:
-                self.refused(run.info.run_id, exc)
-                raise
+            self.close_own_runs("KILLED")
+            raise
 
     @contextmanager
     def child(self, name: str) -> Iterator[str]:
@@ -250,6 +256,24 @@ class Tracker:
     def close_run(self, run_id: str, status: str = "FINISHED") -> None:
         """End a named run as FINISHED, FAILED or KILLED."""
         self.mlflow.MlflowClient().set_terminated(run_id, status=status)
+
+    def close_own_runs(self, status: str = "KILLED") -> list[str]:
+        """End every run of this experiment that this process opened and left RUNNING.
+
+        An interrupt can land between the store creating a run and its ID reaching the caller, or
+        in the middle of closing one; the owner tags written with the run find it all the same.
+        """
+        client = self.mlflow.MlflowClient()
+        owner = self._owner_tags()
+        running = client.search_runs(
+            [self.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=10_000
+        )
+        closed = []
+        for run in running:
+            if all(run.data.tags.get(k) == v for k, v in owner.items()):
+                client.set_terminated(run.info.run_id, status=status)
+                closed.append(run.info.run_id)
+        return closed
 
     def run_status(self, run_id: str) -> str:
         """The status of a run (RUNNING, FINISHED, FAILED, KILLED)."""

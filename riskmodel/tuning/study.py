@@ -225,30 +225,34 @@ def tune(
         **{k.replace("evaluation.", "evaluation_"): v for k, v in s.prepared.window.params().items()},
         **analysis_tags(s.config, s.prepared),
     }
-    result.parent_run_id = parent_run(study, tracker, f"tune-{name}", tags)
-    # tags, not params: a resumed study may ask for more trials, and MLflow params never change
-    tracker.log_to(result.parent_run_id, tags={"target_trials": str(trials), "direction": direction(s.metric)})
-    if not study.get_trials(deepcopy=False):
-        study.enqueue_trial({k: s.fixed[k] for k in s.space}, user_attrs={"experiment_defaults": True})
-    before = count(study, FINISHED)
-    _optimize(study, s, tracker, result.parent_run_id, tags, trials, timeout, n_jobs, progress)
-    result.ran_here = count(study, FINISHED) - before
-    result.finished = count(study, FINISHED)
-    result.failed = count(study, ("FAIL",))
     try:
-        _conclude(study, s, tracker, result, register)
-        if nested_cv:
-            _nested(s, tracker, result, trials, nested_cv)
-        tracker.log_text_to(
-            result.parent_run_id, yaml.safe_dump(shareable_config(s.config), sort_keys=False), "config.yaml"
-        )
-    except PrivacyError as exc:  # the refit's model or a table refused: KILLED with a note, never FAILED
-        tracker.refused(result.parent_run_id, exc)
+        result.parent_run_id = parent_run(study, tracker, f"tune-{name}", tags)
+        # tags, not params: a resumed study may ask for more trials, and MLflow params never change
+        tracker.log_to(result.parent_run_id, tags={"target_trials": str(trials), "direction": direction(s.metric)})
+        if not study.get_trials(deepcopy=False):
+            study.enqueue_trial({k: s.fixed[k] for k in s.space}, user_attrs={"experiment_defaults": True})
+        before = count(study, FINISHED)
+        _optimize(study, s, tracker, result.parent_run_id, tags, trials, timeout, n_jobs, progress)
+        result.ran_here = count(study, FINISHED) - before
+        result.finished = count(study, FINISHED)
+        result.failed = count(study, ("FAIL",))
+        try:
+            _conclude(study, s, tracker, result, register)
+            if nested_cv:
+                _nested(s, tracker, result, trials, nested_cv)
+            tracker.log_text_to(
+                result.parent_run_id, yaml.safe_dump(shareable_config(s.config), sort_keys=False), "config.yaml"
+            )
+        except PrivacyError as exc:  # the refit's model or a table refused: KILLED with a note, never FAILED
+            tracker.refused(result.parent_run_id, exc)
+            raise
+        done = result.finished >= trials
+        tracker.close_run(result.parent_run_id, "FINISHED" if done else "KILLED")
+        if not done:
+            result.notes.append(f"the study holds {result.finished} of {trials} trials (timeout); run again to go on")
+    except KeyboardInterrupt:  # wherever it lands (a run being opened, the refit): no run of ours stays RUNNING
+        tracker.close_own_runs("KILLED")
         raise
-    done = result.finished >= trials
-    tracker.close_run(result.parent_run_id, "FINISHED" if done else "KILLED")
-    if not done:
-        result.notes.append(f"the study holds {result.finished} of {trials} trials (timeout); run again to go on")
     return result
 
 
