@@ -34,13 +34,14 @@ from sklearn.utils.validation import check_is_fitted
 from riskmodel.core.yamlio import validation_lines
 from riskmodel.errors import ModelFileError, UserInputError
 from riskmodel.metrics import harrell_c
-from riskmodel.stats import check_survival_target
+from riskmodel.stats import check_survival_target, step_values
 
 __all__ = [
     "MAX_STATE_BYTES",
     "StateFile",
     "SurvivalEstimator",
     "breslow_cumulative_hazard",
+    "breslow_risk_and_survival",
     "check_baseline",
     "check_horizons",
     "efron_cumulative_hazard",
@@ -132,6 +133,17 @@ def proportional_survival(log_hazard: np.ndarray, cumhaz: np.ndarray) -> np.ndar
     """
     with np.errstate(divide="ignore", over="ignore"):
         return np.asarray(np.exp(-np.exp(np.add.outer(log_hazard, np.log(cumhaz)))), dtype=float)
+
+
+def breslow_risk_and_survival(estimator: Any, X: Any, times: Iterable[float] | float) -> tuple[np.ndarray, np.ndarray]:
+    """A proportional-hazards family's ``predict_risk(X)`` computed once, and S(t) from it and its
+    Breslow baseline (``event_times_``, ``baseline_cumhaz_``) by :func:`proportional_survival`: the
+    numbers its ``predict_risk`` and ``predict_survival`` give, one linear predictor for both."""
+    check_is_fitted(estimator, "max_time_")
+    t = check_horizons(times, estimator.max_time_)
+    risk = np.asarray(estimator.predict_risk(X), dtype=float)
+    cumhaz = step_values(estimator.event_times_, estimator.baseline_cumhaz_, t)
+    return risk, proportional_survival(risk, cumhaz)
 
 
 def _feature_names(X: Any) -> np.ndarray | None:
@@ -389,6 +401,14 @@ class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
         surv = self._survival_matrix(X, t)
         index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(surv))
         return pd.DataFrame(surv, index=index, columns=[float(v) for v in t])
+
+    def predict_risk_and_survival(self, X: Any, times: Iterable[float] | float) -> tuple[np.ndarray, np.ndarray]:
+        """``predict_risk(X)`` and the values of ``predict_survival(X, times)`` (n × horizons) in one
+        call, the same numbers: a family may share the work between them (one pass over the trees,
+        one linear predictor), as batch scoring asks for both."""
+        check_is_fitted(self, "max_time_")
+        t = check_horizons(times, self.max_time_)
+        return np.asarray(self.predict_risk(X), dtype=float), np.asarray(self._survival_matrix(X, t), dtype=float)
 
     def score(self, X: Any, y: Any) -> float:
         """Harrell's C-index of ``predict_risk`` (so scikit-learn model selection can use it)."""

@@ -36,6 +36,7 @@ from riskmodel.models.base import (
     StateFile,
     SurvivalEstimator,
     breslow_cumulative_hazard,
+    breslow_risk_and_survival,
     check_baseline,
     estimator_params,
     proportional_survival,
@@ -230,6 +231,10 @@ class GradientBoostingSurvival(SurvivalEstimator):
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         cumhaz = step_values(self.event_times_, self.baseline_cumhaz_, times)
         return proportional_survival(self.predict_risk(X), cumhaz)
+
+    def predict_risk_and_survival(self, X: Any, times: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The margin once (one pass over the trees), and S(t) from it (as :meth:`_survival_matrix`)."""
+        return breslow_risk_and_survival(self, X, times)
 
     def save_state(self, folder: Path) -> None:
         """xgboost: its own ``booster.ubj`` and ``gbm.json``; scikit-survival: ``estimator.skops`` and

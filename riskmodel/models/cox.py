@@ -36,6 +36,7 @@ from riskmodel.models.base import (
     StateFile,
     SurvivalEstimator,
     breslow_cumulative_hazard,
+    breslow_risk_and_survival,
     check_baseline,
     efron_cumulative_hazard,
     estimator_params,
@@ -386,6 +387,10 @@ class CoxPH(SurvivalEstimator):
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         cumhaz = step_values(self.event_times_, self.baseline_cumhaz_, times)
         return proportional_survival(self.predict_risk(X), cumhaz)
+
+    def predict_risk_and_survival(self, X: Any, times: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The linear predictor once, and S(t) from it (as :meth:`_survival_matrix` computes it)."""
+        return breslow_risk_and_survival(self, X, times)
 
     def save_state(self, folder: Path) -> None:
         """Coefficients, scaling, information and the baseline (of the ties), as ``cox.json``."""

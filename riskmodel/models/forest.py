@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from riskmodel.core.memory import dump_skops, release_freed_memory
 from riskmodel.errors import ModelFileError, UserInputError
-from riskmodel.models.base import StateFile, SurvivalEstimator, estimator_params, read_json, write_json
+from riskmodel.models.base import StateFile, SurvivalEstimator, check_horizons, estimator_params, read_json, write_json
 from riskmodel.models.untrusted import check_sklearn_tree, load_skops_exclusive
 from riskmodel.stats import survival_array
 
@@ -249,20 +249,39 @@ class SurvivalForest(SurvivalEstimator):
         bound the memory and run on every core for a large batch (above 10 × :data:`LARGE_COHORT`)
         with the same result: deterministic, where scikit-survival's threads add trees in any order.
         """
+        if kind == "risk":
+            return self._tree_means(X, risk=True)[0]
+        cols = len(self.model_.unique_times_) if columns is None else columns
+        return self._tree_means(X, curve=(1 if kind == "survival" else 0, slice(0, cols)))[1]
+
+    def _tree_means(
+        self, X: Any, *, risk: bool = False, curve: tuple[int, slice | np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_ensemble`'s walk: each tree's leaves read once for the risk (``risk``) and for a
+        curve (``curve``: the channel, 0 cumulative hazard or 1 S(t), and its columns, the first
+        ones or the picked ones), the same sums in the same order for each (an empty array for
+        what is not asked)."""
         Xb = self._predictor(X)
         trees = self.model_.estimators_
-        cols = len(self.model_.unique_times_) if columns is None else columns
-        width: tuple[int, ...] = () if kind == "risk" else (cols,)
-        channel = 1 if kind == "survival" else 0
         node_risks = self.node_risks_
+        channel, cols = curve if curve is not None else (0, slice(0, 0))
+        pick = cols[None, :] if isinstance(cols, np.ndarray) else None
+        span = cols if isinstance(cols, slice) else slice(0, 0)
+        width = span.stop - span.start if pick is None else pick.shape[1]
 
-        def block(start: int) -> np.ndarray:
+        def block(start: int) -> tuple[np.ndarray, np.ndarray]:
             part = Xb[start : start + PREDICT_BLOCK]
-            out = np.zeros((len(part), *width))
+            r = np.zeros(len(part) if risk else 0)
+            c = np.zeros((len(part) if curve is not None else 0, width))
             for i, tree in enumerate(trees):
                 leaves = tree.tree_.apply(part)
-                out += node_risks[i][leaves] if kind == "risk" else tree.tree_.value[leaves, :cols, channel]
-            return out
+                if risk:
+                    r += node_risks[i][leaves]
+                if curve is None:
+                    continue
+                values = tree.tree_.value
+                c += values[leaves, span, channel] if pick is None else values[leaves[:, None], pick, channel]
+            return r, c
 
         starts = range(0, len(Xb), PREDICT_BLOCK)
         if len(Xb) > 10 * LARGE_COHORT and (os.cpu_count() or 1) > 1:
@@ -270,9 +289,11 @@ class SurvivalForest(SurvivalEstimator):
                 parts = list(pool.map(block, starts))
         else:
             parts = [block(s) for s in starts]
-        out = np.concatenate(parts) if parts else np.zeros((0, *width))
-        out /= len(trees)
-        return out
+        r = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
+        c = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, width))
+        r /= len(trees)
+        c /= len(trees)
+        return r, c
 
     def _set_node_risks(self) -> None:
         """Per tree, each node's risk (its cumulative hazard summed over the event times, as
@@ -306,9 +327,21 @@ class SurvivalForest(SurvivalEstimator):
     def _survival_matrix(self, X: Any, times: np.ndarray) -> np.ndarray:
         if self.model_.low_memory:
             raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
+        return self._risk_and_curve(X, times, risk=False)[1]
+
+    def predict_risk_and_survival(self, X: Any, times: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The risk and S(t) at ``times`` from one walk of each tree (the same numbers as
+        :meth:`predict_risk` and :meth:`predict_survival`)."""
+        check_is_fitted(self, "max_time_")
+        if self.model_.low_memory:
+            raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
+        return self._risk_and_curve(X, check_horizons(times, self.max_time_), risk=True)
+
+    def _risk_and_curve(self, X: Any, times: np.ndarray, *, risk: bool) -> tuple[np.ndarray, np.ndarray]:
+        """S(t) at ``times`` (1 before the first time), read from the trees at those times only; the risk if asked."""
         idx = np.searchsorted(self.model_.unique_times_, times, side="right") - 1
-        surv = self._ensemble(X, "survival", columns=max(int(idx.max(initial=0)) + 1, 1))
-        return np.where(idx[None, :] >= 0, surv[:, np.clip(idx, 0, None)], 1.0)
+        r, surv = self._tree_means(X, risk=risk, curve=(1, np.clip(idx, 0, None)))
+        return r, np.where(idx[None, :] >= 0, surv, 1.0)
 
     def save_state(self, folder: Path) -> None:
         """scikit-survival's forest as ``estimator.skops`` (written as it is made: no copy of the

@@ -162,9 +162,9 @@ def _fill_scored(
     allow_extrapolation: bool,
 ) -> None:
     """The scored rows (positions ``at``): predictions, status, risk group and flags."""
-    risk = np.asarray(model.estimator.predict_risk(Z), dtype=float)
     keys = [f"{h:g}" for h in t]
     if model.competing:
+        risk = np.asarray(model.estimator.predict_risk(Z), dtype=float)
         cif = cif_matrix(model.estimator, Z, t)
         curves = (cif[0], cif[1], 1.0 - cif[0] - cif[1])  # event, competing event, neither
         for name, values in zip(("cif", "cif_competing", "event_free"), curves, strict=True):
@@ -174,13 +174,14 @@ def _fill_scored(
         for key, words in model.event_labels.as_dict().items():
             text[f"label_{key}"][at] = words
     else:
-        surv = np.asarray(model.estimator.predict_survival(Z, t), dtype=float)
+        risk, surv = model.estimator.predict_risk_and_survival(Z, t)  # one pass for both
         for j, k in enumerate(keys):
             num[f"S_{k}"][at] = surv[:, j]
     num["risk_score"][at] = risk
     outside = outside_flags(model, data)
     is_out = data.index.isin(list(outside))
-    status = np.where(is_out, EXTRAPOLATED if allow_extrapolation else OUTSIDE, "scored").astype(object)
+    status = np.full(len(at), "scored", dtype=object)
+    status[is_out] = EXTRAPOLATED if allow_extrapolation else OUTSIDE
     text["status"][at] = status
     groups = risk_groups(model.risk_cutoffs, risk)
     groups[is_out & (not allow_extrapolation)] = None
