@@ -25,7 +25,7 @@ from riskmodel.features import ClinicalFeatures
 from riskmodel.models import CauseSpecificCox
 from riskmodel.scoring import RiskModel, read_patients, write_scores
 from riskmodel.scoring.frame import score_frame
-from riskmodel.scoring.stream import DEFAULT_CHUNK_ROWS, SeenIds
+from riskmodel.scoring.stream import DEFAULT_CHUNK_ROWS, SeenIds, parquet_chunks, score_stream
 
 sys.path.insert(0, str(Path(__file__).parent))
 from small_models import save_small_model
@@ -202,6 +202,33 @@ def test_seen_ids_find_a_repeat_in_a_later_chunk_with_its_first_row() -> None:
     assert sorted(found) == [6, 8]
     assert "(first seen on row 2)" in found[6][0].rule
     assert "(first seen on row 1)" in found[8][0].rule
+
+
+def test_two_models_streamed_give_each_models_own_table(model_dir: Path, patients_file: Path, tmp_path: Path) -> None:
+    """With several models a chunk's IDs are hashed once and shared: each model's rows are still
+    its own whole-file table (pseudonyms, statuses, probabilities), row for row."""
+    models = [RiskModel.load(model_dir), RiskModel.load(save_small_model(tmp_path / "rsf", "rsf"))]
+    _, chunks = parquet_chunks(patients_file, chunk_rows=CHUNK)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        score_stream(models, chunks, tmp_path / "two.parquet", source="patients.parquet")
+        got = pd.read_parquet(tmp_path / "two.parquet")
+        for m in models:
+            want = score_frame(m, read_patients(patients_file))
+            mine = got[got["family"] == m.family].sort_values("row", kind="stable").reset_index(drop=True)
+            pd.testing.assert_frame_equal(mine, want, check_dtype=False)
+
+
+def test_seen_ids_keep_each_ids_smallest_row_whatever_the_order_in_a_chunk() -> None:
+    seen = SeenIds("p.parquet", declared=False, id_column="patient_id")
+    ids = [f"P{i % 700}" for i in range(2000)]  # each ID two or three times
+    rows = np.random.default_rng(3).permutation(np.arange(10, 2010))
+    seen(pd.DataFrame({"patient_id": ids}, index=rows))
+    found = seen(pd.DataFrame({"patient_id": ["P5", "P699", "nobody"]}, index=[5000, 5001, 5002]))
+    smallest = {i: min(r for r, x in zip(rows.tolist(), ids, strict=True) if x == i) for i in ("P5", "P699")}
+    assert sorted(found) == [5000, 5001]
+    assert f"(first seen on row {smallest['P5']})" in found[5000][0].rule
+    assert f"(first seen on row {smallest['P699']})" in found[5001][0].rule
 
 
 @pytest.mark.filterwarnings("ignore:.*outside the levels seen at fit")

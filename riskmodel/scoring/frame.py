@@ -112,18 +112,21 @@ def score_chunk(
     *,
     allow_extrapolation: bool = False,
     earlier: Callable[[pd.DataFrame], Mapping[Any, list[Problem]]] | None = None,
+    who: tuple[list[str | None], list[str | None]] | None = None,
 ) -> tuple[pd.DataFrame, dict[Any, list[Problem]]]:
     """:func:`score_frame` of one chunk of a file, and the problems of its error rows (by row).
 
     ``earlier`` is asked, with the rows validation reads (those the landmark rule did not refuse),
     for problems found outside this chunk (a patient ID seen in an earlier chunk of the file);
-    they join the rows' own, first, as validation of the whole file would list them.
+    they join the rows' own, first, as validation of the whole file would list them. ``who`` is
+    :func:`identities` of ``df`` when already computed (one hash a patient however many models
+    score the chunk).
     """
     t = [float(x) for x in check_horizons(model.horizons if times is None else times, model.max_time)]
     columns = score_columns(model, t)
     num = {c: np.full(len(df), np.nan) for c in columns if not is_text(c)}
     text = {c: np.full(len(df), None, dtype=object) for c in columns if is_text(c)}
-    text["patient_id"][:], text["pseudonym"][:] = identities(df, model.id_column)
+    text["patient_id"][:], text["pseudonym"][:] = identities(df, model.id_column) if who is None else who
     text["endpoint"][:], text["family"][:] = model.endpoint, model.family
     position = pd.Series(np.arange(len(df)), index=df.index)
     refused = landmark_refusals(model, df)

@@ -44,7 +44,8 @@ from riskmodel.cohort.load import ColumnMapping, load_mapping, rename_columns
 from riskmodel.core.csvout import safe_csv_text
 from riskmodel.core.files import staged_file
 from riskmodel.errors import CohortFileError, Problem, UserInputError, one_line
-from riskmodel.scoring.frame import is_text, score_chunk, score_columns
+from riskmodel.scoring.flags import EXTRAPOLATED, OUTSIDE
+from riskmodel.scoring.frame import identities, is_text, score_chunk, score_columns
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "OUTPUT_SUFFIXES", "StreamSummary", "parquet_chunks", "score_stream"]
 
@@ -146,7 +147,8 @@ class SeenIds:
         text = raw.astype(str).str.strip()
         keep = (raw.notna() & (text != "")).to_numpy()
         rows = rest.index.to_numpy()[keep]
-        hashes = pd.util.hash_array(text.to_numpy(dtype=object)[keep])
+        # IDs are mostly distinct: hashed straight, not factorised first (the same hashes)
+        hashes = pd.util.hash_array(text.to_numpy(dtype=object)[keep], categorize=False)
         at = np.searchsorted(self.hashes, hashes)
         hit = at < len(self.hashes)
         hit[hit] = self.hashes[at[hit]] == hashes[hit]
@@ -167,11 +169,15 @@ class SeenIds:
                     )
                 )
             out[row] = [Problem(f"duplicate patient_id (first seen on row {first})", None, row, "patient_id", value)]
-        new = pd.Series(rows[~hit], index=hashes[~hit]).groupby(level=0).min()
-        merged = np.concatenate([self.hashes, new.index.to_numpy(dtype=np.uint64)])
+        fresh, fresh_rows = hashes[~hit], rows[~hit].astype(np.int64)
+        by = np.lexsort((fresh_rows, fresh))  # by hash, then row: each new ID's first row leads
+        fresh, fresh_rows = fresh[by], fresh_rows[by]
+        lead = np.ones(len(fresh), dtype=bool)
+        lead[1:] = fresh[1:] != fresh[:-1]
+        merged = np.concatenate([self.hashes, fresh[lead]])
         order = np.argsort(merged, kind="stable")
         self.hashes = merged[order]
-        self.rows = np.concatenate([self.rows, new.to_numpy(dtype=np.int64)])[order]
+        self.rows = np.concatenate([self.rows, fresh_rows[lead]])[order]
         return out
 
 
@@ -233,8 +239,11 @@ def score_stream(
         writer = _Writer(tmp, suffix)
         try:
             for chunk in chunks:
+                who: dict[str, Any] = {}  # each ID column's identities, computed once for every model
                 for s in state:
-                    writer.write(s.score(chunk, allow_extrapolation, summary))
+                    column = s.model.id_column
+                    who[column] = who[column] if column in who else identities(chunk, column)
+                    writer.write(s.score(chunk, allow_extrapolation, summary, who[column]))
                 summary.rows += len(chunk)
                 now = time.monotonic()
                 if progress is not None and (now - last >= PROGRESS_EVERY_S or summary.rows == total):
@@ -272,14 +281,16 @@ class _ModelState:
         }
         self.tally: dict[tuple[str | None, str], list[Problem]] = {}
 
-    def score(self, chunk: pd.DataFrame, allow_extrapolation: bool, summary: StreamSummary) -> pd.DataFrame:
+    def score(
+        self, chunk: pd.DataFrame, allow_extrapolation: bool, summary: StreamSummary, who: Any = None
+    ) -> pd.DataFrame:
         frame, problems = score_chunk(
-            self.model, chunk, self.times, allow_extrapolation=allow_extrapolation, earlier=self.seen
+            self.model, chunk, self.times, allow_extrapolation=allow_extrapolation, earlier=self.seen, who=who
         )
         self._count_rules(problems)
         status = frame["status"].to_numpy(dtype=object)
         refused, error = int((status == "refused").sum()), int((status == "error").sum())
-        outside = int(pd.Series(status).astype(str).str.contains("outside the development data").sum())
+        outside = int(((status == OUTSIDE) | (status == EXTRAPOLATED)).sum())  # the statuses with those words
         self.counts["patients"] += len(frame)
         self.counts["refused"] += refused
         self.counts["error"] += error
