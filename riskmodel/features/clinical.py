@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -175,7 +175,7 @@ class ClinicalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         parts: list[np.ndarray] = []
         for block in self.blocks_:
             parts.extend(self._block(block, X))
-        return np.column_stack(parts).astype(float) if parts else np.empty((len(X), 0))
+        return np.column_stack(parts).astype(float, copy=False) if parts else np.empty((len(X), 0))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns, in order."""
@@ -254,6 +254,13 @@ class ClinicalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         codes, levels = self._category_codes(X, col)
         return pd.Series(levels[codes], index=X.index, name=col, dtype=object)
 
+    def _by_level(self, X: pd.DataFrame, col: str, value: Callable[[Any], float]) -> np.ndarray:
+        """``value`` of each row's canonical level of ``col`` as a float, decided once per level
+        and taken by code (no column of level names built)."""
+        codes, levels = self._category_codes(X, col)
+        by_level = np.array([value(v) for v in levels], dtype=float)
+        return np.asarray(by_level[codes], dtype=float)
+
     def _category_codes(self, X: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
         """Each row's code into the column's canonical levels (normalised once per distinct
         spelling); raises on a missing or unknown value."""
@@ -279,18 +286,16 @@ class ClinicalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         if block == "d90_high":
             return [(self._number(X, "d90_gy") >= self.d90_threshold_gy).astype(float)]
         if block == "response":
-            resp = self._categories(X, "response_3mo")
             if self.response_coding == "binary":
-                return [resp.isin(["CR", "PR"]).to_numpy(dtype=float)]
-            return [resp.map(_ORDINAL_RESPONSE).to_numpy(dtype=float)]
+                return [self._by_level(X, "response_3mo", lambda v: v in ("CR", "PR"))]
+            return [self._by_level(X, "response_3mo", lambda v: _ORDINAL_RESPONSE.get(v, np.nan))]
         if block == "stage":
             return self._stage(X)
         if block in ("volume", "log_volume"):
             vol = self._number(X, "lesion_volume_cm3")
             return [vol if block == "volume" else np.log(vol)]
         if block == "grade":
-            grade = self._categories(X, "pathological_grade")
-            return [grade.isin(["moderate", "high"]).to_numpy(dtype=float)]
+            return [self._by_level(X, "pathological_grade", lambda v: v in ("moderate", "high"))]
         if block == "chemo":
             return [self._yes_no(X, "post_implant_chemo")]
         if block in ("bed", "eqd2"):

@@ -148,7 +148,8 @@ def score_chunk(
         text["status"][at], text["error"][at] = "error", list(errors.values())
     flags = np.full(len(df), "", dtype=object)
     if len(data):
-        _fill_scored(model, num, text, flags, position[data.index].to_numpy(), data, Z, t, allow_extrapolation)
+        at = np.arange(len(df)) if data.index.equals(df.index) else position[data.index].to_numpy()
+        _fill_scored(model, num, text, flags, at, data, Z, t, allow_extrapolation)
     table = {**num, **text, "row": df.index.to_numpy(copy=True), "flags": flags}
     return pd.DataFrame({c: table[c] for c in columns}, copy=False), problems  # its own fresh arrays: no copy
 
