@@ -5,9 +5,9 @@ The file is read ``chunk_rows`` records at a time (pyarrow's ``ParquetFile.iter_
 chunk is validated, encoded and scored (:func:`riskmodel.scoring.frame.score_frame`) and appended
 to the output, so memory holds the model, one chunk of patients and its scores, whatever the
 file's length. Measured in ``benchmarks/score_stream.py`` (a Cox model, peak RSS of the whole
-process): 438 MiB for 200,000 patients and 520 MiB for 1,000,000 at the default 100,000 rows a
-chunk, of which ~230 MiB is Python with riskmodel and the model loaded, so about 3 kB a patient of
-the chunk; the whole file in one chunk took 583 and 1,603 MiB. What grows with the file is 16
+process): 433 MiB for 200,000 patients and 494-504 MiB for 1,000,000 at the default 100,000 rows
+a chunk, of which ~230 MiB is Python with riskmodel and the model loaded, so about 3 kB a patient
+of the chunk; the whole file in one chunk took 507 and 1,514 MiB. What grows with the file is 16
 bytes a patient of earlier IDs (below) and the list of unscored rows kept for the summary (at most
 10,000). The size limit on patients files read whole (``RISKMODEL_MAX_FILE_MB``) does not apply.
 
