@@ -181,9 +181,11 @@ class CompetingRiskEstimator(SurvivalEstimator):
         self.n_competing_ = int((cause == 2).sum())
         return cause, time  # _begin_fit passes the cause through in the event's place
 
-    def fit(self, X: Any, y: Any) -> CompetingRiskEstimator:
-        """Fit the component family once per cause (the other cause censored); returns ``self``."""
-        rh = self.risk_horizon
+    def _begin_cif_fit(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """:meth:`_begin_fit` of a CIF model, after checking ``risk_horizon``; returns ``(X as a
+        float matrix, cause, time, the risk horizon)``: ``risk_horizon``, or else the median time of
+        the events of interest, within the training follow-up."""
+        rh: Any = self.risk_horizon
         number = isinstance(rh, numbers.Real) and not isinstance(rh, bool)
         if rh is not None and not (number and math.isfinite(float(rh)) and float(rh) > 0):
             raise UserInputError(f"risk_horizon must be a number of months > 0 or None, got {rh!r}")
@@ -193,6 +195,11 @@ class CompetingRiskEstimator(SurvivalEstimator):
             raise UserInputError(
                 f"risk_horizon {horizon:g} months is beyond the training follow-up ({self.max_time_:.1f} months)"
             )
+        return Xa, cause, time, horizon
+
+    def fit(self, X: Any, y: Any) -> CompetingRiskEstimator:
+        """Fit the component family once per cause (the other cause censored); returns ``self``."""
+        Xa, cause, time, horizon = self._begin_cif_fit(X, y)
         data = X if isinstance(X, pd.DataFrame) else Xa
         self.models_ = [
             self.make_component().fit(data, survival_array(cause == k, time)) if (cause == k).any() else None
