@@ -54,6 +54,7 @@ from riskmodel.stats import check_competing_target, is_competing, survival_array
 
 __all__ = [
     "CAUSES",
+    "BreslowCauses",
     "CauseSpecificCox",
     "CompetingFile",
     "CompetingRiskEstimator",
@@ -326,7 +327,20 @@ class CompetingRiskEstimator(SurvivalEstimator):
         return model
 
 
-class CauseSpecificCox(CompetingRiskEstimator):
+class BreslowCauses(CompetingRiskEstimator):
+    """A CIF model whose component is a proportional-hazards model with a Breslow baseline (Cox,
+    boosted Cox): cause k's cumulative hazard jumps at its ``event_times_`` by exp(r(x)) times the
+    baseline's increments, r(x) its ``predict_risk`` (a log hazard ratio)."""
+
+    def _jump_times(self, model: SurvivalEstimator) -> np.ndarray:
+        return np.asarray(model.event_times_, dtype=float)
+
+    def _jumps(self, model: SurvivalEstimator, X: Any, count: int) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return np.outer(np.exp(model.predict_risk(X)), np.diff(model.baseline_cumhaz_[:count], prepend=0.0))
+
+
+class CauseSpecificCox(BreslowCauses):
     """Cause-specific Cox models combined into CIFs (Putter et al. 2007; riskRegression's ``CSC``).
 
     One :class:`~riskmodel.models.cox.CoxPH` per cause, with its parameters (``penalty``,
@@ -367,13 +381,6 @@ class CauseSpecificCox(CompetingRiskEstimator):
         self.tol = tol
         self.ties = ties
         self.risk_horizon = risk_horizon
-
-    def _jump_times(self, model: SurvivalEstimator) -> np.ndarray:
-        return np.asarray(model.event_times_, dtype=float)
-
-    def _jumps(self, model: SurvivalEstimator, X: Any, count: int) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            return np.outer(np.exp(model.predict_risk(X)), np.diff(model.baseline_cumhaz_[:count], prepend=0.0))
 
     def hazard_ratio_tables(self, names: Sequence[str] | None = None) -> dict[int, pd.DataFrame]:
         """Per cause (1, 2): term, coef, se, hr, lower, upper (95% CI), p, from each component's
