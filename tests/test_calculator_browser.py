@@ -27,7 +27,7 @@ from riskmodel.errors import UserInputError, own_warnings_silenced
 from riskmodel.explain.whatif import cox_band
 from riskmodel.scoring import RiskModel
 from riskmodel.serving.calculator import calculator_spec, write_calculator
-from tests.browser import CHROMIUM
+from tests.browser import CHROMIUM, chromium_browser
 from tests.conftest import REPO
 from tests.serving_models import PATIENT, fit_bundled, fit_declared_spline
 
@@ -49,10 +49,8 @@ def folders(bundled: Cohort, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    with chromium_browser() as chromium:
         yield chromium
-        chromium.close()
 
 
 def _free_port() -> int:
