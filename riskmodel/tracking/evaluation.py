@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from riskmodel.core.redact import redact_url
 from riskmodel.privacy import PhiGuard
 from riskmodel.tracking.linked_run import link_note, linked_run
-from riskmodel.tracking.store import mlflow_module, resolve_tracking_uri
+from riskmodel.tracking.store import Tracker, mlflow_module, resolve_tracking_uri
 
 __all__ = ["record_evaluation", "source_run_id"]
 
@@ -47,10 +47,9 @@ def record_evaluation(
 ) -> tuple[str, str]:
     """One run under ``experiment``: riskmodel.* tags, metrics, text artifacts, and a note that
     links it to the development run. Returns (run ID, the store's URI as it may be shown)."""
+    tracker = Tracker(experiment, tracking_uri, guard=guard)
     link = {"development_run_id": development_run} if development_run else {}
-    with linked_run(
-        experiment, name, tags, link, metrics=metrics, artifacts=artifacts, tracking_uri=tracking_uri, guard=guard
-    ) as (tracker, run_id):
+    with linked_run(tracker, name, {**tags, **link}, metrics, artifacts) as run_id:
         if development_run:
             link_note(tracker, "External validation of the model of run", development_run)
     return run_id, redact_url(tracker.uri)

@@ -13,6 +13,7 @@ from riskmodel.core.redact import redact_url
 from riskmodel.privacy import PhiGuard
 from riskmodel.scoring import RiskModel
 from riskmodel.tracking.linked_run import link_note, linked_run
+from riskmodel.tracking.store import Tracker
 
 __all__ = ["RecordedUpdate", "record_update"]
 
@@ -43,10 +44,9 @@ def record_update(
     """One run under ``experiment``: riskmodel.* tags (the lineage among them), metrics, text
     artifacts, the updated model, and a note linking to the parent's run. ``register``: a
     registered-model name under which the model becomes a new version."""
+    tracker = Tracker(experiment, tracking_uri, guard=guard)
     link = {"parent_run_id": parent_run} if parent_run else {}
-    with linked_run(
-        experiment, name, tags, link, metrics=metrics, artifacts=artifacts, tracking_uri=tracking_uri, guard=guard
-    ) as (tracker, run_id):
+    with linked_run(tracker, name, {**tags, **link}, metrics, artifacts) as run_id:
         with tempfile.TemporaryDirectory() as tmp:
             uri = tracker.log_model(model, model.save(Path(tmp) / "riskmodel"))
         tracker.mlflow.set_tag("riskmodel.model_uri", uri)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from riskmodel.privacy import PhiGuard
 from riskmodel.tracking.store import Tracker
 
 __all__ = ["link_note", "linked_run"]
@@ -17,24 +16,15 @@ __all__ = ["link_note", "linked_run"]
 
 @contextmanager
 def linked_run(
-    experiment: str,
-    name: str,
-    tags: Mapping[str, str],
-    link: Mapping[str, str],
-    *,
-    metrics: Mapping[str, float],
-    artifacts: Mapping[str, str],
-    tracking_uri: str | None = None,
-    guard: PhiGuard | None = None,
-) -> Iterator[tuple[Tracker, str]]:
-    """One run under ``experiment`` tagged with ``tags`` and ``link`` (the other run's ID), its
-    ``metrics`` and text ``artifacts`` (path → text) logged; yields the tracker and the run ID."""
-    tracker = Tracker(experiment, tracking_uri, guard=guard)
-    with tracker.parent(name, {**tags, **link}) as run_id:
+    tracker: Tracker, name: str, tags: Mapping[str, str], metrics: Mapping[str, float], artifacts: Mapping[str, str]
+) -> Iterator[str]:
+    """One parent run of ``tracker`` named ``name`` and tagged with ``tags`` (the other run's ID
+    among them), its ``metrics`` and text ``artifacts`` (path → text) logged; yields the run ID."""
+    with tracker.parent(name, tags) as run_id:
         tracker.log(metrics=metrics)
         for path, text in artifacts.items():
             tracker.log_text(text, path)
-        yield tracker, run_id
+        yield run_id
 
 
 def link_note(tracker: Tracker, words: str, other_run: str) -> None:
