@@ -24,6 +24,20 @@ def chromium_browser() -> Iterator[Any]:
         chromium.close()
 
 
+def fill_form(
+    page: Any, values: dict[str, Any], until: str = "body[data-state=answered], body[data-state=refused]"
+) -> None:
+    """Fill a calculator form as a user would (a level chosen, a number typed, None left empty),
+    submit it and wait for the page's state ``until`` (by default: answered or refused)."""
+    for name, value in values.items():
+        if isinstance(value, str):
+            page.select_option(f"#f-{name}", value)
+        else:
+            page.fill(f"#f-{name}", "" if value is None else str(value))
+    page.click("button[type=submit]")
+    page.wait_for_selector(until, timeout=30_000)
+
+
 def headless(scratch: Path, budget_ms: int, *mode: str) -> list[str]:
     """A headless Chromium command with its own profile in ``scratch``, quiet on the network, that
     lets the page run ``budget_ms`` of virtual time; ``mode`` adds the output flags and the URL."""

@@ -25,7 +25,7 @@ from riskmodel.models import CauseSpecificCox
 from riskmodel.models.fine_gray import FineGray
 from riskmodel.scoring import RiskModel
 from riskmodel.serving.calculator import calculator_spec
-from tests.browser import CHROMIUM, chromium_browser
+from tests.browser import CHROMIUM, chromium_browser, fill_form
 from tests.serving_models import PATIENT
 from tests.study_models import study_model
 
@@ -119,13 +119,7 @@ def test_the_pages_cif_equals_riskmodel_score(browser: Any, folder: Path, tmp_pa
     assert {r["status"] for r in want.values()} == {"scored", "outside the development data", "refused"}
 
     page.fill("#f-d90_gy", "")  # the form, filled and submitted as a user would
-    for name, value in {**PATIENT, "d90_gy": 115.0}.items():
-        if isinstance(value, str):
-            page.select_option(f"#f-{name}", value)
-        else:
-            page.fill(f"#f-{name}", str(value))
-    page.click("button[type=submit]")
-    page.wait_for_selector("body[data-state=answered]", timeout=30_000)
+    fill_form(page, {**PATIENT, "d90_gy": 115.0}, until="body[data-state=answered]")
     text = page.inner_text("#results")
     assert "CIF of local failure by 12 months after the 3-month landmark" in text
     assert "(death competing): " in text
@@ -167,13 +161,7 @@ def test_the_served_page_draws_the_cif_table_of_a_fine_gray_model(browser: Any, 
     page = browser.new_page()
     page.route(f"{base}**", handle)
     page.goto(base)
-    for name, value in PATIENT.items():
-        if isinstance(value, str):
-            page.select_option(f"#f-{name}", value)
-        else:
-            page.fill(f"#f-{name}", str(value))
-    page.click("button[type=submit]")
-    page.wait_for_selector("body[data-state=answered]", timeout=30_000)
+    fill_form(page, PATIENT, until="body[data-state=answered]")
     section = "section[data-endpoint=lc]"
     assert page.inner_text(f"{section} .status") == "Status: scored"
     table = page.inner_text(f"{section} table.cif")
