@@ -1,5 +1,5 @@
-"""A model of the study's clinical features, fitted from the 3-month landmark as train fits one,
-for tests that need a RiskModel of a synthetic frame or the bundled cohort."""
+"""Models for tests that need a RiskModel: of the study's clinical features, fitted from the 3-month
+landmark as train fits one (a synthetic frame or the bundled cohort), or of a declared cohort."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 
 from riskmodel.cohort import Cohort, SurvivalData, survival_data
-from riskmodel.features import ClinicalFeatures
+from riskmodel.cohort.declaration import CohortDeclaration
+from riskmodel.features import ClinicalFeatures, DeclaredFeatures
 from riskmodel.scoring import RiskModel
 
 LANDMARK = 3
@@ -48,3 +49,24 @@ def study_model(
         X=sd.X,
     )
     return model, sd
+
+
+def declared_model(
+    declaration: dict[str, Any], X: pd.DataFrame, y: Any, estimator: Any, *, endpoint: str, family: str
+) -> RiskModel:
+    """``estimator`` fitted on ``X``, ``y`` through the encodings of ``declaration`` (a declared
+    cohort's YAML as a dict; time zero at the start, horizons 6, 12 and 24 months), as a RiskModel."""
+    decl = CohortDeclaration.model_validate(declaration, strict=False)
+    features = DeclaredFeatures(decl.model_dump(mode="json")).fit(X)
+    estimator.fit(features.transform(X), y)
+    return RiskModel.from_training(
+        endpoint=endpoint,
+        family=family,
+        experiment="declared",
+        landmark_months=0,
+        horizons=[6.0, 12.0, 24.0],
+        features=features,
+        estimator=estimator,
+        X=X,
+        declaration=decl,
+    )

@@ -31,15 +31,14 @@ from typer.testing import CliRunner
 
 from riskmodel.cli import app
 from riskmodel.cohort import Cohort
-from riskmodel.cohort.declaration import CohortDeclaration
 from riskmodel.errors import UserInputError
-from riskmodel.features import ClinicalFeatures, DeclaredFeatures
+from riskmodel.features import ClinicalFeatures
 from riskmodel.models import CoxPH
 from riskmodel.reporting.nomogram import Nomogram, nomogram_table
 from riskmodel.scoring import RiskModel
 from tests.r_session import HAS_R, r_cases, rscript
 from tests.small_models import save_small_model
-from tests.study_models import study_model
+from tests.study_models import declared_model, study_model
 
 POINTS_TOL = 0.5
 PROB_TOL = 1e-6  # the limit is 0.005; R's cph survival is Efron's baseline, as ours
@@ -88,21 +87,7 @@ def _declared_model() -> tuple[RiskModel, pd.DataFrame, Any]:
         list(zip(death <= censor, np.minimum(death, censor).round(2), strict=True)),
         dtype=[("event", bool), ("time", float)],
     )
-    decl = CohortDeclaration.model_validate(DECLARATION, strict=False)
-    features = DeclaredFeatures(decl.model_dump(mode="json")).fit(X)
-    cox = CoxPH(penalty=0.0).fit(features.transform(X), y)
-    model = RiskModel.from_training(
-        endpoint="os",
-        family="cox",
-        experiment="declared",
-        landmark_months=0,
-        horizons=[6.0, 12.0, 24.0],
-        features=features,
-        estimator=cox,
-        X=X,
-        declaration=decl,
-    )
-    return model, X, y
+    return declared_model(DECLARATION, X, y, CoxPH(penalty=0.0), endpoint="os", family="cox"), X, y
 
 
 def _axis_design(model: RiskModel, X: pd.DataFrame, nom: Nomogram) -> dict[str, tuple[list[float], str]]:

@@ -31,8 +31,6 @@ from typer.testing import CliRunner
 
 from riskmodel.cli import app
 from riskmodel.cohort import Cohort
-from riskmodel.cohort.declaration import CohortDeclaration
-from riskmodel.features import DeclaredFeatures
 from riskmodel.features.labels import feature_input
 from riskmodel.models import CauseSpecificCox
 from riskmodel.models.fine_gray import FineGray
@@ -40,7 +38,7 @@ from riskmodel.reporting.nomogram import Nomogram, nomogram_table
 from riskmodel.scoring import RiskModel
 from riskmodel.stats import competing_array
 from tests.r_session import HAS_R, r_cases, rscript
-from tests.study_models import study_model
+from tests.study_models import declared_model, study_model
 
 POINTS_TOL = 0.5
 CIF_TOL = 1e-6
@@ -86,22 +84,8 @@ def _declared_model() -> tuple[RiskModel, pd.DataFrame, Any]:
     censor = rng.uniform(5, 60, n)
     time = np.minimum.reduce([t1, t2, censor])
     cause = np.where(time == t1, 1, np.where(time == t2, 2, 0))
-    decl = CohortDeclaration.model_validate(DECLARATION, strict=False)
-    features = DeclaredFeatures(decl.model_dump(mode="json")).fit(X)
     y = competing_array(cause, time)
-    fg = FineGray().fit(features.transform(X), y)
-    model = RiskModel.from_training(
-        endpoint="lc",
-        family="fine_gray",
-        experiment="declared",
-        landmark_months=0,
-        horizons=[6.0, 12.0, 24.0],
-        features=features,
-        estimator=fg,
-        X=X,
-        declaration=decl,
-    )
-    return model, X, y
+    return declared_model(DECLARATION, X, y, FineGray(), endpoint="lc", family="fine_gray"), X, y
 
 
 def _bundled_model(bundled: Cohort) -> tuple[RiskModel, pd.DataFrame, Any]:
