@@ -5,9 +5,37 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (no browser download), headless, for one test module."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+def fill_form(
+    page: Any, values: dict[str, Any], until: str = "body[data-state=answered], body[data-state=refused]"
+) -> None:
+    """Fill a calculator form as a user would (a level chosen, a number typed, None left empty),
+    submit it and wait for the page's state ``until`` (by default: answered or refused)."""
+    for name, value in values.items():
+        if isinstance(value, str):
+            page.select_option(f"#f-{name}", value)
+        else:
+            page.fill(f"#f-{name}", "" if value is None else str(value))
+    page.click("button[type=submit]")
+    page.wait_for_selector(until, timeout=30_000)
 
 
 def headless(scratch: Path, budget_ms: int, *mode: str) -> list[str]:

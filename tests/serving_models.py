@@ -7,10 +7,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from riskmodel.cohort import Cohort, survival_data
-from riskmodel.features import ClinicalFeatures
+from riskmodel.cohort import Cohort
 from riskmodel.models import CoxPH, SurvivalForest
 from riskmodel.scoring import RiskModel
+from tests.study_models import study_model
 
 # the inputs of the study's feature set, as the calculator form sends them
 PATIENT: dict[str, Any] = {
@@ -29,20 +29,9 @@ def fit_bundled(cohort: Cohort, folder: Path, endpoint: str) -> Path:
     estimator: Any = (
         CoxPH(penalty=0.1) if endpoint == "lc" else SurvivalForest(n_estimators=20, min_samples_leaf=3, random_state=0)
     )
-    sd = survival_data(cohort, endpoint, landmark_months=3, feature_columns=["response_3mo"])
-    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fitted = estimator.fit(features.transform(sd.X), sd.y)
-    model = RiskModel.from_training(
-        endpoint=endpoint,
-        family="cox" if endpoint == "lc" else "rsf",
-        experiment="t",
-        landmark_months=3,
-        horizons=[6.0, 12.0],
-        features=features,
-        estimator=fitted,
-        X=sd.X,
+    family = "cox" if endpoint == "lc" else "rsf"
+    model, _ = study_model(
+        cohort, endpoint, estimator, family=family, horizons=[6.0, 12.0], feature_columns=["response_3mo"], quiet=True
     )
     return model.save(folder)
 

@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,8 +35,8 @@ from riskmodel.errors import UserInputError
 from riskmodel.validation.iecv import forest_table, pool_centres
 from riskmodel.workflow.by_centre import held_out_centres, metric_keys
 from riskmodel.workflow.prepare import load_cohort, prepare_endpoints
+from tests.r_session import HAS_R, rscript
 
-HAS_R = shutil.which("Rscript") is not None
 COLUMNS = ["patient_id", "centre", "age_years", "kps", "d90_gy", "lesion_volume_cm3", "os_months", "os_event"]
 HORIZON = 12.0
 
@@ -158,18 +156,11 @@ one("oe", log(d$oe), d$log_oe_se^2, exp)
 @pytest.mark.skipif(not HAS_R, reason="R is not installed")
 def test_pooled_figures_equal_metafor_rma_reml_on_the_per_centre_estimates(trained: dict[str, Any]) -> None:
     folder: Path = trained["folder"]
-    (folder / "pool.R").write_text(R_POOL, encoding="utf-8")
-    out = subprocess.run(
-        ["Rscript", str(folder / "pool.R"), str(trained["artifacts"] / "centres.csv")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    stdout = rscript(folder, "pool.R", R_POOL, str(trained["artifacts"] / "centres.csv"))
     pooled = pd.read_csv(trained["artifacts"] / "pooled.csv").set_index("measure")
     fields = ("estimate", "ci_low", "ci_high", "pi_low", "pi_high", "tau2", "i2", "q")
     worst = 0.0
-    for line in out.stdout.strip().splitlines():
+    for line in stdout.strip().splitlines():
         name, *values = line.split("\t")
         for field, ref in zip(fields, map(float, values), strict=True):
             diff = abs(float(pooled.loc[name, field]) - ref)
@@ -218,16 +209,9 @@ def test_each_centres_oe_equals_r_survival_on_an_independent_fit_of_the_other_ce
     trained: dict[str, Any],
 ) -> None:
     folder: Path = trained["folder"]
-    (folder / "oe.R").write_text(R_OE, encoding="utf-8")
-    out = subprocess.run(
-        ["Rscript", str(folder / "oe.R"), str(folder / "cohort.csv"), f"{HORIZON:g}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    stdout = rscript(folder, "oe.R", R_OE, str(folder / "cohort.csv"), f"{HORIZON:g}")
     centres = pd.DataFrame(trained["run"]["centres"]).set_index("centre")
-    lines = out.stdout.strip().splitlines()
+    lines = stdout.strip().splitlines()
     assert len(lines) == len(centres)
     for line in lines:
         centre, oe = line.split("\t")

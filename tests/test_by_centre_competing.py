@@ -14,8 +14,6 @@ of ``riskmodel evaluate`` for a CIF model, and pooled by the random-effects meta
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +28,10 @@ from riskmodel.cohort.synthetic import CentreHeterogeneity, generate
 from riskmodel.config import load_experiment
 from riskmodel.models.registry import build_family
 from riskmodel.workflow.prepare import load_cohort, make_pipeline, prepare_endpoints
+from tests.r_session import HAS_R, rscript
 from tests.test_by_centre import R_POOL
 
 pytestmark = pytest.mark.slow
-HAS_R = shutil.which("Rscript") is not None
 
 
 def export(n: int = 320, seed: int = 5) -> pd.DataFrame:
@@ -139,15 +137,8 @@ def test_each_centres_wolbers_c_and_oe_equal_r_on_a_refit_of_the_other_centres(t
         )
     folder: Path = trained["folder"]
     pd.concat(parts).to_csv(folder / "centres_check.csv", index=False, float_format="%.17g")
-    (folder / "check.R").write_text(CHECK_R)
-    out = subprocess.run(
-        ["Rscript", str(folder / "check.R"), str(folder / "centres_check.csv"), f"{horizon:g}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    r = {label: (float(c), float(oe)) for label, c, oe in map(str.split, out.stdout.splitlines())}
+    stdout = rscript(folder, "check.R", CHECK_R, str(folder / "centres_check.csv"), f"{horizon:g}")
+    r = {label: (float(c), float(oe)) for label, c, oe in map(str.split, stdout.splitlines())}
     assert set(r) == set(centres.index)
     for label, (c, oe) in r.items():
         assert centres.at[label, "c"] == pytest.approx(c, abs=1e-8), label
@@ -157,15 +148,8 @@ def test_each_centres_wolbers_c_and_oe_equal_r_on_a_refit_of_the_other_centres(t
 @pytest.mark.skipif(not HAS_R, reason="R is not installed")
 def test_the_pooled_competing_measures_equal_metafor_rma(trained: dict[str, Any]) -> None:
     folder: Path = trained["folder"]
-    (folder / "pool.R").write_text(R_POOL, encoding="utf-8")
-    out = subprocess.run(
-        ["Rscript", str(folder / "pool.R"), str(trained["artifacts"] / "centres.csv")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    stdout = rscript(folder, "pool.R", R_POOL, str(trained["artifacts"] / "centres.csv"))
     pooled = pd.read_csv(trained["artifacts"] / "pooled.csv").set_index("measure")
-    for line in out.stdout.strip().splitlines():
+    for line in stdout.strip().splitlines():
         name, estimate, *_ = line.split("\t")
         assert float(pooled.loc[name, "estimate"]) == pytest.approx(float(estimate), abs=1e-6), name

@@ -27,7 +27,7 @@ from riskmodel.errors import UserInputError, own_warnings_silenced
 from riskmodel.explain.whatif import cox_band
 from riskmodel.scoring import RiskModel
 from riskmodel.serving.calculator import calculator_spec, write_calculator
-from tests.browser import CHROMIUM
+from tests.browser import CHROMIUM, chromium_browser, fill_form
 from tests.conftest import REPO
 from tests.serving_models import PATIENT, fit_bundled, fit_declared_spline
 
@@ -49,10 +49,8 @@ def folders(bundled: Cohort, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    with chromium_browser() as chromium:
         yield chromium
-        chromium.close()
 
 
 def _free_port() -> int:
@@ -101,28 +99,18 @@ def _shot(page: Any, tmp: Path, name: str) -> None:
         shutil.copy(tmp / name, Path(SHOTS) / name)
 
 
-def _fill(page: Any, values: dict[str, Any]) -> None:
-    for name, value in values.items():
-        if isinstance(value, str):
-            page.select_option(f"#f-{name}", value)
-        else:
-            page.fill(f"#f-{name}", "" if value is None else str(value))
-    page.click("button[type=submit]")
-    page.wait_for_selector("body[data-state=answered], body[data-state=refused]", timeout=30_000)
-
-
 def test_the_served_form_refuses_pd_for_lc_marks_260_gy_and_names_a_missing_field(
     browser: Any, server: str, tmp_path: Path
 ) -> None:
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.goto(server)
-    _fill(page, {**PATIENT, "response_3mo": "PD"})
+    fill_form(page, {**PATIENT, "response_3mo": "PD"})
     assert page.inner_text("section[data-endpoint=lc] .status") == "Status: refused"
     assert "local failure at the 3-month CT" in page.inner_text("section[data-endpoint=lc] .reason")
     assert page.inner_text("section[data-endpoint=os] .status") == "Status: scored"
     _shot(page, tmp_path, "calculator_pd_refused.png")
 
-    _fill(page, {**PATIENT, "d90_gy": 260})
+    fill_form(page, {**PATIENT, "d90_gy": 260})
     for endpoint in ("lc", "os"):
         section = f"section[data-endpoint={endpoint}]"
         assert page.inner_text(f"{section} .status") == "Status: outside the development data"
@@ -131,7 +119,7 @@ def test_the_served_form_refuses_pd_for_lc_marks_260_gy_and_names_a_missing_fiel
     assert "D90 260 Gy" in page.inner_text("section[data-endpoint=lc] table.shap")
     _shot(page, tmp_path, "calculator_260gy_outside.png")
 
-    _fill(page, {**PATIENT, "d90_gy": None})
+    fill_form(page, {**PATIENT, "d90_gy": None})
     assert "d90_gy (D90): required: give a value" in page.inner_text("#problems")
     assert page.get_attribute("#f-d90_gy", "aria-invalid") == "true"
     assert page.locator("section.model").count() == 0
@@ -202,7 +190,7 @@ def test_the_offline_calculator_equals_riskmodel_score_on_100_random_patients(
     statuses = {r["status"] for r in want.values()}
     assert statuses == {"scored", "outside the development data", "refused"}
 
-    _fill(page, {**PATIENT, "d90_gy": 125.0})
+    fill_form(page, {**PATIENT, "d90_gy": 125.0})
     assert page.inner_text(".status") == "Status: scored"
     assert "P(event-free at 12 months after the 3-month landmark" in page.inner_text("#results")
     _shot(page, tmp_path, "calculator_offline.png")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskmodel.cohort import Cohort, survival_data
+from riskmodel.cohort import Cohort
 from riskmodel.errors import UserInputError
-from riskmodel.features import ClinicalFeatures
 from riskmodel.models import CauseSpecificCox
 from riskmodel.models.fine_gray import FineGray
 from riskmodel.scoring import RiskModel
 from riskmodel.serving.calculator import calculator_spec
-from tests.browser import CHROMIUM
+from tests.browser import CHROMIUM, chromium_browser, fill_form
 from tests.serving_models import PATIENT
+from tests.study_models import study_model
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [
@@ -39,21 +38,17 @@ TOLERANCE = 1e-9
 
 
 def _model(cohort: Cohort, estimator: Any, family: str) -> RiskModel:
-    sd = survival_data(cohort, "lc", landmark_months=3, competing=True, feature_columns=["response_3mo"])
-    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fitted = estimator.fit(features.transform(sd.X), sd.y)
-    return RiskModel.from_training(
-        endpoint="lc",
+    model, _ = study_model(
+        cohort,
+        "lc",
+        estimator,
         family=family,
-        experiment="t",
-        landmark_months=3,
         horizons=[6.0, 12.0],
-        features=features,
-        estimator=fitted,
-        X=sd.X,
+        feature_columns=["response_3mo"],
+        competing=True,
+        quiet=True,
     )
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +58,8 @@ def folder(bundled: Cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    with chromium_browser() as chromium:
         yield chromium
-        chromium.close()
 
 
 def _random_patients(n: int, seed: int) -> pd.DataFrame:
@@ -126,13 +119,7 @@ def test_the_pages_cif_equals_riskmodel_score(browser: Any, folder: Path, tmp_pa
     assert {r["status"] for r in want.values()} == {"scored", "outside the development data", "refused"}
 
     page.fill("#f-d90_gy", "")  # the form, filled and submitted as a user would
-    for name, value in {**PATIENT, "d90_gy": 115.0}.items():
-        if isinstance(value, str):
-            page.select_option(f"#f-{name}", value)
-        else:
-            page.fill(f"#f-{name}", str(value))
-    page.click("button[type=submit]")
-    page.wait_for_selector("body[data-state=answered]", timeout=30_000)
+    fill_form(page, {**PATIENT, "d90_gy": 115.0}, until="body[data-state=answered]")
     text = page.inner_text("#results")
     assert "CIF of local failure by 12 months after the 3-month landmark" in text
     assert "(death competing): " in text
@@ -174,13 +161,7 @@ def test_the_served_page_draws_the_cif_table_of_a_fine_gray_model(browser: Any, 
     page = browser.new_page()
     page.route(f"{base}**", handle)
     page.goto(base)
-    for name, value in PATIENT.items():
-        if isinstance(value, str):
-            page.select_option(f"#f-{name}", value)
-        else:
-            page.fill(f"#f-{name}", str(value))
-    page.click("button[type=submit]")
-    page.wait_for_selector("body[data-state=answered]", timeout=30_000)
+    fill_form(page, PATIENT, until="body[data-state=answered]")
     section = "section[data-endpoint=lc]"
     assert page.inner_text(f"{section} .status") == "Status: scored"
     table = page.inner_text(f"{section} table.cif")

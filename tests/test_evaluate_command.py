@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +20,13 @@ from sksurv.metrics import concordance_index_censored
 from typer.testing import CliRunner
 
 from riskmodel.cli import app
-from riskmodel.cohort import survival_data
 from riskmodel.cohort.synthetic import generate
-from riskmodel.features import ClinicalFeatures
 from riskmodel.models import CoxPH
 from riskmodel.scoring import RiskModel
 from riskmodel.stats import survival_array
 from riskmodel.tracking import Tracker
 from tests.browser import CHROMIUM, rendered_images
+from tests.study_models import study_model
 
 runner = CliRunner()
 BAD_ROWS = {5: ("d90_gy", "-40"), 9: ("os_months", "soon")}  # spreadsheet rows (header = row 1)
@@ -44,20 +42,8 @@ def centres(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A Cox OS model of centres 1 and 2 saved as a folder; centre 3 as a CSV with two bad rows."""
     root = tmp_path_factory.mktemp("evaluate")
     dev = pd.concat([generate(150, 21), generate(150, 22)], ignore_index=True)
-    sd = survival_data(dev, "os", landmark_months=3, feature_columns=["response_3mo"])
-    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimator = CoxPH().fit(features.transform(sd.X), sd.y)
-    model = RiskModel.from_training(
-        endpoint="os",
-        family="cox",
-        experiment="t",
-        landmark_months=3,
-        horizons=[12.0, 24.0],
-        features=features,
-        estimator=estimator,
-        X=sd.X,
+    model, _ = study_model(
+        dev, "os", CoxPH(), family="cox", horizons=[12.0, 24.0], feature_columns=["response_3mo"], quiet=True
     )
     centre3 = generate(200, 23)
     centre3["patient_id"] = [f"HOSP3-{i:04d}" for i in range(len(centre3))]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,9 @@ import pytest
 from typer.testing import CliRunner
 
 from riskmodel.cli import app
-from riskmodel.cohort import survival_data
 from riskmodel.cohort.synthetic import generate
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.errors import UserInputError
-from riskmodel.features import ClinicalFeatures
 from riskmodel.models.competing import CauseSpecificCox
 from riskmodel.models.registry import build_family
 from riskmodel.reporting.validation_report import render_validation_report
@@ -46,6 +43,7 @@ from riskmodel.tracking import Tracker
 from riskmodel.workflow.evaluate import evaluate_one
 from riskmodel.workflow.prepare import load_cohort, make_pipeline, prepare_endpoints
 from tests.conftest import REPO
+from tests.study_models import study_model
 
 HAS_R = shutil.which("Rscript") is not None
 HORIZONS = (12.0, 24.0)
@@ -64,20 +62,15 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A cause-specific Cox LC model of 400 synthetic patients; 300 others as the validation file."""
     root = tmp_path_factory.mktemp("evaluate_competing")
     dev = generate(400, 21)
-    sd = survival_data(dev, "lc", landmark_months=3, feature_columns=["response_3mo"], competing=True)
-    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimator = CauseSpecificCox(penalty=0.0).fit(features.transform(sd.X), sd.y)
-    model = RiskModel.from_training(
-        endpoint="lc",
+    model, _ = study_model(
+        dev,
+        "lc",
+        CauseSpecificCox(penalty=0.0),
         family="cox",
-        experiment="t",
-        landmark_months=3,
-        horizons=list(HORIZONS),
-        features=features,
-        estimator=estimator,
-        X=sd.X,
+        horizons=HORIZONS,
+        feature_columns=["response_3mo"],
+        competing=True,
+        quiet=True,
     )
     validation = _jittered(generate(300, 23), 5)
     path = root / "validation.csv"

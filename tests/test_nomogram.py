@@ -20,8 +20,6 @@ probabilities differed by up to 3.6e-3 on the LC cohort's tied 3-month failures.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,34 +30,30 @@ import pytest
 from typer.testing import CliRunner
 
 from riskmodel.cli import app
-from riskmodel.cohort import Cohort, survival_data
-from riskmodel.cohort.declaration import CohortDeclaration
+from riskmodel.cohort import Cohort
 from riskmodel.errors import UserInputError
-from riskmodel.features import ClinicalFeatures, DeclaredFeatures
+from riskmodel.features import ClinicalFeatures
 from riskmodel.models import CoxPH
 from riskmodel.reporting.nomogram import Nomogram, nomogram_table
 from riskmodel.scoring import RiskModel
+from tests.r_session import HAS_R, r_cases, rscript
 from tests.small_models import save_small_model
+from tests.study_models import declared_model, study_model
 
-HAS_R = shutil.which("Rscript") is not None
 POINTS_TOL = 0.5
 PROB_TOL = 1e-6  # the limit is 0.005; R's cph survival is Efron's baseline, as ours
 
 
 def _bundled_model(bundled: Cohort, endpoint: str, penalty: float) -> tuple[RiskModel, pd.DataFrame, Any]:
     cols = ClinicalFeatures("study", landmark_months=3).fit(bundled.data).input_columns()
-    sd = survival_data(bundled, endpoint, landmark_months=3, feature_columns=cols)
-    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-    cox = CoxPH(penalty=penalty).fit(features.transform(sd.X), sd.y)
-    model = RiskModel.from_training(
-        endpoint=endpoint,
+    model, sd = study_model(
+        bundled,
+        endpoint,
+        CoxPH(penalty=penalty),
         family="cox",
-        experiment="default",
-        landmark_months=3,
         horizons=[6.0, 12.0],
-        features=features,
-        estimator=cox,
-        X=sd.X,
+        feature_columns=cols,
+        experiment="default",
     )
     return model, sd.X, sd.y
 
@@ -93,21 +87,7 @@ def _declared_model() -> tuple[RiskModel, pd.DataFrame, Any]:
         list(zip(death <= censor, np.minimum(death, censor).round(2), strict=True)),
         dtype=[("event", bool), ("time", float)],
     )
-    decl = CohortDeclaration.model_validate(DECLARATION, strict=False)
-    features = DeclaredFeatures(decl.model_dump(mode="json")).fit(X)
-    cox = CoxPH(penalty=0.0).fit(features.transform(X), y)
-    model = RiskModel.from_training(
-        endpoint="os",
-        family="cox",
-        experiment="declared",
-        landmark_months=0,
-        horizons=[6.0, 12.0, 24.0],
-        features=features,
-        estimator=cox,
-        X=X,
-        declaration=decl,
-    )
-    return model, X, y
+    return declared_model(DECLARATION, X, y, CoxPH(penalty=0.0), endpoint="os", family="cox"), X, y
 
 
 def _axis_design(model: RiskModel, X: pd.DataFrame, nom: Nomogram) -> dict[str, tuple[list[float], str]]:
@@ -182,14 +162,7 @@ def r_nomograms(cases: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
         data.to_csv(csv, index=False, float_format="%.17g")
         init = "c(" + ", ".join(f"{c:.17g}" for c in model.estimator.coef_) + ")" if case == "os_penalised" else ""
         script.append(_r_script(case, csv, nom, design, init))
-    (folder / "nomogram.R").write_text("\n".join(script), encoding="utf-8")
-    run = subprocess.run(["Rscript", str(folder / "nomogram.R")], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for line in run.stdout.splitlines():
-        case, key, *values = line.rstrip("\t").split("\t")
-        out.setdefault(case, {})[key] = np.array([float(v) for v in values if v.strip()])
-    return out
+    return r_cases(rscript(folder, "nomogram.R", "\n".join(script)))
 
 
 KNOWN = {"response_3mo": "response_cr_pr", "t_stage": "t_stage_ordinal", "n_stage": "n_stage_ordinal"}

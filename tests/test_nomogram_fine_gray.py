@@ -20,8 +20,6 @@ step convention differs).
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,17 +30,16 @@ import pytest
 from typer.testing import CliRunner
 
 from riskmodel.cli import app
-from riskmodel.cohort import Cohort, survival_data
-from riskmodel.cohort.declaration import CohortDeclaration
-from riskmodel.features import ClinicalFeatures, DeclaredFeatures
+from riskmodel.cohort import Cohort
 from riskmodel.features.labels import feature_input
 from riskmodel.models import CauseSpecificCox
 from riskmodel.models.fine_gray import FineGray
 from riskmodel.reporting.nomogram import Nomogram, nomogram_table
 from riskmodel.scoring import RiskModel
 from riskmodel.stats import competing_array
+from tests.r_session import HAS_R, r_cases, rscript
+from tests.study_models import declared_model, study_model
 
-HAS_R = shutil.which("Rscript") is not None
 POINTS_TOL = 0.5
 CIF_TOL = 1e-6
 COEF_TOL = 1e-6
@@ -87,37 +84,13 @@ def _declared_model() -> tuple[RiskModel, pd.DataFrame, Any]:
     censor = rng.uniform(5, 60, n)
     time = np.minimum.reduce([t1, t2, censor])
     cause = np.where(time == t1, 1, np.where(time == t2, 2, 0))
-    decl = CohortDeclaration.model_validate(DECLARATION, strict=False)
-    features = DeclaredFeatures(decl.model_dump(mode="json")).fit(X)
     y = competing_array(cause, time)
-    fg = FineGray().fit(features.transform(X), y)
-    model = RiskModel.from_training(
-        endpoint="lc",
-        family="fine_gray",
-        experiment="declared",
-        landmark_months=0,
-        horizons=[6.0, 12.0, 24.0],
-        features=features,
-        estimator=fg,
-        X=X,
-        declaration=decl,
-    )
-    return model, X, y
+    return declared_model(DECLARATION, X, y, FineGray(), endpoint="lc", family="fine_gray"), X, y
 
 
 def _bundled_model(bundled: Cohort) -> tuple[RiskModel, pd.DataFrame, Any]:
-    sd = survival_data(bundled, "lc", landmark_months=3, competing=True)
-    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-    fg = FineGray().fit(features.transform(sd.X), sd.y)
-    model = RiskModel.from_training(
-        endpoint="lc",
-        family="fine_gray",
-        experiment="default",
-        landmark_months=3,
-        horizons=[6.0, 12.0],
-        features=features,
-        estimator=fg,
-        X=sd.X,
+    model, sd = study_model(
+        bundled, "lc", FineGray(), family="fine_gray", horizons=[6.0, 12.0], competing=True, experiment="default"
     )
     return model, sd.X, sd.y
 
@@ -210,14 +183,7 @@ def r_crr(cases: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> di
         csv = folder / f"{case}.csv"
         data.to_csv(csv, index=False, float_format="%.17g")
         script.append(_r_script(case, csv, nom, cols, axes))
-    (folder / "fg_nomogram.R").write_text("\n".join(script), encoding="utf-8")
-    run = subprocess.run(["Rscript", str(folder / "fg_nomogram.R")], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for line in run.stdout.splitlines():
-        case, key, *values = line.rstrip("\t").split("\t")
-        out.setdefault(case, {})[key] = np.array([float(v) for v in values if v.strip()])
-    return out
+    return r_cases(rscript(folder, "fg_nomogram.R", "\n".join(script)))
 
 
 @pytest.mark.parametrize("case", ["declared", "lc"])
@@ -281,20 +247,15 @@ def test_axes_are_cifs_of_the_event_in_the_endpoints_words_never_survival(cases:
 @pytest.fixture(scope="module")
 def saved(cases: dict[str, Any], bundled: Cohort, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("fg_saved")
-    sd = survival_data(bundled, "lc", landmark_months=3, competing=True)
-    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        csc = CauseSpecificCox(penalty=0.1).fit(features.transform(sd.X), sd.y)
-    cs = RiskModel.from_training(
-        endpoint="lc",
+    cs, _ = study_model(
+        bundled,
+        "lc",
+        CauseSpecificCox(penalty=0.1),
         family="cox",
-        experiment="default",
-        landmark_months=3,
         horizons=[6.0, 12.0],
-        features=features,
-        estimator=csc,
-        X=sd.X,
+        competing=True,
+        experiment="default",
+        quiet=True,
     )
     return {"fg": cases["lc"][0].save(folder / "fg"), "cs_cox": cs.save(folder / "cs")}
 

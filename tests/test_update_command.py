@@ -30,6 +30,7 @@ from riskmodel.models.recalibrated import Recalibrated
 from riskmodel.scoring import RiskModel
 from riskmodel.tracking import Tracker, load_model
 from riskmodel.workflow.update import update_model
+from tests.study_models import study_model
 
 runner = CliRunner()
 HORIZONS = (12.0, 24.0)
@@ -200,21 +201,10 @@ def test_lineage_is_in_the_model_file_and_the_mlflow_run(setting, updated) -> No
 def test_refit_equals_training_from_scratch(setting, tmp_path: Path, kind: str) -> None:  # type: ignore[no-untyped-def]
     """Same features and settings (the forest's seed too) fitted on the update data: identical predictions."""
     frame = generate(400, 46)
-    sd = survival_data(frame, "os", landmark_months=3, feature_columns=["response_3mo"])
     parent: RiskModel = setting["model"]
     if kind == "rsf":
-        features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-        forest = SurvivalForest(n_estimators=5, random_state=7).fit(features.transform(sd.X), sd.y)
-        parent = RiskModel.from_training(
-            endpoint="os",
-            family="rsf",
-            experiment="t",
-            landmark_months=3,
-            horizons=list(HORIZONS),
-            features=features,
-            estimator=forest,
-            X=sd.X,
-        )
+        forest = SurvivalForest(n_estimators=5, random_state=7)
+        parent, _ = study_model(frame, "os", forest, family="rsf", horizons=HORIZONS, feature_columns=["response_3mo"])
     parent.save(tmp_path / "parent")
     new_data = generate(500, 47)
     new_data.to_csv(tmp_path / "new.csv", index=False)
@@ -280,18 +270,9 @@ def test_a_forest_is_recalibrated_through_its_cloglog_survival_at_its_largest_ho
     """A forest's risk is not a log hazard: r = log(−log S(24)), and γ = 1 keeps its S(24) where
     the new baseline's S0(24) is e^−1: S_new(24) = exp(−H0_new(24) · (−log S(24))) to 1e-9
     (module docstring of riskmodel.models.recalibrated)."""
-    sd = survival_data(generate(400, 61), "os", landmark_months=3, feature_columns=["response_3mo"])
-    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-    forest = SurvivalForest(n_estimators=5, random_state=3).fit(features.transform(sd.X), sd.y)
-    parent = RiskModel.from_training(
-        endpoint="os",
-        family="rsf",
-        experiment="t",
-        landmark_months=3,
-        horizons=list(HORIZONS),
-        features=features,
-        estimator=forest,
-        X=sd.X,
+    forest = SurvivalForest(n_estimators=5, random_state=3)
+    parent, _ = study_model(
+        generate(400, 61), "os", forest, family="rsf", horizons=HORIZONS, feature_columns=["response_3mo"]
     )
     parent.save(tmp_path / "parent")
     generate(600, 62).to_csv(tmp_path / "new.csv", index=False)
@@ -302,7 +283,7 @@ def test_a_forest_is_recalibrated_through_its_cloglog_survival_at_its_largest_ho
     assert isinstance(estimator, Recalibrated)
     assert estimator.reference_horizon_ == 24.0
     patients = generate(30, 63)
-    Z = features.transform(patients)
+    Z = parent.features.transform(patients)
     s_parent = np.clip(forest.predict_survival(Z, [24.0]).to_numpy()[:, 0], 1e-12, 1 - 1e-12)  # as documented
     s_new = estimator.predict_survival(Z, [24.0]).to_numpy()[:, 0]
     h0 = float(estimator.baseline_cumhaz_[np.searchsorted(estimator.event_times_, 24.0, side="right") - 1])

@@ -31,12 +31,12 @@ import pytest
 import riskmodel.cohort.synthetic as synthetic
 from riskmodel.cohort import survival_data
 from riskmodel.errors import ModelFileError, UserInputError
-from riskmodel.features import ClinicalFeatures
 from riskmodel.models.competing import CauseSpecificCox
 from riskmodel.models.recalibrated_cif import RecalibratedCif
 from riskmodel.scoring import RiskModel
 from riskmodel.validation.competing import cif_observed_expected
 from riskmodel.workflow.update import update_model
+from tests.study_models import study_model
 
 HAS_R = shutil.which("Rscript") is not None
 HORIZONS = [6.0, 12.0]
@@ -57,18 +57,14 @@ def _target(frame: pd.DataFrame) -> Any:
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("update_competing")
-    sd = _target(synthetic.generate(400, 21))
-    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-    estimator = CauseSpecificCox(penalty=0.0).fit(features.transform(sd.X), sd.y)
-    parent = RiskModel.from_training(
-        endpoint="lc",
+    parent, _ = study_model(
+        synthetic.generate(400, 21),
+        "lc",
+        CauseSpecificCox(penalty=0.0),
         family="cox",
-        experiment="t",
-        landmark_months=3,
         horizons=HORIZONS,
-        features=features,
-        estimator=estimator,
-        X=sd.X,
+        feature_columns=["response_3mo"],
+        competing=True,
     )
     folder = parent.save(root / "parent")
     with higher_lc_baseline():

@@ -17,7 +17,17 @@ from riskmodel.core.files import disk_error
 from riskmodel.core.version import __version__
 from riskmodel.errors import RiskModelError, RiskModelWarning, one_line
 
-__all__ = ["app", "csv_option", "install_handlers", "stop_if_terminated", "user_errors"]
+__all__ = [
+    "HorizonsOption",
+    "ModelOption",
+    "TrackingUriOption",
+    "app",
+    "csv_option",
+    "install_handlers",
+    "months_option",
+    "stop_if_terminated",
+    "user_errors",
+]
 
 app = typer.Typer(
     name="riskmodel",
@@ -107,6 +117,25 @@ def csv_option(value: str | None, name: str, *, lower: bool = True) -> list[str]
     if not items:
         raise typer.BadParameter("give a comma-separated list", param_hint=name)
     return items
+
+
+def months_option(value: str | None, name: str = "--horizons") -> list[float] | None:
+    """A comma-separated option of months as numbers (None when not given: the model's own)."""
+    if value is None:
+        return None
+    try:
+        return [float(h) for h in value.split(",") if h.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"not a list of numbers: {value!r}", param_hint=name) from None
+
+
+# the options the commands that read a saved model share, each with its help once
+ModelOption = Annotated[str, typer.Option(help="runs:/<run_id>/model, models:/<name>/<version>, or a model folder.")]
+HorizonsOption = Annotated[
+    str | None,
+    typer.Option(help="Comma-separated months after the model's time zero. Default: the model's horizons."),
+]
+TrackingUriOption = Annotated[str | None, typer.Option(help="MLflow tracking URI for runs:/ and models:/.")]
 
 
 _default_showwarning = warnings.showwarning

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from riskmodel.cli.common import app, user_errors
+from riskmodel.cli.common import HorizonsOption, app, months_option, user_errors
 
 
 @app.command("evaluate")
@@ -20,10 +20,7 @@ def evaluate_command(
     data: Annotated[
         Path, typer.Option(help="Labelled cohort the models never saw (.csv, .xlsx, .parquet), with outcomes.")
     ],
-    horizons: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated months after the model's time zero. Default: the model's horizons."),
-    ] = None,
+    horizons: HorizonsOption = None,
     out: Annotated[
         Path, typer.Option(help="Folder for validation_report.html, metrics.json and the CSV tables.")
     ] = Path("evaluation"),
@@ -56,12 +53,7 @@ def evaluate_command(
     """
     from riskmodel.workflow.evaluate import evaluate_models
 
-    times = None
-    if horizons is not None:
-        try:
-            times = [float(h) for h in horizons.split(",") if h.strip()]
-        except ValueError:
-            raise typer.BadParameter(f"not a list of numbers: {horizons!r}", param_hint="--horizons") from None
+    times = months_option(horizons)
     evaluated = evaluate_models(
         model,
         data,

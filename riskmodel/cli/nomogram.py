@@ -7,22 +7,19 @@ from typing import Annotated
 
 import typer
 
-from riskmodel.cli.common import app, user_errors
+from riskmodel.cli.common import HorizonsOption, ModelOption, TrackingUriOption, app, months_option, user_errors
 from riskmodel.errors import require_writable
 
 
 @app.command("nomogram")
 @user_errors
 def nomogram_command(
-    model: Annotated[str, typer.Option(help="runs:/<run_id>/model, models:/<name>/<version>, or a model folder.")],
-    horizons: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated months after the model's time zero. Default: the model's horizons."),
-    ] = None,
+    model: ModelOption,
+    horizons: HorizonsOption = None,
     out: Annotated[
         Path, typer.Option(help="The figure: .svg, .png or .pdf; the points table goes beside it as <name>_points.csv.")
     ] = Path("nomogram.svg"),
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for runs:/ and models:/.")] = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Draw a Cox or Fine-Gray model's nomogram (the rms layout) and write its points table.
 
@@ -40,12 +37,7 @@ def nomogram_command(
     from riskmodel.reporting.nomogram_plot import write_nomogram
     from riskmodel.tracking import load_model
 
-    times = None
-    if horizons is not None:
-        try:
-            times = [float(h) for h in horizons.split(",") if h.strip()]
-        except ValueError:
-            raise typer.BadParameter(f"not a list of numbers: {horizons!r}", param_hint="--horizons") from None
+    times = months_option(horizons)
     require_writable(out, option="--out")
     risk_model = load_model(model, tracking_uri=tracking_uri)
     form = check_nomogram_model(risk_model)

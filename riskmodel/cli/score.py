@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from riskmodel.cli.cluster import cluster_option
-from riskmodel.cli.common import app, user_errors
+from riskmodel.cli.common import HorizonsOption, TrackingUriOption, app, months_option, user_errors
 from riskmodel.core.parallel import current_cluster
 from riskmodel.errors import require_writable
 
@@ -47,13 +47,10 @@ def score_command(
         ),
     ],
     patients: Annotated[Path, typer.Option(help="Patients to score: .csv, .xlsx or .parquet (no outcomes needed).")],
-    horizons: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated months after the model's time zero. Default: the model's horizons."),
-    ] = None,
+    horizons: HorizonsOption = None,
     out: Annotated[Path | None, typer.Option(help=OUT_HELP)] = None,
     mapping: Annotated[Path | None, typer.Option(help="Column mapping YAML for the patients file.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for runs:/ and models:/.")] = None,
+    tracking_uri: TrackingUriOption = None,
     report: Annotated[
         Path | None,
         typer.Option(
@@ -98,7 +95,7 @@ def score_command(
     if out is not None and not patients.is_dir():
         require_writable(out, option="--out")
 
-    times = _times(horizons)
+    times = months_option(horizons)
     if report is not None:
         require_writable(report, folder=True, option="--report")
     risk_models = [load_model(m, tracking_uri=tracking_uri) for m in model]
@@ -136,16 +133,6 @@ def score_command(
         typer.echo(f"{len(pages)} patient report(s) in {report}/ (index.html lists them)", err=True)
     if bad:
         raise typer.Exit(1)
-
-
-def _times(horizons: str | None) -> list[float] | None:
-    """--horizons as numbers (None: the model's own)."""
-    if horizons is None:
-        return None
-    try:
-        return [float(h) for h in horizons.split(",") if h.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"not a list of numbers: {horizons!r}", param_hint="--horizons") from None
 
 
 def _streamed(patients: Path, out: Path, report: Path | None) -> bool:

@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from riskmodel.cli.common import app, user_errors
+from riskmodel.cli.common import ModelOption, app, months_option, user_errors
 
 
 @app.command("update")
 @user_errors
 def update_command(
-    model: Annotated[str, typer.Option(help="runs:/<run_id>/model, models:/<name>/<version>, or a model folder.")],
+    model: ModelOption,
     data: Annotated[
         Path, typer.Option(help="Labelled cohort of the new setting (.csv, .xlsx, .parquet), with outcomes.")
     ],
@@ -51,12 +51,7 @@ def update_command(
     """
     from riskmodel.workflow.update import update_model
 
-    times = None
-    if horizons is not None:
-        try:
-            times = [float(h) for h in horizons.split(",") if h.strip()]
-        except ValueError:
-            raise typer.BadParameter(f"not a list of numbers: {horizons!r}", param_hint="--horizons") from None
+    times = months_option(horizons)
     result = update_model(
         model,
         data,

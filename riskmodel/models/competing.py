@@ -54,6 +54,7 @@ from riskmodel.stats import check_competing_target, is_competing, survival_array
 
 __all__ = [
     "CAUSES",
+    "BreslowCauses",
     "CauseSpecificCox",
     "CompetingFile",
     "CompetingRiskEstimator",
@@ -181,9 +182,11 @@ class CompetingRiskEstimator(SurvivalEstimator):
         self.n_competing_ = int((cause == 2).sum())
         return cause, time  # _begin_fit passes the cause through in the event's place
 
-    def fit(self, X: Any, y: Any) -> CompetingRiskEstimator:
-        """Fit the component family once per cause (the other cause censored); returns ``self``."""
-        rh = self.risk_horizon
+    def _begin_cif_fit(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """:meth:`_begin_fit` of a CIF model, after checking ``risk_horizon``; returns ``(X as a
+        float matrix, cause, time, the risk horizon)``: ``risk_horizon``, or else the median time of
+        the events of interest, within the training follow-up."""
+        rh: Any = self.risk_horizon
         number = isinstance(rh, numbers.Real) and not isinstance(rh, bool)
         if rh is not None and not (number and math.isfinite(float(rh)) and float(rh) > 0):
             raise UserInputError(f"risk_horizon must be a number of months > 0 or None, got {rh!r}")
@@ -193,6 +196,11 @@ class CompetingRiskEstimator(SurvivalEstimator):
             raise UserInputError(
                 f"risk_horizon {horizon:g} months is beyond the training follow-up ({self.max_time_:.1f} months)"
             )
+        return Xa, cause, time, horizon
+
+    def fit(self, X: Any, y: Any) -> CompetingRiskEstimator:
+        """Fit the component family once per cause (the other cause censored); returns ``self``."""
+        Xa, cause, time, horizon = self._begin_cif_fit(X, y)
         data = X if isinstance(X, pd.DataFrame) else Xa
         self.models_ = [
             self.make_component().fit(data, survival_array(cause == k, time)) if (cause == k).any() else None
@@ -319,7 +327,20 @@ class CompetingRiskEstimator(SurvivalEstimator):
         return model
 
 
-class CauseSpecificCox(CompetingRiskEstimator):
+class BreslowCauses(CompetingRiskEstimator):
+    """A CIF model whose component is a proportional-hazards model with a Breslow baseline (Cox,
+    boosted Cox): cause k's cumulative hazard jumps at its ``event_times_`` by exp(r(x)) times the
+    baseline's increments, r(x) its ``predict_risk`` (a log hazard ratio)."""
+
+    def _jump_times(self, model: SurvivalEstimator) -> np.ndarray:
+        return np.asarray(model.event_times_, dtype=float)
+
+    def _jumps(self, model: SurvivalEstimator, X: Any, count: int) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return np.outer(np.exp(model.predict_risk(X)), np.diff(model.baseline_cumhaz_[:count], prepend=0.0))
+
+
+class CauseSpecificCox(BreslowCauses):
     """Cause-specific Cox models combined into CIFs (Putter et al. 2007; riskRegression's ``CSC``).
 
     One :class:`~riskmodel.models.cox.CoxPH` per cause, with its parameters (``penalty``,
@@ -360,13 +381,6 @@ class CauseSpecificCox(CompetingRiskEstimator):
         self.tol = tol
         self.ties = ties
         self.risk_horizon = risk_horizon
-
-    def _jump_times(self, model: SurvivalEstimator) -> np.ndarray:
-        return np.asarray(model.event_times_, dtype=float)
-
-    def _jumps(self, model: SurvivalEstimator, X: Any, count: int) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            return np.outer(np.exp(model.predict_risk(X)), np.diff(model.baseline_cumhaz_[:count], prepend=0.0))
 
     def hazard_ratio_tables(self, names: Sequence[str] | None = None) -> dict[int, pd.DataFrame]:
         """Per cause (1, 2): term, coef, se, hr, lower, upper (95% CI), p, from each component's

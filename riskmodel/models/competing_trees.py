@@ -30,7 +30,7 @@ import numpy as np
 from riskmodel.errors import UserInputError
 from riskmodel.models.base import SurvivalEstimator
 from riskmodel.models.boosting import GradientBoostingSurvival
-from riskmodel.models.competing import CompetingRiskEstimator, cause_files
+from riskmodel.models.competing import BreslowCauses, CompetingRiskEstimator, cause_files
 from riskmodel.models.forest import SurvivalForest
 
 __all__ = ["CauseSpecificBoosting", "CauseSpecificForest"]
@@ -91,7 +91,7 @@ class CauseSpecificForest(CompetingRiskEstimator):
         return np.diff(cumhaz[:, :count], axis=1, prepend=0.0)
 
 
-class CauseSpecificBoosting(CompetingRiskEstimator):
+class CauseSpecificBoosting(BreslowCauses):
     """Two boosted Cox models (one per cause), each with its Breslow baseline, combined into CIFs.
 
     Parameters are :class:`GradientBoostingSurvival`'s (each model gets them all, and the same
@@ -127,10 +127,3 @@ class CauseSpecificBoosting(CompetingRiskEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.risk_horizon = risk_horizon
-
-    def _jump_times(self, model: SurvivalEstimator) -> np.ndarray:
-        return np.asarray(model.event_times_, dtype=float)
-
-    def _jumps(self, model: SurvivalEstimator, X: Any, count: int) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            return np.outer(np.exp(model.predict_risk(X)), np.diff(model.baseline_cumhaz_[:count], prepend=0.0))

@@ -24,8 +24,6 @@ is read.
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from pathlib import Path
 from typing import Any
@@ -107,16 +105,7 @@ class FineGray(CompetingRiskEstimator):
         A design the fitter cannot estimate in these patients (singular information, a column
         constant among them) is a numerical failure (``LinAlgError``): a cross-validation fold or a
         bootstrap resample counts it as failed, as a non-converging fit of any family."""
-        rh: Any = self.risk_horizon
-        number = isinstance(rh, numbers.Real) and not isinstance(rh, bool)
-        if rh is not None and not (number and math.isfinite(float(rh)) and float(rh) > 0):
-            raise UserInputError(f"risk_horizon must be a number of months > 0 or None, got {rh!r}")
-        Xa, cause, time = self._begin_fit(X, y)
-        horizon = float(np.median(time[cause == 1])) if rh is None else float(rh)
-        if horizon > self.max_time_:
-            raise UserInputError(
-                f"risk_horizon {horizon:g} months is beyond the training follow-up ({self.max_time_:.1f} months)"
-            )
+        Xa, cause, time, horizon = self._begin_cif_fit(X, y)
         self.cause_models_: list[_CauseModel | None] = []
         for k in CAUSES:
             if not (cause == k).any():

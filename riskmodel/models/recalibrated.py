@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import FiniteFloat, model_validator
@@ -56,12 +56,23 @@ from riskmodel.models.cif import is_competing_model
 from riskmodel.models.cox import newton_fit
 from riskmodel.stats import step_values
 
-__all__ = ["PARENT_DIR", "RECALIBRATION_FILE", "RECALIBRATION_METHODS", "Recalibrated", "RecalibrationFile"]
+__all__ = [
+    "PARENT_DIR",
+    "RECALIBRATION_FILE",
+    "RECALIBRATION_METHODS",
+    "Recalibrated",
+    "RecalibrationFile",
+    "parent_handles_missing",
+    "read_with_parent",
+    "restore_with_parent",
+    "save_with_parent",
+]
 
 RECALIBRATION_FILE = "recalibration.json"
 PARENT_DIR = "parent"
 RECALIBRATION_METHODS = ("baseline", "slope")
 _CLIP = 1e-12
+_Wrapper = TypeVar("_Wrapper")
 
 
 class RecalibrationFile(StateFile):
@@ -112,9 +123,7 @@ class Recalibrated(SurvivalEstimator):
     @property
     def handles_missing(self) -> bool:
         """As the parent."""
-        base = getattr(self, "parent_", None)
-        base = self.parent if base is None else base
-        return bool(getattr(base, "handles_missing", False))
+        return parent_handles_missing(self)
 
     def _base(self) -> tuple[SurvivalEstimator, float, float | None]:
         """The model under any earlier recalibration, its slope, and τ (checked)."""
@@ -185,20 +194,15 @@ class Recalibrated(SurvivalEstimator):
     def save_state(self, folder: Path) -> None:
         """``recalibration.json`` and the base model's own files in ``parent/``."""
         check_is_fitted(self, "slope_")
-        state = self._common_state()
-        state["params"] = {"method": self.method, "reference_horizon": self.reference_horizon}
-        state.update(
-            method=self.method,
-            slope=self.slope_,
-            factor=self.factor_,
-            reference_horizon=self.reference_horizon_,
-            event_times=self.event_times_,
-            baseline_cumhaz=self.baseline_cumhaz_,
-        )
-        write_json(folder / RECALIBRATION_FILE, state)
-        sub = folder / PARENT_DIR
-        sub.mkdir()
-        self.parent_.save_state(sub)
+        fitted = {
+            "method": self.method,
+            "slope": self.slope_,
+            "factor": self.factor_,
+            "reference_horizon": self.reference_horizon_,
+            "event_times": self.event_times_,
+            "baseline_cumhaz": self.baseline_cumhaz_,
+        }
+        save_with_parent(self, folder, RECALIBRATION_FILE, fitted)
 
     @classmethod
     def load_state(cls, folder: Path) -> Recalibrated:  # pragma: no cover - the folder loader passes the parent's
@@ -209,12 +213,7 @@ class Recalibrated(SurvivalEstimator):
     def load_with(cls, folder: Path, load_parent: Callable[[Path], SurvivalEstimator]) -> Recalibrated:
         """The fitted model from ``recalibration.json``; ``load_parent`` reads ``parent/`` with the
         family's own checks (skops allow-lists, tree arrays) as a top-level model would be."""
-        path = folder / RECALIBRATION_FILE
-        d = read_json(path, RecalibrationFile)
-        sub = folder / PARENT_DIR
-        if sub.is_symlink() or not sub.is_dir():
-            raise ModelFileError(f"{sub}: missing or not a plain folder; refusing to load")
-        parent = load_parent(sub)
+        path, d, sub, parent = read_with_parent(folder, RECALIBRATION_FILE, RecalibrationFile, load_parent)
         if isinstance(parent, Recalibrated) or is_competing_model(parent):
             raise ModelFileError(f"{sub}: not a survival model riskmodel recalibrates; refusing to load")
         tau = d["reference_horizon"]
@@ -223,13 +222,57 @@ class Recalibrated(SurvivalEstimator):
             raise ModelFileError(f"{sub}: does not match {path.name} (features or risk scale); refusing to load")
         if tau is not None and tau > parent.max_time_:
             raise ModelFileError(f"{path}: reference_horizon beyond the parent's follow-up; refusing to load")
-        params = d["params"]
-        model = cls(parent, str(params.get("method", d["method"])), params.get("reference_horizon"))
-        if model.method != d["method"]:
-            raise ModelFileError(f"{path}: params.method and method differ; refusing to load")
-        model._restore_common(d)
-        model.parent_, model.reference_horizon_ = parent, None if tau is None else float(tau)
+        model = restore_with_parent(cls, parent, path, d)
+        model.reference_horizon_ = None if tau is None else float(tau)
         model.slope_, model.factor_ = float(d["slope"]), float(d["factor"])
         model.event_times_ = np.asarray(d["event_times"], float)
         model.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz"], float)
         return model
+
+
+# ---------------------------------------------------------------------- a model wrapping a fitted parent
+# Recalibrated and RecalibratedCif (models/recalibrated_cif.py) share these: the parameters
+# (parent, method, reference_horizon), missing values as the parent takes them, and the model
+# folder: one JSON state file beside the parent's own files in parent/.
+
+
+def parent_handles_missing(model: Any) -> bool:
+    """Whether the fitted parent (or, before fit, the given one) of ``model`` takes NaN."""
+    base = getattr(model, "parent_", None)
+    base = model.parent if base is None else base
+    return bool(getattr(base, "handles_missing", False))
+
+
+def save_with_parent(model: Any, folder: Path, name: str, fitted: dict[str, Any]) -> None:
+    """Write ``name`` (the shared state, the parameters and ``fitted``) and the parent's files in ``parent/``."""
+    state = model._common_state()
+    state["params"] = {"method": model.method, "reference_horizon": model.reference_horizon}
+    state.update(fitted)
+    write_json(folder / name, state)
+    sub = folder / PARENT_DIR
+    sub.mkdir()
+    model.parent_.save_state(sub)
+
+
+def read_with_parent(
+    folder: Path, name: str, schema: type[StateFile], load_parent: Callable[[Path], Any]
+) -> tuple[Path, dict[str, Any], Path, Any]:
+    """The state file's path and checked content, and ``parent/`` and the model ``load_parent`` reads there."""
+    path = folder / name
+    d = read_json(path, schema)
+    sub = folder / PARENT_DIR
+    if sub.is_symlink() or not sub.is_dir():
+        raise ModelFileError(f"{sub}: missing or not a plain folder; refusing to load")
+    return path, d, sub, load_parent(sub)
+
+
+def restore_with_parent(cls: Callable[..., _Wrapper], parent: Any, path: Path, d: dict[str, Any]) -> _Wrapper:
+    """A ``cls`` around ``parent`` with the saved parameters and shared state (method checked)."""
+    params = d["params"]
+    model: Any = cls(parent, str(params.get("method", d["method"])), params.get("reference_horizon"))
+    if model.method != d["method"]:
+        raise ModelFileError(f"{path}: params.method and method differ; refusing to load")
+    model._restore_common(d)
+    model.parent_ = parent
+    out: _Wrapper = model
+    return out

@@ -40,11 +40,16 @@ from scipy.optimize import brentq
 from sklearn.utils.validation import check_is_fitted
 
 from riskmodel.errors import ModelFileError, UserInputError
-from riskmodel.models.base import StateFile, check_baseline, read_json, write_json
+from riskmodel.models.base import StateFile, check_baseline
 from riskmodel.models.cif import cif_matrix, is_competing_model, risk_horizon
 from riskmodel.models.competing import CompetingRiskEstimator
 from riskmodel.models.cox import CoxPH
-from riskmodel.models.recalibrated import PARENT_DIR
+from riskmodel.models.recalibrated import (
+    parent_handles_missing,
+    read_with_parent,
+    restore_with_parent,
+    save_with_parent,
+)
 from riskmodel.stats.competing import aalen_johansen, fine_gray
 from riskmodel.stats.target import check_competing_target, step_values
 
@@ -118,9 +123,7 @@ class RecalibratedCif(CompetingRiskEstimator):
     @property
     def handles_missing(self) -> bool:
         """As the parent."""
-        base = getattr(self, "parent_", None)
-        base = self.parent if base is None else base
-        return bool(getattr(base, "handles_missing", False))
+        return parent_handles_missing(self)
 
     def _check_parent(self, time: np.ndarray) -> float:
         parent = self.parent
@@ -198,24 +201,19 @@ class RecalibratedCif(CompetingRiskEstimator):
     def save_state(self, folder: Path) -> None:
         """``cif_recalibration.json`` and the parent's own files in ``parent/``."""
         check_is_fitted(self, "slope_")
-        state = self._common_state()
-        state["params"] = {"method": self.method, "reference_horizon": self.reference_horizon}
-        state.update(
-            method=self.method,
-            reference_horizon=self.reference_horizon_,
-            risk_horizon=self.risk_horizon_,
-            shift=self.shift_,
-            slope=self.slope_,
-            x_mean=self.x_mean_,
-            event_times=self.event_times_,
-            baseline_cumhaz=self.baseline_cumhaz_,
-            n_competing=self.n_competing_,
-            n_capped=self.n_capped_,
-        )
-        write_json(folder / CIF_RECALIBRATION_FILE, state)
-        sub = folder / PARENT_DIR
-        sub.mkdir()
-        self.parent_.save_state(sub)
+        fitted = {
+            "method": self.method,
+            "reference_horizon": self.reference_horizon_,
+            "risk_horizon": self.risk_horizon_,
+            "shift": self.shift_,
+            "slope": self.slope_,
+            "x_mean": self.x_mean_,
+            "event_times": self.event_times_,
+            "baseline_cumhaz": self.baseline_cumhaz_,
+            "n_competing": self.n_competing_,
+            "n_capped": self.n_capped_,
+        }
+        save_with_parent(self, folder, CIF_RECALIBRATION_FILE, fitted)
 
     @classmethod
     def load_state(cls, folder: Path) -> RecalibratedCif:  # pragma: no cover - the folder loader passes the parent's
@@ -226,12 +224,7 @@ class RecalibratedCif(CompetingRiskEstimator):
     def load_with(cls, folder: Path, load_parent: Callable[[Path], Any]) -> RecalibratedCif:
         """The fitted model from ``cif_recalibration.json``; ``load_parent`` reads ``parent/`` with
         the family's own checks, as a top-level model would be read."""
-        path = folder / CIF_RECALIBRATION_FILE
-        d = read_json(path, CifRecalibrationFile)
-        sub = folder / PARENT_DIR
-        if sub.is_symlink() or not sub.is_dir():
-            raise ModelFileError(f"{sub}: missing or not a plain folder; refusing to load")
-        parent = load_parent(sub)
+        path, d, sub, parent = read_with_parent(folder, CIF_RECALIBRATION_FILE, CifRecalibrationFile, load_parent)
         if isinstance(parent, RecalibratedCif) or not is_competing_model(parent):
             raise ModelFileError(f"{sub}: not a competing-risks model riskmodel recalibrates; refusing to load")
         tau, end = float(d["reference_horizon"]), float(d["max_time"])
@@ -239,12 +232,8 @@ class RecalibratedCif(CompetingRiskEstimator):
             raise ModelFileError(f"{sub}: does not match {path.name} (features or follow-up); refusing to load")
         if d["risk_horizon"] > end:
             raise ModelFileError(f"{path}: a risk horizon beyond the model's follow-up; refusing to load")
-        params = d["params"]
-        model = cls(parent, str(params.get("method", d["method"])), params.get("reference_horizon"))
-        if model.method != d["method"]:
-            raise ModelFileError(f"{path}: params.method and method differ; refusing to load")
-        model._restore_common(d)
-        model.parent_, model.reference_horizon_, model.risk_horizon_ = parent, tau, float(d["risk_horizon"])
+        model = restore_with_parent(cls, parent, path, d)
+        model.reference_horizon_, model.risk_horizon_ = tau, float(d["risk_horizon"])
         model.shift_, model.slope_, model.x_mean_ = float(d["shift"]), float(d["slope"]), float(d["x_mean"])
         model.event_times_ = np.asarray(d["event_times"], float)
         model.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz"], float)

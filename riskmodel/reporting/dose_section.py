@@ -25,7 +25,7 @@ from riskmodel.reporting.plots import figure_html, pyplot
 from riskmodel.validation.dose_response import DoseResponse, dose_response
 from riskmodel.validation.threshold import ThresholdAnalysis, threshold_analysis
 
-__all__ = ["binned_rug", "dose_response_plot", "dose_section"]
+__all__ = ["band_curve", "binned_rug", "dose_response_plot", "dose_section", "rug_strip"]
 
 
 def _bin_width(values: np.ndarray, bins: int = 20) -> float:
@@ -55,15 +55,28 @@ def dose_response_plot(response: DoseResponse, rug: pd.DataFrame, cutoff: float 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.4))
     c = response.curve
-    ax.fill_between(c["dose"], c["lower"], c["upper"], color="C0", alpha=0.2, lw=0, label="pointwise 95% band")
-    ax.plot(c["dose"], c["log_hr"], color="C0", lw=1.8, label=f"restricted cubic spline, {len(response.knots)} knots")
-    ax.axhline(0, color="0.5", lw=0.8)
+    band_curve(ax, c["dose"], c, f"restricted cubic spline, {len(response.knots)} knots")
     if cutoff is not None:
         ax.axvline(cutoff, color="C3", ls="--", lw=1.2, label=f"{cutoff:g}: the cut-off tested")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"log hazard ratio vs {response.reference:g}")
     ax.set_title(title)
-    strip = ax.twinx()  # the rug: counts per bin along the bottom fifth of the plot
+    rug_strip(fig, ax, rug)
+    return fig
+
+
+def band_curve(ax: Any, x: Any, curve: pd.DataFrame, label: str) -> None:
+    """The log hazard ratio of ``curve`` against ``x`` (labelled ``label``), its pointwise 95% band
+    (``lower``, ``upper``) and the line of no effect, on ``ax``."""
+    ax.fill_between(x, curve["lower"], curve["upper"], color="C0", alpha=0.2, lw=0, label="pointwise 95% band")
+    ax.plot(x, curve["log_hr"], color="C0", lw=1.8, label=label)
+    ax.axhline(0, color="0.5", lw=0.8)
+
+
+def rug_strip(fig: Any, ax: Any, rug: pd.DataFrame) -> None:
+    """The binned rug (:func:`binned_rug`) as bars behind ``ax``, along its bottom sixth; then the
+    legend and a tight layout of ``fig``."""
+    strip = ax.twinx()
     strip.bar(rug["bin_low"], rug["patients"], width=rug["bin_high"] - rug["bin_low"], align="edge", color="0.8")
     strip.set_ylim(0, 6 * max(float(rug["patients"].max()), 1.0))
     strip.set_yticks([])
@@ -72,7 +85,6 @@ def dose_response_plot(response: DoseResponse, rug: pd.DataFrame, cutoff: float 
     ax.patch.set_visible(False)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    return fig
 
 
 def _tests_sentence(response: DoseResponse) -> str:

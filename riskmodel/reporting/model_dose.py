@@ -25,7 +25,7 @@ import pandas as pd
 from riskmodel.features.labels import input_label, input_unit
 from riskmodel.models import CoxPH
 from riskmodel.models.competing import CauseSpecificCox
-from riskmodel.reporting.dose_section import binned_rug
+from riskmodel.reporting.dose_section import band_curve, binned_rug, rug_strip
 from riskmodel.reporting.page import format_p, table_html
 from riskmodel.reporting.plots import figure_html, pyplot
 from riskmodel.validation.partial_effect import PartialEffect, partial_effect, partial_effect_inputs
@@ -43,21 +43,11 @@ def partial_effect_plot(effect: PartialEffect, rug: pd.DataFrame, title: str, xl
     how = f"restricted cubic spline, {len(effect.knots)} knots" if effect.nonlinear else "its term as encoded"
     if effect.columns == [effect.input]:
         how = "linear"
-    ax.fill_between(c["value"], c["lower"], c["upper"], color="C0", alpha=0.2, lw=0, label="pointwise 95% band")
-    ax.plot(c["value"], c["log_hr"], color="C0", lw=1.8, label=f"the fitted model ({how})")
-    ax.axhline(0, color="0.5", lw=0.8)
+    band_curve(ax, c["value"], c, f"the fitted model ({how})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{what} vs {effect.reference:g}")
     ax.set_title(title, fontsize=10)
-    strip = ax.twinx()
-    strip.bar(rug["bin_low"], rug["patients"], width=rug["bin_high"] - rug["bin_low"], align="edge", color="0.8")
-    strip.set_ylim(0, 6 * max(float(rug["patients"].max()), 1.0))
-    strip.set_yticks([])
-    strip.set_ylabel("patients per bin (rug, binned)", color="0.4")
-    ax.set_zorder(strip.get_zorder() + 1)
-    ax.patch.set_visible(False)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
+    rug_strip(fig, ax, rug)
     return fig
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from riskmodel.core.redact import redact_url
 from riskmodel.privacy import PhiGuard
+from riskmodel.tracking.linked_run import link_note, linked_run
 from riskmodel.tracking.store import Tracker, mlflow_module, resolve_tracking_uri
 
 __all__ = ["record_evaluation", "source_run_id"]
@@ -48,16 +49,7 @@ def record_evaluation(
     links it to the development run. Returns (run ID, the store's URI as it may be shown)."""
     tracker = Tracker(experiment, tracking_uri, guard=guard)
     link = {"development_run_id": development_run} if development_run else {}
-    with tracker.parent(name, {**tags, **link}) as run_id:
-        tracker.log(metrics=metrics)
-        for path, text in artifacts.items():
-            tracker.log_text(text, path)
+    with linked_run(tracker, name, {**tags, **link}, metrics, artifacts) as run_id:
         if development_run:
-            try:
-                where = f"#/experiments/{tracker.mlflow.get_run(development_run).info.experiment_id}/runs/"
-            except Exception:  # the development run lives in another store: its ID still says which
-                where = "#/runs/"
-            note = f"External validation of the model of run [{development_run}]({where}{development_run})."
-            tracker.guard.check_text("the run's note", note)
-            tracker.mlflow.set_tag("mlflow.note.content", note)
+            link_note(tracker, "External validation of the model of run", development_run)
     return run_id, redact_url(tracker.uri)

@@ -12,6 +12,7 @@ from pathlib import Path
 from riskmodel.core.redact import redact_url
 from riskmodel.privacy import PhiGuard
 from riskmodel.scoring import RiskModel
+from riskmodel.tracking.linked_run import link_note, linked_run
 from riskmodel.tracking.store import Tracker
 
 __all__ = ["RecordedUpdate", "record_update"]
@@ -45,21 +46,11 @@ def record_update(
     registered-model name under which the model becomes a new version."""
     tracker = Tracker(experiment, tracking_uri, guard=guard)
     link = {"parent_run_id": parent_run} if parent_run else {}
-    with tracker.parent(name, {**tags, **link}) as run_id:
-        tracker.log(metrics=metrics)
-        for path, text in artifacts.items():
-            tracker.log_text(text, path)
+    with linked_run(tracker, name, {**tags, **link}, metrics, artifacts) as run_id:
         with tempfile.TemporaryDirectory() as tmp:
             uri = tracker.log_model(model, model.save(Path(tmp) / "riskmodel"))
         tracker.mlflow.set_tag("riskmodel.model_uri", uri)
         if parent_run:
-            try:
-                where = f"#/experiments/{tracker.mlflow.get_run(parent_run).info.experiment_id}/runs/"
-            except Exception:  # the parent run lives in another store: its ID still says which
-                where = "#/runs/"
-            method = tags.get("method", "")
-            note = f"Model updated ({method}) from the model of run [{parent_run}]({where}{parent_run})."
-            tracker.guard.check_text("the run's note", note)
-            tracker.mlflow.set_tag("mlflow.note.content", note)
+            link_note(tracker, f"Model updated ({tags.get('method', '')}) from the model of run", parent_run)
     registered = tracker.register(uri, register) if register else None
     return RecordedUpdate(run_id, uri, registered, redact_url(tracker.uri))

@@ -41,6 +41,7 @@ __all__ = [
     "cox_summary",
     "dose_data",
     "dose_response",
+    "pointwise_band",
     "spline_basis",
 ]
 
@@ -199,6 +200,28 @@ def _grid(dose: np.ndarray, grid: Any) -> np.ndarray:
     return np.linspace(bounds[0], bounds[1], 100)
 
 
+def pointwise_band(
+    name: str, x: np.ndarray, contrast: np.ndarray, coef: np.ndarray, covariance: np.ndarray, level: float
+) -> pd.DataFrame:
+    """A log hazard ratio curve with its pointwise Wald band: at each ``x`` (column ``name``),
+    log HR = cᵀβ for that row c of ``contrast`` (the model columns' change from the reference),
+    se = √(cᵀVc) (V the coefficients' ``covariance``), and ``level`` limits log HR ± z·se; ``hr``
+    its exponential (the band of rms's Predict: Harrell, Regression Modeling Strategies)."""
+    log_hr = contrast @ coef
+    se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", contrast, covariance, contrast), 0.0))
+    z = stats.norm.ppf(0.5 + level / 2)
+    return pd.DataFrame(
+        {
+            name: x,
+            "log_hr": log_hr,
+            "se": se,
+            "lower": log_hr - z * se,
+            "upper": log_hr + z * se,
+            "hr": np.exp(log_hr),
+        }
+    )
+
+
 def dose_response(
     time: Any,
     event: Any,
@@ -230,20 +253,7 @@ def dose_response(
     ref = float(np.median(data.dose)) if reference is None else float(reference)
     x = _grid(data.dose, grid)
     contrast = spline_basis(x, k_pos) - spline_basis(np.array([ref]), k_pos)
-    v = spline.covariance[: k - 1, : k - 1]
-    log_hr = contrast @ spline.coef[: k - 1]
-    se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", contrast, v, contrast), 0.0))
-    z = stats.norm.ppf(0.5 + level / 2)
-    curve = pd.DataFrame(
-        {
-            "dose": x,
-            "log_hr": log_hr,
-            "se": se,
-            "lower": log_hr - z * se,
-            "upper": log_hr + z * se,
-            "hr": np.exp(log_hr),
-        }
-    )
+    curve = pointwise_band("dose", x, contrast, spline.coef[: k - 1], spline.covariance[: k - 1, : k - 1], level)
     names = [name, *(name + "'" * i for i in range(1, k - 1)), *data.adjust_names]
     return DoseResponse(
         knots=k_pos,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,7 @@ __all__ = [
     "THRESHOLDS",
     "ExternalValidation",
     "FixedPredictions",
+    "bootstrap_table",
     "brier_at",
     "external_validation",
     "fixed_predictions",
@@ -258,6 +259,34 @@ def measure_table(point: dict[str, float], boots: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def bootstrap_table(
+    estimates: Callable[[Any, Any], dict[str, float]],
+    y: Any,
+    p: Any,
+    event: np.ndarray,
+    *,
+    n_boot: int,
+    seed: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """The bootstrap of a fixed model over its validation patients: ``estimates(y, p)`` on all of
+    them and on ``n_boot`` resamples with replacement (seeded by ``seed``; ``p`` the predictions,
+    with ``take``). A resample in which ``event`` (one bool a patient) never occurs is skipped and
+    counted. Returns the :func:`measure_table`, the replicates (one row a kept resample) and the
+    count of skipped resamples."""
+    point = estimates(y, p)
+    rng = np.random.default_rng(seed)
+    n = len(event)
+    rows, failed = [], 0
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        if not event[idx].any():
+            failed += 1
+            continue
+        rows.append(estimates(y[idx], p.take(idx)))
+    boots = pd.DataFrame(rows, columns=list(point))
+    return measure_table(point, boots), boots, failed
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -291,19 +320,9 @@ def validate_predictions(
     y: Any, p: FixedPredictions, *, n_boot: int = 200, seed: int = 0, band_resamples: int | None = None
 ) -> ExternalValidation:
     """:func:`external_validation` of predictions already made (``p``) for outcomes ``y``."""
-    point = point_estimates(y, p)
-    rng = np.random.default_rng(seed)
     event = np.asarray(y["event"], bool)
     n = len(event)
-    rows, failed = [], 0
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        if not event[idx].any():
-            failed += 1
-            continue
-        rows.append(point_estimates(y[idx], p.take(idx)))
-    boots = pd.DataFrame(rows, columns=list(point))
-    table = measure_table(point, boots)
+    table, boots, failed = bootstrap_table(point_estimates, y, p, event, n_boot=n_boot, seed=seed)
     bands = n_boot if band_resamples is None else band_resamples
     calibration, decision = {}, {}
     for j, h in enumerate(p.horizons):

@@ -60,7 +60,7 @@ from riskmodel.validation.competing import (
     net_benefit_competing,
     smooth_cif_calibration,
 )
-from riskmodel.validation.external import THRESHOLDS, ExternalValidation, ibs_grid, measure_table
+from riskmodel.validation.external import THRESHOLDS, ExternalValidation, bootstrap_table, ibs_grid
 
 __all__ = [
     "FixedCif",
@@ -191,19 +191,9 @@ def validate_cif_predictions(y: Any, p: FixedCif, *, n_boot: int = 200, seed: in
     """:func:`competing_external_validation` of CIF predictions already made (``p``) for outcomes ``y``.
 
     A resample without an event of interest is skipped and counted (as the survival validation)."""
-    point = competing_point_estimates(y, p)
-    rng = np.random.default_rng(seed)
     event = np.asarray(y["cause"], int) == 1
     n = len(event)
-    rows, failed = [], 0
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        if not event[idx].any():
-            failed += 1
-            continue
-        rows.append(competing_point_estimates(y[idx], p.take(idx)))
-    boots = pd.DataFrame(rows, columns=list(point))
-    table = measure_table(point, boots)
+    table, boots, failed = bootstrap_table(competing_point_estimates, y, p, event, n_boot=n_boot, seed=seed)
     calibration, decision = {}, {}
     for j, h in enumerate(p.horizons):
         calibration[h] = _calibration_curve(y, p.cif[:, j], h)

@@ -35,7 +35,7 @@ from scipy import stats
 
 from riskmodel.features.safe_harbor import shared_range
 from riskmodel.models.cox import CoxPH
-from riskmodel.validation.dose_response import cox_summary
+from riskmodel.validation.dose_response import cox_summary, pointwise_band
 
 __all__ = ["DOSE_INPUTS", "PartialEffect", "partial_effect", "partial_effect_inputs"]
 
@@ -167,20 +167,7 @@ def partial_effect(
     Z = np.asarray(features.transform(_rows_with(X, column, np.append(x, ref))), float)
     contrast = (Z[:-1] - Z[-1])[:, idx]
     cov = np.linalg.inv(np.asarray(cox.information_, float))
-    v = cov[np.ix_(idx, idx)]
-    log_hr = contrast @ cox.coef_[idx]
-    se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", contrast, v, contrast), 0.0))
-    z = stats.norm.ppf(0.5 + level / 2)
-    curve = pd.DataFrame(
-        {
-            "value": x,
-            "log_hr": log_hr,
-            "se": se,
-            "lower": log_hr - z * se,
-            "upper": log_hr + z * se,
-            "hr": np.exp(log_hr),
-        }
-    )
+    curve = pointwise_band("value", x, contrast, cox.coef_[idx], cov[np.ix_(idx, idx)], level)
     nonlinear = [j for j in idx if _SPLINE_TERM.search(names[j])]
     penalised = float(cox.penalty) > 0
     train = None
