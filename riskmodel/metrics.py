@@ -217,17 +217,46 @@ def uno_c(y_train: np.ndarray, y_test: np.ndarray, risk: Any, tau: float | None 
     """Uno's IPCW C, truncated at ``tau``, equal to scikit-survival's ``concordance_index_ipcw``.
 
     The censoring weights are scikit-survival's (``CensoringDistributionEstimator``: the reverse
-    Kaplan-Meier on the training data, with its tie rule and its lookups), computed vectorised by
-    :func:`censoring_weights`, so the two agree on every edge case, including the error when a
-    test time lies beyond the training follow-up.
+    Kaplan-Meier on the training data, with its tie rule and its lookups), by :func:`censoring_weights`
+    or, from ``COMPILED_FROM`` test patients, inside the compiled count, so all agree on every edge
+    case, including the error when a test time lies beyond the training follow-up.
     """
     event = np.asarray(y_test["event"], dtype=bool)
     time = np.asarray(y_test["time"], dtype=float)
+    if time.size >= COMPILED_FROM and _numba_installed():
+        compiled = _compiled_uno(y_train, event, time, risk, tau)
+        if compiled is not None:
+            return compiled
     keep = np.ones(time.size, dtype=bool) if tau is None else time < tau
     weights = np.zeros(time.size)
     if keep.any():
         weights[keep] = censoring_weights(y_train, event[keep], time[keep])
     return concordance(event, time, risk, np.square(weights)).cindex
+
+
+def _compiled_uno(
+    y_train: np.ndarray, event: np.ndarray, time: np.ndarray, risk: Any, tau: float | None
+) -> float | None:
+    """Uno's C in one compiled call (:func:`riskmodel.stats.dominance.ipcw_sums`), refusing as the
+    numpy route does; None (take that route) for a non-finite or mismatched input."""
+    names: Any = y_train.dtype.names
+    e_tr = np.asarray(y_train[names[0]]).astype(bool)
+    t_tr = np.asarray(y_train[names[1]]).astype(float)
+    r = np.asarray(risk, dtype=float).ravel()
+    if not (r.size == time.size and np.isfinite(time).all() and np.isfinite(r).all() and np.isfinite(t_tr).all()):
+        return None
+    from riskmodel.stats.dominance import ipcw_sums  # imports numba: only for large test sets
+
+    s = ipcw_sums(event, time, r, e_tr, t_tr, math.inf if tau is None else float(tau), 1e-8)
+    if s.kept == 0:
+        return float("nan")
+    if not s.any_training_event or s.kept_events == 0:
+        raise ValueError("all samples are censored")
+    if s.beyond and s.last_survival > 0:
+        raise ValueError(f"time must be smaller than largest observed time point: {s.last_time}")
+    if s.beyond or s.zero:
+        raise ValueError("censoring survival function is zero at one or more time points")
+    return s.numerator / s.denominator if s.denominator > 0 else float("nan")
 
 
 def censoring_weights(y_train: np.ndarray, event: np.ndarray, time: np.ndarray) -> np.ndarray:

@@ -171,6 +171,7 @@ def test_hot_paths_smoke_run_agrees_with_its_references() -> None:
     assert c["harrell_abs_diff_old"] <= 1e-12
     assert c["harrell_abs_diff_sksurv"] <= 1e-12
     assert c["uno_abs_diff_old"] <= 1e-12
+    assert c["uno_other_abs_diff_old"] <= 1e-12  # a training set apart from the test set
     assert c["uno_abs_diff_sksurv"] <= 1e-12
     # lifelines counts only equal risks as tied (riskmodel and scikit-survival: within 1e-8)
     assert c["harrell_abs_diff_lifelines"] <= 1e-8

@@ -37,6 +37,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    # typer leaves an absent --help as None and, to coerce that None, imports pydantic (0.1 s) on
+    # every group a command passes through; an explicit False is a bool it lets through as it is
+    context_settings={"default_map": {"help": False, "config": {"help": False}, "models": {"help": False}}},
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -96,14 +99,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[
-        bool | None,
+        bool,
         typer.Option(
             "--version",
             callback=_version,
             is_eager=True,
             help="Show the version and exit.",
         ),
-    ] = None,
+    ] = False,
 ) -> None:
     """riskmodel: survival models for seed brachytherapy cohorts."""
     _SHOWN.clear()
