@@ -54,7 +54,8 @@ def is_arrow_text(s: pd.Series) -> bool:
 
 
 def arrow_text(s: pd.Series) -> Any:
-    """The Arrow string array (one chunk, 32-bit offsets) of a column of Arrow text, else ``None``."""
+    """The Arrow string array (one chunk; string or large_string) of a column of Arrow text, else
+    ``None``."""
     if not is_arrow_text(s):
         return None
     import pyarrow as pa
@@ -62,8 +63,6 @@ def arrow_text(s: pd.Series) -> Any:
     data = pa.array(s.array)  # the column's own buffers (``__arrow_array__``), no copy
     if isinstance(data, pa.ChunkedArray):
         data = data.combine_chunks() if data.num_chunks != 1 else data.chunk(0)
-    if data.type != pa.string():
-        data = data.cast(pa.string())
     return data
 
 
@@ -83,8 +82,11 @@ def object_cells(s: pd.Series) -> pd.Series:
 
 def _bytes(text: Any) -> tuple[np.ndarray, np.ndarray]:
     """An Arrow string array's offsets (one more than its cells, from its own offset) and bytes."""
+    import pyarrow as pa
+
     _, offsets_buffer, data_buffer = text.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[text.offset : text.offset + len(text) + 1]
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, dtype=width)[text.offset : text.offset + len(text) + 1]
     data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
     return offsets, data
 
@@ -139,6 +141,6 @@ def text_blank(text: Any, known: np.ndarray | None = None) -> np.ndarray:
     empty = [v for v in others.to_pylist() if not v.strip()]
     if not empty:
         return missing
-    found = pc.is_in(text, value_set=pa.array(empty, type=pa.string())).fill_null(False)
+    found = pc.is_in(text, value_set=pa.array(empty, type=text.type)).fill_null(False)
     blank: np.ndarray = missing | np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
     return blank

@@ -199,7 +199,7 @@ def read_csv_arrow(p: Path) -> pd.DataFrame | None:
             p,
             parse_options=parse,
             convert_options=pcsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()),
+                column_types=dict.fromkeys(names, pa.large_string()),  # pandas' own layout: no copy
                 null_values=_NA_TEXTS,
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,

@@ -13,6 +13,7 @@ import pandas as pd
 from riskmodel.cohort._arrow_cells import arrow_text, object_cells, visible_edges
 from riskmodel.cohort._cells import FAST_FROM, Reporter, blank_mask, to_numeric
 from riskmodel.cohort.contract import COLUMNS, ENDPOINTS, RESPONSE_CATEGORIES, Column
+from riskmodel.errors import Severity
 
 __all__ = ["normalise_category", "validate_frame", "visible_edges"]
 
@@ -152,33 +153,36 @@ def _check_column(col: Column, s: pd.Series, rep: Reporter, needed: bool) -> pd.
 
 
 def _check_range(col: Column, num: pd.Series, raw: pd.Series, rep: Reporter) -> pd.Series:
-    """Report hard-range errors and plausibility warnings; return the mask of hard errors."""
+    """Report hard-range errors and plausibility warnings; return the mask of hard errors.
+
+    Compared as numpy arrays: a missing value (NaN) breaks no rule, as in pandas' comparisons."""
     unit = f" {col.unit}" if col.unit else ""
-    bad = pd.Series(False, index=num.index)
+    v = num.to_numpy(dtype=float)
+    bad = np.zeros(len(v), dtype=bool)
+
+    def report(mask: np.ndarray, rule: str, severity: Severity = "error") -> None:
+        if mask.any():
+            rep.add_rows(pd.Series(mask, index=num.index), rule, col.name, raw, severity)
+
     if col.hard_min is not None:
-        low = num <= col.hard_min if col.min_exclusive else num < col.hard_min
+        low = v <= col.hard_min if col.min_exclusive else v < col.hard_min
         word = "greater than" if col.min_exclusive else "at least"
-        rep.add_rows(low, f"must be {word} {col.hard_min:g}{unit} (hard limit)", col.name, raw)
+        report(low, f"must be {word} {col.hard_min:g}{unit} (hard limit)")
         bad |= low
     if col.hard_max is not None:
-        rep.add_rows(num > col.hard_max, f"must be at most {col.hard_max:g}{unit} (hard limit)", col.name, raw)
-        bad |= num > col.hard_max
-    hard_ok = num.notna() & ~bad
+        high = v > col.hard_max
+        report(high, f"must be at most {col.hard_max:g}{unit} (hard limit)")
+        bad |= high
+    hard_ok = ~np.isnan(v) & ~bad
     if col.plausible:
         lo, hi = col.plausible
-        rep.add_rows(
-            hard_ok & ~num.between(lo, hi),
-            f"is outside the plausible range {lo:g}-{hi:g}{unit}; please check",
-            col.name,
-            raw,
-            severity="warning",
-        )
+        outside = hard_ok & ~((v >= lo) & (v <= hi))
+        report(outside, f"is outside the plausible range {lo:g}-{hi:g}{unit}; please check", "warning")
     if col.step:
-        off = hard_ok & (np.abs(num / col.step - np.round(num / col.step)) > 1e-9)
-        rep.add_rows(
-            off, f"is not a multiple of {col.step:g}, as {col.name} usually is", col.name, raw, severity="warning"
-        )
-    return bad
+        with np.errstate(invalid="ignore"):
+            off = hard_ok & (np.abs(v / col.step - np.round(v / col.step)) > 1e-9)
+        report(off, f"is not a multiple of {col.step:g}, as {col.name} usually is", "warning")
+    return pd.Series(bad, index=num.index)
 
 
 def _check_id(s: pd.Series, blank: pd.Series, rep: Reporter) -> pd.Series:
@@ -225,9 +229,7 @@ def _distinct_text_ids(s: pd.Series, blank: pd.Series) -> pd.Series | None:
     if len(strip):
         ids.iloc[strip] = [v.strip() for v in ids.iloc[strip].tolist()]
         text = pa.array(ids.to_numpy(), type=pa.string(), from_pandas=True)
-    else:
-        text = text.filter(pa.array(kept))
-    if pc.count_distinct(text, mode="only_valid").as_py() != int(kept.sum()):
+    if len(pc.unique(text.filter(pa.array(kept)))) != int(kept.sum()):  # no blank (nor null) is left
         return None
     return ids
 
