@@ -111,6 +111,9 @@ def test_arrow_identifiers_are_stripped_and_repeats_reported_as_for_object_cells
 CSV_TEXTS = {
     "plain": "a,b\n1,x\n2,y\n",
     "crlf": "a,b\r\n1,x\r\n2,y\r\n",
+    "cr only": "a,b\r1,x\r2,y\r",
+    "quoted then text": 'a,b\n"ab"cd,x\n',
+    "one column": "a\n1\n\n2\n",
     "bom": "\ufeffa,b\n1,x\n",
     "quoted": 'a,b\n"1,5","say ""hi"""\n"",x\n"NA",n/a\n',
     "newline in a quoted cell": 'a,b\n"line one\nline two",x\n2,y\n',
