@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskmodel.cohort._arrow_cells import arrow_text, is_arrow_text, missing_cell, object_cells, text_blank
 from riskmodel.errors import Problem, Severity
 
 MAX_REPORTED_PER_RULE = 50
@@ -17,14 +18,14 @@ FAST_FROM = 1000  # columns at least this long take the vectorised reading of pl
 # anything else (blanks, spaces, exponents, units, text) goes through pandas, one cell at a time.
 _PLAIN = r"^-?[0-9]+(\.[0-9]+)?$"
 _PLAIN_CHARS = 16
-_PYTHON_UNIQUES = 1000  # beyond this many distinct texts, a regular expression screens them first
 _last: tuple[object, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = (None, None)
 
 
 def plain_decimals(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """For a long column of text: the mask of its plain decimal cells, their values (read by
-    Arrow in C) and the mask of its blank cells; ``None`` for a short column, another dtype, or
-    cells that are not all text.
+    """For a column of text: the mask of its plain decimal cells, their values (read by Arrow in
+    C) and the mask of its blank cells; ``None`` for a short column of object cells, another
+    dtype, cells that are not all text, or a column with no plain decimal among its first
+    ``FAST_FROM`` cells (identifiers, categories). A column of Arrow text is read at any length.
 
     The last column's answer is kept, so the blank check and the numeric coercion of one column
     read it once.
@@ -34,46 +35,45 @@ def plain_decimals(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray] | 
     if cached is s:
         return answer
     answer = None
-    if s.dtype == object and len(s) >= FAST_FROM:
-        plain, values, blank = _read_plain(s.iloc[:FAST_FROM])  # a text column (ids, categories) stops here
-        if plain is not None and plain.any():
-            plain, values, blank = _read_plain(s)
-            answer = None if plain is None else (plain, values, blank)
+    text = arrow_text(s)
+    if text is not None:
+        if _plain_cells(text[:FAST_FROM]).any():
+            answer = _read_plain(text)
+    elif s.dtype == object and len(s) >= FAST_FROM:
+        head = _object_text(s.iloc[:FAST_FROM])  # a text column (ids, categories) stops here
+        if head is not None and _plain_cells(head).any():
+            text = _object_text(s)
+            answer = None if text is None else _read_plain(text)
     _last = (s, answer)
     return answer
 
 
-def _read_plain(s: pd.Series) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+def _object_text(s: pd.Series) -> Any:
+    """Object cells as an Arrow string array; ``None`` when some cell is not text."""
     import pyarrow as pa  # type: ignore[import-untyped]
-    import pyarrow.compute as pc  # type: ignore[import-untyped]
 
     try:
-        text = pa.array(s.to_numpy(), type=pa.string(), from_pandas=True)
+        return pa.array(s.to_numpy(), type=pa.string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers, dates or booleans among the cells
-        return None, np.empty(0), np.empty(0)
+        return None
+
+
+def _plain_cells(text: Any) -> np.ndarray:
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
     plain = pc.and_(
         pc.match_substring_regex(text, _PLAIN), pc.less_equal(pc.utf8_length(text), _PLAIN_CHARS)
     ).fill_null(False)
-    values = pc.cast(text.filter(plain), pa.float64()).to_numpy(zero_copy_only=False)
-    blank = _text_blank(text, known=plain)
-    return plain.to_numpy(zero_copy_only=False), values, blank
+    return np.asarray(plain.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _text_blank(text: Any, known: Any = None) -> np.ndarray:
-    """Where an Arrow text array is missing, or holds text that Python's ``str.strip()`` empties.
-    Python decides once per distinct text (``known`` numbers aside), so the rule is exactly the
-    slow path's; text with a visible ASCII character is not blank, which settles most of many."""
+def _read_plain(text: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    missing = pc.is_null(text)
-    pending = pc.invert(missing) if known is None else pc.invert(pc.or_(missing, known))
-    others = pc.unique(text.filter(pending))
-    if len(others) > _PYTHON_UNIQUES:  # identifiers: a visible ASCII character settles most of them
-        others = others.filter(pc.invert(pc.match_substring_regex(others, "[!-~]")))
-    empty = [v for v in others.to_pylist() if not v.strip()]
-    blank = pc.or_(missing, pc.is_in(text, value_set=pa.array(empty, type=pa.string()))) if empty else missing
-    return np.asarray(blank.to_numpy(zero_copy_only=False), dtype=bool)
+    plain = _plain_cells(text)
+    values = pc.cast(text.filter(pa.array(plain)), pa.float64()).to_numpy(zero_copy_only=False)
+    return plain, values, text_blank(text, known=plain)
 
 
 def blank_mask(s: pd.Series) -> pd.Series:
@@ -85,15 +85,11 @@ def blank_mask(s: pd.Series) -> pd.Series:
 
 
 def _blank_cells(s: pd.Series) -> pd.Series:
-    if s.dtype == object and len(s) >= FAST_FROM:  # a long text column: decided in Arrow
-        import pyarrow as pa
-
-        try:
-            text = pa.array(s.to_numpy(), type=pa.string(), from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers, dates or booleans among the cells
-            pass
-        else:
-            return pd.Series(_text_blank(text), index=s.index)
+    text = arrow_text(s)
+    if text is None and s.dtype == object and len(s) >= FAST_FROM:  # a long text column: decided in Arrow
+        text = _object_text(s)
+    if text is not None:
+        return pd.Series(text_blank(text), index=s.index)
     if s.dtype == object:
         uniques = pd.unique(s.dropna())
         empty = [v for v in uniques if isinstance(v, str) and not v.strip()]
@@ -133,12 +129,22 @@ class Reporter:
         values: pd.Series,
         severity: Severity = "error",
     ) -> None:
-        """Record one problem for every row where ``mask`` is true."""
+        """Record one problem for every row where ``mask`` is true (as ``add`` row by row: the
+        first rows up to the cap kept, the others only counted)."""
         if not mask.any():  # most rules hold on most columns: nothing to walk
             return
         mask = mask.fillna(False).astype(bool)
-        for row in mask.index[mask.to_numpy()]:
-            self.add(rule, row=row, column=column, value=values.loc[row], severity=severity)
+        rows = mask.index[mask.to_numpy()]
+        key = (column, rule)
+        seen = self._counts.get(key, 0)
+        self._counts[key] = seen + len(rows)
+        room = max(0, MAX_REPORTED_PER_RULE - seen)
+        arrow, missing = is_arrow_text(values), missing_cell(values)
+        for row in rows[:room]:
+            value = values.loc[row]
+            if arrow and pd.isna(value):  # as the reader's object cells held it
+                value = missing
+            self.problems.append(Problem(rule, self.file, row, column, _plain(value), severity))
 
     def finish(self) -> list[Problem]:
         """The problems, plus one summary line for every rule that hit the cap."""
@@ -191,6 +197,7 @@ def to_numeric(
 
 
 def _numbers(s: pd.Series, column: str, rep: Reporter, rule: str) -> pd.Series:
+    s = object_cells(s)  # the cells that are not plain decimals: pandas decides, one by one
     blank = _blank_cells(s)
     num = pd.to_numeric(s.where(~blank), errors="coerce").astype(float)
     rep.add_rows(num.isna() & ~blank, rule, column, s)
@@ -201,6 +208,7 @@ def _numbers(s: pd.Series, column: str, rep: Reporter, rule: str) -> pd.Series:
 
 def to_dates(s: pd.Series, column: str, rep: Reporter, date_format: str | None) -> pd.Series:
     """Parse a date column; ISO 8601 (YYYY-MM-DD) unless the mapping sets ``date_format``."""
+    s = object_cells(s)
     blank = blank_mask(s)
     fmt = date_format or "ISO8601"
     parsed = pd.to_datetime(s.where(~blank), format=fmt, errors="coerce")

@@ -16,12 +16,20 @@ import pandas as pd
 
 from riskmodel.errors import CohortFileError, one_line
 
-__all__ = ["read_csv_cells", "read_parquet_cells"]
+_NA_TEXTS = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "."]  # read as missing, as typed
+
+__all__ = ["read_csv_arrow", "read_csv_cells", "read_parquet_arrow", "read_parquet_cells"]
 
 
 def read_parquet_cells(p: Path) -> pd.DataFrame:
     """A Parquet file of one plain value per cell: repeated column names and list, struct or map
     columns are refused by name (from the schema, before the data is read)."""
+    check_parquet_schema(p)
+    return pd.read_parquet(p)
+
+
+def check_parquet_schema(p: Path) -> None:
+    """Refuse a Parquet file with repeated column names or list, struct or map columns, by name."""
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
     from pyarrow import types
 
@@ -41,7 +49,24 @@ def read_parquet_cells(p: Path) -> pd.DataFrame:
                     f"{p}: column {str(column.name)[:60]!r} holds {kind}; riskmodel reads one plain value per cell"
                 )
             )
-    return pd.read_parquet(p)
+
+
+def read_parquet_arrow(p: Path) -> pd.DataFrame:
+    """:func:`read_parquet_cells` with the text columns kept in Arrow (``pd.ArrowDtype(pa.string())``):
+    every other column as ``pandas.read_parquet`` gives it (the same ``to_pandas`` of the same table)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from riskmodel.cohort._arrow_cells import parquet_text
+
+    check_parquet_schema(p)
+    text = parquet_text()
+
+    def mapper(kind: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
+        return text if pa.types.is_string(kind) or pa.types.is_large_string(kind) else None
+
+    frame: pd.DataFrame = pq.read_table(p, use_pandas_metadata=True).to_pandas(types_mapper=mapper)
+    return frame
 
 
 def read_csv_cells(p: Path) -> pd.DataFrame:
@@ -111,7 +136,7 @@ def _csv_frame(p: Path, sep: str, encoding: str) -> pd.DataFrame:
         dtype=str,
         encoding=encoding,
         keep_default_na=False,
-        na_values=["", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "."],
+        na_values=_NA_TEXTS,
         skip_blank_lines=False,
     )
 
@@ -134,3 +159,55 @@ def _first_non_utf8(p: Path) -> tuple[int, bool]:
             line += good.count(b"\n")
             mixed = mixed or not good.isascii()
     return line, mixed
+
+
+def read_csv_arrow(p: Path) -> pd.DataFrame | None:
+    """A UTF-8 CSV or TSV file's cells as Arrow text (``pd.StringDtype("pyarrow", na_value=nan)``),
+    read by pyarrow in C; ``None`` whenever pyarrow might read it otherwise than
+    :func:`read_csv_cells` (then that reads it): a file that is not UTF-8, a blank or short line, a
+    repeated or empty header (pandas renames those), anything pyarrow refuses.
+
+    The same cells as pandas' reader, text for text: quoted fields, embedded line breaks, a byte
+    order mark, the same missing-value words (tests/cohort/test_arrow_load.py)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv  # type: ignore[import-untyped]
+
+    from riskmodel.cohort._arrow_cells import csv_text
+
+    with open(p, "rb") as fh:
+        head = fh.read(65536)
+    try:
+        sample = head.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:  # a multi-byte character cut at the sample's end
+            sample = head[:-4].decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return None  # cp1252: pandas' reader decides
+    if b"\x00" in head or not sample.strip():
+        return None
+    try:
+        sep = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|").delimiter
+    except csv.Error:
+        sep = ","
+    parse = pcsv.ParseOptions(delimiter=sep, newlines_in_values=True, ignore_empty_lines=False)
+    try:
+        with pcsv.open_csv(p, parse_options=parse) as stream:  # the header, from the first block
+            names = stream.schema.names
+        if len(set(names)) != len(names) or any(not n for n in names):
+            return None  # pandas would rename them (x.1, Unnamed: 3): its reader keeps that spelling
+        table = pcsv.read_csv(
+            p,
+            parse_options=parse,
+            convert_options=pcsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.large_string()),  # pandas' own layout: no copy
+                null_values=_NA_TEXTS,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    if table.schema.names != names:
+        return None
+    dtype = csv_text()
+    return pd.DataFrame({n: pd.Series(pd.array(table.column(i), dtype=dtype)) for i, n in enumerate(names)}, copy=False)

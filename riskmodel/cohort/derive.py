@@ -262,7 +262,7 @@ def derive_missing(
     Canonical columns already present are never overwritten. Raw date columns are consumed
     here and do not travel further than the loader.
     """
-    d = _Derivation(raw.copy(), rep, [])
+    d = _Derivation(raw.copy(deep=False), rep, [])  # columns are added, never written into
     _derive_from_dates(d, date_format)
     _derive_tnm(d)
     _derive_volume(d)
@@ -334,7 +334,6 @@ def _derive_from_dates(d: _Derivation, date_format: str | None) -> None:
             f["lc_event"] = progression.notna().astype(int)
             f["lc_months"] = _months(implant, progression.fillna(end_of_follow_up))
             d.derived += ["lc_months", "lc_event"]
-    f = f.drop(columns=present)
 
 
 def _months(start: pd.Series, end: pd.Series) -> pd.Series:
@@ -361,7 +360,6 @@ def _derive_tnm(d: _Derivation) -> None:
     for c in targets:
         f[c] = pd.Series(parsed[c], index=f.index, dtype=object)
         d.derived.append(c)
-    f = f.drop(columns="tnm")
 
 
 def _derive_volume(d: _Derivation) -> None:
@@ -380,16 +378,13 @@ def _derive_volume(d: _Derivation) -> None:
                     f["lesion_volume_cm3"] = ellipsoid_volume_cm3(*(s * scale for s in diam))
                     d.derived.append("lesion_volume_cm3")
                     break
-    f = f.drop(columns=[c for cols in DIAMETER_COLUMNS.values() for c in cols if c in f.columns])
 
 
 def _derive_response(d: _Derivation, rule: ResponseRule | None) -> None:
     f = d.frame
     recist_ok = d.has(*RESPONSE_INPUTS["recist"])
     volume_ok = d.has("volume_3mo_cm3") and (d.has("volume_baseline_cm3") or d.has("lesion_volume_cm3"))
-    used = [c for cols in RESPONSE_INPUTS.values() for c in cols if c in f.columns]
     if d.has("response_3mo") or not (recist_ok or volume_ok or rule):
-        f = f.drop(columns=used)
         return
     if rule is None:
         if recist_ok and volume_ok:
@@ -398,13 +393,11 @@ def _derive_response(d: _Derivation, rule: ResponseRule | None) -> None:
                 "'recist' or 'volume' (mapping file or --response-rule)",
                 column="response_3mo",
             )
-            f = f.drop(columns=used)
             return
         rule = "recist" if recist_ok else "volume"
     if (rule == "recist" and not recist_ok) or (rule == "volume" and not volume_ok):
         need = " and ".join(RESPONSE_INPUTS[rule])
         d.rep.add(f"response_rule '{rule}' needs the columns {need}", column="response_3mo")
-        f = f.drop(columns=used)
         return
     base_col, follow_col = RESPONSE_INPUTS[rule]
     if rule == "volume" and not d.has(base_col):
@@ -417,4 +410,3 @@ def _derive_response(d: _Derivation, rule: ResponseRule | None) -> None:
     ok = (base > 0) & (follow >= 0)
     f["response_3mo"] = [classify(b, v) if good else None for b, v, good in zip(base, follow, ok, strict=True)]
     d.derived.append("response_3mo")
-    f = f.drop(columns=used)

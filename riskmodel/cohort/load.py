@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from riskmodel.cohort._arrow_cells import is_arrow_text, object_cells
 from riskmodel.cohort._cells import Reporter, blank_mask
-from riskmodel.cohort._readers import read_csv_cells, read_parquet_cells
+from riskmodel.cohort._readers import read_csv_arrow, read_csv_cells, read_parquet_arrow, read_parquet_cells
 from riskmodel.cohort.competing import CompetingRule, competing_view
 from riskmodel.cohort.contract import COLUMNS, COMPETING_ENDPOINTS, ENDPOINTS, OUTCOME_COLUMNS
 from riskmodel.cohort.declaration import CohortDeclaration
@@ -219,11 +220,13 @@ def _max_file_mb() -> int:
     return int(text) if text.isdigit() and int(text) > 0 else MAX_FILE_MB
 
 
-def read_table(path: str | Path) -> tuple[pd.DataFrame, int]:
+def read_table(path: str | Path, *, arrow: bool = False) -> tuple[pd.DataFrame, int]:
     """Read a CSV/TSV, Excel or Parquet file as raw cells, and the row number of its first record.
 
     CSV and Excel cells are kept as the text or value the user typed, so error messages can
     quote them. Rows are numbered as in a spreadsheet (header = row 1), Parquet records from 1.
+    With ``arrow``, text columns of CSV and Parquet files stay in Arrow (pyarrow-backed string
+    dtypes; the cohort loader's checks read them in C) wherever pyarrow reads the same cells.
     """
     p = Path(path)
     if not p.exists():
@@ -242,11 +245,12 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, int]:
     suffix = p.suffix.lower()
     try:
         if suffix in (".csv", ".tsv", ".txt"):
-            return read_csv_cells(p), 2
+            fast = read_csv_arrow(p) if arrow else None
+            return (read_csv_cells(p) if fast is None else fast), 2
         if suffix in (".xlsx", ".xlsm", ".xls"):
             return pd.read_excel(p, dtype=object, sheet_name=0), 2
         if suffix in (".parquet", ".pq"):
-            return read_parquet_cells(p), 1
+            return (read_parquet_arrow(p) if arrow else read_parquet_cells(p)), 1
     except CohortFileError:
         raise
     except Exception as exc:  # every reader fails differently; the user needs one clear line
@@ -300,8 +304,9 @@ def rename_columns(frame: pd.DataFrame, mapping: ColumnMapping, source: str) -> 
         out = frame[list(targets)].rename(columns=targets)
     for col, renames in mapping.values.items():
         if col in out.columns:
-            lookup = {v: renames.get(str(v).strip(), v) for v in pd.unique(out[col].dropna())}
-            out[col] = out[col].map(lookup)
+            cells = object_cells(out[col])
+            lookup = {v: renames.get(str(v).strip(), v) for v in pd.unique(cells.dropna())}
+            out[col] = cells.map(lookup)
     return out, ignored
 
 
@@ -321,7 +326,7 @@ def from_frame(
     default the frame's own index labels are used.
     """
     mapping = mapping or ColumnMapping()
-    raw = frame.copy()
+    raw = frame.copy(deep=False)  # nothing below writes into a column: new names and rows only
     if first_row is not None:
         raw.index = pd.RangeIndex(first_row, first_row + len(raw), name="row")
         if raw.shape[1]:
@@ -330,11 +335,13 @@ def from_frame(
                 left = np.flatnonzero(all_blank)
                 if not left.size:
                     break
-                all_blank[left] = blank_mask(raw[c].iloc[left]).to_numpy()
+                column = raw[c] if left.size == len(raw) else raw[c].iloc[left]
+                all_blank[left] = blank_mask(column).to_numpy()
             if all_blank.any():
                 raw = raw.loc[~all_blank]
     original = raw
     raw, ignored = rename_columns(raw, mapping, source)
+    raw = _raw_fields_as_objects(raw)
     sensitive = sensitive_values(original, ignored, raw)
     rep = Reporter(source)
     derived_frame, derived = derive_missing(
@@ -369,6 +376,15 @@ def from_frame(
     )
 
 
+def _raw_fields_as_objects(raw: pd.DataFrame) -> pd.DataFrame:
+    """The raw clinical fields (dates, TNM, diameters) as object cells, as the derivations read
+    them; the contract's columns stay as they are (their checks read Arrow text in C)."""
+    arrow = [c for c in raw.columns if c in RAW_COLUMNS and is_arrow_text(raw[c])]
+    if not arrow:
+        return raw
+    return raw.assign(**{c: object_cells(raw[c]) for c in arrow})
+
+
 def contract_competing(typed: pd.DataFrame) -> tuple[pd.DataFrame, tuple[CompetingRule, ...]]:
     """The bundled contract's competing endpoints (LC with death) as ``<name>_event_type`` and
     ``<name>_cr_months`` columns, when both endpoints' outcomes are complete; else unchanged.
@@ -387,7 +403,10 @@ def contract_competing(typed: pd.DataFrame) -> tuple[pd.DataFrame, tuple[Competi
             typed[f"{other}_months"].to_numpy(float),
             after_censoring,
         )
-        out = out.assign(**{f"{ep}_event_type": state, f"{ep}_cr_months": cr_months})
+        if out is typed:
+            out = typed.copy(deep=False)  # new columns only: the others are not copied
+        out[f"{ep}_event_type"] = state
+        out[f"{ep}_cr_months"] = cr_months
         rules.append(CompetingRule(ep, other, after_censoring, affected))
     return out, tuple(rules)
 
@@ -413,7 +432,7 @@ def sensitive_values(original: pd.DataFrame, ignored: list[str], renamed: pd.Dat
     unused = [original[h] for h in original.columns if str(h) in ignored]  # headers may be non-text (Excel)
     columns = unused + [renamed[c] for c in renamed.columns if c.endswith("_date")]
     for i, column in enumerate(columns):
-        values = column.dropna().astype(str).str.strip()
+        values = object_cells(column).dropna().astype(str).str.strip()
         values = values[values != ""]
         if i < len(unused) and values.nunique() < max(5, len(values) // 2):
             continue
@@ -441,7 +460,7 @@ def load(
         mapping = load_mapping(mapping)
     elif isinstance(mapping, AbcMapping):
         mapping = ColumnMapping.model_validate(dict(mapping))
-    frame, first_row = read_table(path)
+    frame, first_row = read_table(path, arrow=True)
     return from_frame(
         frame,
         source=Path(path).name,

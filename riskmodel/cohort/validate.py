@@ -6,13 +6,14 @@ Every problem is collected (never only the first); the caller decides whether to
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from riskmodel.cohort._arrow_cells import arrow_text, object_cells, visible_edges
 from riskmodel.cohort._cells import FAST_FROM, Reporter, blank_mask, to_numeric
 from riskmodel.cohort.contract import COLUMNS, ENDPOINTS, RESPONSE_CATEGORIES, Column
+from riskmodel.errors import Severity
 
 __all__ = ["normalise_category", "validate_frame", "visible_edges"]
 
@@ -112,7 +113,7 @@ def validate_frame(
                 )
             continue
         out[col.name] = _check_column(col, frame[col.name], rep, needed)
-    typed = pd.DataFrame(out, index=frame.index)
+    typed = pd.DataFrame(out, index=frame.index, copy=False)  # each column is new: no second copy
     _check_rows(typed, rep, fitting=require_outcomes)
     return typed
 
@@ -152,39 +153,43 @@ def _check_column(col: Column, s: pd.Series, rep: Reporter, needed: bool) -> pd.
 
 
 def _check_range(col: Column, num: pd.Series, raw: pd.Series, rep: Reporter) -> pd.Series:
-    """Report hard-range errors and plausibility warnings; return the mask of hard errors."""
+    """Report hard-range errors and plausibility warnings; return the mask of hard errors.
+
+    Compared as numpy arrays: a missing value (NaN) breaks no rule, as in pandas' comparisons."""
     unit = f" {col.unit}" if col.unit else ""
-    bad = pd.Series(False, index=num.index)
+    v = num.to_numpy(dtype=float)
+    bad = np.zeros(len(v), dtype=bool)
+
+    def report(mask: np.ndarray, rule: str, severity: Severity = "error") -> None:
+        if mask.any():
+            rep.add_rows(pd.Series(mask, index=num.index), rule, col.name, raw, severity)
+
     if col.hard_min is not None:
-        low = num <= col.hard_min if col.min_exclusive else num < col.hard_min
+        low = v <= col.hard_min if col.min_exclusive else v < col.hard_min
         word = "greater than" if col.min_exclusive else "at least"
-        rep.add_rows(low, f"must be {word} {col.hard_min:g}{unit} (hard limit)", col.name, raw)
+        report(low, f"must be {word} {col.hard_min:g}{unit} (hard limit)")
         bad |= low
     if col.hard_max is not None:
-        rep.add_rows(num > col.hard_max, f"must be at most {col.hard_max:g}{unit} (hard limit)", col.name, raw)
-        bad |= num > col.hard_max
-    hard_ok = num.notna() & ~bad
+        high = v > col.hard_max
+        report(high, f"must be at most {col.hard_max:g}{unit} (hard limit)")
+        bad |= high
+    hard_ok = ~np.isnan(v) & ~bad
     if col.plausible:
         lo, hi = col.plausible
-        rep.add_rows(
-            hard_ok & ~num.between(lo, hi),
-            f"is outside the plausible range {lo:g}-{hi:g}{unit}; please check",
-            col.name,
-            raw,
-            severity="warning",
-        )
+        outside = hard_ok & ~((v >= lo) & (v <= hi))
+        report(outside, f"is outside the plausible range {lo:g}-{hi:g}{unit}; please check", "warning")
     if col.step:
-        off = hard_ok & (np.abs(num / col.step - np.round(num / col.step)) > 1e-9)
-        rep.add_rows(
-            off, f"is not a multiple of {col.step:g}, as {col.name} usually is", col.name, raw, severity="warning"
-        )
-    return bad
+        with np.errstate(invalid="ignore"):
+            off = hard_ok & (np.abs(v / col.step - np.round(v / col.step)) > 1e-9)
+        report(off, f"is not a multiple of {col.step:g}, as {col.name} usually is", "warning")
+    return pd.Series(bad, index=num.index)
 
 
 def _check_id(s: pd.Series, blank: pd.Series, rep: Reporter) -> pd.Series:
     fast = _distinct_text_ids(s, blank)
     if fast is not None:  # a long column of text IDs, none repeated: nothing to report
         return fast
+    s = object_cells(s)
     ids = s.astype(str).str.strip().where(~blank)
     dup = ids.notna() & ids.duplicated(keep=False)
     if dup.any():
@@ -201,45 +206,32 @@ def _check_id(s: pd.Series, blank: pd.Series, rep: Reporter) -> pd.Series:
 
 
 def _distinct_text_ids(s: pd.Series, blank: pd.Series) -> pd.Series | None:
-    """``_check_id``'s IDs (text without outer spaces, NaN where blank) of a long column of text,
-    when none is repeated; else ``None`` (the general path then finds and reports the repeats).
+    """``_check_id``'s IDs (text without outer spaces, NaN where blank) of a column of Arrow text
+    or a long column of text, when none is repeated; else ``None`` (the general path then finds
+    and reports the repeats).
 
     An ID whose first and last characters are visible ASCII is its own ``str.strip()``, so Python
     strips only the others; Arrow counts the distinct IDs (hashed in C)."""
-    if s.dtype != object or len(s) < FAST_FROM or pd.api.types.infer_dtype(s, skipna=True) != "string":
-        return None  # Arrow would read bytes as text, where astype(str) writes b'...'
     import pyarrow as pa  # type: ignore[import-untyped]
     import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-    try:
-        text = pa.array(s.to_numpy(), type=pa.string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers or other objects among the cells
-        return None
-    ids = s.where(~blank)
-    strip = np.flatnonzero(~(visible_edges(text) | blank.to_numpy(dtype=bool)))
+    text = arrow_text(s)
+    if text is None:
+        if s.dtype != object or len(s) < FAST_FROM or pd.api.types.infer_dtype(s, skipna=True) != "string":
+            return None  # Arrow would read bytes as text, where astype(str) writes b'...'
+        try:
+            text = pa.array(s.to_numpy(), type=pa.string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers or other objects among the cells
+            return None
+    kept = ~blank.to_numpy(dtype=bool)
+    strip = np.flatnonzero(~visible_edges(text) & kept)
+    ids = object_cells(s).where(~blank)
     if len(strip):
-        ids.iloc[strip] = [v.strip() for v in s.iloc[strip].tolist()]
-        ids = ids.where(~blank)
+        ids.iloc[strip] = [v.strip() for v in ids.iloc[strip].tolist()]
         text = pa.array(ids.to_numpy(), type=pa.string(), from_pandas=True)
-    else:
-        text = text.filter(pa.array(~blank.to_numpy(dtype=bool)))
-    present = int((~blank).sum())
-    if pc.count_distinct(text, mode="only_valid").as_py() != present:
+    if len(pc.unique(text.filter(pa.array(kept)))) != int(kept.sum()):  # no blank (nor null) is left
         return None
     return ids
-
-
-def visible_edges(text: Any) -> np.ndarray:
-    """Per cell of an Arrow string array (offset 0), whether its first and last bytes are visible
-    ASCII (``!`` to ``~``); in UTF-8 a byte below 0x80 is a whole character."""
-    _, offsets_buffer, data_buffer = text.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[: len(text) + 1]
-    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
-    start, end = offsets[:-1], offsets[1:]
-    ok = end > start
-    first = data[np.where(ok, start, 0)] if len(data) else np.zeros(len(start), np.uint8)
-    last = data[np.where(ok, end - 1, 0)] if len(data) else first
-    return ok & (first >= 0x21) & (first <= 0x7E) & (last >= 0x21) & (last <= 0x7E)
 
 
 def _check_category(col: Column, s: pd.Series, blank: pd.Series, rep: Reporter) -> pd.Series:
@@ -253,7 +245,7 @@ def _check_category(col: Column, s: pd.Series, blank: pd.Series, rep: Reporter) 
     unknown = pd.Series((cat_codes < 0) & ~blank.to_numpy(), index=s.index)
     rule = f"must be one of {', '.join(col.allowed)}"
     if col.name == "pathological_grade" and unknown.any():
-        g_code = unknown & s.astype(str).str.strip().str.lower().isin(_GRADE_CODES)
+        g_code = unknown & object_cells(s).astype(str).str.strip().str.lower().isin(_GRADE_CODES)
         rep.add_rows(
             g_code,
             rule + " (G-codes are not mapped: G1 is well differentiated; state the mapping in the mapping file)",
@@ -268,6 +260,14 @@ def _check_category(col: Column, s: pd.Series, blank: pd.Series, rep: Reporter) 
 def _distinct(s: pd.Series, blank: pd.Series) -> tuple[np.ndarray, list[object]]:
     """Each cell's code among the column's distinct non-blank cells (-1 for a blank one), and
     those cells: one hashing pass, so a rule is decided once per distinct spelling."""
+    text = arrow_text(s)
+    if text is not None:  # Arrow's dictionary encoding: its own codes, in order of first appearance
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(text)
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
+        codes[blank.to_numpy(dtype=bool)] = -1
+        return codes, encoded.dictionary.to_pylist()
     codes, uniques = pd.factorize(s.where(~blank))
     return codes, list(uniques)
 
