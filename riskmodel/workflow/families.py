@@ -116,10 +116,14 @@ class Developments:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._pool is not None:
-            for future in self._futures:
-                future.cancel()
-            # after an error or an interrupt, models still being developed are not waited for
-            self._pool.shutdown(wait=kind is None, kill_workers=kind is not None)
+            if kind is not None:
+                # after an error or an interrupt, models still being developed are not waited for: the
+                # workers are ended, which loky sees as a broken pool and fails every future (cancelling
+                # them, or shutdown's kill_workers with models still queued, races loky's manager thread:
+                # it dies with a traceback and leaves the workers, and this process, waiting)
+                for process in list(getattr(self._pool, "_processes", {}).values()):
+                    process.terminate()
+            self._pool.shutdown(wait=kind is None)
             self._pool = None
 
     def get(self, index: int, tick: Callable[[], None]) -> Developed:
