@@ -8,6 +8,7 @@ For each endpoint the landmark is applied and the horizons beyond its follow-up 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -200,7 +201,8 @@ def train(
     ]
     # the models are developed on worker processes from here on, while the tracking store opens
     # and each finished model is recorded (riskmodel.workflow.families)
-    with Developments(config, prepared, sizes, units, family_jobs(prepared, len(units))) as developments:
+    jobs = family_jobs(prepared, len(units))
+    with Developments(config, prepared, sizes, units, jobs) as developments:
         # the experiment's own settings (a seed of 2013) are never mistaken for a patient's ID
         guard = PhiGuard.for_cohort(cohort, own=shareable_config(config))
         tracker = Tracker(config.name, tracking_uri, guard=guard)
@@ -213,8 +215,10 @@ def train(
         if tracker.stale_runs:
             n = len(tracker.stale_runs)
             result.notes.append(f"closed {n} run{'s' if n > 1 else ''} left RUNNING by an ended process (now KILLED)")
-        # the figures of each run are drawn half here, half on a worker process (riskmodel.reporting.plots)
-        with figure_worker(), tracker.parent(f"train-{config.name}", ctx.base_tags) as parent_id:
+        # serially, the figures of each run are drawn half here, half on a worker process (riskmodel.reporting.plots);
+        # with the models developed on workers, the few left here do not pay for a process's imports
+        drawing = figure_worker() if jobs == 1 else contextlib.nullcontext()
+        with drawing, tracker.parent(f"train-{config.name}", ctx.base_tags) as parent_id:
             result.parent_run_id = parent_id
             tracker.log(params={**ctx.flat_config, **plan.params()})
             tracker.log_text(ctx.config_yaml(), "config.yaml")
