@@ -56,6 +56,10 @@ def mlflow_module(uri: str) -> Any:
     """mlflow, imported here only (its own loggers quietened) and pointed at the tracking ``uri``."""
     import logging
 
+    # MLflow 3 sends usage telemetry to its maintainers from background threads (a config fetch, then
+    # events): nothing a clinical store should send off the machine unasked, and CPU time beside a
+    # train; MLFLOW_DISABLE_TELEMETRY=false turns it back on
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
     # a model is a few small files: MLflow's per-file progress bars would only bury the output

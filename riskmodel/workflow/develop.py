@@ -108,16 +108,19 @@ def develop_family(
     size: SampleSize,
     tick: Callable[[], None],
     scheme: Scheme | None = None,
+    n_jobs: int | None = None,
 ) -> Developed:
     """Cross-validate (or hold out), fit on all patients, bootstrap-validate, calibrate and explain one family.
 
     ``scheme``: the family's validation from the evaluation plan (:mod:`riskmodel.workflow.plan`);
-    None takes the plan's rule for this endpoint's events."""
+    None takes the plan's rule for this endpoint's events. ``n_jobs``: processes for the folds and
+    resamples (None: every core for a small cohort's, :func:`local_jobs`; 1 on a worker process of
+    :mod:`riskmodel.workflow.families`); the results are the same whatever it is."""
     sd, window, label = prepared.data, prepared.window, f"{prepared.endpoint.upper()} {family}"
     if scheme is None:
         scheme = scheme_for(config, prepared.endpoint, family, int(sd.y["event"].sum()))
     pipe = make_pipeline(config, build_family(family, params, config.seed, competing=prepared.competing))
-    cv, fitted, validation, notes = internal_validation(config, prepared, pipe, family, scheme, tick)
+    cv, fitted, validation, notes = internal_validation(config, prepared, pipe, family, scheme, tick, n_jobs)
     features: ClinicalFeatures = fitted.named_steps["features"]
     model = RiskModel.from_training(
         endpoint=prepared.endpoint,
@@ -180,8 +183,10 @@ def internal_validation(
     family: str,
     scheme: Scheme,
     tick: Callable[[], None],
+    n_jobs: int | None = None,
 ) -> tuple[CrossValidation, Pipeline, Validation | None, list[str]]:
-    """The scheme's cross-validation (or held-out split), the final fit and the bootstrap, if any."""
+    """The scheme's cross-validation (or held-out split), the final fit and the bootstrap, if any
+    (``n_jobs``: their processes; None: :func:`local_jobs` for the folds, every core for 20 or more resamples)."""
     sd, window, label = prepared.data, prepared.window, f"{prepared.endpoint.upper()} {family}"
     notes: list[str] = []
     if scheme.n_splits:
@@ -193,7 +198,7 @@ def internal_validation(
             n_splits=scheme.n_splits,
             n_repeats=scheme.n_repeats,
             seed=config.seed,
-            n_jobs=local_jobs(len(sd.y), scheme.n_splits * scheme.n_repeats),
+            n_jobs=local_jobs(len(sd.y), scheme.n_splits * scheme.n_repeats) if n_jobs is None else n_jobs,
             progress=tick,
         )
     else:
@@ -214,7 +219,7 @@ def internal_validation(
             window,
             n_resamples=scheme.bootstrap,
             seed=config.seed,
-            n_jobs=-1 if scheme.bootstrap >= 20 else 1,
+            n_jobs=(-1 if scheme.bootstrap >= 20 else 1) if n_jobs is None else n_jobs,
             progress=tick,
             fitted=fitted,
         )

@@ -8,6 +8,7 @@ For each endpoint the landmark is applied and the horizons beyond its follow-up 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from riskmodel.privacy import PhiGuard
 from riskmodel.reporting.plots import figure_worker
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import Tracker
-from riskmodel.workflow.develop import Developed, develop_family
+from riskmodel.workflow.develop import Developed
+from riskmodel.workflow.families import Developments, Unit, family_jobs
 from riskmodel.workflow.plan import EvaluationPlan
 from riskmodel.workflow.prepare import (
     PreparedEndpoint,
@@ -191,55 +193,81 @@ def train(
     if announce:
         announce(plan.describe())
     counter = _Progress(progress, plan.total_fits)
-    # the experiment's own settings (a seed of 2013) are never mistaken for a patient's ID
-    tracker = Tracker(config.name, tracking_uri, guard=PhiGuard.for_cohort(cohort, own=shareable_config(config)))
-    short = [ep for ep, s in sizes.items() if not s.adequate]
-    ctx = RunContext.create(config, cohort, exploratory=bool(short))
-    result = TrainResult(config.name, "", tracker.shown_uri, notes=list(dropped), exploratory=short)
-    missing = missing_data_table(cohort)
-    if len(missing) and missing["missing"].sum() > 0:
-        result.missing_data = missing[missing["covariate"].isin(config.covariates)].reset_index(drop=True)
-    if tracker.stale_runs:
-        n = len(tracker.stale_runs)
-        result.notes.append(f"closed {n} run{'s' if n > 1 else ''} left RUNNING by an ended process (now KILLED)")
-    # the figures of each run are drawn half here, half on a worker process (riskmodel.reporting.plots)
-    with figure_worker(), tracker.parent(f"train-{config.name}", ctx.base_tags) as parent_id:
-        result.parent_run_id = parent_id
-        tracker.log(params={**ctx.flat_config, **plan.params()})
-        tracker.log_text(ctx.config_yaml(), "config.yaml")
-        tracker.log_text(plan.describe() + "\n", "evaluation_plan.txt")
-        if result.missing_data is not None:
-            tracker.log_text(safe_csv_text(result.missing_data, index=False), "missing_data.csv")
-        for endpoint, prep in prepared.items():
-            size = sizes[endpoint]
-            counted = " (events of interest only; competing events are not counted)" if prep.competing else ""
-            result.notes += [*prep.notes(), f"{endpoint.upper()} sample size{counted}: {size.summary()}"]
-            if not size.adequate:
-                result.notes.append(_exploratory_warning(endpoint, size.epv, size.expected_shrinkage))
-            for family, params in families.items():
-                if SPECS[family].competing_only and not prep.competing:
-                    result.notes.append(
-                        f"{endpoint.upper()} {family}: skipped, {SPECS[family].label} models competing risks and "
-                        f"{endpoint.upper()} has no competing events here"
-                    )
-                    continue
-                step = counter.step(f"{endpoint.upper()} {family}")
-                try:
-                    dev = develop_family(
-                        config, prep, family, params.model_dump(), size, step, plan.scheme(endpoint, family)
-                    )
-                except NUMERICAL_FAILURES as exc:
-                    if is_own_error(exc) or not SPECS[family].competing_only:
-                        raise
-                    # an unpenalised Fine-Gray fit of every patient that cannot be estimated
-                    result.notes.append(f"{endpoint.upper()} {family}: not trained, its fit failed ({exc})")
-                    continue
-                result.notes += dev.notes
-                counter.stage(f"{endpoint.upper()} {family}: recording the run")
-                run_id, uri = record_run(tracker, ctx, prep, size, dev)
-                result.runs.append(RunResult.of(prep, dev, run_id, uri))
-        tracker.log(tags={"children": str(len(result.runs))})
+    units = [
+        Unit(endpoint, family, params.model_dump(), plan.scheme(endpoint, family))
+        for endpoint, prep in prepared.items()
+        for family, params in families.items()
+        if not (SPECS[family].competing_only and not prep.competing)
+    ]
+    # the models are developed on worker processes from here on, while the tracking store opens
+    # and each finished model is recorded (riskmodel.workflow.families)
+    jobs = family_jobs(prepared, len(units))
+    with Developments(config, prepared, sizes, units, jobs) as developments:
+        # the experiment's own settings (a seed of 2013) are never mistaken for a patient's ID
+        guard = PhiGuard.for_cohort(cohort, own=shareable_config(config))
+        tracker = Tracker(config.name, tracking_uri, guard=guard)
+        short = [ep for ep, s in sizes.items() if not s.adequate]
+        ctx = RunContext.create(config, cohort, exploratory=bool(short))
+        result = TrainResult(config.name, "", tracker.shown_uri, notes=list(dropped), exploratory=short)
+        missing = missing_data_table(cohort)
+        if len(missing) and missing["missing"].sum() > 0:
+            result.missing_data = missing[missing["covariate"].isin(config.covariates)].reset_index(drop=True)
+        if tracker.stale_runs:
+            n = len(tracker.stale_runs)
+            result.notes.append(f"closed {n} run{'s' if n > 1 else ''} left RUNNING by an ended process (now KILLED)")
+        # serially, the figures of each run are drawn half here, half on a worker process (riskmodel.reporting.plots);
+        # with the models developed on workers, the few left here do not pay for a process's imports
+        drawing = figure_worker() if jobs == 1 else contextlib.nullcontext()
+        with drawing, tracker.parent(f"train-{config.name}", ctx.base_tags) as parent_id:
+            result.parent_run_id = parent_id
+            tracker.log(params={**ctx.flat_config, **plan.params()})
+            tracker.log_text(ctx.config_yaml(), "config.yaml")
+            tracker.log_text(plan.describe() + "\n", "evaluation_plan.txt")
+            if result.missing_data is not None:
+                tracker.log_text(safe_csv_text(result.missing_data, index=False), "missing_data.csv")
+            _develop_and_record(tracker, ctx, prepared, sizes, families, developments, counter, result)
+            tracker.log(tags={"children": str(len(result.runs))})
     return result
+
+
+def _develop_and_record(
+    tracker: Tracker,
+    ctx: RunContext,
+    prepared: dict[str, PreparedEndpoint],
+    sizes: dict[str, SampleSize],
+    families: dict[str, Any],
+    developments: Developments,
+    counter: _Progress,
+    result: TrainResult,
+) -> None:
+    """Each endpoint's notes, then each of its models, developed (or taken from the workers) and recorded."""
+    index = {(u.endpoint, u.family): i for i, u in enumerate(developments.units)}
+    for endpoint, prep in prepared.items():
+        size = sizes[endpoint]
+        counted = " (events of interest only; competing events are not counted)" if prep.competing else ""
+        result.notes += [*prep.notes(), f"{endpoint.upper()} sample size{counted}: {size.summary()}"]
+        if not size.adequate:
+            result.notes.append(_exploratory_warning(endpoint, size.epv, size.expected_shrinkage))
+        for family in families:
+            if SPECS[family].competing_only and not prep.competing:
+                result.notes.append(
+                    f"{endpoint.upper()} {family}: skipped, {SPECS[family].label} models competing risks and "
+                    f"{endpoint.upper()} has no competing events here"
+                )
+                continue
+            step = counter.step(f"{endpoint.upper()} {family}")
+            try:
+                dev = developments.get(index[endpoint, family], step)
+            except NUMERICAL_FAILURES as exc:
+                if is_own_error(exc) or not SPECS[family].competing_only:
+                    raise
+                # an unpenalised Fine-Gray fit of every patient that cannot be estimated
+                result.notes.append(f"{endpoint.upper()} {family}: not trained, its fit failed ({exc})")
+                continue
+            result.notes += dev.notes
+            counter.stage(f"{endpoint.upper()} {family}: recording the run")
+            run_id, uri = record_run(tracker, ctx, prep, size, dev)
+            result.runs.append(RunResult.of(prep, dev, run_id, uri))
 
 
 class _Progress:
