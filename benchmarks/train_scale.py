@@ -304,10 +304,11 @@ def print_slopes(results: list[dict[str, Any]]) -> None:
 def show(r: dict[str, Any]) -> None:
     """One size's result in lines."""
     o = r["ours"]
-    load = "–".join(f"{v:.1f}" for v in o.get("load", []))
+    load = "–".join(f"{v:.1f}" for v in o.get("load", [])) or "not recorded"
+    tree = f" (process tree {o['peak_tree_mib']:.0f} MiB)" if "peak_tree_mib" in o else ""
     print(
-        f"{r['n']:>9} patients: {o['seconds']:.1f} s wall, {o['cpu_seconds']:.1f} s CPU, peak {o['peak_mib']:.0f} MiB "
-        f"(process tree {o.get('peak_tree_mib', math.nan):.0f} MiB), load {load}, "
+        f"{r['n']:>9} patients: {o['seconds']:.1f} s wall, {o['cpu_seconds']:.1f} s CPU, peak {o['peak_mib']:.0f} MiB"
+        f"{tree}, load {load}, "
         f"held-out plan: {r.get('held_out_plan')}"
     )
     if "dask" in r:
