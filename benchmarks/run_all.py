@@ -42,6 +42,7 @@ Writes ``benchmarks/results.json`` and ``benchmarks/RESULTS.md``. Run:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -392,9 +393,9 @@ def markdown(results: dict[str, Any]) -> str:
             _fmt(_ratio(case), "x"),
             _fmt(ours.get("peak_mib"), "", 0),
             _fmt(base.get("peak_mib"), "", 0),
-            _fmt(ours.get("c"), "", 4),
+            _fmt(ours.get("c"), "", 4) if "held_out_c" not in case else _c_by_endpoint(case["held_out_c"]),
             _fmt(base.get("c"), "", 4),
-            _fmt(case.get("oracle_c"), "", 4),
+            _fmt(case.get("oracle_c"), "", 4) if "held_out_c" not in case else _c_by_endpoint(case["oracle_c"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -402,8 +403,48 @@ def markdown(results: dict[str, Any]) -> str:
         "Extra figures per case (single-core forest fits, differences from references) are in",
         "`benchmarks/results.json`.",
         "",
+        *train_scale_lines(results["cases"]),
     ]
     return "\n".join(lines)
+
+
+def _c_by_endpoint(c: dict[str, Any]) -> str:
+    """``{"lc_cox": .63, "lc_rsf": .62, "os_cox": .73}`` as "LC 0.630/0.620; OS 0.730" (families in
+    the order run); an oracle's ``{"lc": .73, "os": .74}`` as "LC 0.730; OS 0.740"."""
+    by: dict[str, list[str]] = {}
+    for key, value in c.items():
+        by.setdefault(key.split("_")[0].upper(), []).append(_fmt(value, "", 3))
+    return "; ".join(f"{endpoint} {'/'.join(values)}" for endpoint, values in by.items())
+
+
+def train_scale_lines(cases: dict[str, Any]) -> list[str]:
+    """The train-scale cases' CPU time, load and plan, and the slope of log CPU time on log n within
+    the held-out plan (benchmarks/train_scale.py)."""
+    runs = [c for name, c in cases.items() if name.startswith("train_scale_") and "ours" in c and "n" in c]
+    if not runs:
+        return []
+    spec = importlib.util.spec_from_file_location("train_scale", HERE / "train_scale.py")
+    assert spec is not None
+    assert spec.loader is not None
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    lines = ["`riskmodel train` at scale (CPU = user + sys, workers included; load = 1-minute load average):", ""]
+    for c in sorted(runs, key=lambda c: (c["n"], "dask" in c)):
+        o = c["ours"]
+        load = "–".join(f"{v:.1f}" for v in o.get("load", [])) or "not recorded"
+        plan = {True: "held-out split", False: "cross-validation"}.get(c.get("held_out_plan"), "plan not recorded")
+        dask = (
+            f"; through Dask {_fmt(c['dask']['seconds'])} s wall, metrics identical: {c['dask_identical']}"
+            if "dask" in c
+            else ""
+        )
+        lines.append(
+            f"- {c['n']:,} patients ({plan}): {_fmt(o['cpu_seconds'])} s CPU, {_fmt(o['seconds'])} s wall under a load "
+            f"of {load}, peak {_fmt(o['peak_mib'], '', 0)} MiB{dask}"
+        )
+    within = [c for c in runs if c.get("held_out_plan") and "dask" not in c]
+    lines += ["", f"Slope of log CPU time on log n within the held-out plan: {_fmt(scale.slope(within), '', 2)}", ""]
+    return lines
 
 
 def _fmt(value: Any, suffix: str = "", digits: int = 3) -> str:
