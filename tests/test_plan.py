@@ -118,6 +118,18 @@ def test_progress_lines_at_each_tenth_with_an_eta() -> None:
     assert text[-1].endswith("ETA 0:00:00")
 
 
+def test_no_eta_from_the_first_fits_alone() -> None:
+    """Before: the first of 586 fits, 10 s after the start (worker processes starting), printed an
+    ETA of 1:40:28 for a train that took 35 s."""
+    out = io.StringIO()
+    lines = ProgressLines(out, every_seconds=0.0, every_fraction=0.1)
+    lines(1, 586, "LC cox")
+    lines(30, 586, "LC cox")
+    first, later = out.getvalue().splitlines()
+    assert first.endswith("ETA ?")
+    assert "ETA ?" not in later
+
+
 def test_a_quiet_step_after_a_fit_gets_a_still_working_line_naming_it() -> None:
     out = io.StringIO()
     lines = ProgressLines(out, every_seconds=3600, every_fraction=0.25, heartbeat_seconds=3600)

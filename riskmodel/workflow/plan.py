@@ -334,7 +334,9 @@ class ProgressLines:
         now = time.monotonic()
         self.last = now
         elapsed = now - self.start
-        eta = elapsed / done * (total - done) if done else math.nan
+        # from the mean time a fit once a twentieth of them is done: after the first fit alone the
+        # start-up (processes, imports) would be spread over every fit to come (an ETA of hours)
+        eta = elapsed / done * (total - done) if done and done >= 0.05 * total else math.nan
         shown = clock(eta) if math.isfinite(eta) else "?"
         print(
             f"train: {done}/{total} fits ({100 * done / max(total, 1):.0f}%), {label}, elapsed {clock(elapsed)}, "
