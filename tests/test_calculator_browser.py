@@ -116,6 +116,7 @@ def test_the_served_form_refuses_pd_for_lc_marks_260_gy_and_names_a_missing_fiel
         assert page.inner_text(f"{section} .status") == "Status: outside the development data"
         assert page.inner_text(f"{section} .risk-group") == "Risk group: none (outside the development data)"
         assert page.locator(f"{section} path.extrapolated").count() == 1  # the what-if's dashed part
+        assert "260" in page.inner_text(f"{section} ul.flags")  # the flag says which value is outside
     assert "D90 260 Gy" in page.inner_text("section[data-endpoint=lc] table.shap")
     _shot(page, tmp_path, "calculator_260gy_outside.png")
 

@@ -94,6 +94,12 @@ function whatIfPlot(w) {
   const shade = [[lo, w.training_range[0]], [w.training_range[1], hi]].filter(([a, b]) => b > a);
   return plot(`What if ${w.label} were different? S(${w.horizon} months)`, `${w.label} (${w.unit})`, series, shade);
 }
+function appendFlags(box, flags) {
+  if (!flags.length) return;
+  const ul = el("ul", null, "flags");
+  for (const f of flags) ul.appendChild(el("li", f));
+  box.appendChild(ul);
+}
 function renderCompeting(m, box) {
   const group = m.risk_group === null ? `none (${m.status})` : m.risk_group;
   box.appendChild(el("p", `Risk group: ${group}`, "risk-group"));
@@ -109,11 +115,7 @@ function renderCompeting(m, box) {
     row.insertCell().textContent = h.unstable ? "unstable: few training patients followed this long" : "";
   }
   box.appendChild(table);
-  if (m.flags.length) {
-    const ul = el("ul", null, "flags");
-    for (const f of m.flags) ul.appendChild(el("li", f));
-    box.appendChild(ul);
-  }
+  appendFlags(box, m.flags);
   return box;
 }
 function renderModel(m) {
@@ -139,11 +141,7 @@ function renderModel(m) {
     row.insertCell().textContent = h.unstable ? "unstable: few training patients followed this long" : "";
   }
   box.appendChild(table);
-  if (m.flags.length) {
-    const ul = el("ul", null, "flags");
-    for (const f of m.flags) ul.appendChild(el("li", f));
-    box.appendChild(ul);
-  }
+  appendFlags(box, m.flags);
   const c = m.curve;
   box.appendChild(plot("Predicted curve", `months after the ${m.time_origin}`,
     [{x: c.months, y: c.survival, lower: c.lower, upper: c.upper, colour: "#1565c0"}]));
