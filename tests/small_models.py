@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from pathlib import Path
 
 import pandas as pd
+from sklearn.base import clone
 
 from riskmodel.cohort import survival_data
 from riskmodel.cohort.synthetic import generate
@@ -23,10 +26,15 @@ ESTIMATORS = {
 
 
 def save_small_model(folder: Path, kind: str = "cox") -> Path:
-    """Fit ``kind`` on 120 synthetic patients and save it (a pickle-free riskmodel folder)."""
+    """Fit ``kind`` on 120 synthetic patients and save it (a pickle-free riskmodel folder).
+
+    ``rsf_legacy``: a forest folder as riskmodel wrote it before the compact store (scikit-survival's
+    forest in ``estimator.skops``, no ``forest.npz``), the manifest to match.
+    """
+    legacy = kind == "rsf_legacy"
     sd = survival_data(generate(120, 3), "os", landmark_months=3, feature_columns=["response_3mo"])
     features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-    estimator: SurvivalEstimator = ESTIMATORS[kind]()
+    estimator: SurvivalEstimator = ESTIMATORS["rsf" if legacy else kind]()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         estimator.fit(features.transform(sd.X), sd.y)
@@ -40,7 +48,22 @@ def save_small_model(folder: Path, kind: str = "cox") -> Path:
         estimator=estimator,
         X=sd.X,
     )
-    return model.save(folder)
+    model.save(folder)
+    if legacy:
+        _as_legacy_forest(folder, clone(estimator).sksurv_forest(features.transform(sd.X), sd.y))
+    return folder
+
+
+def _as_legacy_forest(folder: Path, rsf: object) -> None:
+    import skops.io as sio
+
+    (folder / "forest.npz").unlink()
+    sio.dump(rsf, folder / "estimator.skops")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = manifest["files"]
+    del files["forest.npz"]
+    files["estimator.skops"] = hashlib.sha256((folder / "estimator.skops").read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 def new_patients(path: Path) -> Path:

@@ -56,6 +56,17 @@ def _edit_tree(folder: Path, field: str, value: int) -> None:
     sio.dump(model, path)
 
 
+def _edit_store(folder: Path, name: str, value: int, *, at_leaf: bool = False) -> None:
+    """One entry of the compact forest's arrays (forest.npz) rewritten: at the first split, or the first leaf."""
+    path = folder / "forest.npz"
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    node = int(np.flatnonzero((arrays["left"] == -1) if at_leaf else (arrays["left"] >= 0))[0])
+    arrays[name][node] = value
+    path.unlink()
+    np.savez(path, **arrays)
+
+
 def _edit_booster(folder: Path, field: str, value: int) -> None:
     import xgboost as xgb
 
@@ -69,9 +80,13 @@ def _edit_booster(folder: Path, field: str, value: int) -> None:
 
 
 CRAFTED: dict[str, tuple[str, Callable[[Path], None], str]] = {
-    "forest child 1e12": ("rsf", lambda f: _edit_tree(f, "left_child", 10**12), "children"),
-    "forest feature 1e9": ("rsf", lambda f: _edit_tree(f, "feature", 10**9), "feature"),
-    "forest child pointing back": ("rsf", lambda f: _edit_tree(f, "right_child", 0), "children"),
+    "old forest child 1e12": ("rsf_legacy", lambda f: _edit_tree(f, "left_child", 10**12), "children"),
+    "old forest feature 1e9": ("rsf_legacy", lambda f: _edit_tree(f, "feature", 10**9), "feature"),
+    "old forest child pointing back": ("rsf_legacy", lambda f: _edit_tree(f, "right_child", 0), "children"),
+    "forest child 1e9": ("rsf", lambda f: _edit_store(f, "left", 10**9), "children"),
+    "forest feature 1e9": ("rsf", lambda f: _edit_store(f, "feature", 10**9), "feature"),
+    "forest child pointing back": ("rsf", lambda f: _edit_store(f, "right", 0), "children"),
+    "forest leaf row 1e9": ("rsf", lambda f: _edit_store(f, "leaf", 10**9, at_leaf=True), "leaf rows"),
     "sksurv boosting child 1e12": ("gbm_sksurv", lambda f: _edit_tree(f, "left_child", 10**12), "children"),
     "xgboost child 1e9": ("gbm", lambda f: _edit_booster(f, "left_children", 10**9), "children"),
     "xgboost feature 1e9": ("gbm", lambda f: _edit_booster(f, "split_indices", 10**9), "feature"),
@@ -81,7 +96,8 @@ CRAFTED: dict[str, tuple[str, Callable[[Path], None], str]] = {
 @pytest.fixture(scope="module")
 def crafted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("crafted")
-    clean = {kind: save_small_model(tmp / f"clean-{kind}", kind) for kind in ("rsf", "gbm_sksurv", "gbm")}
+    kinds = ("rsf", "rsf_legacy", "gbm_sksurv", "gbm")
+    clean = {kind: save_small_model(tmp / f"clean-{kind}", kind) for kind in kinds}
     out = {}
     for name, (kind, edit, _) in CRAFTED.items():
         folder = tmp / name.replace(" ", "-")
@@ -126,7 +142,7 @@ def test_a_logistic_regression_in_estimator_skops_is_refused_though_skops_trusts
     import skops.io as sio
     from sklearn.linear_model import LogisticRegression
 
-    folder = save_small_model(tmp_path / "rsf", "rsf")
+    folder = save_small_model(tmp_path / "rsf", "rsf_legacy")
     assert not sio.get_untrusted_types(data=sio.dumps(LogisticRegression()))  # skops would load it silently
     (folder / "estimator.skops").unlink()
     sio.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), folder / "estimator.skops")
@@ -142,7 +158,7 @@ def test_a_forest_holding_a_foreign_type_inside_is_refused(tmp_path: Path) -> No
     import skops.io as sio
     from sklearn.linear_model import LogisticRegression
 
-    folder = save_small_model(tmp_path / "rsf", "rsf")
+    folder = save_small_model(tmp_path / "rsf", "rsf_legacy")
     forest = _skops(folder / "estimator.skops")
     forest.estimators_[0] = LogisticRegression()  # type: ignore[attr-defined]
     (folder / "estimator.skops").unlink()
@@ -164,13 +180,14 @@ def _bomb(path: Path, mb: int) -> None:
             fh.write(block)
 
 
-def test_a_zip_bomb_in_estimator_skops_is_refused_before_any_member_is_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("kind", "name"), [("rsf_legacy", "estimator.skops"), ("rsf", "forest.npz")])
+def test_a_zip_bomb_in_a_forest_file_is_refused_before_any_member_is_read(
+    kind: str, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = save_small_model(tmp_path / "rsf", "rsf")
-    (folder / "estimator.skops").unlink()
-    _bomb(folder / "estimator.skops", 64)
-    assert (folder / "estimator.skops").stat().st_size < 1 << 20  # 64 MB of zeros in under 1 MB
+    folder = save_small_model(tmp_path / "rsf", kind)
+    (folder / name).unlink()
+    _bomb(folder / name, 64)
+    assert (folder / name).stat().st_size < 1 << 20  # 64 MB of zeros in under 1 MB
     rewrite_manifest(folder)
 
     def no_reading(*args: object, **kwargs: object) -> None:

@@ -1,6 +1,6 @@
 """Tree ensembles in shap's tree-dict form, and path-dependent TreeSHAP over them.
 
-scikit-survival's forests and xgboost's boosters are converted here: each leaf holds the value
+A survival forest's compact trees and xgboost's boosters are converted here: each leaf holds the value
 being explained (risk or S(t)), each internal node the cover-weighted mean of its children, and
 shap's compiled TreeSHAP runs on the result.
 """
@@ -18,40 +18,30 @@ __all__ = ["forest_shap", "forest_tree_dicts", "tree_shap", "xgboost_tree_dicts"
 
 
 def forest_tree_dicts(forest: Any, horizon: float | None) -> list[dict[str, np.ndarray]]:
-    """scikit-survival's trees as shap tree dicts, each leaf holding that tree's risk or S(t), / n_trees.
+    """A forest's compact trees (:class:`~riskmodel.models.tree_store.TreeStore`) as shap tree
+    dicts, each leaf holding that tree's risk or S(t), / n_trees.
 
     Internal nodes get the cover-weighted mean of their children, which is what path-dependent
     TreeSHAP takes as the expected value below a node.
     """
-    rsf = forest.model_
-    trees = rsf.estimators_
+    store = forest.model_
     if horizon is not None:
-        if rsf.low_memory:
+        if store.low_memory:
             raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
-        col = int(np.searchsorted(rsf.unique_times_, horizon, side="right")) - 1
+        col = int(np.searchsorted(store.unique_times, horizon, side="right")) - 1
     out = []
-    event_times = np.asarray(getattr(rsf, "is_event_time_", np.ones(len(rsf.unique_times_), bool)), dtype=bool)
-    for tree in trees:
-        t = tree.tree_
-        value = np.asarray(t.value)
+    for k in range(store.n_trees):
+        t = store.tree(k)
+        left, right, rows = t["left"], t["right"], t["leaf"]
+        leaf = np.zeros(left.size)  # internal nodes: filled in by _shap_tree
+        is_leaf = rows >= 0
         if horizon is None:  # scikit-survival's predict: the cumulative hazard summed over event times
-            leaf = value[:, 0, 0] if rsf.low_memory else value[:, event_times, 0].sum(axis=1)
+            leaf[is_leaf] = store.leaf_risk[rows[is_leaf]]
         else:
-            leaf = value[:, col, 1] if col >= 0 else np.ones(t.node_count)
-        left, right = np.asarray(t.children_left), np.asarray(t.children_right)
+            leaf[is_leaf] = store.leaf_surv[rows[is_leaf], col] if col >= 0 else 1.0
         # where the tree sends a missing value: the side it learned, or stored for a feature seen complete
-        default = np.where(np.asarray(t.missing_go_to_left, dtype=bool), left, right)
-        out.append(
-            _shap_tree(
-                left,
-                right,
-                default,
-                np.asarray(t.feature),
-                np.asarray(t.threshold, dtype=float),
-                leaf / len(trees),
-                np.asarray(t.weighted_n_node_samples, dtype=float),
-            )
-        )
+        default = np.where(t["missing_left"].astype(bool), left, right)
+        out.append(_shap_tree(left, right, default, t["feature"], t["threshold"], leaf / store.n_trees, t["cover"]))
     return out
 
 

@@ -23,6 +23,12 @@ Missing values (NaN) are handled by scikit-survival's trees (≥ 0.28, splitter 
 sends them to the child that gives the larger log-rank statistic and stores that side for
 prediction; a split on a feature complete in its node stores the side with more patients.
 
+After fit only the trees' compact form is kept (:mod:`riskmodel.models.tree_store`: the node arrays
+a prediction walks and the curves of the leaves, about half of scikit-survival's nodes), grown and
+compacted :data:`CHUNK_TREES` trees at a time, and saved as ``forest.npz`` (numbers only). Model
+folders of earlier versions (scikit-survival's forest in ``estimator.skops``) are converted as they
+are read.
+
 ``benchmarks/run_all.py`` measures the speed-up and the cost in held-out C against plain
 scikit-survival on the same data.
 """
@@ -39,9 +45,10 @@ import numpy as np
 from pydantic import FiniteFloat
 from sklearn.utils.validation import check_is_fitted
 
-from riskmodel.core.memory import dump_skops, release_freed_memory
+from riskmodel.core.memory import release_freed_memory
 from riskmodel.errors import ModelFileError, UserInputError
 from riskmodel.models.base import StateFile, SurvivalEstimator, check_horizons, estimator_params, read_json, write_json
+from riskmodel.models.tree_store import TreeStore, compact_trees, concatenate, load_store
 from riskmodel.models.untrusted import check_sklearn_tree, load_skops_exclusive
 from riskmodel.stats import survival_array
 
@@ -51,6 +58,9 @@ LARGE_COHORT = 1000  # above this many patients the speed settings switch on by 
 DEFAULT_TIME_GRID = 100
 DEFAULT_MAX_BINS = 128
 SAMPLES_PER_ROOT_N = 30  # per-tree subsample: 30·√n patients
+CHUNK_TREES = 20  # trees grown per call at fit, each chunk compacted before the next is grown
+STORE_FILE = "forest.npz"
+OLD_FILE = "estimator.skops"  # model folders written before the compact store (read, converted)
 PREDICT_BLOCK = 4096  # patients per block of a prediction (memory: block × times × 8 bytes a tree)
 
 Auto = Literal["auto"]
@@ -125,8 +135,8 @@ class SurvivalForest(SurvivalEstimator):
     such a forest ranks patients but refuses ``predict_survival``.
     """
 
-    FILES = frozenset({"estimator.skops", "estimator.json"})
-    # the only types estimator.skops may hold besides plain data (riskmodel.models.untrusted.DATA_TYPES)
+    FILES = frozenset({STORE_FILE, OLD_FILE, "estimator.json"})
+    # the only types an older folder's estimator.skops may hold besides plain data (untrusted.DATA_TYPES)
     SKOPS_ROOT = "sksurv.ensemble.forest.RandomSurvivalForest"
     SKOPS_ALLOWED = frozenset(
         {
@@ -188,9 +198,34 @@ class SurvivalForest(SurvivalEstimator):
         return grid, samples, bins, jobs
 
     def fit(self, X: Any, y: Any) -> SurvivalForest:
-        """Fit the forest; returns ``self``."""
-        from sksurv.ensemble import RandomSurvivalForest
+        """Fit the forest; returns ``self``.
 
+        The trees are grown :data:`CHUNK_TREES` at a time (scikit-learn's ``warm_start``: the same
+        trees as one call with the same seed) and each chunk is compacted into the leaf-only
+        :class:`~riskmodel.models.tree_store.TreeStore` before the next is grown, so scikit-survival's
+        whole forest, with two curves at every node, never exists at once.
+        """
+        Xb, target, jobs = self._prepare(X, y)
+        rsf = self._sksurv(jobs, warm_start=True)
+        stores = []
+        for done in range(0, max(self.n_estimators, 1), CHUNK_TREES):  # n_estimators < 1: sklearn's refusal
+            rsf.set_params(n_estimators=min(done + CHUNK_TREES, self.n_estimators))
+            rsf.fit(Xb, target)
+            stores.append(compact_trees(rsf.estimators_[done:], rsf.unique_times_, rsf.is_event_time_, self.low_memory))
+            rsf.estimators_ = [None] * len(rsf.estimators_)  # the count warm_start reads; the trees freed
+            release_freed_memory()
+        self.model_ = concatenate(stores) if len(stores) > 1 else stores[0]
+        return self
+
+    def sksurv_forest(self, X: Any, y: Any) -> Any:
+        """scikit-survival's ``RandomSurvivalForest`` grown in one call on what :meth:`fit` would give
+        it (binned features, snapped times, the same settings and seed), on one core: the reference
+        the compact trees are tested against. Sets the bin edges and time grid, not ``model_``."""
+        Xb, target, _ = self._prepare(X, y)
+        return self._sksurv(1, warm_start=False).fit(Xb, target)
+
+    def _prepare(self, X: Any, y: Any) -> tuple[np.ndarray, Any, int]:
+        """(binned features, target on the time grid, jobs), the fit's settings recorded."""
         release_freed_memory()  # a freed forest's pages (the held-out split's) are not built beside
         Xa, event, time = self._begin_fit(X, y)
         grid, samples, bins, jobs = self._settings(len(time), int(np.unique(time[event]).size))
@@ -201,18 +236,22 @@ class SurvivalForest(SurvivalEstimator):
             self.time_grid_, snapped = snap_times(event, time, grid)
             target = survival_array(event, snapped)
         self.max_samples_ = samples
-        self.model_ = RandomSurvivalForest(
+        return self._binned(Xa), target, jobs
+
+    def _sksurv(self, jobs: int, *, warm_start: bool) -> Any:
+        from sksurv.ensemble import RandomSurvivalForest
+
+        return RandomSurvivalForest(
             n_estimators=self.n_estimators,
             min_samples_leaf=self.min_samples_leaf,
             max_features=self.max_features,
             max_depth=self.max_depth,
-            max_samples=samples,
+            max_samples=self.max_samples_,
             low_memory=self.low_memory,
             n_jobs=jobs,
             random_state=self.random_state,
-        ).fit(self._binned(Xa), target)
-        self._set_node_risks()
-        return self
+            warm_start=warm_start,
+        )
 
     def _binned(self, X: Any) -> np.ndarray:
         """Features rounded up onto the training bin edges (unchanged when binning is off); NaN stays NaN."""
@@ -239,12 +278,13 @@ class SurvivalForest(SurvivalEstimator):
         ``columns``: only the first that many times).
 
         The trees' own prediction, without scikit-survival's per-tree input checks and thread pool:
-        each tree's leaves (``tree_.apply``, which sends a missing value the side its split stored)
-        index its node values, summed tree by tree in the forest's order and divided by the number
-        of trees, the operations of scikit-survival's ``_predict`` on one core, so the result is
-        bit-identical to it (tests/models/test_forest_predict.py). A tree's risk (its cumulative
-        hazard summed over the event times, scikit-survival's ``SurvivalTree.predict``) is summed
-        once per node at fit (``node_risks_``), not once per patient. Every patient's sum
+        each tree's leaf (found by ``Tree.apply``'s rule, which sends a missing value the side its
+        split stored) indexes the leaf values of the compact store (:class:`TreeStore`), summed tree
+        by tree in the forest's order and divided by the number of trees, the operations of
+        scikit-survival's ``_predict`` on one core, so the result is bit-identical to it
+        (tests/models/test_forest_predict.py, tests/models/test_tree_store.py). A tree's risk (its
+        cumulative hazard summed over the event times, scikit-survival's ``SurvivalTree.predict``)
+        is summed once per leaf at fit, not once per patient. Every patient's sum
         runs in the same order whatever the block, so blocks of :data:`PREDICT_BLOCK` patients
         bound the memory and run on every core for a large batch (above 10 × :data:`LARGE_COHORT`)
         with the same result: deterministic, where scikit-survival's threads add trees in any order.
@@ -262,26 +302,12 @@ class SurvivalForest(SurvivalEstimator):
         ones or the picked ones), the same sums in the same order for each (an empty array for
         what is not asked)."""
         Xb = self._predictor(X)
-        trees = self.model_.estimators_
-        node_risks = self.node_risks_
+        store = self.model_
         channel, cols = curve if curve is not None else (0, slice(0, 0))
-        pick = cols[None, :] if isinstance(cols, np.ndarray) else None
-        span = cols if isinstance(cols, slice) else slice(0, 0)
-        width = span.stop - span.start if pick is None else pick.shape[1]
+        columns = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else np.asarray(cols, dtype=np.int64)
 
         def block(start: int) -> tuple[np.ndarray, np.ndarray]:
-            part = Xb[start : start + PREDICT_BLOCK]
-            r = np.zeros(len(part) if risk else 0)
-            c = np.zeros((len(part) if curve is not None else 0, width))
-            for i, tree in enumerate(trees):
-                leaves = tree.tree_.apply(part)
-                if risk:
-                    r += node_risks[i][leaves]
-                if curve is None:
-                    continue
-                values = tree.tree_.value
-                c += values[leaves, span, channel] if pick is None else values[leaves[:, None], pick, channel]
-            return r, c
+            return store.sums(Xb[start : start + PREDICT_BLOCK], risk=risk, channel=channel, columns=columns)
 
         starts = range(0, len(Xb), PREDICT_BLOCK)
         if len(Xb) > 10 * LARGE_COHORT and (os.cpu_count() or 1) > 1:
@@ -290,23 +316,23 @@ class SurvivalForest(SurvivalEstimator):
         else:
             parts = [block(s) for s in starts]
         r = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
-        c = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, width))
-        r /= len(trees)
-        c /= len(trees)
+        c = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, columns.size))
+        r /= store.n_trees
+        c /= store.n_trees
         return r, c
 
-    def _set_node_risks(self) -> None:
-        """Per tree, each node's risk (its cumulative hazard summed over the event times, as
-        ``SurvivalTree.predict`` sums it for a patient): set after fitting or loading, a few KB a tree."""
-        low = self.model_.low_memory
-        self.node_risks_ = (
-            [] if low else [t.tree_.value[:, t.is_event_time_, 0].sum(1) for t in self.model_.estimators_]
-        )
+    def tree_survival(self, X: Any, times: np.ndarray) -> np.ndarray:
+        """Each tree's own S(t) at ``times`` (1 before the first time): trees × patients × times."""
+        store = self.model_
+        if store.low_memory:
+            raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
+        idx = np.searchsorted(store.unique_times, times, side="right") - 1
+        rows = store.leaf_rows(self._predictor(X))
+        curves = store.leaf_surv[rows.T[:, :, None], np.clip(idx, 0, None)[None, None, :]]
+        return np.where(idx[None, None, :] >= 0, curves, 1.0)
 
     def predict_risk(self, X: Any) -> np.ndarray:
         """Sum of the ensemble cumulative hazard over the training event times (higher = worse)."""
-        if self.model_.low_memory:
-            return np.asarray(self.model_.predict(self._predictor(X)), dtype=float)
         return self._ensemble(X, "risk")
 
     def cumulative_hazard_matrix(self, X: Any, until: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -344,26 +370,41 @@ class SurvivalForest(SurvivalEstimator):
         return r, np.where(idx[None, :] >= 0, surv, 1.0)
 
     def save_state(self, folder: Path) -> None:
-        """scikit-survival's forest as ``estimator.skops`` (written as it is made: no copy of the
-        trees in memory); bin edges and time grid in ``estimator.json``."""
-        dump_skops(self.model_, folder / "estimator.skops")
+        """The compact trees as ``forest.npz`` (numbers only: :class:`TreeStore`); bin edges and
+        time grid in ``estimator.json``."""
+        self.model_.save(folder / STORE_FILE)
         extra = {"bin_edges": self.bin_edges_, "time_grid": self.time_grid_}
         write_json(folder / "estimator.json", {**self._common_state(), **extra})
 
     @classmethod
     def load_state(cls, folder: Path) -> SurvivalForest:
-        """The fitted forest from the files :meth:`save_state` wrote (skops types on the allow-list only)."""
+        """The fitted forest from the files :meth:`save_state` wrote, every array checked before use;
+        a folder written before the compact store (``estimator.skops``: skops types on the allow-list
+        only, every tree checked) is converted as it is read."""
         d = read_json(folder / "estimator.json", ForestFile)
         forest = cls(**estimator_params(cls, d["params"], folder / "estimator.json"))
-        forest.model_ = load_skops_exclusive(folder / "estimator.skops", cls.SKOPS_ROOT, cls.SKOPS_ALLOWED)
-        _check_forest(forest.model_, folder / "estimator.skops")
-        forest._set_node_risks()
+        forest._restore_common(d)
+        new, old = (folder / STORE_FILE).exists(), (folder / OLD_FILE).exists()
+        if new and old:
+            raise ModelFileError(f"{folder}: holds both {STORE_FILE} and {OLD_FILE}; a forest is one or the other")
+        if new or not old:
+            forest.model_ = load_store(folder / STORE_FILE, forest.n_features_in_, bool(forest.low_memory))
+        else:
+            forest.model_ = _converted(folder / OLD_FILE, forest.n_features_in_)
         edges = d.get("bin_edges")
         forest.bin_edges_ = None if edges is None else [None if e is None else np.asarray(e) for e in edges]
         grid = d.get("time_grid")
         forest.time_grid_ = None if grid is None else np.asarray(grid, float)
-        forest._restore_common(d)
         return forest
+
+
+def _converted(path: Path, n_features: int) -> TreeStore:
+    """An older folder's scikit-survival forest (``estimator.skops``), checked, as a compact store."""
+    model = load_skops_exclusive(path, SurvivalForest.SKOPS_ROOT, SurvivalForest.SKOPS_ALLOWED)
+    _check_forest(model, path)
+    if int(model.n_features_in_) != n_features:
+        raise ModelFileError(f"{path}: built for {model.n_features_in_} features, the model has {n_features}")
+    return compact_trees(model.estimators_, model.unique_times_, model.is_event_time_, bool(model.low_memory))
 
 
 def _check_forest(model: Any, path: Path) -> None:

@@ -71,11 +71,7 @@ def survival_band(model: RiskModel, Z: np.ndarray, grid: np.ndarray, draws: int 
     """(lower, upper, how) of a 95 % band around one patient's S(t) on ``grid``; bounds None if none."""
     estimator = model.estimator
     if isinstance(estimator, SurvivalForest) and not estimator.model_.low_memory:
-        rsf = estimator.model_
-        Xb = estimator._binned(Z)
-        idx = np.searchsorted(rsf.unique_times_, grid, side="right") - 1
-        curves = np.array([t.predict_survival_function(Xb, return_array=True)[0] for t in rsf.estimators_])
-        per_tree = np.where(idx[None, :] >= 0, curves[:, np.clip(idx, 0, None)], 1.0)
+        per_tree = estimator.tree_survival(Z[:1], np.asarray(grid, dtype=float))[:, 0, :]
         low, high = np.percentile(per_tree, [2.5, 97.5], axis=0)
         return low, high, "band: 2.5th-97.5th percentile of the forest's individual trees (their spread)"
     if isinstance(estimator, CoxPH):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 
 from riskmodel.models import SurvivalForest
 from riskmodel.models.forest import LARGE_COHORT, PREDICT_BLOCK
@@ -26,10 +27,12 @@ def cohort(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return X, survival_array(rng.random(n) < 0.7, time)
 
 
-def sksurv_reference(forest: SurvivalForest, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(risk, cumulative hazard, S) by scikit-survival itself, one core, on the forest's binned features."""
-    model = forest.model_
-    model.n_jobs = 1
+def sksurv_reference(
+    forest: SurvivalForest, fit: tuple[np.ndarray, np.ndarray], X: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(risk, cumulative hazard, S) by scikit-survival itself, one core, on the forest's binned
+    features: its forest grown in one call on the data ``fit`` (the forest keeps only compact trees)."""
+    model = clone(forest).sksurv_forest(*fit)
     Xb = np.asarray(forest._binned(X), dtype=np.float32)
     return (
         model.predict(Xb),
@@ -46,7 +49,7 @@ def test_risk_cumulative_hazard_and_survival_equal_scikit_survival_bit_for_bit(n
     X, y = cohort(n, seed=n)
     forest = SurvivalForest(n_estimators=15, random_state=1, **settings).fit(X, y)
     X_new, _ = cohort(300, seed=n + 1)
-    risk, cumhaz, surv = sksurv_reference(forest, X_new)
+    risk, cumhaz, surv = sksurv_reference(forest, (X, y), X_new)
     times, ours = forest.cumulative_hazard_matrix(X_new)
     assert np.array_equal(forest.predict_risk(X_new), risk)
     assert np.array_equal(ours, cumhaz)
@@ -60,7 +63,7 @@ def test_a_batch_above_the_threaded_threshold_gives_the_same_bits_in_blocks() ->
     forest = SurvivalForest(n_estimators=4, random_state=2).fit(X, y)
     n_new = 10 * LARGE_COHORT + PREDICT_BLOCK // 2 + 1  # threaded, with a short last block
     X_new, _ = cohort(n_new, seed=8)
-    risk, cumhaz, _ = sksurv_reference(forest, X_new)
+    risk, cumhaz, _ = sksurv_reference(forest, (X, y), X_new)
     assert np.array_equal(forest.predict_risk(X_new), risk)
     assert np.array_equal(forest.cumulative_hazard_matrix(X_new)[1], cumhaz)
     # a patient's prediction does not depend on the batch it comes in
@@ -88,9 +91,9 @@ def test_the_competing_forest_cif_is_the_product_limit_of_scikit_survivals_full_
     X_new, _ = cohort(40, seed=12)
     horizons = np.array([2.0, 7.5, 15.0])
     curves = []
-    for forest in model.models_:
+    for k, forest in enumerate(model.models_, start=1):
         times = forest.model_.unique_times_
-        cumhaz = sksurv_reference(forest, X_new)[1]
+        cumhaz = sksurv_reference(forest, (X, survival_array(cause == k, y["time"])), X_new)[1]
         curves.append((times, np.diff(cumhaz, axis=1, prepend=0.0)))
     grid = np.union1d(curves[0][0], curves[1][0])
     expected = np.zeros((2, len(X_new), horizons.size))

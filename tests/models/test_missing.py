@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 from sklearn.utils import get_tags
 from sksurv.tree import SurvivalTree
 
@@ -170,7 +171,7 @@ def test_xgboost_margin_with_missing_values_is_the_boosters_own(missing: tuple, 
 def test_the_forest_sends_a_missing_value_to_the_side_its_trees_stored(name: str, missing: tuple) -> None:
     X, y = missing
     forest = VARIANTS[name]().fit(X, y)
-    rsf = forest.model_
+    rsf = clone(forest).sksurv_forest(X, y)  # scikit-survival's trees as the forest's fit grew them
     Xb = forest._binned(X.to_numpy()).astype(np.float32)  # the forest's own binning, then its float32 features
     risk = np.zeros(len(X))
     for estimator in rsf.estimators_:

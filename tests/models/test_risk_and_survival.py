@@ -52,7 +52,7 @@ def test_the_forest_reads_the_horizons_as_scikit_survival_bit_for_bit(n_new: int
     X, y = cohort(400, seed=3)
     forest = SurvivalForest(n_estimators=6, random_state=4, time_grid=None).fit(X, y)
     X_new, _ = cohort(n_new, seed=5)
-    risk, _, surv_all = sksurv_reference(forest, X_new)
+    risk, _, surv_all = sksurv_reference(forest, (X, y), X_new)
     grid = forest.model_.unique_times_
     t = np.array([0.0, grid[0] / 2, grid[0], grid[3], (grid[10] + grid[11]) / 2, 15.0, grid[-1]])
     at = np.searchsorted(grid, t, side="right") - 1  # the step function's value at t: 1 before the first time
