@@ -48,7 +48,7 @@ from sklearn.utils.validation import check_is_fitted
 from riskmodel.core.memory import release_freed_memory
 from riskmodel.errors import ModelFileError, UserInputError
 from riskmodel.models.base import StateFile, SurvivalEstimator, check_horizons, estimator_params, read_json, write_json
-from riskmodel.models.tree_store import TreeStore, compact_trees, concatenate, load_store
+from riskmodel.models.tree_store import TreeStore, compact_trees, load_store
 from riskmodel.models.untrusted import check_sklearn_tree, load_skops_exclusive
 from riskmodel.stats import survival_array
 
@@ -207,15 +207,20 @@ class SurvivalForest(SurvivalEstimator):
         """
         Xb, target, jobs = self._prepare(X, y)
         rsf = self._sksurv(jobs, warm_start=True)
-        stores = []
-        for done in range(0, max(self.n_estimators, 1), CHUNK_TREES):  # n_estimators < 1: sklearn's refusal
-            rsf.set_params(n_estimators=min(done + CHUNK_TREES, self.n_estimators))
-            rsf.fit(Xb, target)
-            stores.append(compact_trees(rsf.estimators_[done:], rsf.unique_times_, rsf.is_event_time_, self.low_memory))
-            rsf.estimators_ = [None] * len(rsf.estimators_)  # the count warm_start reads; the trees freed
+        store = self._grow(rsf, Xb, target, 0)
+        for done in range(CHUNK_TREES, self.n_estimators, CHUNK_TREES):
+            store.extend(self._grow(rsf, Xb, target, done))
             release_freed_memory()
-        self.model_ = concatenate(stores) if len(stores) > 1 else stores[0]
+        self.model_ = store
         return self
+
+    def _grow(self, rsf: Any, Xb: np.ndarray, target: Any, done: int) -> TreeStore:
+        """The next chunk of trees (after the first ``done``), grown by scikit-survival and compacted."""
+        rsf.set_params(n_estimators=min(done + CHUNK_TREES, self.n_estimators))
+        rsf.fit(Xb, target)
+        chunk = compact_trees(rsf.estimators_[done:], rsf.unique_times_, rsf.is_event_time_, self.low_memory)
+        rsf.estimators_ = [None] * len(rsf.estimators_)  # the count warm_start reads; the trees freed
+        return chunk
 
     def sksurv_forest(self, X: Any, y: Any) -> Any:
         """scikit-survival's ``RandomSurvivalForest`` grown in one call on what :meth:`fit` would give

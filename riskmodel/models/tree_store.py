@@ -43,7 +43,7 @@ from numba import njit
 from riskmodel.core.archives import check_zip
 from riskmodel.errors import ModelFileError
 
-__all__ = ["ARRAYS", "TreeStore", "check_store", "compact_trees", "concatenate", "load_store"]
+__all__ = ["ARRAYS", "TreeStore", "check_store", "compact_trees", "load_store"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_NODES = 500_000_000  # a forest's nodes across its trees; far beyond any model riskmodel writes
@@ -125,6 +125,33 @@ class TreeStore:
         X32 = np.ascontiguousarray(X, dtype=np.float32)
         _walk(X32, self._nodes(), self.leaf_risk, curves, cols, out_risk, out_curve)
         return out_risk, out_curve
+
+    def extend(self, other: TreeStore) -> None:
+        """Append ``other``'s trees (the same forest's next ones) after these, in place.
+
+        Each array grows by ``realloc`` (numpy's ``resize``): a large array is moved by remapping
+        its pages (Linux: ``mremap``), not copied beside itself, so the forest's arrays never exist
+        twice while its trees are added chunk by chunk. An array that is not its own contiguous
+        buffer (a view) is copied instead.
+        """
+        nodes, leaves = int(self.offsets[-1]), len(self.leaf_risk)
+        for name in ARRAYS:
+            if name in ("unique_times", "is_event_time"):
+                continue
+            tail = getattr(other, name)
+            if name == "offsets":
+                tail = tail[1:] + nodes
+            elif name == "leaf":
+                tail = np.where(tail >= 0, tail + leaves, -1).astype(np.int32)
+            head = getattr(self, name)
+            start = head.shape[0]
+            shape = (start + tail.shape[0], *head.shape[1:])
+            if head.flags.owndata and head.flags.c_contiguous and head.base is None:
+                head.resize(shape, refcheck=False)  # only this store holds it (fit's own arrays)
+            else:
+                head = np.concatenate([head, np.zeros((shape[0] - start, *head.shape[1:]), head.dtype)])
+            head[start:] = tail
+            setattr(self, name, head)
 
     def leaf_rows(self, X: np.ndarray) -> np.ndarray:
         """Each patient's leaf row in each tree (patients × trees), by the walk of :meth:`sums`."""
@@ -256,31 +283,6 @@ def compact_trees(trees: list[Any], unique_times: np.ndarray, is_event_time: np.
         low_memory=bool(low_memory),
         **store,
     )
-
-
-def concatenate(stores: list[TreeStore]) -> TreeStore:
-    """Stores of the same forest's successive trees as one store (the trees in the given order)."""
-    first = stores[0]
-    leaf_counts = np.cumsum([0] + [len(s.leaf_risk) for s in stores[:-1]])
-    node_counts = np.cumsum([0] + [int(s.offsets[-1]) for s in stores[:-1]])
-    joined: dict[str, Any] = {}
-    for name in ARRAYS:
-        if name in ("unique_times", "is_event_time"):
-            joined[name] = first.arrays()[name]
-        elif name == "offsets":
-            joined[name] = np.concatenate(
-                [first.offsets[:1]] + [s.offsets[1:] + c for s, c in zip(stores, node_counts, strict=True)]
-            )
-        elif name == "leaf":
-            joined[name] = np.concatenate(
-                [
-                    np.where(s.leaf >= 0, s.leaf + c, -1).astype(np.int32)
-                    for s, c in zip(stores, leaf_counts, strict=True)
-                ]
-            )
-        else:
-            joined[name] = np.concatenate([getattr(s, name) for s in stores])
-    return TreeStore(n_features_in_=first.n_features_in_, low_memory=first.low_memory, **joined)
 
 
 def load_store(path: Path, n_features: int, low_memory: bool) -> TreeStore:

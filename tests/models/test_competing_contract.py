@@ -179,7 +179,7 @@ def test_a_tampered_folder_is_refused(fitted: CompetingRiskEstimator, tmp_path: 
 
 # where each family's load_state checks untrusted files before use (riskmodel.models.untrusted)
 CHECKS = {
-    "rsf": "riskmodel.models.forest.check_sklearn_tree",
+    "rsf": "riskmodel.models.tree_store.check_store",
     "gbm": "riskmodel.models.boosting.check_xgboost_model",
 }
 
