@@ -29,6 +29,7 @@ def forest_tree_dicts(forest: Any, horizon: float | None) -> list[dict[str, np.n
         if store.low_memory:
             raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
         col = int(np.searchsorted(store.unique_times, horizon, side="right")) - 1
+        at_horizon = store.leaf_values(col, 1) if col >= 0 else None
     out = []
     for k in range(store.n_trees):
         t = store.tree(k)
@@ -38,7 +39,7 @@ def forest_tree_dicts(forest: Any, horizon: float | None) -> list[dict[str, np.n
         if horizon is None:  # scikit-survival's predict: the cumulative hazard summed over event times
             leaf[is_leaf] = store.leaf_risk[rows[is_leaf]]
         else:
-            leaf[is_leaf] = store.leaf_surv[rows[is_leaf], col] if col >= 0 else 1.0
+            leaf[is_leaf] = at_horizon[rows[is_leaf]] if at_horizon is not None else 1.0
         # where the tree sends a missing value: the side it learned, or stored for a feature seen complete
         default = np.where(t["missing_left"].astype(bool), left, right)
         out.append(_shap_tree(left, right, default, t["feature"], t["threshold"], leaf / store.n_trees, t["cover"]))

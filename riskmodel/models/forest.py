@@ -332,9 +332,12 @@ class SurvivalForest(SurvivalEstimator):
         if store.low_memory:
             raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
         idx = np.searchsorted(store.unique_times, times, side="right") - 1
-        rows = store.leaf_rows(self._predictor(X))
-        curves = store.leaf_surv[rows.T[:, :, None], np.clip(idx, 0, None)[None, None, :]]
-        return np.where(idx[None, None, :] >= 0, curves, 1.0)
+        rows = store.leaf_rows(self._predictor(X)).T  # trees × patients
+        out = np.ones((*rows.shape, idx.size))
+        for j, col in enumerate(idx):
+            if col >= 0:
+                out[:, :, j] = store.leaf_values(int(col), 1)[rows]
+        return out
 
     def predict_risk(self, X: Any) -> np.ndarray:
         """Sum of the ensemble cumulative hazard over the training event times (higher = worse)."""

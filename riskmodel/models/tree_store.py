@@ -1,9 +1,13 @@
 """A fitted random survival forest as a few flat arrays: the nodes a prediction walks, the curves of the leaves only.
 
-scikit-survival's trees store two curves (cumulative hazard and S(t)) at every node, interior ones
-included, and a forest is a Python object per tree. :class:`TreeStore` keeps, for all trees
-concatenated (tree ``k``'s nodes are rows ``offsets[k]:offsets[k + 1]``, child indices counted
-within the tree as scikit-learn counts them):
+scikit-survival's trees store two curves (cumulative hazard and S(t)) over every time at every
+node, interior ones included, and a forest is a Python object per tree. A leaf's curves are step
+functions that change only at its own patients' event times (a few: a leaf holds a few patients),
+so :class:`TreeStore` keeps each leaf's curves as their steps: the first column of each step and
+the two values from there on, the same float64 numbers (a step starts wherever either value's
+bits change, and at column 0). For all trees concatenated (tree ``k``'s nodes are rows
+``offsets[k]:offsets[k + 1]``, child indices counted within the tree as scikit-learn counts them;
+leaf ``i``'s steps are ``step_start[i]:step_start[i + 1]``):
 
 =================  ===================  =====================================================
 array              dtype, shape         what
@@ -16,8 +20,10 @@ array              dtype, shape         what
 ``cover``          float64, nodes       the node's (weighted) training patients (TreeSHAP)
 ``leaf``           int32, nodes         the node's row in the leaf arrays; -1 at a split
 ``leaf_risk``      float64, leaves      the leaf's risk (cumulative hazard summed over event times)
-``leaf_chf``       float64, leaves × T  the leaf's cumulative hazard (T = 0 with ``low_memory``)
-``leaf_surv``      float64, leaves × T  the leaf's S(t)
+``step_start``     int64, leaves + 1    each leaf's first step; the last is the step count
+``step_col``       int32, steps         a step's first column (time index); 0 at a leaf's first
+``step_chf``       float64, steps       the leaf's cumulative hazard from that column on
+``step_surv``      float64, steps       the leaf's S(t) from that column on
 ``unique_times``   float64, T           the forest's times
 ``is_event_time``  bool, T              which of them are event times
 =================  ===================  =====================================================
@@ -27,7 +33,7 @@ array              dtype, shape         what
 otherwise float32 x <= float64 threshold goes left) and adds each tree's leaf values in the
 forest's order: the numbers of scikit-survival's ``predict`` on one core, bit for bit. A file is
 checked array by array before the walk ever sees it (:func:`check_store`): a walk out of its
-arrays would crash the process, not raise.
+arrays would crash the process, not raise. ``low_memory`` forests (risk only) have no steps.
 """
 
 from __future__ import annotations
@@ -58,8 +64,10 @@ ARRAYS: dict[str, tuple[np.dtype[Any], int]] = {
     "cover": (np.dtype(np.float64), 1),
     "leaf": (np.dtype(np.int32), 1),
     "leaf_risk": (np.dtype(np.float64), 1),
-    "leaf_chf": (np.dtype(np.float64), 2),
-    "leaf_surv": (np.dtype(np.float64), 2),
+    "step_start": (np.dtype(np.int64), 1),
+    "step_col": (np.dtype(np.int32), 1),
+    "step_chf": (np.dtype(np.float64), 1),
+    "step_surv": (np.dtype(np.float64), 1),
     "unique_times": (np.dtype(np.float64), 1),
     "is_event_time": (np.dtype(np.bool_), 1),
 }
@@ -78,8 +86,10 @@ class TreeStore:
     cover: np.ndarray
     leaf: np.ndarray
     leaf_risk: np.ndarray
-    leaf_chf: np.ndarray
-    leaf_surv: np.ndarray
+    step_start: np.ndarray
+    step_col: np.ndarray
+    step_chf: np.ndarray
+    step_surv: np.ndarray
     unique_times: np.ndarray
     is_event_time: np.ndarray
     n_features_in_: int
@@ -119,7 +129,9 @@ class TreeStore:
         ``X`` must be float32 with the model's features (its columns are not checked here).
         """
         cols = np.zeros(0, np.int64) if columns is None else np.ascontiguousarray(columns, dtype=np.int64)
-        curves = self.leaf_chf if channel == 0 else self.leaf_surv
+        if cols.size and (cols.min() < 0 or cols.max() >= len(self.unique_times) or self.low_memory):
+            raise ValueError("columns outside the forest's times (or a low_memory forest, which has no curves)")
+        curves = (self.step_start, self.step_col, self.step_chf if channel == 0 else self.step_surv)
         out_risk = np.zeros(len(X) if risk else 0)
         out_curve = np.zeros((len(X), cols.size))
         X32 = np.ascontiguousarray(X, dtype=np.float32)
@@ -134,13 +146,15 @@ class TreeStore:
         twice while its trees are added chunk by chunk. An array that is not its own contiguous
         buffer (a view) is copied instead.
         """
-        nodes, leaves = int(self.offsets[-1]), len(self.leaf_risk)
+        nodes, leaves, steps = int(self.offsets[-1]), len(self.leaf_risk), int(self.step_start[-1])
         for name in ARRAYS:
             if name in ("unique_times", "is_event_time"):
                 continue
             tail = getattr(other, name)
             if name == "offsets":
                 tail = tail[1:] + nodes
+            elif name == "step_start":
+                tail = tail[1:] + steps
             elif name == "leaf":
                 tail = np.where(tail >= 0, tail + leaves, -1).astype(np.int32)
             head = getattr(self, name)
@@ -152,6 +166,17 @@ class TreeStore:
                 head = np.concatenate([head, np.zeros((shape[0] - start, *head.shape[1:]), head.dtype)])
             head[start:] = tail
             setattr(self, name, head)
+
+    def leaf_values(self, column: int, channel: int) -> np.ndarray:
+        """Every leaf's cumulative hazard (``channel`` 0) or S(t) (1) at time index ``column``."""
+        values = self.step_chf if channel == 0 else self.step_surv
+        lo, hi = self.step_start[:-1], self.step_start[1:]
+        upto = np.concatenate([[0], np.cumsum(self.step_col <= column)])  # a leaf's steps up to it: a prefix
+        return np.asarray(values[lo + (upto[hi] - upto[lo]) - 1])
+
+    def curves(self, channel: int) -> np.ndarray:
+        """The leaves' whole curves (leaves × times), expanded from their steps."""
+        return np.stack([self.leaf_values(j, channel) for j in range(len(self.unique_times))], axis=1)
 
     def leaf_rows(self, X: np.ndarray) -> np.ndarray:
         """Each patient's leaf row in each tree (patients × trees), by the walk of :meth:`sums`."""
@@ -219,20 +244,28 @@ def _walk(
     X: np.ndarray,
     store: tuple[np.ndarray, ...],
     leaf_risk: np.ndarray,
-    curves: np.ndarray,
+    curves: tuple[np.ndarray, np.ndarray, np.ndarray],
     cols: np.ndarray,
     out_risk: np.ndarray,
     out_curve: np.ndarray,
 ) -> None:
     offsets, left, right, feature, threshold, missing_left, leaf = store
+    step_start, step_col, step_value = curves
     want_risk = out_risk.shape[0] > 0
     for i in range(X.shape[0]):
         for k in range(offsets.shape[0] - 1):
             row = _leaf_of(X, i, offsets[k], left, right, feature, threshold, missing_left, leaf)
             if want_risk:
                 out_risk[i] += leaf_risk[row]
-            for j in range(cols.shape[0]):
-                out_curve[i, j] += curves[row, cols[j]]
+            lo, hi = step_start[row], step_start[row + 1]
+            p = lo
+            for j in range(cols.shape[0]):  # the leaf's last step at or before each column
+                c = cols[j]
+                if step_col[p] > c:  # columns out of order: from the leaf's first step (column 0) again
+                    p = lo
+                while p + 1 < hi and step_col[p + 1] <= c:
+                    p += 1
+                out_curve[i, j] += step_value[p]
 
 
 def compact_trees(trees: list[Any], unique_times: np.ndarray, is_event_time: np.ndarray, low_memory: bool) -> TreeStore:
@@ -242,7 +275,7 @@ def compact_trees(trees: list[Any], unique_times: np.ndarray, is_event_time: np.
     scikit-survival's ``SurvivalTree.predict`` uses (``low_memory``: the one value its nodes hold).
     """
     event = np.asarray(is_event_time, dtype=bool)
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in (*ARRAYS, "step_count")}
     counts, n_leaves = [0], 0
     for tree in trees:
         t = tree.tree_
@@ -263,26 +296,36 @@ def compact_trees(trees: list[Any], unique_times: np.ndarray, is_event_time: np.
         parts["leaf"].append(leaf_row)
         if low_memory:
             parts["leaf_risk"].append(np.ascontiguousarray(value[leaves, 0, 0]))
-            parts["leaf_chf"].append(np.zeros((leaves.size, 0)))
-            parts["leaf_surv"].append(np.zeros((leaves.size, 0)))
+            parts["step_count"].append(np.zeros(leaves.size, np.int64))
         else:
             parts["leaf_risk"].append(value[:, event, 0].sum(1)[leaves])  # SurvivalTree.predict's sum
-            parts["leaf_chf"].append(np.ascontiguousarray(value[leaves, :, 0]))
-            parts["leaf_surv"].append(np.ascontiguousarray(value[leaves, :, 1]))
-    width = 0 if low_memory else len(unique_times)
+            _add_steps(parts, value[leaves, :, 0], value[leaves, :, 1])
     store: dict[str, Any] = {
-        name: (np.concatenate(p) if p else np.zeros((0, width) if ARRAYS[name][1] == 2 else 0, ARRAYS[name][0]))
+        name: (np.concatenate(p) if p else np.zeros(0, ARRAYS[name][0]))
         for name, p in parts.items()
-        if name not in ("offsets", "unique_times", "is_event_time")
+        if name not in ("offsets", "unique_times", "is_event_time", "step_start", "step_count")
     }
+    steps = np.concatenate(parts["step_count"]) if parts["step_count"] else np.zeros(0, np.int64)
     return TreeStore(
         offsets=np.cumsum(counts, dtype=np.int64),
+        step_start=np.concatenate([[0], np.cumsum(steps)]).astype(np.int64),
         unique_times=np.asarray(unique_times, dtype=np.float64),
         is_event_time=event,
         n_features_in_=int(trees[0].n_features_in_) if trees else 0,
         low_memory=bool(low_memory),
         **store,
     )
+
+
+def _add_steps(parts: dict[str, list[np.ndarray]], chf: np.ndarray, surv: np.ndarray) -> None:
+    """Leaves' curves (leaves × times) as their steps: where either value's bits change, and column 0."""
+    change = np.ones(chf.shape, dtype=bool)
+    change[:, 1:] = (np.diff(chf.view(np.int64), axis=1) != 0) | (np.diff(surv.view(np.int64), axis=1) != 0)
+    flat = np.flatnonzero(change)  # row-major: each leaf's steps together, in column order
+    parts["step_col"].append((flat % chf.shape[1]).astype(np.int32))
+    parts["step_chf"].append(chf.ravel()[flat])
+    parts["step_surv"].append(surv.ravel()[flat])
+    parts["step_count"].append(change.sum(axis=1))
 
 
 def load_store(path: Path, n_features: int, low_memory: bool) -> TreeStore:
@@ -323,7 +366,7 @@ def check_store(store: TreeStore, where: str) -> None:
             raise ModelFileError(f"{where}: {name} is {got}, a forest's is {dtype}, {ndim}-D; refusing to load")
     _check_shapes(store, where)
     _check_nodes(store, where)
-    values = (store.leaf_risk, store.leaf_chf, store.leaf_surv, store.cover, store.unique_times)
+    values = (store.leaf_risk, store.step_chf, store.step_surv, store.cover, store.unique_times)
     if not all(np.isfinite(v).all() for v in values):
         raise ModelFileError(f"{where}: a node value or time is not a finite number; refusing to load")
     if (np.diff(store.unique_times) <= 0).any():
@@ -338,14 +381,33 @@ def _check_shapes(store: TreeStore, where: str) -> None:
     for name in ("left", "right", "feature", "threshold", "missing_left", "cover", "leaf"):
         if getattr(store, name).shape != (nodes,):
             raise ModelFileError(f"{where}: {name} does not hold the forest's {nodes} nodes; refusing to load")
-    leaves = store.leaf_risk.shape[0]
-    times = store.unique_times.shape[0]
-    width = 0 if store.low_memory else times
-    for name in ("leaf_chf", "leaf_surv"):
-        if getattr(store, name).shape != (leaves, width):
-            raise ModelFileError(f"{where}: {name} is not {leaves} leaves × {width} times; refusing to load")
+    leaves, times = store.leaf_risk.shape[0], store.unique_times.shape[0]
     if store.is_event_time.shape != (times,):
         raise ModelFileError(f"{where}: is_event_time does not hold the forest's {times} times; refusing to load")
+    _check_steps(store, leaves, times, where)
+
+
+def _check_steps(store: TreeStore, leaves: int, times: int, where: str) -> None:
+    """Each leaf's steps inside the step arrays, from column 0, columns increasing and below the
+    times' count (a low_memory forest: none)."""
+    start, col = store.step_start, store.step_col
+    count = int(start[-1]) if start.size else -1
+    if start.shape != (leaves + 1,) or start[0] != 0 or (np.diff(start) < (0 if store.low_memory else 1)).any():
+        raise ModelFileError(
+            f"{where}: step_start is not {leaves} leaves' step counts (0, then increasing); refusing to load"
+        )
+    if store.low_memory and count != 0:
+        raise ModelFileError(f"{where}: a low_memory forest holds no curves; refusing to load")
+    if any(a.shape != (count,) for a in (col, store.step_chf, store.step_surv)):
+        raise ModelFileError(f"{where}: the step arrays do not hold the leaves' {count} steps; refusing to load")
+    first = np.zeros(count, dtype=bool)
+    first[start[:-1][np.diff(start) > 0]] = True
+    rising = np.ones(count, dtype=bool)
+    rising[1:] = col[1:] > col[:-1]
+    if (col[first] != 0).any() or not rising[~first].all() or (col >= times).any():
+        raise ModelFileError(
+            f"{where}: a leaf's steps do not start at column 0 and rise within the {times} times; refusing to load"
+        )
 
 
 def _check_nodes(store: TreeStore, where: str) -> None:

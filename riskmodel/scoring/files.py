@@ -8,8 +8,10 @@ A model directory holds:
   and risk-group cut-offs (no patient rows).
 - the estimator's files, written and read by its family (``save_state`` / ``load_state`` in
   :mod:`riskmodel.models`): ``cox.json`` (coefficients and baseline); ``booster.ubj``
-  (xgboost's own format) with ``gbm.json``; or ``estimator.skops`` for scikit-survival forests and
-  boosting, loaded with an allow-list of types kept in the family's code, never read from the file.
+  (xgboost's own format) with ``gbm.json``; ``forest.npz`` (numeric arrays, every index checked)
+  with ``estimator.json`` for random survival forests; or ``estimator.skops`` for scikit-survival
+  boosting (and forests saved before ``forest.npz``, converted as they are read), loaded with an
+  allow-list of types kept in the family's code, never read from the file.
 - a competing-risk model (the family's counterpart, ``FamilySpec.competing``): ``competing.json``
   and each cause's model in ``cause_1/`` and ``cause_2/``, in that family's own files, each read
   back with that family's checks; told apart from the survival family by ``competing.json``.

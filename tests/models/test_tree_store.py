@@ -78,6 +78,7 @@ def test_the_chunked_fit_grows_the_trees_of_one_call_and_keeps_their_leaves_only
     forest = SurvivalForest(n_estimators=CHUNK_TREES + 5, random_state=9).fit(X, y)
     rsf = reference(forest, (X, y))
     store = forest.model_
+    chf, surv = store.curves(0), store.curves(1)
     for k, tree in enumerate(rsf.estimators_):
         t, mine = tree.tree_, store.tree(k)
         assert np.array_equal(mine["left"], t.children_left)
@@ -87,10 +88,13 @@ def test_the_chunked_fit_grows_the_trees_of_one_call_and_keeps_their_leaves_only
         assert np.array_equal(mine["missing_left"], t.missing_go_to_left)
         assert np.array_equal(mine["cover"], t.weighted_n_node_samples)
         leaves = np.flatnonzero(t.children_left == -1)
-        assert np.array_equal(store.leaf_chf[mine["leaf"][leaves]], t.value[leaves, :, 0])
-        assert np.array_equal(store.leaf_surv[mine["leaf"][leaves]], t.value[leaves, :, 1])
+        # the leaves' curves, expanded from their steps: scikit-survival's bit for bit
+        assert np.array_equal(chf[mine["leaf"][leaves]], t.value[leaves, :, 0])
+        assert np.array_equal(surv[mine["leaf"][leaves]], t.value[leaves, :, 1])
     nodes = sum(tree.tree_.node_count for tree in rsf.estimators_)
-    assert store.leaf_chf.shape[0] == (store.leaf >= 0).sum() < 0.55 * nodes  # leaves only: about half
+    assert len(store.leaf_risk) == (store.leaf >= 0).sum() < 0.55 * nodes  # leaves only: about half
+    dense = sum(tree.tree_.value.nbytes for tree in rsf.estimators_)
+    assert store.step_chf.nbytes + store.step_surv.nbytes < dense / 10  # a few steps a leaf, not every time
 
 
 def test_a_missing_value_in_a_feature_never_missing_in_training_goes_the_side_scikit_learn_sends_it() -> None:
@@ -105,7 +109,7 @@ def test_a_missing_value_in_a_feature_never_missing_in_training_goes_the_side_sc
 def test_a_low_memory_forest_gives_scikit_survivals_risk() -> None:
     X, y = cohort(300, seed=8)
     forest = SurvivalForest(n_estimators=CHUNK_TREES + 2, low_memory=True, random_state=2).fit(X, y)
-    assert forest.model_.leaf_chf.shape[1] == 0
+    assert forest.model_.step_start.max() == 0  # no curves
     assert_same_predictions(forest, reference(forest, (X, y)), cohort(100, seed=9)[0])
 
 
@@ -211,8 +215,13 @@ HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
     "big-endian thresholds": ({"threshold": lambda a: a.astype(">f8")}, "threshold is >f8"),
     "NaN threshold": ({"threshold": _set(0, np.nan)}, "threshold or missing side"),
     "missing side 7": ({"missing_left": _set(0, 7)}, "threshold or missing side"),
-    "infinite curve": ({"leaf_chf": _set((0, 0), np.inf)}, "not a finite number"),
-    "curves of another width": ({"leaf_surv": lambda a: a[:, 1:]}, "leaf_surv is not"),
+    "infinite curve": ({"step_chf": _set(0, np.inf)}, "not a finite number"),
+    "steps past the arrays": ({"step_start": _set(-1, 10**9)}, "step"),
+    "a leaf without steps": ({"step_start": lambda a: np.concatenate([a[:1], a[:-1]])}, "step_start is not"),
+    "a step column past the times": ({"step_col": _set(-1, 10**6)}, "rise within the"),
+    "a leaf starting after column 0": ({"step_col": _set(0, 1)}, "start at column 0"),
+    "step columns not rising": ({"step_col": lambda a: np.where(a > 0, 1, 0).astype(np.int32)}, "rise within"),
+    "fewer step values": ({"step_surv": lambda a: a[1:]}, "the step arrays do not hold"),
     "times decreasing": ({"unique_times": lambda a: a[::-1].copy()}, "do not increase"),
     "2-D children": ({"left": lambda a: a[:, None]}, "left is int32, 2-D"),
 }
@@ -253,3 +262,27 @@ def test_a_store_built_for_more_features_is_refused(saved: tuple, tmp_path: Path
     with pytest.raises(ModelFileError, match="splits on feature"):
         load_store(folder / "forest.npz", 1, False)
     assert state["n_features_in"] == forest.n_features_in_ == 4
+
+
+@pytest.mark.parametrize("horizon", [None, 6.0, 0.01])  # risk; S(6); S before the first time (1)
+def test_treeshap_reads_scikit_survivals_tree_arrays_and_leaf_values_from_the_store(horizon: float | None) -> None:
+    """The shap tree dicts of the store carry scikit-survival's own structure, cover and leaf values
+    exactly (tolerance 0), so TreeSHAP gives the values it gave on scikit-survival's trees."""
+    from riskmodel.explain.trees import forest_tree_dicts
+
+    X, y = cohort(300, seed=15)
+    forest = SurvivalForest(n_estimators=5, random_state=7).fit(X, y)
+    rsf = reference(forest, (X, y))
+    col = None if horizon is None else int(np.searchsorted(rsf.unique_times_, horizon, side="right")) - 1
+    for tree, d in zip(rsf.estimators_, forest_tree_dicts(forest, horizon), strict=True):
+        t = tree.tree_
+        leaves = t.children_left == -1
+        assert np.array_equal(d["children_left"], t.children_left)
+        assert np.array_equal(d["children_default"], np.where(t.missing_go_to_left, t.children_left, t.children_right))
+        assert np.array_equal(d["thresholds"], t.threshold)
+        assert np.array_equal(d["node_sample_weight"][leaves], t.weighted_n_node_samples[leaves])
+        if col is None:
+            expected = t.value[:, rsf.is_event_time_, 0].sum(axis=1)
+        else:
+            expected = t.value[:, col, 1] if col >= 0 else np.ones(t.node_count)
+        assert np.array_equal(d["values"][leaves, 0], expected[leaves] / len(rsf.estimators_))
