@@ -135,7 +135,8 @@ class TreeStore:
         out_risk = np.zeros(len(X) if risk else 0)
         out_curve = np.zeros((len(X), cols.size))
         X32 = np.ascontiguousarray(X, dtype=np.float32)
-        _walk(X32, self._nodes(), self.leaf_risk, curves, cols, out_risk, out_curve)
+        run = bool(cols.size) and bool((np.diff(cols) == 1).all())  # a run of consecutive columns
+        _walk(X32, self._nodes(), self.leaf_risk, curves, cols, run, out_risk, out_curve)
         return out_risk, out_curve
 
     def extend(self, other: TreeStore) -> None:
@@ -234,8 +235,8 @@ def _leaf_of(
 @_compile
 def _apply(X: np.ndarray, store: tuple[np.ndarray, ...], out: np.ndarray) -> None:
     offsets, left, right, feature, threshold, missing_left, leaf = store
-    for i in range(X.shape[0]):
-        for k in range(offsets.shape[0] - 1):
+    for k in range(offsets.shape[0] - 1):
+        for i in range(X.shape[0]):
             out[i, k] = _leaf_of(X, i, offsets[k], left, right, feature, threshold, missing_left, leaf)
 
 
@@ -246,18 +247,27 @@ def _walk(
     leaf_risk: np.ndarray,
     curves: tuple[np.ndarray, np.ndarray, np.ndarray],
     cols: np.ndarray,
+    run: bool,
     out_risk: np.ndarray,
     out_curve: np.ndarray,
 ) -> None:
     offsets, left, right, feature, threshold, missing_left, leaf = store
     step_start, step_col, step_value = curves
     want_risk = out_risk.shape[0] > 0
-    for i in range(X.shape[0]):
-        for k in range(offsets.shape[0] - 1):
+    # tree by tree (its nodes stay in the cache), each patient's sums still taking the trees in order
+    for k in range(offsets.shape[0] - 1):
+        for i in range(X.shape[0]):
             row = _leaf_of(X, i, offsets[k], left, right, feature, threshold, missing_left, leaf)
             if want_risk:
                 out_risk[i] += leaf_risk[row]
             lo, hi = step_start[row], step_start[row + 1]
+            if run:  # columns c0, c0 + 1, …: each step's value over the columns it spans
+                for p in range(lo, hi):
+                    a = max(step_col[p] - cols[0], 0)
+                    b = min(step_col[p + 1] - cols[0], cols.shape[0]) if p + 1 < hi else cols.shape[0]
+                    for j in range(a, b):
+                        out_curve[i, j] += step_value[p]
+                continue
             p = lo
             for j in range(cols.shape[0]):  # the leaf's last step at or before each column
                 c = cols[j]

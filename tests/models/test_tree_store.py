@@ -286,3 +286,23 @@ def test_treeshap_reads_scikit_survivals_tree_arrays_and_leaf_values_from_the_st
         else:
             expected = t.value[:, col, 1] if col >= 0 else np.ones(t.node_count)
         assert np.array_equal(d["values"][leaves, 0], expected[leaves] / len(rsf.estimators_))
+
+
+def test_any_columns_in_any_order_read_the_same_values_as_the_whole_curves() -> None:
+    """The walk's two readings of a leaf's steps (a run of columns; columns in any order, repeated)
+    against the leaves' curves expanded in full, summed tree by tree (tolerance 0)."""
+    X, y = cohort(300, seed=16)
+    forest = SurvivalForest(n_estimators=4, time_grid=None, random_state=8).fit(X, y)
+    store = forest.model_
+    Xb = np.asarray(forest._binned(cohort(50, seed=17)[0]), dtype=np.float32)
+    rows = store.leaf_rows(Xb)
+    times = len(store.unique_times)
+    for channel in (0, 1):
+        dense = store.curves(channel)
+        for cols in (np.arange(3, times), np.array([times - 1, 2, 2, 0, 7, 1]), np.arange(times)):
+            expected = np.zeros((len(Xb), cols.size))
+            for k in range(store.n_trees):
+                expected += dense[rows[:, k]][:, cols]
+            assert np.array_equal(store.sums(Xb, risk=False, channel=channel, columns=cols)[1], expected)
+    with pytest.raises(ValueError, match="columns outside"):
+        store.sums(Xb, risk=False, columns=np.array([times]))
