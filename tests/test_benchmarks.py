@@ -180,3 +180,12 @@ def test_hot_paths_smoke_run_agrees_with_its_references() -> None:
         assert result["load"][kind]["baseline_seconds"] > 0
     assert result["help"]["baseline"] == "python -c pass"
     assert "riskmodel --help" in module.summary(result)
+
+
+def test_forest_store_benchmark_smoke_run_measures_both_sides() -> None:
+    module = _benchmark("forest_store")
+    store, sksurv = module.child("store", 1_200, 3), module.child("sksurv", 1_200, 3)
+    assert set(store) == set(sksurv) >= {"peak_rss_mib", "fit_cpu_s", "model_mib", "save_cpu_s", "load_cpu_s"}
+    assert store["model_mib"] < sksurv["model_mib"] / 2  # the leaves' steps, not every node's curves
+    assert store["load_cpu_s"] is not None
+    assert sksurv["load_cpu_s"] is not None

@@ -24,8 +24,9 @@ sends them to the child that gives the larger log-rank statistic and stores that
 prediction; a split on a feature complete in its node stores the side with more patients.
 
 After fit only the trees' compact form is kept (:mod:`riskmodel.models.tree_store`: the node arrays
-a prediction walks and the curves of the leaves, about half of scikit-survival's nodes), grown and
-compacted :data:`CHUNK_TREES` trees at a time, and saved as ``forest.npz`` (numbers only). Model
+a prediction walks and the leaves' curves as their few steps, the same numbers; 67 MiB where
+scikit-survival's forest of 100,000 patients took 3.0 GiB), grown and compacted
+:data:`CHUNK_TREES` trees at a time, and saved as ``forest.npz`` (numbers only). Model
 folders of earlier versions (scikit-survival's forest in ``estimator.skops``) are converted as they
 are read.
 
@@ -222,12 +223,13 @@ class SurvivalForest(SurvivalEstimator):
         rsf.estimators_ = [None] * len(rsf.estimators_)  # the count warm_start reads; the trees freed
         return chunk
 
-    def sksurv_forest(self, X: Any, y: Any) -> Any:
+    def sksurv_forest(self, X: Any, y: Any, *, n_jobs: int = 1) -> Any:
         """scikit-survival's ``RandomSurvivalForest`` grown in one call on what :meth:`fit` would give
-        it (binned features, snapped times, the same settings and seed), on one core: the reference
-        the compact trees are tested against. Sets the bin edges and time grid, not ``model_``."""
+        it (binned features, snapped times, the same settings and seed; ``n_jobs`` threads, one by
+        default, which predicts adding the trees in order): the reference the compact trees are
+        tested and benchmarked against. Sets the bin edges and time grid, not ``model_``."""
         Xb, target, _ = self._prepare(X, y)
-        return self._sksurv(1, warm_start=False).fit(Xb, target)
+        return self._sksurv(n_jobs, warm_start=False).fit(Xb, target)
 
     def _prepare(self, X: Any, y: Any) -> tuple[np.ndarray, Any, int]:
         """(binned features, target on the time grid, jobs), the fit's settings recorded."""

@@ -144,8 +144,9 @@ class TreeStore:
 
         Each array grows by ``realloc`` (numpy's ``resize``): a large array is moved by remapping
         its pages (Linux: ``mremap``), not copied beside itself, so the forest's arrays never exist
-        twice while its trees are added chunk by chunk. An array that is not its own contiguous
-        buffer (a view) is copied instead.
+        twice while its trees are added chunk by chunk. Only for a store nothing else reads yet
+        (fit's, as it grows): a view of an array taken before would point at freed memory. An
+        array that is itself a view is copied instead.
         """
         nodes, leaves, steps = int(self.offsets[-1]), len(self.leaf_risk), int(self.step_start[-1])
         for name in ARRAYS:
