@@ -306,3 +306,19 @@ def test_any_columns_in_any_order_read_the_same_values_as_the_whole_curves() -> 
             assert np.array_equal(store.sums(Xb, risk=False, channel=channel, columns=cols)[1], expected)
     with pytest.raises(ValueError, match="columns outside"):
         store.sums(Xb, risk=False, columns=np.array([times]))
+
+
+def test_an_older_model_folder_loads_and_predicts_as_the_same_model_saved_now(tmp_path: Path) -> None:
+    """A whole riskmodel folder of the earlier format (estimator.skops, manifest to match) passes the
+    folder checks and gives the risks, S(t) and SHAP values of the same fit saved as forest.npz."""
+    import pandas as pd
+
+    from riskmodel.scoring import RiskModel
+    from tests.small_models import new_patients, save_small_model
+
+    new = RiskModel.load(save_small_model(tmp_path / "new", "rsf"))
+    old = RiskModel.load(save_small_model(tmp_path / "old", "rsf_legacy"))
+    patients = pd.read_csv(new_patients(tmp_path / "patients.csv"))
+    assert np.array_equal(old.predict_risk(patients), new.predict_risk(patients))
+    assert np.array_equal(old.predict_survival(patients).to_numpy(), new.predict_survival(patients).to_numpy())
+    assert np.array_equal(old.explain(patients).values, new.explain(patients).values)
