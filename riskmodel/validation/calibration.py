@@ -18,6 +18,7 @@ undefined: no event before t, or a constant prediction.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.errors import own_warnings_silenced
-from riskmodel.models.cox import CoxPH
-from riskmodel.stats import kaplan_meier, km_at, restricted_cubic_spline, survival_array
+from riskmodel.models.cox import CoxPH, newton_fit
+from riskmodel.stats import check_survival_target, kaplan_meier, km_at, restricted_cubic_spline, survival_array
 
 __all__ = [
     "CalibrationCurve",
@@ -42,12 +43,21 @@ __all__ = [
 
 
 def _cox_slope(x: np.ndarray, event: np.ndarray, time: np.ndarray) -> float:
+    """The unpenalised Cox coefficient of one covariate: ``CoxPH(penalty=0).fit(x)``'s ``coef_`` (or
+    NaN where it does not converge), computed as that fit computes it (the covariate standardised by
+    its mean and SD, the same Newton-Raphson, :func:`riskmodel.models.cox.newton_fit`) without its
+    hazard-ratio table and baseline hazard, which a slope does not read: the same number, bit for bit."""
     if not event.any() or not np.isfinite(x).all() or np.ptp(x) == 0:
         return math.nan
-    y = survival_array(event, time)
-    with own_warnings_silenced():
-        fit = CoxPH(penalty=0.0).fit(x.reshape(-1, 1), y)
-    return float(fit.coef_[0]) if fit.converged_ else math.nan
+    event, time = check_survival_target(survival_array(event, time))  # refuses as the fit refuses
+    column = np.asarray(x, dtype=float).reshape(-1, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(column, axis=0)
+    scale = column.std(axis=0)
+    scale = np.where(scale == 0, 1.0, scale)
+    beta, _, converged = newton_fit((column - mean) / scale, time, event)
+    return float((beta / scale)[0]) if converged else math.nan
 
 
 def calibration_slope(y: Any, linear_predictor: Any) -> float:
