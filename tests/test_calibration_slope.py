@@ -86,3 +86,38 @@ def test_the_slope_is_the_full_fit_s_coefficient_bit_for_bit_and_nan_where_it_do
         else:
             assert got == float(fit.coef_[0])
     assert nan > 0  # the separated samples were exercised
+
+
+def _full_fit_smoother(x: np.ndarray, y: np.ndarray, horizon: float, knots: np.ndarray) -> np.ndarray:
+    """The calibration smoother as the whole CoxPH fit and its predict_survival give it, at x."""
+    from riskmodel.stats import restricted_cubic_spline
+
+    def basis(v: np.ndarray) -> np.ndarray:
+        return restricted_cubic_spline(v, knots) if len(knots) >= 3 else v[:, None]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RiskModelWarning)
+        fit = CoxPH(penalty=0.0).fit(basis(x), y)
+    return 1 - np.asarray(fit.predict_survival(basis(x), [min(horizon, fit.max_time_)]).to_numpy()[:, 0])
+
+
+def test_the_smoother_is_the_full_fit_s_prediction_bit_for_bit() -> None:
+    """The smoothed calibration curve (ICI's, and 100 bootstrap refits a horizon for its band) read
+    off newton_fit and Efron's baseline: the full fit's S(t) on the same basis, to the bit."""
+    from riskmodel.validation import smooth_calibration
+
+    rng = np.random.default_rng(7)
+    for i in range(200):
+        n = int(rng.integers(8, 60))
+        s = np.clip(rng.uniform(0.05, 0.99, n), 1e-10, 1 - 1e-10)
+        if i % 4 == 0:
+            s = np.round(s, 1).clip(0.05, 0.95)  # few distinct values: fewer knots, a linear smoother
+        x = np.log(-np.log(s))
+        time = np.ceil(rng.exponential(6, n)) if i % 2 else rng.exponential(6, n)
+        event = rng.random(n) < rng.uniform(0.2, 0.9)
+        event[0] = True
+        y = survival_array(event, time)
+        knots = np.unique(np.percentile(x, [10.0, 50.0, 90.0]))
+        horizon = float(rng.choice([2.0, 6.0, 100.0]))
+        got = smooth_calibration(y, s, horizon).observed
+        np.testing.assert_array_equal(got, _full_fit_smoother(x, y, horizon, knots))
