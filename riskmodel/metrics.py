@@ -34,6 +34,7 @@ import numpy as np
 
 from riskmodel.errors import UserInputError
 from riskmodel.stats import check_survival_target, kaplan_meier, step_values
+from riskmodel.stats.censoring import CensoringKM, cumulative_dynamic_auc
 
 __all__ = [
     "IBS_POINTS",
@@ -41,6 +42,7 @@ __all__ = [
     "Concordance",
     "EvaluationWindow",
     "as_window",
+    "censoring_of",
     "censoring_weights",
     "concordance",
     "defined_or_nan",
@@ -213,13 +215,21 @@ def harrell_c(event: Any, time: Any, risk: Any) -> float:
     return concordance(event, time, risk).cindex
 
 
-def uno_c(y_train: np.ndarray, y_test: np.ndarray, risk: Any, tau: float | None = None) -> float:
+def uno_c(
+    y_train: np.ndarray,
+    y_test: np.ndarray,
+    risk: Any,
+    tau: float | None = None,
+    *,
+    censoring: CensoringKM | None = None,
+) -> float:
     """Uno's IPCW C, truncated at ``tau``, equal to scikit-survival's ``concordance_index_ipcw``.
 
     The censoring weights are scikit-survival's (``CensoringDistributionEstimator``: the reverse
     Kaplan-Meier on the training data, with its tie rule and its lookups), by :func:`censoring_weights`
     or, from ``COMPILED_FROM`` test patients, inside the compiled count, so all agree on every edge
-    case, including the error when a test time lies beyond the training follow-up.
+    case, including the error when a test time lies beyond the training follow-up. ``censoring``:
+    G of ``y_train`` (:func:`censoring_of`) when the caller has it already.
     """
     event = np.asarray(y_test["event"], dtype=bool)
     time = np.asarray(y_test["time"], dtype=float)
@@ -230,7 +240,7 @@ def uno_c(y_train: np.ndarray, y_test: np.ndarray, risk: Any, tau: float | None 
     keep = np.ones(time.size, dtype=bool) if tau is None else time < tau
     weights = np.zeros(time.size)
     if keep.any():
-        weights[keep] = censoring_weights(y_train, event[keep], time[keep])
+        weights[keep] = (censoring or censoring_of(y_train)).ipcw(event[keep], time[keep])
     return concordance(event, time, risk, np.square(weights)).cindex
 
 
@@ -268,45 +278,22 @@ def censoring_weights(y_train: np.ndarray, event: np.ndarray, time: np.ndarray) 
     G is looked up at the last training time at or before t (an exact match within machine eps);
     a time beyond the training follow-up, an all-censored training set, and G = 0 at an event are
     ValueErrors (beyond the follow-up only while G > 0 there). Its fit counts times in a Python
-    loop (0.6 s at 10⁶ patients); this is numpy, after one sort of the training times with their
-    events (compiled, :func:`riskmodel.stats.dominance.sort_with_flags`, for a large training set).
+    loop (0.6 s at 10⁶ patients); this is numpy (:class:`riskmodel.stats.censoring.CensoringKM`),
+    after one sort of the training times with their events (:func:`censoring_of`).
     """
+    return censoring_of(y_train).ipcw(event, time)
+
+
+def censoring_of(y_train: np.ndarray) -> CensoringKM:
+    """G of ``y_train`` (:class:`~riskmodel.stats.censoring.CensoringKM`), fitted once for every metric
+    of a test set; the times sorted compiled (:func:`riskmodel.stats.dominance.sort_with_flags`) for a
+    large training set. ValueError without a training event."""
     names: Any = y_train.dtype.names
     e_tr = np.asarray(y_train[names[0]]).astype(bool)
     t_tr = np.asarray(y_train[names[1]]).astype(float)
     if not e_tr.any():
         raise ValueError("all samples are censored")
-    t_sorted, e_sorted = _sorted_times(t_tr, e_tr)
-    starts = np.flatnonzero(np.r_[True, t_sorted[1:] != t_sorted[:-1]])
-    unique_time = t_sorted[starts]
-    ends = np.r_[starts[1:], t_sorted.size]
-    total = ends - starts
-    if e_tr.all():
-        grid, prob = unique_time, np.ones(unique_time.size)
-    else:
-        events_before = np.r_[0, np.cumsum(e_sorted)]
-        n_events = events_before[ends] - events_before[starts]
-        censored = total - n_events
-        at_risk = t_sorted.size - np.r_[0, np.cumsum(total)][:-1] - n_events
-        ratio = np.divide(censored, at_risk, out=np.zeros(unique_time.size), where=censored != 0)
-        grid, prob = np.r_[-np.inf, unique_time], np.r_[1.0, np.cumprod(1.0 - ratio)]
-    is_event = np.asarray(event, dtype=bool)
-    if not is_event.any():
-        raise ValueError("all samples are censored")
-    times = np.asarray(time, dtype=float)[is_event]
-    beyond = times > grid[-1]
-    if prob[-1] > 0 and beyond.any():
-        raise ValueError(f"time must be smaller than largest observed time point: {grid[-1]}")
-    g_hat = np.zeros(times.size)  # beyond the last time where G reached 0: G = 0
-    idx = np.searchsorted(grid, times[~beyond])
-    exact = np.absolute(grid[idx] - times[~beyond]) < np.finfo(float).eps
-    idx[~exact] -= 1
-    g_hat[~beyond] = prob[idx]
-    if (g_hat == 0.0).any():
-        raise ValueError("censoring survival function is zero at one or more time points")
-    weights = np.zeros(is_event.size)
-    weights[is_event] = 1.0 / g_hat
-    return weights
+    return CensoringKM(*_sorted_times(t_tr, e_tr))
 
 
 def _sorted_times(t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -319,7 +306,9 @@ def _sorted_times(t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return t[order], e[order]
 
 
-def integrated_brier(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarray, grid: Any) -> float:
+def integrated_brier(
+    y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarray, grid: Any, *, censoring: CensoringKM | None = None
+) -> float:
     """Integrated Brier score of S(t) (rows: patients, columns: ``grid``), IPCW-weighted.
 
     One matrix expression instead of a loop over times; the definition (Graf et al. 1999) and the
@@ -328,10 +317,10 @@ def integrated_brier(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarr
     says nothing, and also (unlike it) a time where the censoring survival G(t) is 0, whose
     controls would get weight 1/0. Unlike it, it accepts times before the first test time: every
     test patient is then a control, and the score is well defined. An evaluation window fixed
-    for a whole cohort starts at the cohort's first time, before most test folds' first.
+    for a whole cohort starts at the cohort's first time, before most test folds' first. G is
+    scikit-survival's (:class:`riskmodel.stats.censoring.CensoringKM`; ``censoring``: G of
+    ``y_train`` when the caller has it), so the score is its number, bit for bit.
     """
-    from sksurv.nonparametric import CensoringDistributionEstimator
-
     times = np.asarray(grid, dtype=float)
     if times.size < 2:
         raise ValueError("the integrated Brier score needs at least 2 time points")
@@ -342,15 +331,15 @@ def integrated_brier(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarr
         raise ValueError(f"survival has shape {est.shape}, expected {(time.size, times.size)}")
     if times.min() < 0 or times.max() >= time.max():
         raise ValueError(f"time points must lie before the end of the test follow-up ({time.max():g}), and not below 0")
-    cens = CensoringDistributionEstimator().fit(y_train)
-    g_t = cens.predict_proba(times)
+    cens = censoring or censoring_of(y_train)
+    g_t = cens.proba(times)
     if (g_t == 0).any():
         raise ValueError(f"the censoring survival G(t) is 0 at {times[g_t == 0][0]:g}: the IBS is undefined there")
     # G at a patient's own time weighs them only as a case (time ≤ t), so only up to the last grid
     # point: a test time beyond the training follow-up is then no reason to refuse the score
     g_y = np.full(time.size, np.inf)
     weighed = time <= times.max()
-    g_y[weighed] = cens.predict_proba(time[weighed])
+    g_y[weighed] = cens.proba(time[weighed])
     g_y[g_y == 0] = np.inf
     case = (time[:, None] <= times[None, :]) & event[:, None]
     control = time[:, None] > times[None, :]
@@ -445,11 +434,13 @@ def as_window(window: EvaluationWindow | Sequence[float], y: Any) -> EvaluationW
     return window if isinstance(window, EvaluationWindow) else EvaluationWindow.from_data(y, window)
 
 
-def td_auc(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, horizon: float) -> float:
-    """Cumulative/dynamic AUC at ``horizon`` (scikit-survival's estimator, IPCW from ``y_train``)."""
-    from sksurv.metrics import cumulative_dynamic_auc
-
-    return float(cumulative_dynamic_auc(y_train, y_test, risk, [horizon])[0][0])
+def td_auc(
+    y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, horizon: float, *, censoring: CensoringKM | None = None
+) -> float:
+    """Cumulative/dynamic AUC at ``horizon`` (scikit-survival's ``cumulative_dynamic_auc``, IPCW from
+    ``y_train``; :func:`riskmodel.stats.censoring.cumulative_dynamic_auc`, equal to it to 1e-12)."""
+    event, time = np.asarray(y_test["event"], dtype=bool), np.asarray(y_test["time"], dtype=float)
+    return cumulative_dynamic_auc(censoring or censoring_of(y_train), event, time, risk, float(horizon))
 
 
 def defined_or_nan(fn: Callable[[], float]) -> float:
@@ -485,16 +476,22 @@ def survival_metrics(
     w = as_window(window, y_train)
     event_tr, time_tr = check_survival_target(y_train)
     event_te, time_te = np.asarray(y_test["event"], bool), np.asarray(y_test["time"], float)
+    try:  # G of the training target, fitted once for Uno's C, the td-AUCs and both IBS
+        g: Any = censoring_of(y_train)
+    except ValueError:
+        g = None  # each IPCW metric then refuses (NaN), as it would alone
     out: dict[str, float] = {"harrell_c": defined_or_nan(lambda: harrell_c(event_te, time_te, risk))}
-    out["uno_c"] = defined_or_nan(partial(uno_c, y_train, y_test, risk, w.tau)) if w.tau <= time_tr.max() else math.nan
+    uno = partial(uno_c, y_train, y_test, risk, w.tau, censoring=g)
+    out["uno_c"] = defined_or_nan(uno) if w.tau <= time_tr.max() else math.nan
     for h in w.horizons:
         ok = h < time_te.max() and ((time_te <= h) & event_te).any() and (time_te > h).any()
-        out[f"td_auc_{h:g}"] = defined_or_nan(partial(td_auc, y_train, y_test, risk, float(h))) if ok else math.nan
+        auc = partial(td_auc, y_train, y_test, risk, float(h), censoring=g)
+        out[f"td_auc_{h:g}"] = defined_or_nan(auc) if ok else math.nan
     out["ibs"] = out["ibs_km"] = math.nan
     grid = np.asarray(w.grid)
     if grid[-1] < time_te.max() and grid[-1] <= time_tr.max():
         km_t, km_s = kaplan_meier(time_tr, event_tr)
         null = np.tile(step_values(km_t, km_s, grid, before=1.0), (len(time_te), 1))
-        out["ibs"] = defined_or_nan(partial(integrated_brier, y_train, y_test, survival(grid), grid))
-        out["ibs_km"] = defined_or_nan(partial(integrated_brier, y_train, y_test, null, grid))
+        out["ibs"] = defined_or_nan(partial(integrated_brier, y_train, y_test, survival(grid), grid, censoring=g))
+        out["ibs_km"] = defined_or_nan(partial(integrated_brier, y_train, y_test, null, grid, censoring=g))
     return out

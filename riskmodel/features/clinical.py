@@ -244,7 +244,12 @@ class ClinicalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return names
 
     def _number(self, X: pd.DataFrame, col: str) -> np.ndarray:
-        values = pd.to_numeric(X[col], errors="coerce")
+        column = X[col]
+        if column.dtype.kind in "fiu":  # numbers already (a validated cohort's): no conversion to make
+            numbers = column.to_numpy(dtype=float)
+            if not np.isnan(numbers).any():
+                return numbers
+        values = pd.to_numeric(column, errors="coerce")
         bad = values.isna()
         if bad.any():
             self._fail(X, col, bad, "needs a number here (missing or not numeric); features are never imputed silently")
@@ -265,12 +270,17 @@ class ClinicalFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         """Each row's code into the column's canonical levels (normalised once per distinct
         spelling); raises on a missing or unknown value."""
         spec = column(col)
-        codes, uniques = pd.factorize(X[col], use_na_sentinel=True)
+        values = X[col]
+        uniques: Any
+        if isinstance(values.dtype, pd.CategoricalDtype):  # a loaded cohort's: its codes are the codes
+            codes, uniques = values.cat.codes.to_numpy(dtype=np.intp), list(values.cat.categories)
+        else:
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
         levels = np.array([normalise_category(spec, v) for v in uniques] + [None], dtype=object)
-        bad = pd.Series(np.array([v is None for v in levels])[codes], index=X.index)  # code -1 (missing): last
+        bad = np.array([v is None for v in levels])[codes]  # code -1 (missing): last
         if bad.any():
             assert spec.allowed is not None
-            self._fail(X, col, bad, f"must be one of {', '.join(spec.allowed)}")
+            self._fail(X, col, pd.Series(bad, index=X.index), f"must be one of {', '.join(spec.allowed)}")
         return codes, levels
 
     def _fail(self, X: pd.DataFrame, col: str, bad: pd.Series, rule: str) -> None:

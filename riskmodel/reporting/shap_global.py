@@ -28,7 +28,7 @@ import pandas as pd
 
 from riskmodel.features.declared import declaration_of
 from riskmodel.features.labels import column_label, feature_input, input_label, variable_label
-from riskmodel.reporting.plots import figure_pngs, importance_plot, pyplot, shap_bar, shap_beeswarm
+from riskmodel.reporting.plots import figure_pngs, gc_paused, importance_plot, pyplot, shap_bar, shap_beeswarm
 
 __all__ = [
     "DEPENDENCE_INPUTS",
@@ -166,8 +166,10 @@ def global_figures(
     if isinstance(declaration, dict):
         declaration = declaration_of(declaration)
 
-    drawn = explanation_figures(explanation, X, inputs, importance, label, declaration, importance_label)
-    pngs = figure_pngs({name: fig for name, (fig, _) in drawn.items()})
+    with gc_paused():  # (the figures' many small objects set off full collections: riskmodel.reporting.plots)
+        drawn = explanation_figures(explanation, X, inputs, importance, label, declaration, importance_label)
+        # each figure laid out once: the same bytes (tests/test_figures_once.py)
+        pngs = figure_pngs({name: fig for name, (fig, _) in drawn.items()}, one_layout=True)
     images = "".join(
         f'<figure><img alt="{html.escape(drawn[name][1])}" '
         f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></figure>'

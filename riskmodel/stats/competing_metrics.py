@@ -187,20 +187,23 @@ def _weighted_prefix(rank: np.ndarray, weight: np.ndarray, ends: np.ndarray, thr
     return out
 
 
-def wolbers_c_ipcw(y_train: Any, y_test: Any, risk: Any, tau: float | None = None) -> float:
+def wolbers_c_ipcw(
+    y_train: Any, y_test: Any, risk: Any, tau: float | None = None, *, censoring: _Censoring | None = None
+) -> float:
     """Wolbers et al.'s (2014) IPCW concordance for cause 1, truncated at ``tau`` (T_i ≤ tau).
 
     Σ_ij (A_ij·W_i + B_ij·W_ij)·Q_ij / Σ_ij (A_ij·W_i + B_ij·W_ij), with A_ij = 1{T_i < T_j},
     W_i = 1/(G(T_i−)·G(T_i)); B_ij = 1{T_j ≤ T_i, j a competing event}, W_ij = 1/(G(T_i−)·G(T_j−));
     Q_ij = 1{risk_i > risk_j} (one half for a tie within 1e-8); i ranges over the events of
     interest. G is the censoring distribution of ``y_train`` (see the module). Raises ValueError
-    where a weight is 1/0; NaN without a comparable pair.
+    where a weight is 1/0; NaN without a comparable pair. ``censoring``: G of ``y_train``, when the
+    caller has it (every metric of :func:`competing_metrics` reads one).
     """
     cause, time = _arrays(y_test)
     r = np.asarray(risk, dtype=float).ravel()
     if r.size != time.size:
         raise ValueError(f"risk has {r.size} values for {time.size} patients")
-    g = _Censoring(y_train)
+    g = censoring or _Censoring(y_train)
     case = (cause == 1) & (time <= (math.inf if tau is None else tau))
     comp = (cause == 2) & (time <= (time[case].max() if case.any() else -math.inf))  # B pairs need T_j ≤ T_i
     g_minus = np.ones(time.size)
@@ -244,7 +247,7 @@ def _test_target(y_test: Any, values: Any, what: str) -> tuple[np.ndarray, np.nd
     return cause, time, x
 
 
-def cif_auc(y_train: Any, y_test: Any, risk: Any, horizon: float) -> float:
+def cif_auc(y_train: Any, y_test: Any, risk: Any, horizon: float, *, censoring: _Censoring | None = None) -> float:
     """Blanche et al.'s (2013) time-dependent AUC at ``horizon`` for cause 1, definition 2, IPCW.
 
     Cases: cause 1 at T ≤ t, weight 1/G(T−). Controls: event-free at t (weight 1/G(t)) or a
@@ -253,7 +256,7 @@ def cif_auc(y_train: Any, y_test: Any, risk: Any, horizon: float) -> float:
     (exact risk ties, as there). ValueError without cases or controls.
     """
     cause, time, r = _test_target(y_test, risk, "risk")
-    w = _horizon_weights(_Censoring(y_train), cause, time, horizon)
+    w = _horizon_weights(censoring or _Censoring(y_train), cause, time, horizon)
     case = (time <= horizon) & (cause == 1)
     control = (time > horizon) | ((time <= horizon) & (cause == 2))
     if not case.any() or not control.any():
@@ -267,7 +270,9 @@ def cif_auc(y_train: Any, y_test: Any, risk: Any, horizon: float) -> float:
     return numerator / (float(np.sum(w[case])) * float(cum[-1]))
 
 
-def cif_brier(y_train: Any, y_test: Any, cif_at_t: Any, horizon: float) -> float:
+def cif_brier(
+    y_train: Any, y_test: Any, cif_at_t: Any, horizon: float, *, censoring: _Censoring | None = None
+) -> float:
     """IPCW Brier score of the predicted CIF of cause 1 at ``horizon`` (Graf et al. 1999's weights).
 
     (1{T ≤ t, cause 1} − F̂₁(t))² weighted 1/G(T−) for an event of either cause by t, 1/G(t) for
@@ -275,7 +280,7 @@ def cif_brier(y_train: Any, y_test: Any, cif_at_t: Any, horizon: float) -> float
     ``riskRegression::Score(..., metrics = "brier", cause = 1)``.
     """
     cause, time, f = _test_target(y_test, cif_at_t, "cif_at_t")
-    w = _horizon_weights(_Censoring(y_train), cause, time, horizon)
+    w = _horizon_weights(censoring or _Censoring(y_train), cause, time, horizon)
     outcome = ((time <= horizon) & (cause == 1)).astype(float)
     return float(np.mean(w * np.square(outcome - f)))
 
@@ -299,7 +304,9 @@ def cif_scaled_brier(y_train: Any, y_test: Any, cif_at_t: Any, horizon: float) -
     return 1.0 - cif_brier(y_train, y_test, cif_at_t, horizon) / cif_brier_null(y_train, y_test, horizon)
 
 
-def cif_integrated_brier(y_train: Any, y_test: Any, cif: Any, grid: Any) -> float:
+def cif_integrated_brier(
+    y_train: Any, y_test: Any, cif: Any, grid: Any, *, censoring: _Censoring | None = None
+) -> float:
     """The CIF Brier score integrated over ``grid`` (trapezoids), divided by the grid's span.
 
     ``cif``: rows patients, columns ``grid``. As :func:`riskmodel.metrics.integrated_brier`,
@@ -315,7 +322,7 @@ def cif_integrated_brier(y_train: Any, y_test: Any, cif: Any, grid: Any) -> floa
         raise ValueError(f"cif has shape {est.shape}, expected {(time.size, times.size)}")
     if times.min() < 0 or times.max() >= time.max():
         raise ValueError(f"time points must lie before the end of the test follow-up ({time.max():g}), and not below 0")
-    scores = _brier_over_grid(_Censoring(y_train), cause, time, est, times)
+    scores = _brier_over_grid(censoring or _Censoring(y_train), cause, time, est, times)
     return float(np.trapezoid(scores, times) / (times[-1] - times[0]))
 
 
@@ -375,22 +382,29 @@ def competing_metrics(
     check_competing_target(y_train)
     time_tr = _arrays(y_train)[1]
     cause_te, time_te = _arrays(y_test)
+    try:  # G of y_train, estimated once for every IPCW metric below
+        g: Any = _Censoring(y_train)
+    except ValueError:
+        g = None  # each metric then refuses (NaN), as it would alone
     out: dict[str, float] = {"harrell_c": defined_or_nan(partial(wolbers_c, time_te, cause_te, risk))}
-    out["uno_c"] = (
-        defined_or_nan(partial(wolbers_c_ipcw, y_train, y_test, risk, w.tau)) if w.tau <= time_tr.max() else math.nan
-    )
+    uno = partial(wolbers_c_ipcw, y_train, y_test, risk, w.tau, censoring=g)
+    out["uno_c"] = defined_or_nan(uno) if w.tau <= time_tr.max() else math.nan
     horizons = np.asarray(w.horizons, dtype=float)
     at_h = np.asarray(cif(horizons), dtype=float) if horizons.size else np.empty((time_te.size, 0))
     for k, h in enumerate(w.horizons):
         ok = h < time_te.max() and ((time_te <= h) & (cause_te == 1)).any()
-        out[f"td_auc_{h:g}"] = defined_or_nan(partial(cif_auc, y_train, y_test, at_h[:, k], h)) if ok else math.nan
+        out[f"td_auc_{h:g}"] = (
+            defined_or_nan(partial(cif_auc, y_train, y_test, at_h[:, k], h, censoring=g)) if ok else math.nan
+        )
     for k, h in enumerate(w.horizons):
         ok = h < time_te.max()
-        out[f"brier_{h:g}"] = defined_or_nan(partial(cif_brier, y_train, y_test, at_h[:, k], h)) if ok else math.nan
+        out[f"brier_{h:g}"] = (
+            defined_or_nan(partial(cif_brier, y_train, y_test, at_h[:, k], h, censoring=g)) if ok else math.nan
+        )
     out["ibs"] = out["ibs_km"] = math.nan
     grid = np.asarray(w.grid)
     if grid[-1] < time_te.max() and grid[-1] <= time_tr.max():
         null = np.tile(_null_cif(y_train, grid), (time_te.size, 1))
-        out["ibs"] = defined_or_nan(partial(cif_integrated_brier, y_train, y_test, cif(grid), grid))
-        out["ibs_km"] = defined_or_nan(partial(cif_integrated_brier, y_train, y_test, null, grid))
+        out["ibs"] = defined_or_nan(partial(cif_integrated_brier, y_train, y_test, cif(grid), grid, censoring=g))
+        out["ibs_km"] = defined_or_nan(partial(cif_integrated_brier, y_train, y_test, null, grid, censoring=g))
     return out

@@ -122,11 +122,12 @@ def _one_resample(
     if not y["event"][idx].any():  # with competing risks, the event of interest
         return None, "no event in the resample"
     fitted = clone(pipeline)
+    X_boot = X.iloc[idx]  # taken once (a copy of every column) for the features' fit and the resample's score
     try:
         with own_warnings_silenced():
             # the feature steps transform row by row, so the resample's rows of the original data's
             # features are its own features: one transform serves the model's fit and both scores
-            fitted[:-1].fit(X.iloc[idx], y[idx])
+            fitted[:-1].fit(X_boot, y[idx])
             Z = fitted[:-1].transform(X)
             fitted[-1].fit(_rows(Z, idx), y[idx])
             if _fits_by_maximum_likelihood(fitted[-1]):
@@ -135,7 +136,7 @@ def _one_resample(
                 why = rms_fit_failure(_rows(Z, idx), y[idx])
                 if why is not None:
                     return None, why
-            boot = validation_metrics(fitted, X.iloc[idx], y[idx], window, Z=_rows(Z, idx))
+            boot = validation_metrics(fitted, X_boot, y[idx], window, Z=_rows(Z, idx))
             orig = validation_metrics(fitted, X, y, window, Z=Z)
     except NUMERICAL_FAILURES as exc:
         if is_own_error(exc):

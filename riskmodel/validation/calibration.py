@@ -18,6 +18,7 @@ undefined: no event before t, or a constant prediction.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,16 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.errors import own_warnings_silenced
-from riskmodel.models.cox import CoxPH
-from riskmodel.stats import kaplan_meier, km_at, restricted_cubic_spline, survival_array
+from riskmodel.models.base import efron_cumulative_hazard, proportional_survival
+from riskmodel.models.cox import CoxPH, newton_fit
+from riskmodel.stats import (
+    check_survival_target,
+    kaplan_meier,
+    km_at,
+    restricted_cubic_spline,
+    step_values,
+    survival_array,
+)
 
 __all__ = [
     "CalibrationCurve",
@@ -42,12 +51,21 @@ __all__ = [
 
 
 def _cox_slope(x: np.ndarray, event: np.ndarray, time: np.ndarray) -> float:
+    """The unpenalised Cox coefficient of one covariate: ``CoxPH(penalty=0).fit(x)``'s ``coef_`` (or
+    NaN where it does not converge), computed as that fit computes it (the covariate standardised by
+    its mean and SD, the same Newton-Raphson, :func:`riskmodel.models.cox.newton_fit`) without its
+    hazard-ratio table and baseline hazard, which a slope does not read: the same number, bit for bit."""
     if not event.any() or not np.isfinite(x).all() or np.ptp(x) == 0:
         return math.nan
-    y = survival_array(event, time)
-    with own_warnings_silenced():
-        fit = CoxPH(penalty=0.0).fit(x.reshape(-1, 1), y)
-    return float(fit.coef_[0]) if fit.converged_ else math.nan
+    event, time = check_survival_target(survival_array(event, time))  # refuses as the fit refuses
+    column = np.asarray(x, dtype=float).reshape(-1, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(column, axis=0)
+    scale = column.std(axis=0)
+    scale = np.where(scale == 0, 1.0, scale)
+    beta, _, converged = newton_fit((column - mean) / scale, time, event)
+    return float((beta / scale)[0]) if converged else math.nan
 
 
 def calibration_slope(y: Any, linear_predictor: Any) -> float:
@@ -116,17 +134,48 @@ def smooth_calibration(y: Any, survival: Any, horizon: float, knots: int = 3) ->
 
 
 def _smooth_fit(x: np.ndarray, y: Any, horizon: float, knot_values: np.ndarray) -> Any:
-    """The Cox smoother of the outcome on an RCS of x; returns a function of new x → observed risk."""
+    """The Cox smoother of the outcome on an RCS of x; returns a function of new x → observed risk.
+
+    The smoother is ``CoxPH(penalty=0).fit(basis)`` read at one time: its coefficients (the same
+    standardisation and Newton-Raphson, :func:`riskmodel.models.cox.newton_fit`), Efron's baseline
+    at min(horizon, last time) and S = exp(−H0·e^η), without the fit's hazard-ratio table and
+    checks that a smoother never reads (100 refits a horizon for the band): the same numbers, bit
+    for bit (tests/test_calibration_slope.py). A basis that is not finite takes the full fit (and
+    its refusal)."""
     target = survival_array(y["event"], y["time"])
+    basis = _rcs_basis(x, knot_values)
+    if not np.isfinite(basis).all():
+        return _full_smooth_fit(basis, target, horizon, knot_values)
+    event, time = check_survival_target(target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(basis, axis=0)
+    scale = basis.std(axis=0)
+    scale = np.where(scale == 0, 1.0, scale)
+    beta, _, _ = newton_fit((basis - mean) / scale, time, event)  # not converged: used as the fit uses it
+    coef = beta / scale
+    event_times, cumhaz = efron_cumulative_hazard(time, event, (basis - mean) @ coef)
+    at_h = step_values(event_times, cumhaz, np.atleast_1d(np.asarray(min(horizon, float(time.max())), dtype=float)))
+
+    def observed(new_x: np.ndarray) -> np.ndarray:
+        new = np.asarray(_rcs_basis(new_x, knot_values), dtype=float)
+        return 1 - proportional_survival((new - mean) @ coef, at_h)[:, 0]
+
+    return observed
+
+
+def _rcs_basis(x: np.ndarray, knot_values: np.ndarray) -> np.ndarray:
+    return restricted_cubic_spline(x, knot_values) if len(knot_values) >= 3 else x[:, None]
+
+
+def _full_smooth_fit(basis: np.ndarray, target: np.ndarray, horizon: float, knot_values: np.ndarray) -> Any:
+    """The smoother through the whole ``CoxPH`` fit and its prediction."""
     with own_warnings_silenced():
-        fit = CoxPH(penalty=0.0).fit(
-            restricted_cubic_spline(x, knot_values) if len(knot_values) >= 3 else x[:, None], target
-        )
+        fit = CoxPH(penalty=0.0).fit(basis, target)
     at = min(horizon, fit.max_time_)
 
     def observed(new_x: np.ndarray) -> np.ndarray:
-        basis = restricted_cubic_spline(new_x, knot_values) if len(knot_values) >= 3 else new_x[:, None]
-        return 1 - np.asarray(fit.predict_survival(basis, [at]).to_numpy()[:, 0])
+        return 1 - np.asarray(fit.predict_survival(_rcs_basis(new_x, knot_values), [at]).to_numpy()[:, 0])
 
     return observed
 
