@@ -260,6 +260,10 @@ def estimator_params(cls: type[SurvivalEstimator], params: Mapping[str, Any], pa
     return dict(params)
 
 
+# each family's parameter names, by class (SurvivalEstimator._get_param_names)
+_PARAM_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
     """Shared behaviour: horizon checks, the DataFrame of S(t), Harrell's C as ``score``, and the
     family's files in a pickle-free model folder (:meth:`save_state`, :meth:`load_state`).
@@ -275,6 +279,15 @@ class SurvivalEstimator(BaseEstimator):  # type: ignore[misc]
     FILES: ClassVar[frozenset[str]] = frozenset()  # the file names this family writes into a model folder
     # private attributes derived from a fit; forgotten with the fitted ones when fit starts again
     _CACHES: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """scikit-learn's parameter names (read from ``__init__``'s signature), read once per class:
+        ``get_params`` runs on every fit, clone and component, hundreds of times a bootstrap."""
+        names = _PARAM_NAMES.get(cls)
+        if names is None:
+            names = _PARAM_NAMES[cls] = tuple(super()._get_param_names())
+        return list(names)
 
     @classmethod
     def ignored_params(cls, params: Mapping[str, Any]) -> dict[str, str]:
