@@ -19,6 +19,7 @@ from riskmodel.core.redact import redact_logs, redact_text, redact_url
 from riskmodel.errors import UserInputError
 from riskmodel.privacy import PhiGuard, PrivacyError
 from riskmodel.scoring import RiskModel
+from riskmodel.tracking.fresh_store import seed_new_store
 from riskmodel.tracking.pyfunc import ENTRY_FILE, input_columns, requirements
 
 __all__ = [
@@ -98,6 +99,7 @@ class Tracker:
         try:
             # several tune workers may open a new shared store, or create the experiment, together
             with sqlite_setup_lock(self.uri):
+                seed_new_store(self.uri)  # a new local store: migrated once per MLflow version, copied here
                 self.experiment_id = retry_first_use(open_experiment)
         except Exception as exc:  # a broken URI or store must read as a user error, not a traceback
             raise UserInputError(
