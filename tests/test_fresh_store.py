@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from riskmodel.tracking import Tracker
-from riskmodel.tracking.fresh_store import empty_store, seed_new_store, sqlite_file
+from riskmodel.tracking.fresh_store import cache_dir, empty_store, seed_new_store, sqlite_file
 
 PRAGMAS = ("page_size", "user_version", "application_id", "auto_vacuum", "encoding", "journal_mode", "freelist_count")
 
@@ -65,6 +65,19 @@ def test_the_empty_store_is_made_once_and_has_no_experiment(cache: Path) -> None
         assert con.execute("select count(*) from alembic_version").fetchone() == (1,)
     finally:
         con.close()
+
+
+def test_the_cache_is_where_the_user_says(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("RISKMODEL_CACHE", "RISKMODEL_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "riskmodel"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "riskmodel"
+    monkeypatch.setenv("RISKMODEL_HOME", str(tmp_path / "rm"))
+    assert cache_dir() == tmp_path / "rm" / "cache"
+    monkeypatch.setenv("RISKMODEL_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
 
 
 def test_only_a_new_local_sqlite_file_is_seeded(cache: Path) -> None:

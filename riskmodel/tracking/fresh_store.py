@@ -30,9 +30,12 @@ __all__ = ["cache_dir", "empty_store", "seed_new_store", "sqlite_file"]
 
 
 def cache_dir() -> Path:
-    """riskmodel's cache: ``RISKMODEL_CACHE``, else ``$XDG_CACHE_HOME/riskmodel``, else ``~/.cache/riskmodel``."""
+    """riskmodel's cache: ``RISKMODEL_CACHE``, else ``$RISKMODEL_HOME/cache`` (where riskmodel keeps its
+    files when told), else ``$XDG_CACHE_HOME/riskmodel``, else ``~/.cache/riskmodel``."""
     if os.environ.get("RISKMODEL_CACHE"):
         return Path(os.environ["RISKMODEL_CACHE"])
+    if os.environ.get("RISKMODEL_HOME"):
+        return Path(os.environ["RISKMODEL_HOME"]) / "cache"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "riskmodel"
 
 
