@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,9 +173,10 @@ def train(
     cross-validated and, unless ``evaluation.bootstrap`` is 0, validated by the bootstrap
     (:func:`riskmodel.validation.validate`): optimism-corrected metrics with intervals.
 
-    Before any fit the evaluation plan (:mod:`riskmodel.workflow.plan`: each model's CV scheme and
-    bootstrap, sized to the endpoint's events, the number of fits and an estimate of their
-    duration from one timed fit per family) goes to ``announce`` and to the parent run's params.
+    Before any fit is counted the evaluation plan (:mod:`riskmodel.workflow.plan`: each model's CV
+    scheme and bootstrap, sized to the endpoint's events, the number of fits and an estimate of
+    their duration from one timed fit per family, timed while the worker processes start) goes to
+    ``announce`` and to the parent run's params.
 
     ``data`` replaces the experiment's data: a file, or a pandas DataFrame already in memory
     (read through the experiment's declaration, or the study's contract, exactly as a file is).
@@ -189,9 +191,7 @@ def train(
     prepared = prepare_endpoints(config, cohort)
     sizes = _sample_sizes(config, prepared, strict)
     families = config.models.enabled()
-    plan = EvaluationPlan.from_data(config, prepared, families, time_fits=announce is not None)
-    if announce:
-        announce(plan.describe())
+    plan = EvaluationPlan.from_data(config, prepared, families)
     counter = _Progress(progress, plan.total_fits)
     units = [
         Unit(endpoint, family, params.model_dump(), plan.scheme(endpoint, family))
@@ -205,6 +205,11 @@ def train(
     short = [ep for ep, s in sizes.items() if not s.adequate]
     ctx = RunContext.create(config, cohort, exploratory=bool(short))
     with Developments(ctx, prepared, sizes, units, jobs) as developments:
+        if announce:
+            # the workers start (their imports take seconds) while one fit of each family is timed here,
+            # by this thread's CPU time when they share the cores; no fit is counted before the plan shows
+            plan.time_one_fit(config, prepared, clock=time.thread_time if jobs > 1 else time.perf_counter)
+            announce(plan.describe())
         # the experiment's own settings (a seed of 2013) are never mistaken for a patient's ID
         guard = PhiGuard.for_cohort(cohort, own=shareable_config(config))
         tracker = Tracker(config.name, tracking_uri, guard=guard)
