@@ -174,11 +174,7 @@ def log_record(tracker: Tracker, record: RunRecord, model: RiskModel) -> tuple[s
     ``model`` is the model whose folder ``record.model_files`` holds (its signature's columns)."""
     with tracker.child(record.name) as run_id:
         tracker.log(params=record.params, metrics=record.metrics, tags=record.tags)
-        for name, content in record.artifacts:
-            if isinstance(content, bytes):
-                tracker.log_bytes(content, name)
-            else:
-                tracker.log_text(content, name)
+        tracker.log_files(record.artifacts)  # one upload (each file checked by the PHI guard)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "riskmodel"
             for name, data in record.model_files.items():
