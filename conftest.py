@@ -1,11 +1,14 @@
 """Root pytest set-up, shared by the tests and the doctests in riskmodel/."""
 
 import os
+import tempfile
 
 import pytest
 
 # a fixed pseudonym salt, so tests never create the per-installation salt file in $HOME
 os.environ.setdefault("RISKMODEL_SALT", "riskmodel-tests")
+# riskmodel's cache (the migrated empty MLflow store, riskmodel.tracking.fresh_store) under /tmp, not $HOME
+os.environ.setdefault("RISKMODEL_CACHE", os.path.join(tempfile.gettempdir(), f"riskmodel-test-cache-{os.getuid()}"))
 
 # The test files that take longest, longest first (per-file sums of a full run's junit times, 2026-12-02:
 # test_reconstruct's one byte-for-byte rebuild is 18 % of the suite; re-measure with `pytest --junitxml=...`

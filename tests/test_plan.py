@@ -23,7 +23,7 @@ from riskmodel.models import CoxPH
 from riskmodel.stats import survival_array
 from riskmodel.validation.crossval import holdout_validate
 from riskmodel.workflow import train
-from riskmodel.workflow.plan import ProgressLines, scheme_for
+from riskmodel.workflow.plan import ProgressLines, fit_seconds, scheme_for
 from riskmodel.workflow.prepare import override
 from tests.conftest import REPO
 
@@ -207,3 +207,13 @@ def test_train_with_output_redirected_prints_the_plan_and_progress_to_stderr(tmp
     assert progress
     assert progress[-1].startswith("train: 7/7 fits (100%), OS cox")
     assert "evaluation plan" not in proc.stdout
+
+
+def test_a_fit_is_timed_by_the_clock_given() -> None:
+    # train times its fits by the thread's CPU time while its workers start: the clock must be the one passed
+    class Fit:
+        def fit(self, X: object, y: object) -> None:
+            pass
+
+    ticks = iter([10.0, 13.0, 20.0, 22.5])  # two fits: 3 s, then 2.5 s by this clock
+    assert fit_seconds(Fit(), None, None, times=2, clock=lambda: next(ticks)) == 2.5

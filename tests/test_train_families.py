@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import sqlite3
+import zipfile
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from riskmodel.workflow import train
 from riskmodel.workflow.families import Developments, Unit, family_jobs
 from riskmodel.workflow.plan import scheme_for
 from riskmodel.workflow.prepare import load_cohort, prepare_endpoints, sample_size
+from riskmodel.workflow.record import RunContext
 from tests.conftest import REPO
 
 train_module = importlib.import_module("riskmodel.workflow.train")  # the module, not its function
@@ -27,7 +30,13 @@ train_module = importlib.import_module("riskmodel.workflow.train")  # the module
 def small_config() -> ExperimentConfig:
     raw = load_experiment(REPO / "experiments" / "default.yaml").model_dump()
     raw["evaluation"] = {"n_splits": 3, "n_repeats": 1, "bootstrap": 4}
+    raw["models"]["rsf"]["n_estimators"] = 10  # a small forest: its model folder is compared all the same
+    raw["models"]["gbm"]["n_estimators"] = 10
     return ExperimentConfig.model_validate(raw, strict=False)
+
+
+def record_context(config: ExperimentConfig) -> RunContext:
+    return RunContext.create(config, load_cohort(config, None))
 
 
 def stored(db: Path) -> dict[str, Any]:
@@ -50,8 +59,34 @@ def stored(db: Path) -> dict[str, Any]:
         }
         params.pop("plan.estimated_seconds", None)  # a timing, not a result
         files.pop("evaluation_plan.txt", None)  # says the same timing in words
+        # the logged model (MLflow 3 keeps it apart from the run's artifacts): every file of riskmodel's
+        # folder and MLflow's environment files; MLmodel is left out (it names the run, the model ID and the time)
+        for (location,) in con.execute("select artifact_location from logged_models where source_run_id = ?", (run,)):
+            folder = Path(location.removeprefix("file://"))
+            files.update(
+                {
+                    f"logged model/{f.relative_to(folder)}": model_file_digest(f)
+                    for f in sorted(folder.rglob("*"))
+                    if f.is_file() and f.name != "MLmodel"
+                }
+            )
         out[name] = {"metrics": metrics, "params": params, "tags": tags, "files": files}
     return out
+
+
+def model_file_digest(path: Path) -> str:
+    """A model file's SHA-256; of a skops zip, its arrays' (sorted: skops names each array after the
+    object's id() and stamps the time, so no two saves of one forest are the same bytes), and of the
+    manifest, with the skops files' checksums left out for the same reason."""
+    if path.suffix == ".skops":
+        with zipfile.ZipFile(path) as z:
+            arrays = sorted(hashlib.sha256(z.read(i)).hexdigest() for i in z.infolist() if i.filename != "schema.json")
+        return hashlib.sha256(" ".join(arrays).encode()).hexdigest()
+    if path.name == "manifest.json":
+        manifest = json.loads(path.read_text())
+        manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.endswith(".skops")}
+        return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.slow
@@ -62,11 +97,11 @@ def test_models_developed_on_workers_give_every_number_table_and_figure_of_the_s
     runs = {}
     for jobs in (1, 2):
         monkeypatch.setattr(train_module, "family_jobs", lambda prepared, n, jobs=jobs: jobs)
-        result = train(config, models=["cox"], tracking_uri=f"sqlite:///{tmp_path}/{jobs}/mlflow.db")
-        assert len(result.runs) == 2  # LC: a competing (cause-specific) Cox; OS: a survival Cox
+        result = train(config, models=["cox", "rsf"], tracking_uri=f"sqlite:///{tmp_path}/{jobs}/mlflow.db")
+        assert len(result.runs) == 4  # LC: competing (cause-specific) Cox and forests; OS: survival ones
         runs[jobs] = stored(tmp_path / str(jobs) / "mlflow.db")
     serial, parallel = runs[1], runs[2]
-    assert set(serial) == set(parallel) == {"train-default", "lc-cox", "os-cox"}
+    assert set(serial) == set(parallel) == {"train-default", "lc-cox", "os-cox", "lc-rsf", "os-rsf"}
     for name, run in serial.items():
         assert parallel[name]["metrics"] == run["metrics"], name  # tolerance 0: the same floats
         assert parallel[name]["params"] == run["params"], name
@@ -77,6 +112,12 @@ def test_models_developed_on_workers_give_every_number_table_and_figure_of_the_s
     assert {"harrell_c_mean", "harrell_c_corrected", "calibration_slope_corrected"} <= set(metrics)
     assert any(name.startswith("shap_mean_abs") for name in metrics)
     assert {"model_report.html", "plots/shap_beeswarm.png", "cv_folds.csv"} <= set(serial["lc-cox"]["files"])
+    # the figures, the report and the model folder are made on the worker: all of them were compared
+    assert {"plots/cox_hazard_ratios.png", "plots/calibration_6.png"} <= set(serial["os-cox"]["files"])
+    assert {"logged model/artifacts/riskmodel/model.json", "logged model/requirements.txt"} <= set(
+        serial["os-rsf"]["files"]
+    )
+    assert any(f.startswith("logged model/artifacts/riskmodel/cause_2/") for f in serial["lc-rsf"]["files"])
 
 
 def test_a_warning_raised_on_a_worker_reaches_the_user_and_a_model_comes_back_in_order() -> None:
@@ -85,15 +126,16 @@ def test_a_warning_raised_on_a_worker_reaches_the_user_and_a_model_comes_back_in
     prepared = prepare_endpoints(config, cohort)
     sizes = {ep: sample_size(config, p) for ep, p in prepared.items()}
     unit = Unit("os", "cox", {"penalty": 0.1}, scheme_for(config, "os", "cox", 10))
-    developments = Developments(config, prepared, sizes, [unit, unit], n_jobs=2)
+    developments = Developments(record_context(config), prepared, sizes, [unit, unit], n_jobs=2)
     developments._pool = object()  # as if submitted: the worker's answers are set below
     for answer in ("first", "second"):
         future: Future[Any] = Future()
-        future.set_result((answer, [(f"{answer} model: a warning", RiskModelWarning, "develop.py", 1, None)]))
+        caught = [(f"{answer} model: a warning", RiskModelWarning, "develop.py", 1, None)]
+        future.set_result((answer, f"{answer} record", caught))
         developments._futures.append(future)
     ticks: list[int] = []
     with pytest.warns(RiskModelWarning, match="second model: a warning"):
-        assert developments.get(1, lambda: ticks.append(1)) == "second"
+        assert developments.get(1, lambda: ticks.append(1)) == ("second", "second record")
     assert len(ticks) == unit.scheme.fits  # every fit of the model counted once it arrives
 
 
@@ -102,7 +144,8 @@ def test_an_error_on_a_worker_is_raised_here_with_its_own_type() -> None:
     prepared = prepare_endpoints(config, load_cohort(config, None))
     sizes = {ep: sample_size(config, p) for ep, p in prepared.items()}
     bad = Unit("os", "cox", {"penalty": -1.0}, scheme_for(config, "os", "cox", 10))  # a negative penalty
-    with Developments(config, prepared, sizes, [bad], n_jobs=2) as developments, pytest.raises(UserInputError):
+    ctx = record_context(config)
+    with Developments(ctx, prepared, sizes, [bad], n_jobs=2) as developments, pytest.raises(UserInputError):
         developments.get(0, lambda: None)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from riskmodel.core.redact import redact_logs, redact_text, redact_url
 from riskmodel.errors import UserInputError
 from riskmodel.privacy import PhiGuard, PrivacyError
 from riskmodel.scoring import RiskModel
+from riskmodel.tracking.fresh_store import seed_new_store
 from riskmodel.tracking.pyfunc import ENTRY_FILE, input_columns, requirements
 
 __all__ = [
@@ -98,6 +99,7 @@ class Tracker:
         try:
             # several tune workers may open a new shared store, or create the experiment, together
             with sqlite_setup_lock(self.uri):
+                seed_new_store(self.uri)  # a new local store: migrated once per MLflow version, copied here
                 self.experiment_id = retry_first_use(open_experiment)
         except Exception as exc:  # a broken URI or store must read as a user error, not a traceback
             raise UserInputError(
@@ -321,6 +323,30 @@ class Tracker:
             self.guard.check_file(path, f"artifact {artifact_file}")
             folder = str(Path(artifact_file).parent)
             self.mlflow.log_artifact(str(path), None if folder == "." else folder)
+
+    def log_files(self, files: Sequence[tuple[str, str | bytes]]) -> None:
+        """Several artifacts of the active run in one upload, each checked by the PHI guard as
+        :meth:`log_text` (text: configs, tables of aggregates) or :meth:`log_bytes` (a PNG figure)
+        checks it; nothing is uploaded unless every one passes. The files are the bytes those two
+        would log (text as UTF-8)."""
+        import posixpath
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, content in files:
+                self.guard.check_text("an artifact's file name", name)
+                normal = posixpath.normpath(name)
+                if normal.startswith(("/", "..")):
+                    raise ValueError(f"artifact {name}: not a path inside the run's artifacts")
+                path = Path(tmp, normal)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(content, bytes):
+                    path.write_bytes(content)
+                    self.guard.check_file(path, f"artifact {name}")
+                else:
+                    self.guard.check_text(f"artifact {name}", content)
+                    path.write_text(content, encoding="utf-8")
+            self.mlflow.log_artifacts(tmp)
 
     def log_model(self, model: RiskModel, model_dir: Path) -> str:
         """Log the pyfunc model wrapping ``model_dir``; return its ``runs:/`` URI."""

@@ -6,7 +6,9 @@ calibration, SHAP, permutation importance and figures ran in this process alone,
 (MLflow, the model folder, the report) after them: about half of the default train's wall time
 left a core idle. Here each model's whole development (:func:`~riskmodel.workflow.develop.develop_family`,
 its folds and resamples one after the other) runs on one of ``min(cores, models)`` worker processes,
-while this process records the models already developed, in the order ``train`` has always used.
+and so does the CPU-heavy part of recording it (:func:`~riskmodel.workflow.record.build_record`: its
+figures, model report and model folder), while this process only logs the runs already made ready,
+in the order ``train`` has always used (this process's CPU competes with the workers for the cores).
 
 The work is the same: every fold's split and every resample's seed come from the config, not from
 where they run, and the folds' and resamples' results are gathered in order either way, so every
@@ -38,6 +40,7 @@ from riskmodel.stats.samplesize import SampleSize
 from riskmodel.workflow.develop import Developed, develop_family
 from riskmodel.workflow.plan import Scheme
 from riskmodel.workflow.prepare import PreparedEndpoint
+from riskmodel.workflow.record import RunContext, RunRecord, build_record
 
 __all__ = ["Developments", "Unit", "family_jobs"]
 
@@ -66,16 +69,18 @@ def family_jobs(prepared: dict[str, PreparedEndpoint], n_units: int) -> int:
 
 
 def _develop_on_worker(
-    config: ExperimentConfig, prepared: PreparedEndpoint, size: SampleSize, unit: Unit
-) -> tuple[Developed, list[Caught]]:
-    """One model's development on a worker process (its folds and resamples one after the other),
-    with every warning it raised, to be replayed by the parent."""
+    ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, unit: Unit
+) -> tuple[Developed, RunRecord, list[Caught]]:
+    """One model's development on a worker process (its folds and resamples one after the other)
+    and its run made ready to log (figures, report, model folder), with every warning raised, to be
+    replayed by the parent."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        dev = develop_family(config, prepared, unit.family, unit.params, size, _no_tick, unit.scheme, n_jobs=1)
+        dev = develop_family(ctx.config, prepared, unit.family, unit.params, size, _no_tick, unit.scheme, n_jobs=1)
+        record = build_record(ctx, prepared, size, dev)
     # the module of each warning's place, so that a filter naming a module (``ignore::...:shap``) still applies
     modules = {getattr(m, "__file__", None): name for name, m in list(sys.modules.items())}
-    return dev, [(str(w.message), w.category, w.filename, w.lineno, modules.get(w.filename)) for w in caught]
+    return dev, record, [(str(w.message), w.category, w.filename, w.lineno, modules.get(w.filename)) for w in caught]
 
 
 def _no_tick() -> None:
@@ -83,23 +88,25 @@ def _no_tick() -> None:
 
 
 class Developments:
-    """The developed models of one ``train``, in ``units`` order: developed on worker processes
-    (all submitted on entering the block) or, with one job, here when asked for.
+    """The developed models of one ``train``, in ``units`` order, each with its run ready to log
+    (:func:`~riskmodel.workflow.record.build_record`): developed on worker processes (all submitted
+    on entering the block) or, with one job, here when asked for.
 
     Use as a context manager: leaving the block stops the workers, and drops models not yet asked for.
     """
 
     def __init__(
         self,
-        config: ExperimentConfig,
+        ctx: RunContext,
         prepared: dict[str, PreparedEndpoint],
         sizes: dict[str, SampleSize],
         units: Sequence[Unit],
         n_jobs: int,
     ) -> None:
-        self.config, self.prepared, self.sizes, self.units, self.n_jobs = config, prepared, sizes, units, n_jobs
+        self.ctx, self.prepared, self.sizes, self.units, self.n_jobs = ctx, prepared, sizes, units, n_jobs
+        self.config: ExperimentConfig = ctx.config
         self._pool: Any = None
-        self._futures: list[Future[tuple[Developed, list[Caught]]]] = []
+        self._futures: list[Future[tuple[Developed, RunRecord, list[Caught]]]] = []
         self._registry: dict[Any, Any] = {}  # replayed warnings are shown once per message and place
 
     def __enter__(self) -> Developments:
@@ -110,7 +117,7 @@ class Developments:
             for unit in self.units:
                 prep = self.prepared[unit.endpoint]
                 self._futures.append(
-                    self._pool.submit(_develop_on_worker, self.config, prep, self.sizes[unit.endpoint], unit)
+                    self._pool.submit(_develop_on_worker, self.ctx, prep, self.sizes[unit.endpoint], unit)
                 )
         return self
 
@@ -126,17 +133,19 @@ class Developments:
             self._pool.shutdown(wait=kind is None)
             self._pool = None
 
-    def get(self, index: int, tick: Callable[[], None]) -> Developed:
-        """Model ``index`` of ``units`` (raising what its development raised); ``tick`` once per fit."""
+    def get(self, index: int, tick: Callable[[], None]) -> tuple[Developed, RunRecord]:
+        """Model ``index`` of ``units`` and its run ready to log (raising what its development
+        raised); ``tick`` once per fit."""
         unit = self.units[index]
         prep, size = self.prepared[unit.endpoint], self.sizes[unit.endpoint]
         if self._pool is None:
-            return develop_family(self.config, prep, unit.family, unit.params, size, tick, unit.scheme)
-        dev, caught = self._futures[index].result()
+            dev = develop_family(self.config, prep, unit.family, unit.params, size, tick, unit.scheme)
+            return dev, build_record(self.ctx, prep, size, dev)
+        dev, record, caught = self._futures[index].result()
         for message, category, filename, lineno, module in caught:
             # (as warnings.warn_explicit names an unknown module; passing None with a registry shows nothing)
             place = module if module is not None else filename.removesuffix(".py")
             warnings.warn_explicit(message, category, filename, lineno, place, registry=self._registry)
         for _ in range(unit.scheme.fits):
             tick()
-        return dev
+        return dev, record

@@ -29,6 +29,7 @@ from riskmodel.reporting.model_dose import model_dose_html
 from riskmodel.reporting.nomogram_form import linear_form
 from riskmodel.reporting.nomogram_plot import nomogram_html
 from riskmodel.reporting.plots import calibration_plot, decision_curve_plot, figure_png, figure_pngs, forest_plot
+from riskmodel.scoring import RiskModel
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import Tracker
 from riskmodel.validation.performance import COMPETING_MEANINGS
@@ -41,7 +42,7 @@ from riskmodel.workflow.prepare import (
     shareable_config,
 )
 
-__all__ = ["RunContext", "git_commit", "record_run"]
+__all__ = ["RunContext", "RunRecord", "build_record", "git_commit", "log_record", "record_run"]
 
 
 def git_commit() -> str:
@@ -99,63 +100,95 @@ class RunContext:
         return yaml.safe_dump(self.shared_config, sort_keys=False)
 
 
+@dataclass
+class RunRecord:
+    """Everything one child run logs, made ready before the run opens (on the worker process that
+    developed the model, or here): its params, metrics and tags, its artifacts in logging order (text
+    or PNG bytes) and the files of the model folder. Aggregates only, and the PHI guard still checks
+    every byte here before MLflow sees it (:func:`log_record`)."""
+
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    artifacts: list[tuple[str, str | bytes]]  # (artifact file, text or PNG bytes)
+    model_files: dict[str, bytes]  # the model folder's files, by path inside it
+
+
+def build_record(ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, dev: Developed) -> RunRecord:
+    """The run of one developed (endpoint, family), ready to log: its figures drawn, its report
+    rendered and its model folder written (the CPU-heavy part of recording; no tracking store)."""
+    sd, family, model = prepared.data, dev.family, dev.model
+    label = f"{prepared.endpoint.upper()} {family}"
+    n_events = int(sd.y["event"].sum())
+    params = {
+        **ctx.flat_config,
+        **prepared.window.params(),
+        "feature_names": ",".join(dev.features.get_feature_names_out()),
+        **{f"model.{k}": v for k, v in model.estimator.get_params().items()},
+    }
+    tags = {
+        **ctx.base_tags,
+        "endpoint": prepared.endpoint,
+        "family": family,
+        "n_patients": str(len(sd.y)),
+        "n_events": str(n_events),
+        "events_per_parameter": f"{n_events / dev.n_parameters:.1f}",
+        "time_origin": model.time_origin,
+        "riley_adequate": str(size.adequate).lower(),
+        "exploratory": str(not size.adequate).lower(),
+        "horizons": ",".join(f"{h:g}" for h in prepared.horizons),
+        **analysis_tags(ctx.config, prepared),
+        **(dev.scheme.estimators() if dev.scheme else {}),
+    }
+    out: list[tuple[str, str | bytes]] = [
+        ("config.yaml", ctx.config_yaml()),
+        ("cv_folds.csv", safe_csv_text(dev.cv.folds, index=False)),
+    ]
+    if dev.cv.failures or dev.cv.fold_warnings:
+        out.append(("cv_notes.txt", "\n".join(dev.cv.failures + dev.cv.fold_warnings) + "\n"))
+    if model.hazard_ratios is not None:
+        out.append(("cox_hazard_ratios_unpenalised.csv", safe_csv_text(model.hazard_ratios)))
+    out += [(name, safe_csv_text(table, index=False)) for name, table in dev.competing_tables.items()]
+    out += [(name, safe_csv_text(table, index=False)) for name, table in dev.in_sample.artifacts().items()]
+    facts = model_facts(ctx, prepared, size, dev)
+    out += list({**figures(facts), **dev.explained.figures}.items())
+    out.append(("permutation_importance.csv", safe_csv_text(dev.explained.importance, index=False)))
+    if model.hazard_ratios is not None:
+        kind = "cause-specific hazard ratios (competing events censored)" if prepared.competing else "hazard ratios"
+        hr_plot = forest_plot(model.hazard_ratios, f"{label}: unpenalised {kind}")
+        out.append(("plots/cox_hazard_ratios.png", figure_png(hr_plot)))
+    out.append(("model_report.html", render_model_report(facts)))
+    if dev.validation is not None:
+        out.append(("validation_bootstrap.csv", safe_csv_text(dev.validation.table)))
+        if dev.validation.failures:
+            out.append(("validation_failures.txt", "\n".join(dev.validation.failures) + "\n"))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = model.save(Path(tmp) / "riskmodel")
+        files = {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+    return RunRecord(f"{prepared.endpoint}-{family}", params, dev.metrics, tags, out, files)
+
+
+def log_record(tracker: Tracker, record: RunRecord, model: RiskModel) -> tuple[str, str]:
+    """Log a ready run as a child run of the tracker's parent; returns (run ID, model URI).
+    ``model`` is the model whose folder ``record.model_files`` holds (its signature's columns)."""
+    with tracker.child(record.name) as run_id:
+        tracker.log(params=record.params, metrics=record.metrics, tags=record.tags)
+        tracker.log_files(record.artifacts)  # one upload (each file checked by the PHI guard)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "riskmodel"
+            for name, data in record.model_files.items():
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(data)
+            uri = tracker.log_model(model, folder)
+    return run_id, uri
+
+
 def record_run(
     tracker: Tracker, ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, dev: Developed
 ) -> tuple[str, str]:
     """Log one developed (endpoint, family) as a child run; returns (run ID, model URI)."""
-    sd, family, model = prepared.data, dev.family, dev.model
-    label = f"{prepared.endpoint.upper()} {family}"
-    n_events = int(sd.y["event"].sum())
-    with tracker.child(f"{prepared.endpoint}-{family}") as run_id:
-        tracker.log(
-            params={
-                **ctx.flat_config,
-                **prepared.window.params(),
-                "feature_names": ",".join(dev.features.get_feature_names_out()),
-                **{f"model.{k}": v for k, v in model.estimator.get_params().items()},
-            },
-            metrics=dev.metrics,
-            tags={
-                **ctx.base_tags,
-                "endpoint": prepared.endpoint,
-                "family": family,
-                "n_patients": str(len(sd.y)),
-                "n_events": str(n_events),
-                "events_per_parameter": f"{n_events / dev.n_parameters:.1f}",
-                "time_origin": model.time_origin,
-                "riley_adequate": str(size.adequate).lower(),
-                "exploratory": str(not size.adequate).lower(),
-                "horizons": ",".join(f"{h:g}" for h in prepared.horizons),
-                **analysis_tags(ctx.config, prepared),
-                **(dev.scheme.estimators() if dev.scheme else {}),
-            },
-        )
-        tracker.log_text(ctx.config_yaml(), "config.yaml")
-        tracker.log_text(safe_csv_text(dev.cv.folds, index=False), "cv_folds.csv")
-        if dev.cv.failures or dev.cv.fold_warnings:
-            tracker.log_text("\n".join(dev.cv.failures + dev.cv.fold_warnings) + "\n", "cv_notes.txt")
-        if model.hazard_ratios is not None:
-            tracker.log_text(safe_csv_text(model.hazard_ratios), "cox_hazard_ratios_unpenalised.csv")
-        for name, table in dev.competing_tables.items():
-            tracker.log_text(safe_csv_text(table, index=False), name)
-        for name, table in dev.in_sample.artifacts().items():
-            tracker.log_text(safe_csv_text(table, index=False), name)
-        facts = model_facts(ctx, prepared, size, dev)
-        for name, png in {**figures(facts), **dev.explained.figures}.items():
-            tracker.log_bytes(png, name)
-        tracker.log_text(safe_csv_text(dev.explained.importance, index=False), "permutation_importance.csv")
-        if model.hazard_ratios is not None:
-            kind = "cause-specific hazard ratios (competing events censored)" if prepared.competing else "hazard ratios"
-            hr_plot = forest_plot(model.hazard_ratios, f"{label}: unpenalised {kind}")
-            tracker.log_bytes(figure_png(hr_plot), "plots/cox_hazard_ratios.png")
-        tracker.log_text(render_model_report(facts), "model_report.html")
-        if dev.validation is not None:
-            tracker.log_text(safe_csv_text(dev.validation.table), "validation_bootstrap.csv")
-            if dev.validation.failures:
-                tracker.log_text("\n".join(dev.validation.failures) + "\n", "validation_failures.txt")
-        with tempfile.TemporaryDirectory() as tmp:
-            uri = tracker.log_model(model, model.save(Path(tmp) / "riskmodel"))
-    return run_id, uri
+    return log_record(tracker, build_record(ctx, prepared, size, dev), dev.model)
 
 
 def competing_event_name(config: ExperimentConfig, endpoint: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from riskmodel.workflow.prepare import (
     sample_size,
     shareable_config,
 )
-from riskmodel.workflow.record import RunContext, record_run
+from riskmodel.workflow.record import RunContext, log_record
 
 __all__ = ["Progress", "RunResult", "TrainResult", "train"]
 
@@ -172,9 +173,10 @@ def train(
     cross-validated and, unless ``evaluation.bootstrap`` is 0, validated by the bootstrap
     (:func:`riskmodel.validation.validate`): optimism-corrected metrics with intervals.
 
-    Before any fit the evaluation plan (:mod:`riskmodel.workflow.plan`: each model's CV scheme and
-    bootstrap, sized to the endpoint's events, the number of fits and an estimate of their
-    duration from one timed fit per family) goes to ``announce`` and to the parent run's params.
+    Before any fit is counted the evaluation plan (:mod:`riskmodel.workflow.plan`: each model's CV
+    scheme and bootstrap, sized to the endpoint's events, the number of fits and an estimate of
+    their duration from one timed fit per family, timed while the worker processes start) goes to
+    ``announce`` and to the parent run's params.
 
     ``data`` replaces the experiment's data: a file, or a pandas DataFrame already in memory
     (read through the experiment's declaration, or the study's contract, exactly as a file is).
@@ -189,9 +191,7 @@ def train(
     prepared = prepare_endpoints(config, cohort)
     sizes = _sample_sizes(config, prepared, strict)
     families = config.models.enabled()
-    plan = EvaluationPlan.from_data(config, prepared, families, time_fits=announce is not None)
-    if announce:
-        announce(plan.describe())
+    plan = EvaluationPlan.from_data(config, prepared, families)
     counter = _Progress(progress, plan.total_fits)
     units = [
         Unit(endpoint, family, params.model_dump(), plan.scheme(endpoint, family))
@@ -202,12 +202,17 @@ def train(
     # the models are developed on worker processes from here on, while the tracking store opens
     # and each finished model is recorded (riskmodel.workflow.families)
     jobs = family_jobs(prepared, len(units))
-    with Developments(config, prepared, sizes, units, jobs) as developments:
+    short = [ep for ep, s in sizes.items() if not s.adequate]
+    ctx = RunContext.create(config, cohort, exploratory=bool(short))
+    with Developments(ctx, prepared, sizes, units, jobs) as developments:
+        if announce:
+            # the workers start (their imports take seconds) while one fit of each family is timed here,
+            # by this thread's CPU time when they share the cores; no fit is counted before the plan shows
+            plan.time_one_fit(config, prepared, clock=time.thread_time if jobs > 1 else time.perf_counter)
+            announce(plan.describe())
         # the experiment's own settings (a seed of 2013) are never mistaken for a patient's ID
         guard = PhiGuard.for_cohort(cohort, own=shareable_config(config))
         tracker = Tracker(config.name, tracking_uri, guard=guard)
-        short = [ep for ep, s in sizes.items() if not s.adequate]
-        ctx = RunContext.create(config, cohort, exploratory=bool(short))
         result = TrainResult(config.name, "", tracker.shown_uri, notes=list(dropped), exploratory=short)
         missing = missing_data_table(cohort)
         if len(missing) and missing["missing"].sum() > 0:
@@ -225,14 +230,13 @@ def train(
             tracker.log_text(plan.describe() + "\n", "evaluation_plan.txt")
             if result.missing_data is not None:
                 tracker.log_text(safe_csv_text(result.missing_data, index=False), "missing_data.csv")
-            _develop_and_record(tracker, ctx, prepared, sizes, families, developments, counter, result)
+            _develop_and_record(tracker, prepared, sizes, families, developments, counter, result)
             tracker.log(tags={"children": str(len(result.runs))})
     return result
 
 
 def _develop_and_record(
     tracker: Tracker,
-    ctx: RunContext,
     prepared: dict[str, PreparedEndpoint],
     sizes: dict[str, SampleSize],
     families: dict[str, Any],
@@ -240,7 +244,8 @@ def _develop_and_record(
     counter: _Progress,
     result: TrainResult,
 ) -> None:
-    """Each endpoint's notes, then each of its models, developed (or taken from the workers) and recorded."""
+    """Each endpoint's notes, then each of its models, developed (or taken from the workers, its run
+    ready to log: figures, report and model folder made there) and recorded."""
     index = {(u.endpoint, u.family): i for i, u in enumerate(developments.units)}
     for endpoint, prep in prepared.items():
         size = sizes[endpoint]
@@ -257,7 +262,7 @@ def _develop_and_record(
                 continue
             step = counter.step(f"{endpoint.upper()} {family}")
             try:
-                dev = developments.get(index[endpoint, family], step)
+                dev, record = developments.get(index[endpoint, family], step)
             except NUMERICAL_FAILURES as exc:
                 if is_own_error(exc) or not SPECS[family].competing_only:
                     raise
@@ -266,7 +271,7 @@ def _develop_and_record(
                 continue
             result.notes += dev.notes
             counter.stage(f"{endpoint.upper()} {family}: recording the run")
-            run_id, uri = record_run(tracker, ctx, prep, size, dev)
+            run_id, uri = log_record(tracker, record, dev.model)
             result.runs.append(RunResult.of(prep, dev, run_id, uri))
 
 
