@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -146,3 +147,57 @@ def test_a_sigterm_dropped_inside_a_finaliser_is_raised_again_at_the_next_step(
     assert "Traceback" not in capsys.readouterr().err
     with pytest.raises(KeyboardInterrupt):
         cli.stop_if_terminated()  # the next progress step raises it again
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (from /proc), its descendants' included."""
+    out: list[int] = []
+    with contextlib.suppress(FileNotFoundError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                for child in map(int, (task / "children").read_text().split()):
+                    out += [child, *_children(child)]
+    return out
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _workers(pid: int) -> list[int]:
+    """The loky worker processes among ``pid``'s descendants."""
+    found = []
+    for child in _children(pid):
+        with contextlib.suppress(FileNotFoundError):
+            if b"popen_loky_posix" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc")
+def test_the_worker_processes_of_a_killed_train_end_with_it(tmp_path: Path) -> None:
+    # SIGKILL leaves the train no chance to stop its workers: each must notice on its own, not wait
+    # for ever to hand over a model nobody will read
+    cmd, _, env = _train_command(tmp_path)
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.monotonic() + 180, []
+    while proc.poll() is None and time.monotonic() < deadline and len(workers) < 2:
+        workers = _workers(proc.pid)
+        time.sleep(0.2)
+    assert len(workers) == 2, "the small cohort's models are developed on two worker processes"
+    time.sleep(3.0)  # into the models' development
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(map(_running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [w for w in workers if _running(w)]
+    for pid in left:  # not left behind by a failing test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"worker processes still running 30 s after their train was killed: {left}"

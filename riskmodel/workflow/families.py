@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -69,11 +71,12 @@ def family_jobs(prepared: dict[str, PreparedEndpoint], n_units: int) -> int:
 
 
 def _develop_on_worker(
-    ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, unit: Unit
+    ctx: RunContext, prepared: PreparedEndpoint, size: SampleSize, unit: Unit, parent: int
 ) -> tuple[Developed, RunRecord, list[Caught]]:
     """One model's development on a worker process (its folds and resamples one after the other)
     and its run made ready to log (figures, report, model folder), with every warning raised, to be
-    replayed by the parent."""
+    replayed by the parent (``parent``: its process ID)."""
+    _exit_with_parent(parent)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dev = develop_family(ctx.config, prepared, unit.family, unit.params, size, _no_tick, unit.scheme, n_jobs=1)
@@ -81,6 +84,30 @@ def _develop_on_worker(
     # the module of each warning's place, so that a filter naming a module (``ignore::...:shap``) still applies
     modules = {getattr(m, "__file__", None): name for name, m in list(sys.modules.items())}
     return dev, record, [(str(w.message), w.category, w.filename, w.lineno, modules.get(w.filename)) for w in caught]
+
+
+_WATCHED: list[int] = []  # the parent this worker process watches (set once, by its first model)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker process when the ``train`` that started it is gone (killed with SIGKILL, say).
+
+    Its parent cannot stop it then, and a worker whose finished model (figures, model folder: more
+    than a pipe holds) has no reader left would wait to send it for ever, holding its memory. A
+    daemon thread looks for a new parent (the orphan's adopter) every second; ``parent`` is the
+    train's process ID as the train gave it (a worker still importing when the train was killed
+    starts its first model already adopted).
+    """
+    if _WATCHED:
+        return
+    _WATCHED.append(parent)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="riskmodel-parent-watch", daemon=True).start()
 
 
 def _no_tick() -> None:
@@ -117,7 +144,7 @@ class Developments:
             for unit in self.units:
                 prep = self.prepared[unit.endpoint]
                 self._futures.append(
-                    self._pool.submit(_develop_on_worker, self.ctx, prep, self.sizes[unit.endpoint], unit)
+                    self._pool.submit(_develop_on_worker, self.ctx, prep, self.sizes[unit.endpoint], unit, os.getpid())
                 )
         return self
 
