@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -179,13 +180,15 @@ def _spy_on_tau(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[tupl
     grids: list[tuple[float, ...]] = []
     uno, brier = metrics.uno_c, metrics.integrated_brier
 
-    def uno_spy(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, tau: float | None = None) -> float:
+    def uno_spy(
+        y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, tau: float | None = None, **kw: Any
+    ) -> float:
         taus.append(float(tau))  # type: ignore[arg-type]
-        return uno(y_train, y_test, risk, tau)
+        return uno(y_train, y_test, risk, tau, **kw)
 
-    def brier_spy(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarray, grid: np.ndarray) -> float:
+    def brier_spy(y_train: np.ndarray, y_test: np.ndarray, survival: np.ndarray, grid: np.ndarray, **kw: Any) -> float:
         grids.append(tuple(np.round(grid, 12)))
-        return brier(y_train, y_test, survival, grid)
+        return brier(y_train, y_test, survival, grid, **kw)
 
     monkeypatch.setattr(metrics, "uno_c", uno_spy)
     monkeypatch.setattr(metrics, "integrated_brier", brier_spy)
