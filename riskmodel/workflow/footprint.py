@@ -20,6 +20,9 @@ rule does not know the families, so a train without a forest is counted as if it
   without a forest);
 * this process's extra memory: every forest of the train (a developed model waits here until it is
   recorded, and is kept until the train ends) plus one more, the pickled copy of the one arriving;
+* a cohort with a missing value is developed serially: it may be multiply imputed inside each model
+  (:class:`~riskmodel.models.imputation.MultipleImputationSurvival`, ``imputation.n_imputations``
+  forests a model), which the rule cannot see from the data;
 * ``jobs`` workers are used if their peaks and this process's extra memory fit in
   :data:`USABLE_SHARE` of the memory available now (``MemAvailable`` of ``/proc/meminfo``, else the
   free pages of ``os.sysconf``); otherwise fewer, down to one: the serial train, whose peak is one
@@ -80,8 +83,8 @@ def forest_bytes(n_patients: int, causes: int = 1, trees: int = FOREST_TREES) ->
 def side_by_side(prepared: Mapping[str, PreparedEndpoint], jobs: int, available: int | None = None) -> int:
     """Worker processes (at most ``jobs``) whose models fit in memory at once, by the module's rule;
     1 when even two would not. ``available``: bytes available (None: :func:`available_memory`)."""
-    if jobs < 2:
-        return 1
+    if jobs < 2 or any(bool(p.data.X.isna().to_numpy().any()) for p in prepared.values()):
+        return 1  # missing values may be multiply imputed: m forests a model (m = 10 by default)
     forests = [forest_bytes(len(p.data.y), 2 if p.competing else 1) for p in prepared.values()]
     if not forests:
         return 1
