@@ -3,9 +3,16 @@
 From :data:`~riskmodel.models.forest.LARGE_COHORT` patients a ``train``'s models were developed one
 after the other in the main process: only the forest's and xgboost's fits used both cores, and its
 predictions, in-sample calibration, SHAP, permutation importance, figures and recording ran on one
-(at 40,000 patients about three quarters of the wall time). Two models developed at once on two worker
-processes (:class:`~riskmodel.workflow.families.Developments`) use both cores throughout, with the
-same numbers, but each worker holds its own model, and so does this process once the model arrives.
+(py-spy at 40,000 patients: 450 of 645 sampled CPU seconds on the main thread alone; only the forest's
+tree building, 110 s, and its predictions, 75 s, on the second core). Two models developed at once on
+two worker processes (:class:`~riskmodel.workflow.families.Developments`) use both cores throughout,
+with the same numbers, but each worker holds its own model, and so does this process once it arrives.
+
+Each fit keeps its own threads (the forest's trees and block predictions, xgboost's ``nthread``), so
+two workers may run four threads on two cores: the results do not depend on it (a tree's seed is its
+own; xgboost's hist trees were byte-identical at 1, 2 and 4 threads on 40,000 patients), a model left
+alone at the end still uses both cores, and the cost measured was 11-14 % more CPU seconds in all
+(with each worker's imports, ≈ 4 s, and the forests pickled to this process).
 
 The memory that decides it is the random survival forest's (every other family's model is a few MB):
 its trees' node arrays, about :data:`FOREST_BYTES_PER_SAMPLE` bytes for each patient a tree samples
@@ -28,10 +35,11 @@ rule does not know the families, so a train without a forest is counted as if it
   free pages of ``os.sysconf``); otherwise fewer, down to one: the serial train, whose peak is one
   forest and its copies. Memory that cannot be read counts as not enough.
 
-Measured at 40,000 patients on two workers: 8.8 GiB at the peak of the process tree, for 10.5 GiB
-by the rule. At 100,000 patients the rule asks for ≈ 16 GiB (two workers) and at 1,000,000 (the
-competing LC forest alone ≈ 8 GiB) ≈ 48 GiB, so a machine with 20 GiB available trains 100,000
-patients on two workers and 1,000,000 serially.
+Measured on two workers (benchmarks/train_scale.py's process-tree RSS): 8.8 GiB at 40,000 patients
+(rule: 10.5 GiB; serial: 2.5 GiB) and 13.0 GiB at 100,000, this process 9.5 GiB of it (rule: 15.9 GiB;
+serial: 3.3 GiB). At 1,000,000 patients (the competing LC forest alone ≈ 8 GiB) the rule asks for
+≈ 48 GiB, so a machine with 19 GiB available trains 100,000 patients on two workers and 1,000,000
+serially.
 """
 
 from __future__ import annotations
