@@ -36,7 +36,7 @@ rule does not know the families, so a train without a forest is counted as if it
   forest and its copies. Memory that cannot be read counts as not enough.
 
 Measured on two workers (benchmarks/train_scale.py's process-tree RSS): 8.8 GiB at 40,000 patients
-(rule: 10.5 GiB; serial: 2.5 GiB) and 13.0 GiB at 100,000, this process 9.5 GiB of it (rule: 15.9 GiB;
+(rule: 10.5 GiB; serial: 2.5 GiB) and 13.0 to 13.6 GiB at 100,000, this process 9.5 GiB of it (rule: 15.9 GiB;
 serial: 3.3 GiB). At 1,000,000 patients (the competing LC forest alone ≈ 8 GiB) the rule asks for
 ≈ 48 GiB, so a machine with 19 GiB available trains 100,000 patients on two workers and 1,000,000
 serially.
