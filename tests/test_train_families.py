@@ -156,6 +156,7 @@ def test_the_serial_path_stays_for_a_large_cohort_one_model_or_a_cluster(monkeyp
     assert family_jobs(prepared, 6) == 2
     assert family_jobs(prepared, 1) == 1
     monkeypatch.setattr("riskmodel.workflow.families.LARGE_COHORT", 30)  # the bundled cohort counts as large
+    monkeypatch.setattr("riskmodel.workflow.footprint.available_memory", lambda: 0)  # two would not fit
     assert family_jobs(prepared, 6) == 1
     monkeypatch.setattr("riskmodel.workflow.families.LARGE_COHORT", 10_000)
     monkeypatch.setattr("riskmodel.workflow.families.current_cluster", lambda: object())

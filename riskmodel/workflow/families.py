@@ -17,9 +17,9 @@ metric, table, figure and report is the same bit for bit as the serial run's
 user (and the test suite's ``error::RiskModelWarning``) sees them as before; an error raised in a
 worker is raised here with its own type when ``train`` reaches that model.
 
-One process (the serial run, as before): on a Dask cluster (the folds go there), from
-:data:`~riskmodel.models.forest.LARGE_COHORT` patients (each fit uses the cores itself), or for a
-single model.
+One process (the serial run, as before): on a Dask cluster (the folds go there), or for a single
+model; from :data:`~riskmodel.models.forest.LARGE_COHORT` patients, when two models would not fit in
+memory side by side (:mod:`riskmodel.workflow.footprint`: each worker holds its own forest).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from riskmodel.core.parallel import current_cluster
 from riskmodel.models.forest import LARGE_COHORT
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.workflow.develop import Developed, develop_family
+from riskmodel.workflow.footprint import side_by_side
 from riskmodel.workflow.plan import Scheme
 from riskmodel.workflow.prepare import PreparedEndpoint
 from riskmodel.workflow.record import RunContext, RunRecord, build_record
@@ -62,12 +63,14 @@ class Unit:
 
 def family_jobs(prepared: dict[str, PreparedEndpoint], n_units: int) -> int:
     """Worker processes for the models of one ``train``: 1 (developed here, one after the other, each
-    model's folds on the cores) on a Dask cluster, from ``LARGE_COHORT`` patients, or for one model;
-    otherwise one per core, at most one per model."""
+    model's folds on the cores) on a Dask cluster or for one model; otherwise one per core, at most one
+    per model, and from ``LARGE_COHORT`` patients only as many as fit in memory side by side
+    (:func:`~riskmodel.workflow.footprint.side_by_side`: 1 when two would not)."""
     largest = max((len(p.data.y) for p in prepared.values()), default=0)
-    if current_cluster() is not None or largest >= LARGE_COHORT or n_units < 2:
+    if current_cluster() is not None or n_units < 2:
         return 1
-    return max(1, min(os.cpu_count() or 1, n_units))
+    jobs = max(1, min(os.cpu_count() or 1, n_units))
+    return side_by_side(prepared, jobs) if largest >= LARGE_COHORT else jobs
 
 
 def _develop_on_worker(
