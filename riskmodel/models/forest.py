@@ -373,6 +373,40 @@ class SurvivalForest(SurvivalEstimator):
             raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
         return self._risk_and_curve(X, check_horizons(times, self.max_time_), risk=True)
 
+    def survival_at_own_times(self, X: Any, times: Any) -> np.ndarray:
+        """Each patient's S at their own time (row i at ``times[i]``, as D-calibration asks): the
+        diagonal of ``predict_survival(X, times)``, bit for bit, from one column a patient.
+
+        The diagonal of the n × n matrix cost n times the work; here the patients are grouped by
+        the forest time their own time falls on, and each group's trees read at that column only.
+        """
+        check_is_fitted(self, "max_time_")
+        store = self.model_
+        if store.low_memory:
+            raise UserInputError("this forest was fitted with low_memory=True: it gives risk scores, not curves")
+        t = check_horizons(times, self.max_time_)
+        Xb = self._predictor(X)
+        if len(t) != len(Xb):
+            raise ValueError(f"one time per patient: {len(Xb)} patients, {len(t)} times")
+        idx = np.searchsorted(store.unique_times_, t, side="right") - 1
+        out = np.ones(len(t))  # S = 1 before the forest's first time
+
+        def group(col: int) -> None:
+            rows = np.flatnonzero(idx == col)
+            column = np.array([col], dtype=np.int64)
+            for start in range(0, len(rows), PREDICT_BLOCK):
+                part = rows[start : start + PREDICT_BLOCK]
+                out[part] = store.sums(Xb[part], risk=False, channel=1, columns=column)[1][:, 0] / store.n_trees
+
+        columns = [int(c) for c in np.unique(idx[idx >= 0])]
+        if len(Xb) > 10 * LARGE_COHORT and (os.cpu_count() or 1) > 1:
+            with ThreadPoolExecutor(os.cpu_count()) as pool:
+                list(pool.map(group, columns))
+        else:
+            for col in columns:
+                group(col)
+        return out
+
     def _risk_and_curve(self, X: Any, times: np.ndarray, *, risk: bool) -> tuple[np.ndarray, np.ndarray]:
         """S(t) at ``times`` (1 before the first time), read from the trees at those times only; the risk if asked."""
         idx = np.searchsorted(self.model_.unique_times_, times, side="right") - 1

@@ -284,9 +284,13 @@ def d_calibration(y: Any, survival_at_own_time: Any, bins: int = 10) -> tuple[fl
 
 
 def survival_at_own_time(estimator: Any, Z: Any, time: Any, chunk: int = 1000) -> np.ndarray:
-    """Each patient's predicted S at their own observed time (for D-calibration), in chunks."""
+    """Each patient's predicted S at their own observed time (for D-calibration), in chunks (a
+    family that reads one time a patient, the forest's ``survival_at_own_times``, reads that)."""
     t = np.minimum(np.asarray(time, dtype=float), estimator.max_time_)
     Za = np.asarray(Z, dtype=float)
+    own = getattr(estimator, "survival_at_own_times", None)
+    if own is not None:
+        return np.asarray(own(Za, t), dtype=float)
     out = np.empty(len(t))
     for start in range(0, len(t), chunk):
         part = slice(start, start + chunk)

@@ -322,3 +322,27 @@ def test_an_older_model_folder_loads_and_predicts_as_the_same_model_saved_now(tm
     assert np.array_equal(old.predict_risk(patients), new.predict_risk(patients))
     assert np.array_equal(old.predict_survival(patients).to_numpy(), new.predict_survival(patients).to_numpy())
     assert np.array_equal(old.explain(patients).values, new.explain(patients).values)
+
+
+@pytest.mark.parametrize(("n", "settings"), [(300, {"time_grid": None}), (1500, {})])
+def test_each_patients_survival_at_their_own_time_is_scikit_survivals_bit_for_bit(n: int, settings: dict) -> None:
+    """D-calibration's S_i(t_i): the forest reads one column a patient; the value is scikit-survival's
+    S(t) of that patient at the last forest time ≤ t_i (1 before the first), and the diagonal of
+    riskmodel's own n × n prediction, bit for bit."""
+    X, y = cohort(n, seed=11, ties=False)
+    forest = SurvivalForest(n_estimators=25, random_state=3, **settings).fit(X, y)
+    rng = np.random.default_rng(4)
+    t = np.concatenate([[0.0, forest.max_time_], rng.uniform(0, forest.max_time_, n - 2)])  # before the first time too
+    own = forest.survival_at_own_times(X, t)
+    col = np.searchsorted(forest.model_.unique_times_, t, side="right") - 1
+    if settings.get("time_grid", "auto") is None:  # (on the grid, the reference trees would need snapped times)
+        rsf = reference(forest, (X, y))
+        table = rsf.predict_survival_function(X.astype(np.float32), return_array=True)
+        assert np.array_equal(rsf.unique_times_, forest.model_.unique_times_)
+        assert np.array_equal(own, np.where(col >= 0, table[np.arange(n), np.clip(col, 0, None)], 1.0))
+    assert col.min() < 0
+    assert (own[col < 0] == 1.0).all()
+    diagonal = np.array([forest.predict_survival(X[i : i + 1], [t[i]]).to_numpy()[0, 0] for i in range(0, n, 7)])
+    assert np.array_equal(own[::7], diagonal)
+    with pytest.raises(ValueError, match="one time per patient"):
+        forest.survival_at_own_times(X, t[:-1])
