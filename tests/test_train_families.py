@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from riskmodel.config import ExperimentConfig, load_experiment
+from riskmodel.core.workers import WarmWorkers
 from riskmodel.errors import RiskModelWarning, UserInputError
 from riskmodel.workflow import train
 from riskmodel.workflow.families import Developments, Unit, family_jobs
@@ -95,19 +96,36 @@ def test_models_developed_on_workers_give_every_number_table_and_figure_of_the_s
 ) -> None:
     config = small_config()
     runs = {}
-    for jobs in (1, 2):
+    pools: list[Any] = []  # the pool each train's Developments was given
+    given = Developments.__init__
+
+    def spy(self: Developments, *args: Any, **kwargs: Any) -> None:
+        given(self, *args, **kwargs)
+        pools.append(self._warm)
+
+    monkeypatch.setattr(Developments, "__init__", spy)
+    # serially; on two workers started by the train; on two started before it (riskmodel train's
+    # WarmWorkers, importing while the train loads)
+    for mode, jobs in (("serial", 1), ("workers", 2), ("warm", 2)):
         monkeypatch.setattr(train_module, "family_jobs", lambda prepared, n, jobs=jobs: jobs)
-        result = train(config, models=["cox", "rsf"], tracking_uri=f"sqlite:///{tmp_path}/{jobs}/mlflow.db")
+        warm = WarmWorkers(2, "riskmodel.workflow.families") if mode == "warm" else None
+        uri = f"sqlite:///{tmp_path}/{mode}/mlflow.db"
+        result = train(config, models=["cox", "rsf"], tracking_uri=uri, workers=warm)
         assert len(result.runs) == 4  # LC: competing (cause-specific) Cox and forests; OS: survival ones
-        runs[jobs] = stored(tmp_path / str(jobs) / "mlflow.db")
-    serial, parallel = runs[1], runs[2]
-    assert set(serial) == set(parallel) == {"train-default", "lc-cox", "os-cox", "lc-rsf", "os-rsf"}
-    for name, run in serial.items():
-        assert parallel[name]["metrics"] == run["metrics"], name  # tolerance 0: the same floats
-        assert parallel[name]["params"] == run["params"], name
-        assert parallel[name]["tags"] == run["tags"], name
-        # every CSV, PNG, text artifact and model report, byte for byte
-        assert parallel[name]["files"] == run["files"], name
+        runs[mode] = stored(tmp_path / mode / "mlflow.db")
+        if warm is not None:
+            assert pools[-1] is not None, "the warm workers developed the models"
+            assert warm.pool is None
+    serial = runs["serial"]
+    assert set(serial) == {"train-default", "lc-cox", "os-cox", "lc-rsf", "os-rsf"}
+    for parallel in (runs["workers"], runs["warm"]):
+        assert set(parallel) == set(serial)
+        for name, run in serial.items():
+            assert parallel[name]["metrics"] == run["metrics"], name  # tolerance 0: the same floats
+            assert parallel[name]["params"] == run["params"], name
+            assert parallel[name]["tags"] == run["tags"], name
+            # every CSV, PNG, text artifact and model report, byte for byte
+            assert parallel[name]["files"] == run["files"], name
     metrics = serial["os-cox"]["metrics"]  # CV, bootstrap, in-sample and SHAP: all of them compared
     assert {"harrell_c_mean", "harrell_c_corrected", "calibration_slope_corrected"} <= set(metrics)
     assert any(name.startswith("shap_mean_abs") for name in metrics)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from riskmodel.config import ExperimentConfig
+    from riskmodel.core.workers import WarmWorkers
     from riskmodel.workflow.train import RunResult, TrainResult
 
 
@@ -107,6 +108,23 @@ def train_command(
         typer.echo(f"summary written to {summary_json}")
 
 
+def warm_workers(config: ExperimentConfig, kwargs: dict[str, Any]) -> WarmWorkers | None:
+    """The worker processes a small cohort's models will be developed on, started now, so that their
+    imports run while this process loads (:mod:`riskmodel.core.workers`); None on a Dask cluster,
+    on one core, or for a single model. ``train`` ends them if it develops the models otherwise."""
+    import os
+
+    from riskmodel.core.parallel import current_cluster
+    from riskmodel.core.workers import WarmWorkers
+
+    endpoints = kwargs.get("endpoints") or config.endpoints
+    families = kwargs.get("models") or list(config.models.enabled())
+    n = min(os.cpu_count() or 1, len(endpoints) * len(families))
+    if current_cluster() is not None or n < 2:
+        return None
+    return WarmWorkers(n, "riskmodel.workflow.families")
+
+
 def train_with_progress(config: ExperimentConfig, kwargs: dict[str, Any]) -> TrainResult:
     """``train`` with its plan and progress on stderr: a bar on a terminal, plain lines otherwise."""
     import sys
@@ -121,6 +139,7 @@ def train_with_progress(config: ExperimentConfig, kwargs: dict[str, Any]) -> Tra
         TimeRemainingColumn,
     )
 
+    kwargs = {**kwargs, "workers": warm_workers(config, kwargs)}  # starting before this command's own imports
     from riskmodel.workflow import train
     from riskmodel.workflow.plan import ProgressLines
 

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -37,6 +35,7 @@ from typing import Any
 
 from riskmodel.config import ExperimentConfig
 from riskmodel.core.parallel import current_cluster
+from riskmodel.core.workers import exit_with_parent
 from riskmodel.models.forest import LARGE_COHORT
 from riskmodel.stats.samplesize import SampleSize
 from riskmodel.workflow.develop import Developed, develop_family
@@ -79,7 +78,7 @@ def _develop_on_worker(
     """One model's development on a worker process (its folds and resamples one after the other)
     and its run made ready to log (figures, report, model folder), with every warning raised, to be
     replayed by the parent (``parent``: its process ID)."""
-    _exit_with_parent(parent)
+    exit_with_parent(parent)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dev = develop_family(ctx.config, prepared, unit.family, unit.params, size, _no_tick, unit.scheme, n_jobs=1)
@@ -87,30 +86,6 @@ def _develop_on_worker(
     # the module of each warning's place, so that a filter naming a module (``ignore::...:shap``) still applies
     modules = {getattr(m, "__file__", None): name for name, m in list(sys.modules.items())}
     return dev, record, [(str(w.message), w.category, w.filename, w.lineno, modules.get(w.filename)) for w in caught]
-
-
-_WATCHED: list[int] = []  # the parent this worker process watches (set once, by its first model)
-
-
-def _exit_with_parent(parent: int) -> None:
-    """End this worker process when the ``train`` that started it is gone (killed with SIGKILL, say).
-
-    Its parent cannot stop it then, and a worker whose finished model (figures, model folder: more
-    than a pipe holds) has no reader left would wait to send it for ever, holding its memory. A
-    daemon thread looks for a new parent (the orphan's adopter) every second; ``parent`` is the
-    train's process ID as the train gave it (a worker still importing when the train was killed
-    starts its first model already adopted).
-    """
-    if _WATCHED:
-        return
-    _WATCHED.append(parent)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="riskmodel-parent-watch", daemon=True).start()
 
 
 def _no_tick() -> None:
@@ -132,10 +107,12 @@ class Developments:
         sizes: dict[str, SampleSize],
         units: Sequence[Unit],
         n_jobs: int,
+        pool: Any = None,
     ) -> None:
         self.ctx, self.prepared, self.sizes, self.units, self.n_jobs = ctx, prepared, sizes, units, n_jobs
         self.config: ExperimentConfig = ctx.config
         self._pool: Any = None
+        self._warm = pool  # n_jobs workers started earlier (riskmodel.core.workers.WarmWorkers.take), or None
         self._futures: list[Future[tuple[Developed, RunRecord, list[Caught]]]] = []
         self._registry: dict[Any, Any] = {}  # replayed warnings are shown once per message and place
 
@@ -143,7 +120,7 @@ class Developments:
         if self.n_jobs > 1:
             from joblib.externals.loky import ProcessPoolExecutor as loky_pool  # main is not re-imported there
 
-            self._pool = loky_pool(max_workers=self.n_jobs)
+            self._pool = self._warm if self._warm is not None else loky_pool(max_workers=self.n_jobs)
             for unit in self.units:
                 prep = self.prepared[unit.endpoint]
                 self._futures.append(

@@ -21,6 +21,7 @@ import pandas as pd
 from riskmodel.cohort.declared import missing_data_table
 from riskmodel.config import ExperimentConfig, load_experiment
 from riskmodel.core.csvout import safe_csv_text
+from riskmodel.core.workers import WarmWorkers
 from riskmodel.errors import NUMERICAL_FAILURES, UserInputError, is_own_error
 from riskmodel.models.registry import SPECS
 from riskmodel.privacy import PhiGuard
@@ -164,6 +165,7 @@ def train(
     progress: Progress | None = None,
     strict: bool = False,
     announce: Callable[[str], None] | None = None,
+    workers: WarmWorkers | None = None,
 ) -> TrainResult:
     """Train every enabled family for every endpoint; track each in MLflow; return the run IDs.
 
@@ -180,7 +182,27 @@ def train(
 
     ``data`` replaces the experiment's data: a file, or a pandas DataFrame already in memory
     (read through the experiment's declaration, or the study's contract, exactly as a file is).
+    ``workers``: worker processes started before (``riskmodel train`` starts them as it begins), used
+    if the models are developed on as many; ended otherwise.
     """
+    try:
+        return _train(config, data, endpoints, models, tracking_uri, progress, strict, announce, workers)
+    finally:
+        if workers is not None:
+            workers.close()  # (nothing to do once the models' development took them)
+
+
+def _train(
+    config: ExperimentConfig | str | Path,
+    data: str | Path | pd.DataFrame | None,
+    endpoints: Sequence[str] | None,
+    models: Sequence[str] | None,
+    tracking_uri: str | None,
+    progress: Progress | None,
+    strict: bool,
+    announce: Callable[[str], None] | None,
+    workers: WarmWorkers | None,
+) -> TrainResult:
     if not isinstance(config, ExperimentConfig):
         config = load_experiment(config)
     frame = data if isinstance(data, pd.DataFrame) else None
@@ -204,7 +226,10 @@ def train(
     jobs = family_jobs(prepared, len(units))
     short = [ep for ep, s in sizes.items() if not s.adequate]
     ctx = RunContext.create(config, cohort, exploratory=bool(short))
-    with Developments(ctx, prepared, sizes, units, jobs) as developments:
+    pool = workers.take(jobs) if workers is not None and jobs > 1 else None
+    if workers is not None and pool is None:
+        workers.close()  # developed here, or on a cluster: not needed
+    with Developments(ctx, prepared, sizes, units, jobs, pool) as developments:
         if announce:
             # the workers start (their imports take seconds) while one fit of each family is timed here,
             # by this thread's CPU time when they share the cores; no fit is counted before the plan shows
