@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,21 +85,35 @@ def ours(out: Path) -> None:
     are not in it) and when the last model arrived from the workers against when ``train`` ended: the
     critical path's tail is the recording left after the last model."""
     import atexit
-    import importlib
+    import builtins
     import resource
     import runpy
 
     start = time.perf_counter()
-    families = importlib.import_module("riskmodel.workflow.families")
     arrived: list[float] = []
-    get = families.Developments.get
+    real_import = builtins.__import__
 
-    def timed_get(self, index, tick):  # type: ignore[no-untyped-def]
-        got = get(self, index, tick)
-        arrived.append(time.perf_counter() - start)
-        return got
+    def patch(families: Any) -> None:
+        get = families.Developments.get
 
-    families.Developments.get = timed_get
+        def timed_get(self, index, tick):  # type: ignore[no-untyped-def]
+            got = get(self, index, tick)
+            arrived.append(time.perf_counter() - start)
+            return got
+
+        families.Developments.get = timed_get
+
+    def hooked_import(*args, **kwargs):  # type: ignore[no-untyped-def]
+        # the timing is patched in as the train imports its workflow, not before: importing it here
+        # first would delay the workers riskmodel train starts before its own imports
+        module = real_import(*args, **kwargs)
+        families = sys.modules.get("riskmodel.workflow.families")
+        if families is not None and hasattr(families, "Developments"):
+            builtins.__import__ = real_import
+            patch(families)
+        return module
+
+    builtins.__import__ = hooked_import
 
     def report() -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
