@@ -26,6 +26,7 @@ from riskmodel.workflow.footprint import (
 )
 from riskmodel.workflow.plan import scheme_for
 from riskmodel.workflow.prepare import load_cohort, prepare_endpoints, sample_size
+from riskmodel.workflow.record import RunContext
 from tests.conftest import REPO
 
 GIB = 2**30
@@ -117,7 +118,9 @@ def test_a_large_cohorts_models_on_two_workers_give_every_metric_of_the_serial_d
 ) -> None:
     config = large_config()
     # 2,000 patients: a large cohort (the forest's speed settings and threads, a held-out split) after the landmark
-    prepared = prepare_endpoints(config, load_cohort(config, generate(2 * LARGE_COHORT, seed=3)))
+    cohort = load_cohort(config, generate(2 * LARGE_COHORT, seed=3))
+    prepared = prepare_endpoints(config, cohort)
+    ctx = RunContext.create(config, cohort)
     assert all(len(p.data.y) >= LARGE_COHORT for p in prepared.values())
     sizes = {ep: sample_size(config, p) for ep, p in prepared.items()}
     families = config.models.enabled()
@@ -132,8 +135,8 @@ def test_a_large_cohorts_models_on_two_workers_give_every_metric_of_the_serial_d
         monkeypatch.setattr(footprint, "available_memory", lambda memory=memory: memory)
         jobs = family_jobs(prepared, len(units))
         assert jobs == (2 if memory else 1)
-        with Developments(config, prepared, sizes, units, jobs) as developments:
-            metrics[jobs] = [developments.get(i, lambda: None).metrics for i in range(len(units))]
+        with Developments(ctx, prepared, sizes, units, jobs) as developments:
+            metrics[jobs] = [developments.get(i, lambda: None)[0].metrics for i in range(len(units))]
     for (ep, fam), serial, parallel in zip(pairs, metrics[1], metrics[2], strict=True):
         assert "harrell_c_mean" in serial, (ep, fam)
         assert any(k.startswith("shap_mean_abs") for k in serial), (ep, fam)
