@@ -245,7 +245,9 @@ def test_integrated_brier_before_the_first_test_time_follows_graf_s_definition()
     y_test = target(np.array([True, False, True]), np.array([1.0, 5.0, 8.0]))
     grid = np.array([0.5, 2.0, 4.0, 6.0])
     surv = np.array([[0.9, 0.7, 0.5, 0.4], [0.95, 0.9, 0.8, 0.7], [0.97, 0.92, 0.85, 0.8]])
-    assert integrated_brier(y_train, y_test, surv, grid) == pytest.approx(_graf(y_train, y_test, surv, grid), abs=1e-12)
+    assert integrated_brier(y_train, y_test, surv, grid) == pytest.approx(
+        graf_brier(y_train, y_test, surv, grid), abs=1e-12
+    )
 
 
 def test_a_test_patient_followed_beyond_the_training_follow_up_is_a_control_not_a_refusal() -> None:
@@ -254,10 +256,12 @@ def test_a_test_patient_followed_beyond_the_training_follow_up_is_a_control_not_
     y_test = target(np.array([True, False, True]), np.array([1.0, 5.0, 12.0]))  # 12: beyond the training 7
     grid = np.array([0.5, 2.0, 4.0])
     surv = np.array([[0.9, 0.7, 0.5], [0.95, 0.9, 0.8], [0.97, 0.92, 0.85]])
-    assert integrated_brier(y_train, y_test, surv, grid) == pytest.approx(_graf(y_train, y_test, surv, grid), abs=1e-12)
+    assert integrated_brier(y_train, y_test, surv, grid) == pytest.approx(
+        graf_brier(y_train, y_test, surv, grid), abs=1e-12
+    )
 
 
-def _graf(y_train: np.ndarray, y_test: np.ndarray, surv: np.ndarray, grid: np.ndarray) -> float:
+def graf_brier(y_train: np.ndarray, y_test: np.ndarray, surv: np.ndarray, grid: np.ndarray) -> float:
     """Graf et al.'s IPCW Brier score written out time by time and patient by patient, integrated."""
     g = CensoringDistributionEstimator().fit(y_train)
     scores = []

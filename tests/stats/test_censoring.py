@@ -19,6 +19,7 @@ from sksurv.nonparametric import CensoringDistributionEstimator
 
 from riskmodel.metrics import EvaluationWindow, censoring_of, integrated_brier, survival_metrics, td_auc, uno_c
 from riskmodel.stats import survival_array
+from tests.test_metrics import graf_brier
 
 
 def outcome(fn):  # type: ignore[no-untyped-def]
@@ -78,21 +79,6 @@ def test_g_is_scikit_survival_s_bit_for_bit(train: list[tuple[bool, int]]) -> No
         assert np.array_equal(ours, theirs)
 
 
-def _graf(y_train: np.ndarray, y_test: np.ndarray, surv: np.ndarray, grid: np.ndarray) -> float:
-    """Graf et al.'s IPCW Brier score written out patient by patient with scikit-survival's G."""
-    g = CensoringDistributionEstimator().fit(y_train)
-    scores = []
-    for k, t in enumerate(grid):
-        total = 0.0
-        for i, (event, time) in enumerate(zip(y_test["event"], y_test["time"], strict=True)):
-            if time <= t and event:
-                total += surv[i, k] ** 2 / g.predict_proba(np.array([time]))[0]
-            elif time > t:
-                total += (1 - surv[i, k]) ** 2 / g.predict_proba(np.array([t]))[0]
-        scores.append(total / len(y_test))
-    return float(np.trapezoid(scores, grid) / (grid[-1] - grid[0]))
-
-
 @settings(max_examples=200, deadline=None)
 @given(sample=train_test(), seed=st.integers(0, 1000))
 def test_integrated_brier_with_one_g_is_graf_s_with_scikit_survival_s_g(
@@ -104,7 +90,7 @@ def test_integrated_brier_with_one_g_is_graf_s_with_scikit_survival_s_g(
         return
     grid = np.linspace(0.5, t_max - 0.25, 4)
     surv = np.random.default_rng(seed).uniform(size=(len(y_test), grid.size))
-    theirs, their_error = outcome(lambda: _graf(y_train, y_test, surv, grid))
+    theirs, their_error = outcome(lambda: graf_brier(y_train, y_test, surv, grid))
     ours, our_error = outcome(lambda: integrated_brier(y_train, y_test, surv, grid, censoring=censoring_of(y_train)))
     if not (y_test["time"] <= grid[-1]).any():
         # every test patient a control throughout: scikit-survival's lookup of G at no time refused
@@ -141,5 +127,5 @@ def test_survival_metrics_share_one_g_and_give_each_metric_s_own_number() -> Non
         ref = sksurv_auc(train, test, risk, [h])[0][0]
         assert got[f"td_auc_{h:g}"] == pytest.approx(ref, rel=1e-12)
     grid = np.asarray(window.grid)
-    assert got["ibs"] == pytest.approx(_graf(train, test, curve(grid), grid), rel=1e-12)
+    assert got["ibs"] == pytest.approx(graf_brier(train, test, curve(grid), grid), rel=1e-12)
     assert uno_c(train, test, risk, window.tau) == got["uno_c"]
