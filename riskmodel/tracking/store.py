@@ -126,7 +126,7 @@ class Tracker:
             tags = run.data.tags
             pid = tags.get(f"{TAG_PREFIX}pid", "")
             if tags.get(f"{TAG_PREFIX}host") == host and pid.isdigit() and not process_alive(int(pid)):
-                client.set_tag(run.info.run_id, f"{TAG_PREFIX}closed_by", "next start: its process had ended")
+                self._set_tags(run.info.run_id, {f"{TAG_PREFIX}closed_by": "next start: its process had ended"})
                 client.set_terminated(run.info.run_id, status="KILLED")
                 closed.append(run.info.run_id)
         return closed
@@ -172,7 +172,7 @@ class Tracker:
         """End run ``run_id`` as KILLED, noting the PHI guard's refusal (its field and rule: a
         refusal never quotes the value). The fluent API's active run is ended if it is this one."""
         client = self.mlflow.MlflowClient()
-        client.set_tag(run_id, f"{TAG_PREFIX}refused", str(refusal).removeprefix("error: ")[:500])
+        self._set_tags(run_id, {f"{TAG_PREFIX}refused": str(refusal).removeprefix("error: ")[:500]})
         active = self.mlflow.active_run()
         if active is not None and active.info.run_id == run_id:
             self.mlflow.end_run(status="KILLED")
@@ -227,8 +227,7 @@ class Tracker:
         all_tags = {**self._owner_tags(), **{f"{TAG_PREFIX}{k}": v for k, v in tags.items()}}
         if run_id is not None:
             client.update_run(run_id, status="RUNNING")
-            for key, value in all_tags.items():
-                client.set_tag(run_id, key, value)
+            self._set_tags(run_id, all_tags)
             return run_id
         if parent_id is not None:
             all_tags["mlflow.parentRunId"] = parent_id
@@ -258,6 +257,17 @@ class Tracker:
             params=[Param(k, str(v)[:6000]) for k, v in params.items()],
             tags=[RunTag(f"{TAG_PREFIX}{k}", str(v)) for k, v in tags.items()],
         )
+
+    def _set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Tags of a run that other workers may be writing too (a shared tuning study's parent).
+
+        One ``log_batch``, never ``set_tag``: MLflow's SQL store reads-then-inserts a single tag,
+        so two workers writing the same key at once collide on its primary key, and only the batch
+        path retries that collision (measured on PostgreSQL: 4-6 of 8 threads failed with set_tag).
+        """
+        from mlflow.entities import RunTag
+
+        self.mlflow.MlflowClient().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def close_run(self, run_id: str, status: str = "FINISHED") -> None:
         """End a named run as FINISHED, FAILED or KILLED."""
@@ -297,7 +307,7 @@ class Tracker:
 
         with tempfile.TemporaryDirectory() as tmp, self.mlflow.start_run(run_id=run_id):
             uri = self.log_model(model, model.save(Path(tmp) / "riskmodel"))
-            self.mlflow.set_tag(f"{TAG_PREFIX}model_uri", uri)
+            self._set_tags(run_id, {f"{TAG_PREFIX}model_uri": uri})
         # start_run(run_id) ends the run as FINISHED on exit; the caller decides its final status
         self.mlflow.MlflowClient().update_run(run_id, status="RUNNING")
         return uri
