@@ -10,13 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from riskmodel.core.files import process_alive
 from riskmodel.tuning.objective import optuna_module
 
-__all__ = ["FINISHED", "UNCLAIMED_SECONDS", "abandon_own_trials", "count", "fail_dead_trials"]
+__all__ = ["FINISHED", "UNCLAIMED_SECONDS", "abandon_own_trials", "await_other_workers", "count", "fail_dead_trials"]
 
 UNCLAIMED_SECONDS = 10  # a live worker names itself on a new trial within milliseconds
 FINISHED = ("COMPLETE", "PRUNED")
@@ -65,6 +65,27 @@ def fail_dead_trials(study: Any) -> int:
         if not unclaimed or time.monotonic() > deadline:
             return failed
         time.sleep(1.0)
+
+
+def await_other_workers(
+    study: Any, trials: int, progress: Callable[[int, int], None] | None = None, poll: float = 1.0
+) -> None:
+    """Wait while other workers' trials are RUNNING and the study still lacks finished ones.
+
+    A worker leaves its loop once every slot is claimed, while the last claimed trials may still
+    be running elsewhere; concluding then would pick the best of an incomplete study (and close
+    the parent run as if it had timed out). Trials of workers that die meanwhile are failed:
+    this host's at once, other hosts' by Optuna's heartbeat after its grace period.
+    """
+    optuna = optuna_module()
+    last = -1
+    while (finished := count(study, FINISHED)) < trials and _running(study):
+        if progress and finished != last:
+            progress(finished, trials)
+        last = finished
+        fail_dead_trials(study)
+        optuna.storages.fail_stale_trials(study)
+        time.sleep(poll)
 
 
 def abandon_own_trials(study: Any, tracker: Any, me: str) -> None:

@@ -46,9 +46,10 @@ from riskmodel.models.registry import ParamSpace, build_family, spec
 from riskmodel.privacy import PhiGuard, PrivacyError
 from riskmodel.scoring import RiskModel
 from riskmodel.tracking import Tracker, resolve_tracking_uri
+from riskmodel.tuning.conclusion import conclude_once
 from riskmodel.tuning.nested import nested_cv
 from riskmodel.tuning.objective import NoFoldValue, Surplus, direction, optuna_module, run_folds, splits
-from riskmodel.tuning.recovery import FINISHED, abandon_own_trials, count, fail_dead_trials
+from riskmodel.tuning.recovery import FINISHED, abandon_own_trials, await_other_workers, count, fail_dead_trials
 from riskmodel.tuning.selection import select_trial
 from riskmodel.tuning.spaces import check_space, fixed_params, search_space
 from riskmodel.tuning.storage import default_storage, open_storage, parent_run, shareable_storage
@@ -234,15 +235,11 @@ def tune(
         before = count(study, FINISHED)
         _optimize(study, s, tracker, result.parent_run_id, tags, trials, timeout, n_jobs, progress)
         result.ran_here = count(study, FINISHED) - before
+        await_other_workers(study, trials, progress)
         result.finished = count(study, FINISHED)
         result.failed = count(study, ("FAIL",))
         try:
-            _conclude(study, s, tracker, result, register)
-            if nested_cv:
-                _nested(s, tracker, result, trials, nested_cv)
-            tracker.log_text_to(
-                result.parent_run_id, yaml.safe_dump(shareable_config(s.config), sort_keys=False), "config.yaml"
-            )
+            _conclude(study, s, tracker, result, register, nested_cv, trials)
         except PrivacyError as exc:  # the refit's model or a table refused: KILLED with a note, never FAILED
             tracker.refused(result.parent_run_id, exc)
             raise
@@ -390,25 +387,51 @@ def _rounds(
         idle_rounds = idle_rounds + 1 if count(study, FINISHED) == finished_before else 0
 
 
-def _conclude(study: Any, s: _Setup, tracker: Tracker, result: TuneResult, register: str | None) -> None:
-    """Pick the trial to keep, refit it on all patients and log it as the study's model."""
+def _conclude(
+    study: Any, s: _Setup, tracker: Tracker, result: TuneResult, register: str | None, nested: int, trials: int
+) -> None:
+    """Pick the trial to keep; one of the workers sharing the study refits it on all patients, logs
+    it as the study's model (registered if asked), runs the nested validation if asked and logs the
+    configuration (:mod:`riskmodel.tuning.conclusion`); the others report what it logged."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     defaults = [t for t in complete if t.user_attrs.get("experiment_defaults")]
     result.default_value = float(defaults[0].value) if defaults else None
-    if not complete:
+    best = None
+    if complete:
+        best, why = select_trial(study)
+        if why:
+            result.notes.append(why)
+        result.best_value, result.best_params, result.best_trial = float(best.value), dict(best.params), best.number
+    me = f"{socket.gethostname()}:{os.getpid()}"
+
+    def work() -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        if best is not None:
+            tracker.log_to(
+                result.parent_run_id,
+                metrics={f"best_{s.metric}": float(best.value), "trials_finished": result.finished},
+                tags={"best_trial": str(best.number)},
+            )
+            record["model_uri"] = tracker.log_model_to(result.parent_run_id, _refit(s, dict(best.params)))
+            study.set_user_attr("best_model_uri", record["model_uri"])
+            if register:
+                record["registered"] = tracker.register(record["model_uri"], register)
+        if nested:
+            _nested(s, tracker, result, trials, nested)
+        tracker.log_text_to(
+            result.parent_run_id, yaml.safe_dump(shareable_config(s.config), sort_keys=False), "config.yaml"
+        )
+        return record
+
+    state = f"{result.parent_run_id}/{result.finished}/{best.number if best is not None else '-'}"
+    record, by = conclude_once(study, state, me, work)
+    result.model_uri, result.registered = record.get("model_uri"), record.get("registered")
+    if by == me:
         return
-    best, why = select_trial(study)
-    if why:
-        result.notes.append(why)
-    result.best_value, result.best_params, result.best_trial = float(best.value), dict(best.params), best.number
-    tracker.log_to(
-        result.parent_run_id,
-        metrics={f"best_{s.metric}": result.best_value, "trials_finished": result.finished},
-        tags={"best_trial": str(best.number)},
-    )
-    result.model_uri = tracker.log_model_to(result.parent_run_id, _refit(s, dict(best.params)))
-    study.set_user_attr("best_model_uri", result.model_uri)
-    if register:
+    result.notes.append(f"the study's conclusion (refit, model, configuration) was written by worker {by}")
+    if nested:
+        result.notes.append("--nested: its folds are in the parent run (nested_cv.csv), computed by that worker")
+    if register and result.model_uri and not result.registered:
         result.registered = tracker.register(result.model_uri, register)
 
 
