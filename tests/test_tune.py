@@ -472,3 +472,43 @@ def test_a_bad_search_space_stops_the_study_with_a_user_error(tmp_path: Path) ->
         tune(config, trials=3, family="cox", tracking_uri=uri)
     statuses = {r.data.tags.get("mlflow.runName", ""): r.info.status for r in _mlflow_runs(uri)}
     assert "RUNNING" not in statuses.values()
+
+
+def test_nested_validation_of_a_competing_endpoint_tunes_cif_models_in_every_outer_fold(tmp_path: Path) -> None:
+    """Before: --nested-cv skipped LC with death competing, with a note. Now each outer fold tunes
+    the cause-specific Cox CIF model and is scored by the competing-risk measures."""
+    raw = yaml.safe_load(SMALL)
+    raw["endpoints"] = ["lc"]
+    exp = tmp_path / "e.yaml"
+    exp.write_text(yaml.safe_dump(raw))
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    result = CliRunner().invoke(
+        app, ["tune", str(exp), "--trials", "4", "--model", "cox", "--nested-cv", "3", "--tracking-uri", uri]
+    )
+    assert result.exit_code == 0, result.output
+    assert "nested CV of the whole tuning (3 outer folds): Wolbers C" in result.output
+    assert "skipped" not in result.output
+    parent = next(r for r in _mlflow_runs(uri) if "mlflow.parentRunId" not in r.data.tags)
+    assert 0.0 <= parent.data.metrics["nested_harrell_c_mean"] <= 1.0
+    assert "nested_uno_c_mean" in parent.data.metrics
+
+
+def test_a_competing_tuned_model_predicts_the_cif_of_its_chosen_parameters_refitted() -> None:
+    from riskmodel.cohort import load_bundled, survival_data
+    from riskmodel.features import ClinicalFeatures
+    from riskmodel.models.registry import build_family
+
+    data = survival_data(load_bundled(), "lc", landmark_months=3, feature_columns=["response_3mo"], competing=True)
+    X = ClinicalFeatures("study", landmark_months=3).fit_transform(data.X)
+    tuned = TunedSurvival("cox", n_trials=3, n_splits=3, n_repeats=1, horizon=6.0, competing=True).fit(X, data.y)
+    again = build_family("cox", tuned.best_params_, 0, competing=True).fit(np.asarray(X, dtype=float), data.y)
+    assert tuned.predict_cif(X, [6, 12]).to_numpy() == pytest.approx(
+        again.predict_cif(np.asarray(X), [6, 12]).to_numpy()
+    )
+    cif = tuned.predict_cif(X, [1, 3, 6, 9, 12]).to_numpy()
+    assert (np.diff(cif, axis=1) >= 0).all()  # a cumulative incidence never falls
+    assert ((cif >= 0) & (cif <= 1)).all()
+    with pytest.raises(UserInputError, match="competing-risks target"):
+        TunedSurvival("cox", n_trials=2, competing=True).fit(X, survival_data(load_bundled(), "lc").y[: len(X)])
+    with pytest.raises(UserInputError, match="survival model"):
+        TunedSurvival("cox", n_trials=2).predict_cif(X, [6])

@@ -117,9 +117,10 @@ def print_result(result: TuneResult) -> None:
         typer.echo(f"model: {result.model_uri}" + (f"  registered as {result.registered}" if result.registered else ""))
     if result.nested is not None:
         folds = result.nested
+        names = ("Wolbers C", "Wolbers C (IPCW)") if result.competing else ("Harrell C", "Uno C")
         typer.echo(
-            f"nested CV of the whole tuning ({len(folds)} outer folds): Harrell C {folds['harrell_c'].mean():.3f} "
-            f"± {folds['harrell_c'].std():.3f}, Uno C {folds['uno_c'].mean():.3f} ± {folds['uno_c'].std():.3f}"
+            f"nested CV of the whole tuning ({len(folds)} outer folds): {names[0]} {folds['harrell_c'].mean():.3f} "
+            f"± {folds['harrell_c'].std():.3f}, {names[1]} {folds['uno_c'].mean():.3f} ± {folds['uno_c'].std():.3f}"
         )
     caveat = (
         " Exploratory: the cohort is below Riley et al.'s minimum sample size; the tuned gain may be noise."

@@ -111,6 +111,7 @@ class TuneResult:
     nested: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
     exploratory: bool = False  # the cohort is below Riley et al.'s minimum sample size
+    competing: bool = False  # a competing endpoint: CIF models, Wolbers' C under the C keys
 
 
 @dataclass
@@ -215,6 +216,7 @@ def tune(
     if tracker.stale_runs:
         result.notes.append(f"closed {len(tracker.stale_runs)} MLflow run(s) left RUNNING by an ended process")
     result.exploratory = not sample_size(s.config, s.prepared).adequate
+    result.competing = s.prepared.competing
     tags = {
         "optuna_study": name,
         "optuna_storage": result.storage,
@@ -457,13 +459,8 @@ def _refit(s: _Setup, params: dict[str, Any]) -> RiskModel:
 
 
 def _nested(s: _Setup, tracker: Tracker, result: TuneResult, trials: int, outer: int) -> None:
-    """Nested CV of the whole tuning, logged on the study's parent run (not yet for a competing endpoint)."""
-    if s.prepared.competing:
-        result.notes.append(
-            f"--nested: skipped, nested cross-validation of the tuning is not yet available for a competing-risks "
-            f"endpoint ({s.endpoint.upper()})"
-        )
-        return
+    """Nested CV of the whole tuning, logged on the study's parent run. A competing endpoint's is of
+    its CIF models, with the competing-risk measures under the same names (Wolbers' C as harrell_c)."""
     inner = max(trials // 2, 5)
     result.nested = nested_cv(s.config, s.family, s.prepared, s.space, s.fixed, outer, inner, s.metric, s.horizon)
     folds = result.nested[["harrell_c", "uno_c"]].astype(float)
