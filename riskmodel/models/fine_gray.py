@@ -42,29 +42,39 @@ __all__ = ["FineGray", "FineGrayCauseFile"]
 
 
 class FineGrayCauseFile(StateFile):
-    """``cause_<k>/fine_gray.json``: one cause's coefficients, feature means and baseline."""
+    """``cause_<k>/fine_gray.json``: one cause's coefficients, feature means and baseline, and the
+    robust (sandwich) covariance of the coefficients (absent from folders saved before it was kept)."""
 
     coef: list[FiniteFloat]
     mean: list[FiniteFloat]
     event_times: list[FiniteFloat]
     baseline_cumhaz: list[FiniteFloat]
+    cov: list[list[FiniteFloat]] | None = None
 
     @model_validator(mode="after")
     def _shapes(self) -> FineGrayCauseFile:
         check_baseline(self.event_times, self.baseline_cumhaz)
-        if len(self.coef) != self.n_features_in or len(self.mean) != self.n_features_in:
+        p = self.n_features_in
+        if len(self.coef) != p or len(self.mean) != p:
             raise ValueError("coef and mean must have one value per feature")
+        if self.cov is not None:
+            cov = np.asarray(self.cov, dtype=float) if all(len(r) == p for r in self.cov) else None
+            if cov is None or cov.shape != (p, p):
+                raise ValueError("cov must be a features × features matrix")
+            if not np.allclose(cov, cov.T, rtol=1e-9, atol=0.0) or (np.diag(cov) < 0).any():
+                raise ValueError("cov must be symmetric with a non-negative diagonal")
         return self
 
 
 class _CauseModel:
     """One cause's Fine-Gray model as predictions need it (plain arrays)."""
 
-    def __init__(self, coef: Any, mean: Any, event_times: Any, cumhaz: Any) -> None:
+    def __init__(self, coef: Any, mean: Any, event_times: Any, cumhaz: Any, cov: Any = None) -> None:
         self.coef = np.asarray(coef, dtype=float)
         self.mean = np.asarray(mean, dtype=float)
         self.event_times = np.asarray(event_times, dtype=float)
         self.cumhaz = np.asarray(cumhaz, dtype=float)
+        self.cov = None if cov is None else np.asarray(cov, dtype=float)  # robust variance of coef (crr$var)
 
     def cif(self, X: np.ndarray, times: np.ndarray) -> np.ndarray:
         """F_k(t | x), patients × times."""
@@ -80,7 +90,8 @@ class FineGray(CompetingRiskEstimator):
     event of interest's own Fine-Gray CIF; ``cause=2`` is cause 2's, capped so that F_1 + F_2 ≤ 1.
 
     Unpenalised (as ``cmprsk::crr``); ``risk_horizon`` as every competing family. Model folder:
-    ``competing.json`` and ``cause_<k>/fine_gray.json`` (JSON only, checked when read).
+    ``competing.json`` and ``cause_<k>/fine_gray.json`` (JSON only, checked when read), which keeps
+    each cause's robust covariance of the coefficients for the calculator's band.
     """
 
     risk_is_log_hazard = False
@@ -115,7 +126,9 @@ class FineGray(CompetingRiskEstimator):
                 fit = fine_gray(Xa, time, cause, event=k)
             except UserInputError as exc:  # singular information, a constant column in this sample
                 raise np.linalg.LinAlgError(f"cause {k}: {exc}") from None
-            self.cause_models_.append(_CauseModel(fit.coef, fit.x_mean, fit.event_times, fit.centred_cumulative_hazard))
+            self.cause_models_.append(
+                _CauseModel(fit.coef, fit.x_mean, fit.event_times, fit.centred_cumulative_hazard, fit.cov)
+            )
         self.models_ = list(self.cause_models_)  # per cause, None without events (as every competing family)
         self.risk_horizon_ = horizon
         self.n_capped_ = int(self._capped(Xa, self.max_time_).sum())
@@ -174,6 +187,7 @@ class FineGray(CompetingRiskEstimator):
                 "mean": m.mean.tolist(),
                 "event_times": m.event_times.tolist(),
                 "baseline_cumhaz": m.cumhaz.tolist(),
+                **({"cov": m.cov.tolist()} if m.cov is not None and np.isfinite(m.cov).all() else {}),
             }
             write_json(sub / "fine_gray.json", payload)
 
@@ -183,7 +197,7 @@ class FineGray(CompetingRiskEstimator):
         c = read_json(sub / "fine_gray.json", FineGrayCauseFile)
         if c["n_features_in"] != model.n_features_in_ or (c["event_times"] and c["event_times"][-1] > model.max_time_):
             raise ModelFileError(f"{sub}: does not match {path.name} (features or follow-up); refusing to load")
-        return _CauseModel(c["coef"], c["mean"], c["event_times"], c["baseline_cumhaz"])
+        return _CauseModel(c["coef"], c["mean"], c["event_times"], c["baseline_cumhaz"], c.get("cov"))
 
     def _restore_causes(self, models: list[Any]) -> None:
         self.cause_models_ = models

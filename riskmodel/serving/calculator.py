@@ -18,8 +18,11 @@ CIF₁(t | x) = 1 − exp(−Λ₁₀(t)·exp(η)), η = (z − z̄)ᵀβ₁, wi
 subdistribution hazard (:mod:`riskmodel.reporting.nomogram_form`). The page carries β₁, z̄, Λ₁₀ at
 the horizons and at the model's risk horizon (its risk score is the CIF there, as
 :meth:`riskmodel.scoring.RiskModel.score`'s), and labels the result as the cumulative incidence of
-the event with the competing event named. It has no band (no covariance of β₁ is stored) and no CIF
-of the competing event (a separate model, capped by the first: ``riskmodel serve`` gives both).
+the event with the competing event named, with a pointwise 95% band of the same construction as
+Cox's: 1 − exp(−Λ₁₀(t)·exp(η ± 1.96·se(η))), se(η)² = (z − z̄)ᵀV₁(z − z̄) with V₁ the robust
+(sandwich) variance of β₁ (Fine & Gray 1999, §3; ``cmprsk::crr``'s ``var``), the baseline held
+fixed at the mean patient as in the Cox band. It has no CIF of the competing event (a separate
+model, capped by the first: ``riskmodel serve`` gives both).
 
 The recipe is not trusted: it is read off the model's own transformer by probing it (one input
 moved at a time), and then checked against that transformer on :data:`CHECK_PATIENTS` random
@@ -47,6 +50,7 @@ from riskmodel.errors import UserInputError, own_warnings_silenced
 from riskmodel.features.safe_harbor import RANGE_WORDING
 from riskmodel.models import CauseSpecificCox, CoxPH, MultipleImputationSurvival
 from riskmodel.models.cif import risk_horizon
+from riskmodel.models.fine_gray import FineGray
 from riskmodel.privacy import PhiGuard
 from riskmodel.reporting.nomogram_form import LinearForm, competing_words, linear_form
 from riskmodel.scoring import RiskModel
@@ -243,13 +247,22 @@ def _check_family(model: RiskModel) -> LinearForm:
 
 
 def _covariance(model: RiskModel) -> list[list[float]] | None:
-    """A Cox model's inverse information (for the band); None for Fine-Gray or a singular one."""
-    information = getattr(model.estimator, "information_", None) if isinstance(model.estimator, CoxPH) else None
-    try:
-        cov = None if information is None else np.linalg.inv(np.asarray(information, dtype=float))
-    except np.linalg.LinAlgError:
-        cov = None
-    return None if cov is None else [[float(v) for v in row] for row in cov]
+    """The covariance of the formula's coefficients, for the band: a Cox model's inverse
+    information, a Fine-Gray model's robust variance of β₁ (``crr$var``); None for a singular
+    information or a Fine-Gray folder saved before the variance was kept."""
+    estimator = model.estimator
+    cov: np.ndarray | None = None
+    if isinstance(estimator, FineGray):
+        first = estimator.cause_models_[0]
+        cov = None if first is None or first.cov is None else np.asarray(first.cov, dtype=float)
+    elif isinstance(estimator, CoxPH) and getattr(estimator, "information_", None) is not None:
+        try:
+            cov = np.linalg.inv(np.asarray(estimator.information_, dtype=float))
+        except np.linalg.LinAlgError:
+            cov = None
+    if cov is None or not np.isfinite(cov).all():
+        return None
+    return [[float(v) for v in row] for row in cov]
 
 
 def _outcome(model: RiskModel, form: LinearForm) -> dict[str, Any]:

@@ -108,7 +108,11 @@ function calculate(inputs) {
   const incidence = H => -Math.expm1(-Math.exp(eta + Math.log(H)));
   const horizons = SPEC.model.horizons.map((h, i) => {
     const H = SPEC.cumhaz[i];
-    if (cif) return {months: h, cif: incidence(H), lower: null, upper: null, unstable: SPEC.unstable.includes(h)};
+    if (cif) {
+      const band = d => -Math.expm1(-Math.exp(eta + d + Math.log(H)));
+      return {months: h, cif: incidence(H), lower: se === null ? null : band(-Z95 * se),
+              upper: se === null ? null : band(Z95 * se), unstable: SPEC.unstable.includes(h)};
+    }
     return {months: h, survival: surv(H), lower: se === null ? null : Math.exp(-Math.exp(eta + Z95 * se + Math.log(H))),
             upper: se === null ? null : Math.exp(-Math.exp(eta - Z95 * se + Math.log(H))),
             unstable: SPEC.unstable.includes(h)};
