@@ -213,3 +213,21 @@ def test_declared_report_gray_and_fine_gray_equal_cuminc_and_crr(tmp_path: Path)
     assert "competing event (codes 2)" in page
     assert "PT-0" not in page
     assert "Canary" not in page
+
+
+def test_a_cause_whose_events_a_covariate_separates_is_marked_not_converged_not_raised() -> None:
+    """Every competing-cause event among x = 1: the cause-specific coefficient of x runs off to +∞
+    (R's coxph: "coefficient may be infinite"). Before, the fit's warning escaped from the report
+    (an error under the test suite, a bare line for a user); now the table says it."""
+    from riskmodel.reporting.competing_section import competing_models
+
+    rng = np.random.default_rng(3)
+    n = 120
+    x = rng.integers(0, 2, n).astype(float)
+    z = rng.normal(size=n)
+    time = rng.exponential(20, n)
+    cause = np.where(rng.uniform(size=n) < 0.45, 1, 0)
+    cause[(x == 1) & (rng.uniform(size=n) < 0.35)] = 2  # the competing event only ever with x = 1
+    tables = competing_models(pd.DataFrame({"x": x, "z": z}), time, cause)
+    assert tables["cause_specific_2"].attrs["converged"] is False
+    assert tables["cause_specific_1"].attrs["converged"] is True

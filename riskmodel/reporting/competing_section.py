@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.core.csvout import write_safe_csv
-from riskmodel.errors import RiskModelError
+from riskmodel.errors import RiskModelError, RiskModelWarning
 from riskmodel.models.competing import CauseSpecificCox
 from riskmodel.reporting.page import format_p, table_html
 from riskmodel.reporting.plots import figure_html, pyplot
@@ -198,12 +199,20 @@ def cif_plot(groups: dict[str, tuple[np.ndarray, np.ndarray]], title: str, names
 
 def competing_models(design: pd.DataFrame, time: np.ndarray, cause: np.ndarray) -> dict[str, pd.DataFrame]:
     """The Fine-Gray table (subdistribution HRs) and the cause-specific Cox tables of both causes
-    on ``design`` (covariate columns), as ``{"fine_gray": .., "cause_specific_1": .., "cause_specific_2": ..}``."""
+    on ``design`` (covariate columns), as ``{"fine_gray": .., "cause_specific_1": .., "cause_specific_2": ..}``;
+    each table's ``attrs["converged"]`` says whether its fit converged (a covariate separating one
+    cause's events leaves an unbounded coefficient, as R's coxph warns "may be infinite")."""
     names = [str(c) for c in design.columns]
     X = design.to_numpy(float)
-    out = {"fine_gray": fine_gray(X, time, cause).table(names)}
-    csc = CauseSpecificCox(penalty=0).fit(design, competing_array(cause, time))
+    fg = fine_gray(X, time, cause)
+    out = {"fine_gray": fg.table(names)}
+    out["fine_gray"].attrs["converged"] = bool(fg.converged)
+    with warnings.catch_warnings():  # said per table instead (its ``converged`` attribute, its caption)
+        warnings.simplefilter("ignore", RiskModelWarning)
+        csc = CauseSpecificCox(penalty=0).fit(design, competing_array(cause, time))
     for k, table in csc.hazard_ratio_tables(names).items():
+        model = csc.models_[k - 1]
+        table.attrs["converged"] = bool(getattr(model, "converged_", True))
         out[f"cause_specific_{k}"] = table
     return out
 
@@ -327,7 +336,13 @@ def _model_parts(inputs: CompetingInputs, out: Path, summary: dict[str, Any]) ->
     for key, table in tables.items():
         write_safe_csv(table, out / f"{ep}_{key}.csv", index=False)
         summary[key] = table.set_index("term").to_dict(orient="index")
-        parts.append(table_html(table, captions[key] + caution))
+        converged = bool(table.attrs.get("converged", True))
+        summary[f"{key}_converged"] = converged
+        unreliable = (
+            "" if converged else " — did not converge: a covariate may separate these events; its HRs and CIs are "
+            "not reliable"
+        )
+        parts.append(table_html(table, captions[key] + unreliable + caution))
     return parts
 
 
