@@ -552,3 +552,21 @@ def test_separation_under_multiple_imputation_gives_hazard_ratios_without_interv
     assert table[["se", "hr_lower_95", "hr_upper_95", "p", "fmi"]].isna().all().all()
     assert "did not converge" in table.attrs["note"]
     assert "without intervals" in table.attrs["method"]
+
+
+def test_a_trained_model_records_its_development_size_and_says_it_is_exploratory(
+    trained: TrainResult, store: Path
+) -> None:
+    """The bundled cohort is below Riley et al.'s minimum: the model file says so, with the counts
+    the run's tags hold, and every page's note is read from it."""
+    import mlflow
+
+    for run in trained.runs:
+        model = load_model(run.model_uri, tracking_uri=f"sqlite:///{store}/mlflow.db")
+        tags = mlflow.MlflowClient(f"sqlite:///{store}/mlflow.db").get_run(run.run_id).data.tags
+        assert model.development is not None
+        assert model.development["n_patients"] == int(tags["riskmodel.n_patients"])
+        assert model.development["n_events"] == int(tags["riskmodel.n_events"])
+        assert model.development["exploratory"] is (tags["riskmodel.exploratory"] == "true") is True
+        assert model.development["minimum_n"] > model.development["n_patients"]
+        assert model.development_note().startswith(f"Exploratory: developed on {model.development['n_patients']} ")

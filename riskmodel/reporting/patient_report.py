@@ -397,6 +397,13 @@ def _guard(models: Sequence[RiskModel], patients: pd.DataFrame, id_column: str) 
     return PhiGuard(identifiers=frozenset(i for i in ids - shown if len(i) >= 4 or not i.isdigit()))
 
 
+def _development_notes(models: Sequence[RiskModel]) -> list[tuple[RiskModel, str]]:
+    """Each model's note on its development cohort (:meth:`RiskModel.development_note`), said once
+    when every model has the same."""
+    notes = [(m, m.development_note()) for m in models]
+    return notes[:1] if len({n for _, n in notes}) == 1 else notes
+
+
 def _patient_sections(
     models: Sequence[RiskModel],
     raw: pd.DataFrame,
@@ -407,8 +414,12 @@ def _patient_sections(
 ) -> list[str]:
     sections = [
         f"<h1>Patient {html.escape(pid)}</h1>",
-        "<p class='note'><b>Exploratory.</b> Predictions of models trained on a small cohort; read the "
-        "bands and the model reports before using them. The identifier is a pseudonym.</p>",
+        "<p class='note'>"
+        + " ".join(
+            html.escape(f"{m.endpoint.upper()} {m.family}: {note}" if len(models) > 1 else note)
+            for m, note in _development_notes(models)
+        )
+        + " Read the bands and the model reports before using these predictions. The identifier is a pseudonym.</p>",
     ]
     active = []
     for m in models:

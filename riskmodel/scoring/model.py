@@ -41,6 +41,7 @@ from riskmodel.scoring.files import read_model_dir, write_model_dir
 from riskmodel.scoring.flags import EXTRAPOLATED, OUTSIDE, missing_flags, outside_flags
 from riskmodel.scoring.frame import identities, problem_text, risk_groups
 from riskmodel.scoring.landmark import landmark_refusals
+from riskmodel.stats.samplesize import SampleSize
 
 __all__ = ["RISK_GROUPS_3", "RiskModel"]
 
@@ -78,6 +79,9 @@ class RiskModel:
     input_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     # an updated model's parent, method and data digest (riskmodel update); None for a trained one
     lineage: dict[str, Any] | None = None
+    # the development cohort's size and Riley et al.'s verdict: {n_patients, n_events, minimum_n,
+    # exploratory}; None for a model saved before riskmodel kept it (see development_note)
+    development: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -96,8 +100,10 @@ class RiskModel:
         reliable_until: float | None = None,
         min_at_risk: int | None = None,
         declaration: CohortDeclaration | None = None,
+        size: SampleSize | None = None,
     ) -> RiskModel:
-        """Record the training ranges and risk cut-offs (tertiles unless given) of fitted parts.
+        """Record the training ranges and risk cut-offs (tertiles unless given) of fitted parts, and
+        with ``size`` (Riley et al.'s assessment of the development cohort) whether it is exploratory.
 
         A range is the 5th smallest to the 5th largest value, an age capped at 90+
         (:func:`riskmodel.features.safe_harbor.shared_range`): never one patient's exact value.
@@ -133,6 +139,39 @@ class RiskModel:
             min_at_risk=min_at_risk,
             declaration=declaration,
             input_summaries=input_summaries(X, used, lambda n: _kind(declaration, n), lambda n: is_age(n, declaration)),
+            development=None
+            if size is None
+            else {
+                "n_patients": int(size.n),
+                "n_events": int(size.events),
+                "minimum_n": int(size.minimum_n),
+                "exploratory": not size.adequate,
+            },
+        )
+
+    @property
+    def exploratory(self) -> bool:
+        """Below Riley et al.'s minimum sample size, or of unknown development size (an older file)."""
+        return self.development is None or bool(self.development["exploratory"])
+
+    def development_note(self) -> str:
+        """One sentence for a page or an answer on how far the model's predictions can be trusted,
+        judged from its development cohort, never from the study it started from."""
+        d = self.development
+        if d is None:
+            return (
+                "Exploratory: this model file does not record the size of its development cohort; treat its "
+                "predictions as uncertain until it is validated on patients like yours."
+            )
+        size = f"{d['n_patients']:,} patients ({d['n_events']:,} events)"
+        if d["exploratory"]:
+            return (
+                f"Exploratory: developed on {size}, below Riley et al.'s minimum sample size for this model "
+                f"({d['minimum_n']:,}); its predictions are uncertain."
+            )
+        return (
+            f"Developed on {size}, which meets Riley et al.'s minimum sample size for this model "
+            f"({d['minimum_n']:,}); check its validation on patients like yours before using it."
         )
 
     @property
@@ -407,6 +446,7 @@ class RiskModel:
             "min_at_risk": self.min_at_risk,
             "input_summaries": self.input_summaries,
             "lineage": self.lineage,
+            "development": self.development,
             "hazard_ratios": None
             if self.hazard_ratios is None
             else {
@@ -459,6 +499,7 @@ class RiskModel:
             declaration,
             dict(meta.get("input_summaries") or {}),
             None if meta.get("lineage") is None else dict(meta["lineage"]),
+            None if meta.get("development") is None else dict(meta["development"]),
         )
 
 

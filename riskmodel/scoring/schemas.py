@@ -64,6 +64,16 @@ class Lineage(_Closed):
     slope: FiniteFloat | None = None
 
 
+class Development(_Closed):
+    """How large the development cohort was, and whether that makes the model exploratory (below
+    Riley et al.'s minimum sample size, :mod:`riskmodel.stats.samplesize`). Counts only."""
+
+    n_patients: int = Field(ge=1)
+    n_events: int = Field(ge=0)
+    minimum_n: int = Field(ge=0)
+    exploratory: bool
+
+
 class ModelMeta(_Closed):
     """``model.json``: what a model is for, its training ranges and risk-group cut-offs."""
 
@@ -82,6 +92,7 @@ class ModelMeta(_Closed):
     hazard_ratios: HazardRatios | None = None
     input_summaries: dict[Name, InputSummary] = {}
     lineage: Lineage | None = None
+    development: Development | None = None
     features: dict[str, Any]
 
     @model_validator(mode="after")

@@ -35,13 +35,26 @@ from riskmodel.serving.form import InputField, input_fields, patient_frame, requ
 from riskmodel.serving.page import form_page
 from riskmodel.serving.schemas import ModelAnswer, Prediction, ProblemReport
 
-__all__ = ["MAX_BODY_BYTES", "NOTE", "BodyLimit", "create_app", "warm_up"]
+__all__ = ["MAX_BODY_BYTES", "NOTE", "BodyLimit", "create_app", "note_for", "warm_up"]
 
 MAX_BODY_BYTES = 16_384  # one patient's inputs are a few hundred bytes
 NOTE = (
-    "Exploratory predictions of models trained on a small cohort. Read the bands, the statuses and the "
-    "model reports before using them; a what-if is a model association, not a causal dose-response."
+    "Read the bands, the statuses and the model reports before using these predictions; a what-if is a model "
+    "association, not a causal dose-response."
 )
+
+
+def note_for(models: Sequence[RiskModel]) -> str:
+    """What the page and every answer say of the served models: how far each can be trusted, judged
+    from its own development cohort (:meth:`RiskModel.development_note`), then :data:`NOTE`."""
+    said: dict[str, list[str]] = {}
+    for m in models:
+        said.setdefault(m.development_note(), []).append(model_info(m)["label"])
+    if len(said) == 1:
+        return f"{next(iter(said))} {NOTE}"
+    return " ".join(f"{', '.join(labels)}: {note}" for note, labels in said.items()) + f" {NOTE}"
+
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -176,13 +189,14 @@ def create_app(
     fields = input_fields(models)
     patient_model = request_model(fields)
     id_column = ids.pop() if len(ids) == 1 else models[0].id_column
+    note = note_for(models)
     app = FastAPI(
         title="riskmodel calculator",
         version=__version__,
-        description=f"{NOTE} Models: " + "; ".join(model_info(m)["label"] for m in models) + ".",
+        description=f"{note} Models: " + "; ".join(model_info(m)["label"] for m in models) + ".",
     )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-    page = form_page(fields, models, NOTE)
+    page = form_page(fields, models, note)
     if warm:
         warm_up(models, fields, id_column)
 
@@ -214,7 +228,7 @@ def create_app(
 
     @app.get("/api/inputs", summary="The inputs the served models need, and the models")
     def inputs() -> dict[str, Any]:
-        return {"fields": [f.as_json() for f in fields], "models": [model_info(m) for m in models], "note": NOTE}
+        return {"fields": [f.as_json() for f in fields], "models": [model_info(m) for m in models], "note": note}
 
     @app.post(
         "/api/predict",
@@ -226,7 +240,7 @@ def create_app(
         try:
             frame = patient_frame(fields, patient.model_dump(), id_column)  # type: ignore[attr-defined]
             answers = [_one_answer(m, frame, allow_extrapolation, what_if_input) for m in models]
-            return {"models": [ModelAnswer(**a).model_dump() for a in answers], "note": NOTE}
+            return {"models": [ModelAnswer(**a).model_dump() for a in answers], "note": note}
         except Exception as exc:  # answered here, so no server log carries a traceback with a value in it
             body = {"message": f"internal error ({type(exc).__name__})", "problems": []}
             return JSONResponse(body, status_code=500)

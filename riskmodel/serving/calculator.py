@@ -286,6 +286,7 @@ def calculator_spec(model: RiskModel) -> dict[str, Any]:
     _check(model, fields, recipes)
     return {
         "model": model_info(model),
+        "development_note": model.development_note(),
         "fields": [f.as_json() | {"age": model.is_age(f.name), "required": True} for f in fields],
         "features": [str(n) for n in model.features.get_feature_names_out()],
         "recipes": recipes,

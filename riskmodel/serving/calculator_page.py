@@ -204,8 +204,8 @@ def calculator_html(spec: dict[str, Any]) -> str:
         "style-src 'unsafe-inline'\">"
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
-        f"<p class='note'>A {kind} model as a formula, computed in this page: nothing is sent anywhere. Exploratory "
-        "predictions of a model trained on a small cohort; a patient outside the development data gets no risk "
+        f"<p class='note'>A {kind} model as a formula, computed in this page: nothing is sent anywhere. "
+        f"{html.escape(spec['development_note'])} A patient outside the development data gets no risk "
         "group.</p><form id='patient' novalidate>"
         + "".join(field_html(f) for f in fields)
         + "<button type='submit'>Calculate</button></form><div id='results' aria-live='polite'></div>"

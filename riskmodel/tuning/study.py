@@ -45,6 +45,7 @@ from riskmodel.errors import RiskModelError, UserInputError, own_warnings_silenc
 from riskmodel.models.registry import ParamSpace, build_family, spec
 from riskmodel.privacy import PhiGuard, PrivacyError
 from riskmodel.scoring import RiskModel
+from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import Tracker, resolve_tracking_uri
 from riskmodel.tuning.conclusion import conclude_once
 from riskmodel.tuning.nested import nested_cv
@@ -126,6 +127,7 @@ class _Setup:
     prepared: PreparedEndpoint
     metric: str
     horizon: float  # td-AUC's; one of the window's horizons
+    size: SampleSize | None = None  # Riley et al.'s assessment of the cohort (set by tune)
 
     def make(self, params: dict[str, Any]) -> Any:
         """The pipeline of one trial's parameters (CIF models for a competing endpoint)."""
@@ -215,7 +217,8 @@ def tune(
     tracker = Tracker(s.config.name, uri, guard=PhiGuard.for_cohort(cohort, own=shareable_config(s.config)))
     if tracker.stale_runs:
         result.notes.append(f"closed {len(tracker.stale_runs)} MLflow run(s) left RUNNING by an ended process")
-    result.exploratory = not sample_size(s.config, s.prepared).adequate
+    s.size = sample_size(s.config, s.prepared)
+    result.exploratory = not s.size.adequate
     result.competing = s.prepared.competing
     tags = {
         "optuna_study": name,
@@ -455,6 +458,7 @@ def _refit(s: _Setup, params: dict[str, Any]) -> RiskModel:
         reliable_until=s.prepared.window.reliable_until,
         min_at_risk=s.prepared.window.min_at_risk,
         declaration=s.config.cohort,
+        size=s.size,
     )
 
 

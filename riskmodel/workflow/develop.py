@@ -135,6 +135,7 @@ def develop_family(
         reliable_until=window.reliable_until,
         min_at_risk=window.min_at_risk,
         declaration=config.cohort,
+        size=size,
     )
     if isinstance(model.estimator, CoxPH):
         model.hazard_ratios = unpenalised_table(features, sd.X, sd.y)

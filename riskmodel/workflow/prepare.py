@@ -314,14 +314,20 @@ def sample_size(config: ExperimentConfig, prepared: PreparedEndpoint) -> SampleS
     With competing risks the events are those of the event of interest, and R²cs comes from its
     cause-specific Cox fit (competing events censored): the size needed for that hazard's model.
     """
-    sd = prepared.data
-    time, events = sd.y["time"], int(sd.y["event"].sum())
+    design, y = _complete_design(config, prepared.data)
+    return design_sample_size(design, y, prepared.data.y, max(prepared.prediction_horizons))
+
+
+def design_sample_size(design: Any, y_fit: Any, y: Any, horizon: float) -> SampleSize:
+    """Riley et al.'s assessment of a cohort with target ``y`` (event, time: its event counts,
+    rate and follow-up; a competing target's event of interest) for a model of ``design``'s columns,
+    R²cs anticipated from the unpenalised Cox fit of ``design`` on ``y_fit`` (its complete rows)."""
+    time, events = y["time"], int(y["event"].sum())
     rate = events / float(time.sum())
     follow_up = float(time.mean())
-    design, y = _complete_design(config, sd)
     parameters = design.shape[1]
     with own_warnings_silenced():
-        cox = CoxPH(penalty=0.0).fit(design, y)
+        cox = CoxPH(penalty=0.0).fit(design, y_fit)
     lr = max(2 * (cox.log_likelihood_ - cox.log_likelihood_null_), 0.0)
     r2, how = anticipated_r2(lr, len(time), parameters, rate, follow_up)
     size = riley_survival(
@@ -329,7 +335,7 @@ def sample_size(config: ExperimentConfig, prepared: PreparedEndpoint) -> SampleS
         r2_cs=r2,
         rate=rate,
         mean_follow_up=follow_up,
-        horizon=max(prepared.prediction_horizons),
+        horizon=horizon,
         n=len(time),
         events=events,
     )

@@ -57,8 +57,9 @@ from riskmodel.models.recalibrated_cif import RecalibratedCif
 from riskmodel.privacy import PhiGuard
 from riskmodel.reporting.page import json_safe
 from riskmodel.scoring import RiskModel, read_patients
-from riskmodel.stats import is_competing
+from riskmodel.stats import is_competing, survival_array
 from riskmodel.stats.competing_metrics import wolbers_c
+from riskmodel.stats.samplesize import SampleSize
 from riskmodel.tracking import load_model
 from riskmodel.tracking.evaluation import source_run_id
 from riskmodel.tracking.lineage import record_update
@@ -67,6 +68,7 @@ from riskmodel.validation.competing import cif_observed_expected, cif_slope_at
 from riskmodel.validation.external import is_linear, observed_expected
 from riskmodel.workflow.develop import pooled_table, unpenalised_table
 from riskmodel.workflow.evaluate import check_horizons, labelled_data
+from riskmodel.workflow.prepare import design_sample_size
 
 __all__ = ["UPDATE_EXPERIMENT", "UPDATE_METHODS", "Update", "fit_update", "update_model", "update_performance"]
 
@@ -246,6 +248,15 @@ def _hazard_ratios(features: Any, estimator: Any, X: pd.DataFrame, y: Any) -> pd
     return None
 
 
+def _refit_size(features: Any, X: pd.DataFrame, y: Any, horizons: Sequence[float]) -> SampleSize:
+    """Riley et al.'s assessment of the update data for the refitted model (its features' columns;
+    R²cs from the complete rows): a refit is developed on these patients alone."""
+    design = np.asarray(features.transform(X), dtype=float)
+    complete = ~np.isnan(design).any(axis=1)
+    target = survival_array(y["event"], y["time"])
+    return design_sample_size(design[complete], target[complete], target, max(horizons))
+
+
 def updated_model(parent: RiskModel, X: pd.DataFrame, y: Any, method: str, lineage: dict[str, Any]) -> RiskModel:
     """The new model version: the update fitted on all of ``X``, ``y``, with its lineage."""
     features, estimator = fit_update(parent, X, y, method)
@@ -269,6 +280,7 @@ def updated_model(parent: RiskModel, X: pd.DataFrame, y: Any, method: str, linea
             reliable_until=window.reliable_until,
             min_at_risk=window.min_at_risk,
             declaration=parent.declaration,
+            size=_refit_size(features, X, y, horizons),
         )
         model.hazard_ratios = _hazard_ratios(features, estimator, X, y)
     else:
