@@ -242,4 +242,11 @@ def test_the_served_page_draws_the_cif_table_of_a_fine_gray_model(browser: Any, 
     assert "CIF of local failure" in table
     assert "CIF of death without local failure" in table
     assert "12 months after the 3-month landmark" in table
+    assert page.locator(f"{section} svg").count() == 2  # the CIF curves and the what-if
+    assert "Cumulative incidence" in page.locator(f"{section} svg").first.text_content()
+    assert "Blue: the CIF of local failure; orange: the CIF of death without local failure" in page.inner_text(
+        f"{section} .curve-note"
+    )
+    assert "SHAP contributions to the risk score: the CIF of local failure by" in page.inner_text(f"{section} .shap")
+    assert "not a causal" in page.inner_text(f"{section} .what-if-note")
     page.close()

@@ -1,7 +1,9 @@
 """The web calculator's JSON API for a competing-risk model (a Fine-Gray model of LC, death
-competing): each horizon's CIF of the event, CIF of the competing event and event-free probability
-are the model's own predictions (``predict_frame``, to 1e-12), named in words; the landmark rule
-still refuses a PD patient; the page draws the CIF table in a browser-free check of its script."""
+competing, and a cause-specific Cox one): each horizon's CIF of the event, CIF of the competing event and
+event-free probability are the model's own predictions (``predict_frame``, to 1e-12), named in words,
+and so are the CIF curves and the what-if of the CIF; the SHAP contributions add up to the risk
+score; the landmark rule still refuses a PD patient; the page draws the CIF table in a
+browser-free check of its script (tests/test_calculator_fine_gray_browser.py draws it in Chromium)."""
 
 from __future__ import annotations
 
@@ -71,3 +73,65 @@ def test_the_api_gives_both_cifs_and_the_event_free_probability_of_a_fine_gray_m
     assert refused["cumulative_incidence"] is None
     page = client.get("/").text
     assert "renderCompeting" in page
+
+
+@pytest.fixture(scope="module")
+def cause_specific(bundled: Cohort) -> RiskModel:
+    from riskmodel.models import CauseSpecificCox
+
+    sd = survival_data(bundled, "lc", landmark_months=3, competing=True, feature_columns=["response_3mo"])
+    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        csc = CauseSpecificCox(penalty=0.1).fit(features.transform(sd.X), sd.y)
+    return RiskModel.from_training(
+        endpoint="lc",
+        family="cox",
+        experiment="t",
+        landmark_months=3,
+        horizons=[6.0, 12.0],
+        features=features,
+        estimator=csc,
+        X=sd.X,
+    )
+
+
+@pytest.mark.parametrize("which", ["fine_gray", "cause_specific"])
+def test_a_competing_answer_has_its_cif_curves_shap_and_what_if(
+    which: str, model: RiskModel, cause_specific: RiskModel
+) -> None:
+    """Before: a competing model's answer stopped at the table. Now the curves, the SHAP
+    contributions to its risk score (the CIF by the risk horizon) and the what-if of the CIF,
+    each checked against the model's own predictions for the changed patient."""
+    import numpy as np
+    import pandas as pd
+
+    m = model if which == "fine_gray" else cause_specific
+    got = _answer(TestClient(create_app([m])))
+    frame = pd.DataFrame([{k: str(v) for k, v in PATIENT.items()}])
+
+    curve = got["cif_curve"]
+    cif, other, free = (np.array(curve[k], dtype=float) for k in ("cif", "cif_competing", "event_free"))
+    assert curve["months"][0] == 0.0
+    assert cif[0] == other[0] == 0.0
+    assert (np.diff(cif) >= 0).all()
+    assert (np.diff(other) >= 0).all()  # a cumulative incidence never falls
+    np.testing.assert_allclose(cif + other + free, 1.0, atol=1e-12)
+    k = 30  # a grid point inside follow-up: the model's own CIF there
+    want = m.predict_frame(frame, [curve["months"][k]]).iloc[0]
+    assert cif[k] == pytest.approx(want[f"cif_{curve['months'][k]:g}"], abs=1e-12)
+    assert "no band" in curve["band"]
+
+    shap = got["shap"]
+    assert "CIF of local failure by" in shap["output"]
+    total = shap["base"] + sum(c["value"] for c in shap["contributions"])
+    assert total == pytest.approx(got["risk_score"], abs=1e-6)  # SHAP's efficiency: they add up to the score
+
+    w = got["what_if"]
+    assert w["outcome"] == "cif"
+    assert w["survival"] is None
+    for i in (0, len(w["values"]) // 2, len(w["values"]) - 1):
+        changed = frame.assign(d90_gy=repr(w["values"][i]))
+        row = m.predict_frame(changed, [w["horizon"]]).iloc[0]
+        assert w["cif"][i] == pytest.approx(row[f"cif_{w['horizon']:g}"], abs=1e-12)
+        assert w["cif_competing"][i] == pytest.approx(row[f"cif_competing_{w['horizon']:g}"], abs=1e-12)

@@ -14,6 +14,12 @@ Everything comes from the model's own scoring path, never a second one:
   (:meth:`RiskModel.what_if` over the training range, extended to the patient's own value, every
   value outside the range marked ``extrapolated``), with its band where the family has one.
 
+A competing-risk model answers the same questions of the cumulative incidence: its three
+probabilities at the horizons, the CIF of the event and of the competing event on the same grid,
+the SHAP contributions to its risk score (the CIF of the event at the model's risk horizon), and
+the what-if of that CIF at the explained horizon. None has a band: the cause-specific models'
+uncertainty is not carried through the Aalen-Johansen combination (as the patient pages say).
+
 Nothing is kept between calls, and nothing here logs.
 """
 
@@ -25,14 +31,18 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.features.labels import feature_labels, input_label, input_unit
+from riskmodel.models.cif import cif_matrix, risk_horizon
 from riskmodel.reporting.page import format_probability
 from riskmodel.reporting.patient_report import CAUSAL_WARNING, survival_band, what_if_sweep
 from riskmodel.scoring import RiskModel
 
-__all__ = ["CURVE_POINTS", "EXPLAIN_HORIZON", "answer", "explain_horizon", "model_info"]
+__all__ = ["COMPETING_NO_BAND", "CURVE_POINTS", "EXPLAIN_HORIZON", "answer", "explain_horizon", "model_info"]
 
 CURVE_POINTS = 61
 EXPLAIN_HORIZON = 12.0
+COMPETING_NO_BAND = (
+    "no band: the cause-specific models' uncertainty is not carried through the Aalen-Johansen combination"
+)
 
 
 def model_info(model: RiskModel) -> dict[str, Any]:
@@ -91,13 +101,30 @@ def _banded(model: RiskModel, record: dict[str, Any], Z: np.ndarray) -> tuple[li
     return horizons, curve
 
 
+def _competing_curve(model: RiskModel, Z: np.ndarray) -> dict[str, Any]:
+    """Both CIFs and the event-free probability on the curve's grid (RiskModel's own CIF call)."""
+    grid = np.linspace(0.0, model.max_time, CURVE_POINTS)
+    cif = cif_matrix(model.estimator, Z, list(grid))
+    return {
+        "months": _nums(grid),
+        "cif": _nums(cif[0][0]),
+        "cif_competing": _nums(cif[1][0]),
+        "event_free": _nums(1.0 - cif[0][0] - cif[1][0]),
+        "band": COMPETING_NO_BAND,
+    }
+
+
 def _shap(model: RiskModel, frame: pd.DataFrame, data: pd.DataFrame, Z: np.ndarray) -> dict[str, Any]:
     explanation = model.explain(frame)
     labels = feature_labels(model.features, data.iloc[0], Z[0], model.declaration)
     values = np.asarray(explanation.values, dtype=float)[0]
     order = np.argsort(-np.abs(values), kind="stable")
+    output = "risk score (higher = worse)"
+    if model.competing:
+        h = risk_horizon(model.estimator)
+        output = f"risk score: the CIF of {model.event_labels.event} by {h:g} months (higher = worse)"
     return {
-        "output": "risk score (higher = worse)",
+        "output": output,
         "base": float(np.asarray(explanation.base_values, dtype=float).ravel()[0]),
         "method": str(getattr(explanation, "method", "")),
         "contributions": [{"label": labels[i], "value": float(values[i])} for i in order],
@@ -109,7 +136,7 @@ def _what_if(model: RiskModel, frame: pd.DataFrame, feature: str) -> dict[str, A
         return None
     h = explain_horizon(model)
     sweep = what_if_sweep(model, frame, h, feature)
-    key = f"S_{h:g}"
+    key = f"cif_{h:g}" if model.competing else f"S_{h:g}"
     lo, hi = model.numeric_ranges[feature]
     has_band = f"{key}_lower" in sweep
     return {
@@ -117,13 +144,16 @@ def _what_if(model: RiskModel, frame: pd.DataFrame, feature: str) -> dict[str, A
         "label": input_label(feature, model.declaration),
         "unit": input_unit(feature, model.declaration),
         "horizon": h,
+        "outcome": "cif" if model.competing else "survival",
         "training_range": [float(lo), float(hi)],
         "values": _nums(sweep["value"]),
-        "survival": _nums(sweep[key]),
+        "survival": None if model.competing else _nums(sweep[key]),
+        "cif": _nums(sweep[key]) if model.competing else None,
+        "cif_competing": _nums(sweep[f"cif_competing_{h:g}"]) if model.competing else None,
         "lower": _nums(sweep[f"{key}_lower"]) if has_band else None,
         "upper": _nums(sweep[f"{key}_upper"]) if has_band else None,
         "extrapolated": [bool(v) for v in sweep["extrapolated"]],
-        "band": str(sweep.attrs.get("band", "")),
+        "band": COMPETING_NO_BAND if model.competing else str(sweep.attrs.get("band", "")),
         "note": CAUSAL_WARNING,
     }
 
@@ -152,13 +182,15 @@ def answer(
         "risk_score": record.get("risk_score"),
         "flags": list(record.get("flags", [])),
     }
-    if "cif" in record:  # a competing-risk model: both CIFs and the event-free probability per horizon
-        return out | competing_answer(model, record)
-    if "survival" not in record:  # refused by the landmark rule, or a row the model cannot read
+    if "cif" not in record and "survival" not in record:  # refused by the landmark rule, or an unreadable row
         return out
     data = model.validate_patients(frame)
     Z = np.asarray(model.features.transform(data), dtype=float)
-    out["horizon_probabilities"], out["curve"] = _banded(model, record, Z)
+    if "cif" in record:  # a competing-risk model: both CIFs and the event-free probability per horizon
+        out |= competing_answer(model, record)
+        out["cif_curve"] = _competing_curve(model, Z)
+    else:
+        out["horizon_probabilities"], out["curve"] = _banded(model, record, Z)
     out["shap"] = _shap(model, frame, data, Z)
     out["what_if"] = _what_if(model, frame, what_if_input)
     return out

@@ -86,13 +86,38 @@ function plot(title, xlabel, series, shade) {
   }
   return svg;
 }
-function whatIfPlot(w) {
-  const inside = w.values.map((v, i) => (w.extrapolated[i] ? null : w.survival[i]));
-  const series = [{x: w.values, y: w.survival, dashed: true, colour: "#888"},
+function whatIfPlot(w, events) {
+  const y = w.outcome === "cif" ? w.cif : w.survival;
+  const inside = w.values.map((v, i) => (w.extrapolated[i] ? null : y[i]));
+  const series = [{x: w.values, y, dashed: true, colour: "#888"},
                   {x: w.values, y: inside, lower: w.lower, upper: w.upper, colour: "#1565c0"}];
+  if (w.outcome === "cif") {
+    series.push({x: w.values, y: w.values.map((v, i) => (w.extrapolated[i] ? null : w.cif_competing[i])),
+                 colour: "#ef6c00", dashed: true});
+  }
   const lo = Math.min(...w.values), hi = Math.max(...w.values);
   const shade = [[lo, w.training_range[0]], [w.training_range[1], hi]].filter(([a, b]) => b > a);
-  return plot(`What if ${w.label} were different? S(${w.horizon} months)`, `${w.label} (${w.unit})`, series, shade);
+  const what = w.outcome === "cif" ? `CIF of ${events.cif} by ${w.horizon} months` : `S(${w.horizon} months)`;
+  return plot(`What if ${w.label} were different? ${what}`, `${w.label} (${w.unit})`, series, shade);
+}
+function appendExplanations(box, m) {
+  const shap = el("table", null, "shap");
+  shap.insertRow().appendChild(el("th", `Why: SHAP contributions to the ${m.shap.output}`));
+  for (const k of m.shap.contributions) {
+    const row = shap.insertRow();
+    row.insertCell().textContent = k.label;
+    row.insertCell().textContent = (k.value >= 0 ? "+" : "") + k.value.toPrecision(3);
+  }
+  box.appendChild(shap);
+  box.appendChild(el("p", m.shap.method, "small"));
+  if (m.what_if) {
+    box.appendChild(whatIfPlot(m.what_if, m.events));
+    const [lo, hi] = m.what_if.training_range;
+    const other = m.what_if.outcome === "cif" ? ` Orange, dashed: the CIF of ${m.events.cif_competing}.` : "";
+    box.appendChild(el("p", `Dashed and shaded: outside ${lo}-${hi} ${m.what_if.unit}, ` +
+      "the middle of the training data " +
+      `(extrapolated).${other} ${m.what_if.band}. ${m.what_if.note}`, "small what-if-note"));
+  }
 }
 function appendFlags(box, flags) {
   if (!flags.length) return;
@@ -116,6 +141,12 @@ function renderCompeting(m, box) {
   }
   box.appendChild(table);
   appendFlags(box, m.flags);
+  const c = m.cif_curve;
+  box.appendChild(plot("Cumulative incidence", `months after the ${m.time_origin}`,
+    [{x: c.months, y: c.cif, colour: "#1565c0"}, {x: c.months, y: c.cif_competing, colour: "#ef6c00"}]));
+  box.appendChild(el("p", `Blue: the CIF of ${m.events.cif}; orange: the CIF of ${m.events.cif_competing}; ` +
+    `the rest up to 1 is ${m.events.event_free}. ${c.band}.`, "small curve-note"));
+  appendExplanations(box, m);
   return box;
 }
 function renderModel(m) {
@@ -146,22 +177,7 @@ function renderModel(m) {
   box.appendChild(plot("Predicted curve", `months after the ${m.time_origin}`,
     [{x: c.months, y: c.survival, lower: c.lower, upper: c.upper, colour: "#1565c0"}]));
   box.appendChild(el("p", c.band, "small"));
-  const shap = el("table", null, "shap");
-  shap.insertRow().appendChild(el("th", `Why: SHAP contributions to the ${m.shap.output}`));
-  for (const k of m.shap.contributions) {
-    const row = shap.insertRow();
-    row.insertCell().textContent = k.label;
-    row.insertCell().textContent = (k.value >= 0 ? "+" : "") + k.value.toPrecision(3);
-  }
-  box.appendChild(shap);
-  box.appendChild(el("p", m.shap.method, "small"));
-  if (m.what_if) {
-    box.appendChild(whatIfPlot(m.what_if));
-    const [lo, hi] = m.what_if.training_range;
-    box.appendChild(el("p", `Dashed and shaded: outside ${lo}-${hi} ${m.what_if.unit}, ` +
-      "the middle of the training data " +
-      `(extrapolated). ${m.what_if.band}. ${m.what_if.note}`, "small"));
-  }
+  appendExplanations(box, m);
   return box;
 }
 function collect(form) {

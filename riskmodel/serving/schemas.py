@@ -46,6 +46,16 @@ class Curve(_Closed):
     band: str = Field(description="Which band, or why there is none.")
 
 
+class CompetingCurve(_Closed):
+    """A competing-risk model's curves on a grid to the end of training follow-up (no band)."""
+
+    months: list[float | None]
+    cif: list[float | None] = Field(description="Cumulative incidence of the event of interest.")
+    cif_competing: list[float | None] = Field(description="Cumulative incidence of the competing event.")
+    event_free: list[float | None] = Field(description="Probability of neither event.")
+    band: str = Field(description="Why there is no band.")
+
+
 class Contribution(_Closed):
     """One feature's SHAP contribution, labelled with the clinical value it encodes."""
 
@@ -63,15 +73,19 @@ class Shap(_Closed):
 
 
 class WhatIf(_Closed):
-    """Predictions as one dose input sweeps the training range (extended to the patient's own value)."""
+    """Predictions as one dose input sweeps the training range (extended to the patient's own value):
+    S(horizon), or a competing-risk model's CIF of the event (and of the competing event) by it."""
 
     input: str
     label: str
     unit: str
     horizon: float
+    outcome: str = Field("survival", description="survival (S at the horizon) or cif (a competing-risk model).")
     training_range: list[float] = Field(description="The middle of the training data (5th smallest to 5th largest).")
     values: list[float | None]
-    survival: list[float | None]
+    survival: list[float | None] | None = None
+    cif: list[float | None] | None = None
+    cif_competing: list[float | None] | None = None
     lower: list[float | None] | None = None
     upper: list[float | None] | None = None
     extrapolated: list[bool] = Field(description="True where the value lies outside the training range.")
@@ -102,6 +116,7 @@ class ModelAnswer(_Closed):
     )
     cumulative_incidence: list[CompetingProbability] | None = None
     curve: Curve | None = None
+    cif_curve: CompetingCurve | None = None
     shap: Shap | None = None
     what_if: WhatIf | None = None
 
