@@ -70,3 +70,19 @@ def declared_model(
         X=X,
         declaration=decl,
     )
+
+
+def lc_competing_model(data: Cohort | pd.DataFrame, estimator: Any, family: str) -> RiskModel:
+    """``estimator`` (a competing-risk family) fitted on LC with death competing, from the 3-month
+    landmark with the 3-month response, horizons 6 and 12 months: the serving and calculator tests' model."""
+    model, _ = study_model(
+        data,
+        "lc",
+        estimator,
+        family=family,
+        horizons=[6.0, 12.0],
+        feature_columns=["response_3mo"],
+        competing=True,
+        quiet=True,
+    )
+    return model

@@ -29,7 +29,7 @@ from riskmodel.serving.calculator import calculator_spec
 from tests.browser import CHROMIUM, chromium_browser, fill_form
 from tests.r_session import HAS_R, r_cases, rscript
 from tests.serving_models import PATIENT
-from tests.study_models import study_model
+from tests.study_models import lc_competing_model
 from tests.test_model_trees import rewrite_manifest
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -40,23 +40,9 @@ pytestmark = [
 TOLERANCE = 1e-9
 
 
-def _model(cohort: Cohort, estimator: Any, family: str) -> RiskModel:
-    model, _ = study_model(
-        cohort,
-        "lc",
-        estimator,
-        family=family,
-        horizons=[6.0, 12.0],
-        feature_columns=["response_3mo"],
-        competing=True,
-        quiet=True,
-    )
-    return model
-
-
 @pytest.fixture(scope="module")
 def folder(bundled: Cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _model(bundled, FineGray(), "fine_gray").save(tmp_path_factory.mktemp("fg_calc") / "lc")
+    return lc_competing_model(bundled, FineGray(), "fine_gray").save(tmp_path_factory.mktemp("fg_calc") / "lc")
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +190,7 @@ def test_a_fine_gray_folder_saved_without_the_variance_still_loads_and_has_no_ba
 
 
 def test_the_cause_specific_cox_model_is_refused_in_one_line(bundled: Cohort) -> None:
-    model = _model(bundled, CauseSpecificCox(penalty=0.1), "cox")
+    model = lc_competing_model(bundled, CauseSpecificCox(penalty=0.1), "cox")
     with pytest.raises(UserInputError) as refused:
         calculator_spec(model)
     message = str(refused.value)

@@ -7,16 +7,16 @@ browser-free check of its script (tests/test_calculator_fine_gray_browser.py dra
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import pytest
 
-from riskmodel.cohort import Cohort, survival_data
-from riskmodel.features import ClinicalFeatures
+from riskmodel.cohort import Cohort
+from riskmodel.models import CauseSpecificCox
 from riskmodel.models.fine_gray import FineGray
 from riskmodel.scoring import RiskModel
 from tests.serving_models import PATIENT
+from tests.study_models import lc_competing_model
 
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient
@@ -26,21 +26,12 @@ from riskmodel.serving.app import create_app
 
 @pytest.fixture(scope="module")
 def model(bundled: Cohort) -> RiskModel:
-    sd = survival_data(bundled, "lc", landmark_months=3, competing=True, feature_columns=["response_3mo"])
-    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fg = FineGray().fit(features.transform(sd.X), sd.y)
-    return RiskModel.from_training(
-        endpoint="lc",
-        family="fine_gray",
-        experiment="t",
-        landmark_months=3,
-        horizons=[6.0, 12.0],
-        features=features,
-        estimator=fg,
-        X=sd.X,
-    )
+    return lc_competing_model(bundled, FineGray(), "fine_gray")
+
+
+@pytest.fixture(scope="module")
+def cause_specific(bundled: Cohort) -> RiskModel:
+    return lc_competing_model(bundled, CauseSpecificCox(penalty=0.1), "cox")
 
 
 def _answer(client: TestClient, **change: Any) -> dict[str, Any]:
@@ -73,27 +64,6 @@ def test_the_api_gives_both_cifs_and_the_event_free_probability_of_a_fine_gray_m
     assert refused["cumulative_incidence"] is None
     page = client.get("/").text
     assert "renderCompeting" in page
-
-
-@pytest.fixture(scope="module")
-def cause_specific(bundled: Cohort) -> RiskModel:
-    from riskmodel.models import CauseSpecificCox
-
-    sd = survival_data(bundled, "lc", landmark_months=3, competing=True, feature_columns=["response_3mo"])
-    features = ClinicalFeatures("study", landmark_months=3).fit(sd.X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        csc = CauseSpecificCox(penalty=0.1).fit(features.transform(sd.X), sd.y)
-    return RiskModel.from_training(
-        endpoint="lc",
-        family="cox",
-        experiment="t",
-        landmark_months=3,
-        horizons=[6.0, 12.0],
-        features=features,
-        estimator=csc,
-        X=sd.X,
-    )
 
 
 @pytest.mark.parametrize("which", ["fine_gray", "cause_specific"])
