@@ -292,3 +292,24 @@ def test_optional_columns_absent_or_partly_missing(bundled: Cohort, tmp_path: Pa
     assert (
         "seed_activity_mci" not in pd.read_csv(tmp_path / "reduced" / "tables" / "os_univariate.csv")["factor"].values
     )
+
+
+def test_exploratory_is_judged_from_the_data_not_from_the_study(tmp_path: Path) -> None:
+    """The same report of 36 patients and of 4,000 (synthetic, on the study's columns): only the
+    first is labelled exploratory (before: every report said "with this few events")."""
+    from riskmodel.cohort.synthetic import generate
+
+    small = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "small"), "--endpoints", "os"])
+    assert small.exit_code == 0, small.output
+    html = (tmp_path / "small" / "report.html").read_text()
+    assert "Exploratory: OS (36 patients, 25 events) is below Riley et al." in html.replace("&#x27;", "'")
+    assert json.loads((tmp_path / "small" / "summary.json").read_text())["exploratory"] == {"os": True}
+
+    generate(4000, seed=3).to_csv(tmp_path / "large.csv", index=False)
+    args = ["report", "--out", str(tmp_path / "large"), "--data", str(tmp_path / "large.csv"), "--endpoints", "lc,os"]
+    large = CliRunner().invoke(app, args)
+    assert large.exit_code == 0, large.output
+    html = (tmp_path / "large" / "report.html").read_text().replace("&#x27;", "'")
+    assert "xploratory" not in html
+    assert "meets Riley et al.'s minimum sample size" in html
+    assert json.loads((tmp_path / "large" / "summary.json").read_text())["exploratory"] == {"lc": False, "os": False}

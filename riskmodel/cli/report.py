@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -91,5 +92,21 @@ def report_command(
 
     cohort = load(data or bundled_cohort_path(), mapping=mapping)
     chosen = csv_option(endpoints, "--endpoints") or ENDPOINTS
-    path = build_report(cohort, out, endpoints=chosen, cutoffs=cutoffs or None)
+    path = build_report(cohort, out, endpoints=chosen, cutoffs=cutoffs or None, sample_sizes=_sizes(cohort, chosen))
     typer.echo(f"report written to {path}, with tables/*.csv and summary.json beside it")
+
+
+def _sizes(cohort: Any, endpoints: Sequence[str]) -> dict[str, Any]:
+    """Riley et al.'s assessment of the default experiment's multivariable model of each endpoint
+    on this cohort, so the report calls it exploratory from its own data; {} (every endpoint
+    labelled exploratory, as not assessed) when the default experiment cannot be found."""
+    from riskmodel.config import default_experiment_path, load_experiment
+    from riskmodel.errors import UserInputError
+    from riskmodel.workflow.report import sample_sizes
+
+    try:
+        config = load_experiment(default_experiment_path())
+    except UserInputError:
+        return {}
+    config = config.model_copy(update={"endpoints": list(endpoints)})
+    return sample_sizes(config, cohort)[0]

@@ -339,8 +339,9 @@ def _model_parts(inputs: CompetingInputs, out: Path, summary: dict[str, Any]) ->
         converged = bool(table.attrs.get("converged", True))
         summary[f"{key}_converged"] = converged
         unreliable = (
-            "" if converged else " — did not converge: a covariate may separate these events; its HRs and CIs are "
-            "not reliable"
+            ""
+            if converged
+            else " — did not converge: a covariate may separate these events; its HRs and CIs are not reliable"
         )
         parts.append(table_html(table, captions[key] + unreliable + caution))
     return parts

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from riskmodel.reporting.survival_tables import (
     univariate_table,
 )
 from riskmodel.stats import aalen_johansen, kaplan_meier
+from riskmodel.stats.samplesize import SampleSize
 
 __all__ = ["build_report"]
 
@@ -91,6 +92,7 @@ def build_report(
     compare_published: bool | None = None,
     cutoffs: dict[str, float] | None = None,
     dose_resamples: int = 200,
+    sample_sizes: Mapping[str, SampleSize | None] | None = None,
 ) -> Path:
     """Write ``report.html`` (self-contained), ``tables/*.csv`` and ``summary.json`` into ``out_dir``.
 
@@ -98,7 +100,9 @@ def build_report(
 
     ``cutoffs`` replaces the study's cut-off of two-group numeric factors, e.g. ``{"d90_gy": 120}``
     (also the cut-off the dose-response section tests). ``dose_resamples``: bootstrap resamples of
-    the threshold analysis.
+    the threshold analysis. ``sample_sizes``: Riley et al.'s assessment of each endpoint's
+    multivariable model on this cohort (:func:`riskmodel.workflow.report.sample_sizes`); an endpoint
+    below it, or not assessed, is labelled exploratory, so the label follows the data, not the study.
     """
     unknown = [e for e in endpoints if e not in ENDPOINTS]
     chosen: list[Endpoint] = [e for e in ENDPOINTS if e in endpoints]
@@ -108,7 +112,7 @@ def build_report(
     guard = PhiGuard.for_cohort(cohort)
     # written beside out_dir, checked by the PHI guard, then moved in file by file (each whole)
     with staged_folder(out_dir, merge=True) as stage:
-        _write_report(cohort, stage, chosen, compare_published, cutoffs, dose_resamples)
+        _write_report(cohort, stage, chosen, compare_published, cutoffs, dose_resamples, sample_sizes or {})
         guard.check_tree(stage, "report")
     return Path(out_dir) / "report.html"
 
@@ -120,18 +124,21 @@ def _write_report(
     compare_published: bool | None,
     cutoffs: dict[str, float] | None,
     dose_resamples: int = 200,
+    sizes: Mapping[str, SampleSize | None] | None = None,
 ) -> None:
+    sizes = sizes or {}
     out = root / "tables"
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"source": cohort.source, "patients": len(cohort.data), "endpoints": {}}
     data = cohort.data
     if compare_published is None:
         compare_published = cohort.source.startswith("reconstructed_cohort")
+    exploratory = {ep: _exploratory(sizes.get(ep)) for ep in chosen}
+    summary["exploratory"] = exploratory
     parts = [
         f"<h1>Survival report: {html.escape(cohort.source)}</h1>",
-        f"<p class='note'>{len(data)} patients. <b>Exploratory</b>: with this few events every estimate is "
-        "uncertain; read the confidence intervals. Rows and models that involve the 3-month response start at "
-        "the 3-month landmark (guarantee-time bias), as marked.</p>",
+        f"<p class='note'>{len(data)} patients. {html.escape(size_note(chosen, sizes))} Rows and models that "
+        "involve the 3-month response start at the 3-month landmark (guarantee-time bias), as marked.</p>",
     ]
     chars = characteristics(data)
     write_safe_csv(chars, out / "characteristics.csv", index=False)
@@ -162,7 +169,7 @@ def _write_report(
         if ep in competing_endpoints(cohort):
             found: dict[str, Any] = {}
             summary["endpoints"][ep]["competing_risks"] = found
-            parts += competing_section(_competing_inputs(cohort, ep, cutoffs), out, found)
+            parts += competing_section(_competing_inputs(cohort, ep, cutoffs, exploratory[ep]), out, found)
     if compare_published:
         cmp = compare_to_published(data)
         write_safe_csv(cmp, out / "published_comparison.csv", index=False)
@@ -176,7 +183,39 @@ def _write_report(
 CAUSE_NAMES = {"lc": ("local failure", "death without local failure")}
 
 
-def _competing_inputs(cohort: Cohort, ep: Endpoint, cutoffs: dict[str, float] | None) -> CompetingInputs:
+def _exploratory(size: SampleSize | None) -> bool:
+    """Below Riley et al.'s minimum sample size, or not assessed."""
+    return size is None or not size.adequate
+
+
+def size_note(endpoints: Sequence[str], sizes: Mapping[str, SampleSize | None]) -> str:
+    """The report's sentence on how far its estimates can be trusted, per endpoint, from the data.
+
+    >>> size_note(["lc"], {}).split(";")[0]
+    'Exploratory: LC not assessed against a minimum sample size'
+    """
+    parts, low = [], False
+    for ep in endpoints:
+        size = sizes.get(ep)
+        if size is None:
+            parts.append(f"{ep.upper()} not assessed against a minimum sample size")
+            low = True
+            continue
+        verdict = "meets" if size.adequate else "is below"
+        parts.append(
+            f"{ep.upper()} ({size.n} patients, {size.events} events) {verdict} Riley et al.'s minimum sample size "
+            f"for its multivariable model ({size.minimum_n})"
+        )
+        low = low or not size.adequate
+    said = "; ".join(parts)
+    if low:
+        return f"Exploratory: {said}; read every estimate with its confidence interval."
+    return f"{said[0].upper()}{said[1:]}; still read every estimate with its confidence interval."
+
+
+def _competing_inputs(
+    cohort: Cohort, ep: Endpoint, cutoffs: dict[str, float] | None, exploratory: bool = True
+) -> CompetingInputs:
     """The competing-risks section of ``ep``: from the implant, the response from the 3-month
     landmark, as the univariate tables; the multivariable design of the Cox model."""
     data = cohort.data
@@ -197,7 +236,7 @@ def _competing_inputs(cohort: Cohort, ep: Endpoint, cutoffs: dict[str, float] | 
         design=design,
         horizons=LANDMARKS,
         rules=[str(r) for r in cohort.competing_rules if r.endpoint == ep],
-        caution=" (exploratory)",
+        caution=" (exploratory)" if exploratory else "",
     )
 
 

@@ -37,6 +37,7 @@ from riskmodel.models import SurvivalEstimator
 from riskmodel.models.base import check_horizons
 from riskmodel.models.cif import is_competing_model
 from riskmodel.scoring.competing import CompetingLabels, competing_curves, competing_frame, event_labels
+from riskmodel.scoring.development import development_note, development_record
 from riskmodel.scoring.files import read_model_dir, write_model_dir
 from riskmodel.scoring.flags import EXTRAPOLATED, OUTSIDE, missing_flags, outside_flags
 from riskmodel.scoring.frame import identities, problem_text, risk_groups
@@ -139,14 +140,7 @@ class RiskModel:
             min_at_risk=min_at_risk,
             declaration=declaration,
             input_summaries=input_summaries(X, used, lambda n: _kind(declaration, n), lambda n: is_age(n, declaration)),
-            development=None
-            if size is None
-            else {
-                "n_patients": int(size.n),
-                "n_events": int(size.events),
-                "minimum_n": int(size.minimum_n),
-                "exploratory": not size.adequate,
-            },
+            development=None if size is None else development_record(size),
         )
 
     @property
@@ -155,24 +149,8 @@ class RiskModel:
         return self.development is None or bool(self.development["exploratory"])
 
     def development_note(self) -> str:
-        """One sentence for a page or an answer on how far the model's predictions can be trusted,
-        judged from its development cohort, never from the study it started from."""
-        d = self.development
-        if d is None:
-            return (
-                "Exploratory: this model file does not record the size of its development cohort; treat its "
-                "predictions as uncertain until it is validated on patients like yours."
-            )
-        size = f"{d['n_patients']:,} patients ({d['n_events']:,} events)"
-        if d["exploratory"]:
-            return (
-                f"Exploratory: developed on {size}, below Riley et al.'s minimum sample size for this model "
-                f"({d['minimum_n']:,}); its predictions are uncertain."
-            )
-        return (
-            f"Developed on {size}, which meets Riley et al.'s minimum sample size for this model "
-            f"({d['minimum_n']:,}); check its validation on patients like yours before using it."
-        )
+        """How far the predictions can be trusted, from the development cohort (:func:`development_note`)."""
+        return development_note(self.development)
 
     @property
     def id_column(self) -> str:

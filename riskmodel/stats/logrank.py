@@ -16,12 +16,21 @@ def logrank_chi2(time: np.ndarray, event: np.ndarray, codes: np.ndarray, k: int)
     >>> round(logrank_chi2(t, np.array([True, True, True, True]), np.array([0, 0, 1, 1]), 2), 4)
     2.8824
     """
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool)
+    codes = np.asarray(codes)
     event_times = np.unique(time[event])
     if event_times.size == 0 or k < 2:
         return 0.0
-    onehot = np.eye(k)[codes]
-    at_risk = (time[None, :] >= event_times[:, None]).astype(float) @ onehot  # J x k
-    deaths = ((time[None, :] == event_times[:, None]) & event[None, :]).astype(float) @ onehot
+    # per group, those still at risk at each event time (time ≥ t) and the events at it: counts read
+    # off sorted times, O(n log n) (a patients × event-times matrix took minutes at 4,000 patients)
+    at_risk = np.empty((event_times.size, k))
+    deaths = np.empty((event_times.size, k))
+    for g in range(k):
+        mine = codes == g
+        own = np.sort(time[mine])
+        at_risk[:, g] = own.size - np.searchsorted(own, event_times, side="left")
+        deaths[:, g] = np.bincount(np.searchsorted(event_times, time[mine & event]), minlength=event_times.size)
     n, d = at_risk.sum(1), deaths.sum(1)
     expected = (at_risk * (d / n)[:, None]).sum(0)
     with np.errstate(divide="ignore", invalid="ignore"):

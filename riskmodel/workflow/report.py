@@ -6,7 +6,7 @@ constant and all-missing covariates are left out with a note (:func:`drop_uninfo
 ``train``); each endpoint's cohort is held against Riley et al.'s minimum sample size for the
 multivariable model (:func:`sample_size`, as in ``train``), so the report says "exploratory" where
 the data, not the study, call for it. An experiment on the bundled study's contract gets the
-study's report (:func:`riskmodel.reporting.build_report`).
+study's report (:func:`riskmodel.reporting.build_report`), held against the same minimum.
 """
 
 from __future__ import annotations
@@ -37,7 +37,14 @@ def experiment_report(
     config = override(config, data=data, endpoints=endpoints, models=None)
     cohort = load_cohort(config)
     if config.cohort is None:
-        return build_report(cohort, out_dir, endpoints=config.endpoints, cutoffs=dict(cutoffs) if cutoffs else None)
+        sizes, _ = sample_sizes(config, cohort)  # an endpoint not assessed is labelled exploratory
+        return build_report(
+            cohort,
+            out_dir,
+            endpoints=config.endpoints,
+            cutoffs=dict(cutoffs) if cutoffs else None,
+            sample_sizes=sizes,
+        )
     config, notes = drop_uninformative(config, cohort)
     sizes, problems = sample_sizes(config, cohort)
     return build_declared_report(
