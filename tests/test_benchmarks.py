@@ -189,3 +189,13 @@ def test_forest_store_benchmark_smoke_run_measures_both_sides() -> None:
     assert store["model_mib"] < sksurv["model_mib"] / 2  # the leaves' steps, not every node's curves
     assert store["load_cpu_s"] is not None
     assert sksurv["load_cpu_s"] is not None
+
+
+def test_logrank_benchmark_smoke_run_agrees_with_its_baselines() -> None:
+    out = _benchmark("logrank_speed").main(["--quick", "--repeats", "1"])
+    (logrank,) = out["logrank"]
+    assert logrank["chi2_abs_diff"] < 1e-8  # lifelines' logrank_test
+    (cuts,) = out["cuts"]
+    assert cuts["chi2_max_rel_diff"] < 1e-12
+    assert cuts["same_best_cut"]
+    assert out["report"]["exit"] == 0, out["report"]["stderr"]
