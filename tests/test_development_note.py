@@ -14,6 +14,7 @@ import pytest
 
 from riskmodel.models import CoxPH
 from riskmodel.scoring import RiskModel
+from riskmodel.scoring.development import development_record
 from riskmodel.serving.app import note_for
 from riskmodel.serving.calculator import calculator_spec, write_calculator
 from riskmodel.workflow.prepare import design_sample_size
@@ -39,18 +40,8 @@ def _model(n: int, seed: int = 0) -> RiskModel:
     y["event"], y["time"] = t <= c, np.minimum(t, c)
     model = declared_model(DECLARATION, X, y, CoxPH(penalty=0), endpoint="os", family="cox")
     design = model.features.transform(X)
-    model.development = RiskModel.from_training(
-        endpoint="os",
-        family="cox",
-        experiment="declared",
-        landmark_months=0,
-        horizons=[6.0, 12.0],
-        features=model.features,
-        estimator=model.estimator,
-        X=X,
-        declaration=model.declaration,
-        size=design_sample_size(design, y, y, 24.0),
-    ).development
+    # the record RiskModel.from_training(size=...) keeps (a trained model's is checked in test_train.py)
+    model.development = development_record(design_sample_size(design, y, y, 24.0))
     return model
 
 
